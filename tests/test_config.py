@@ -1,0 +1,105 @@
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pricetune.cli import main
+from pricetune.config import PRESETS, RunConfig, resolve_config
+from pricetune.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = dict(max_length=128, grad_accum=1, learning_rate=1e-4, warmup_ratio=0.01, lr_scheduler="cosine",
+              weight_decay=0.001, optim="paged_adamw_32bit", max_grad_norm=0.3, group_by_length=True,
+              save_total_limit=10, hub_strategy="every_save", hub_private=True, push_to_hub=True,
+              base_model="meta-llama/Llama-3.2-3B", quantization="4bit", bnb_4bit_quant_type="nf4",
+              double_quant=True)
+
+
+def test_lite_preset_is_the_reference():
+    cfg = resolve_config("lite", now=datetime(2026, 1, 2, 3, 4, 5))
+    expected = dict(epochs=1, batch_size=32, lora_r=32, lora_alpha=64, lora_dropout=0.1, val_size=500,
+                    logging_steps=5, save_steps=100, eval_steps=100, **SHARED)
+    assert {k: getattr(cfg, k) for k in expected} == expected
+    assert cfg.lora_targets == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert cfg.run_name == "price-2026-01-02_03.04.05-lite"
+
+
+def test_full_preset_is_the_reference():
+    cfg = resolve_config("full", now=datetime(2026, 1, 2, 3, 4, 5))
+    expected = dict(epochs=3, batch_size=256, lora_r=256, lora_alpha=512, lora_dropout=0.1, val_size=1000,
+                    logging_steps=10, save_steps=200, eval_steps=200, **SHARED)
+    assert {k: getattr(cfg, k) for k in expected} == expected
+    assert cfg.lora_targets == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert cfg.run_name == "price-2026-01-02_03.04.05"
+
+
+def test_demo_is_the_default_and_offline():
+    cfg = resolve_config()
+    assert cfg.preset == "demo" and cfg.base_model == "smollm2-135m" and cfg.dataset == "demo"
+    assert cfg.push_to_hub is False
+
+
+def test_precedence_defaults_preset_yaml_cli(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("lora_r: 8\nbatch_size: 4\n")
+    cfg = resolve_config("lite", y, {"batch_size": 2})
+    assert cfg.lora_r == 8  # yaml over preset
+    assert cfg.batch_size == 2  # command line over yaml
+    assert cfg.lora_alpha == 64  # preset over default
+    assert cfg.weight_decay == 0.001  # default
+
+
+def test_unknown_keys_and_bad_values_in_one_message(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("lora_rank: 8\nlora_r: 0\nlora_dropout: 2\nquantization: 3bit\n")
+    with pytest.raises(ConfigError) as e:
+        resolve_config(None, y)
+    msg = str(e.value)
+    assert "lora_rank" in msg and "unknown key" in msg and "quantization" in msg
+
+
+def test_cross_field_problems_listed_together():
+    with pytest.raises(ConfigError) as e:
+        resolve_config("demo", overrides={"lora_r": 0, "batch_size": -1, "warmup_ratio": 1.5})
+    msg = str(e.value)
+    assert "lora_r must be > 0" in msg and "batch_size must be > 0" in msg and "warmup_ratio" in msg
+
+
+def test_missing_and_malformed_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config(None, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve_config(None, bad)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = resolve_config(None, path)
+    assert isinstance(cfg, RunConfig)
+    assert yaml.safe_load(cfg.to_yaml())["lora_r"] == cfg.lora_r
+
+
+def test_shipped_preset_files_match_presets():
+    for name in PRESETS:
+        cfg = resolve_config(None, REPO / "configs" / f"{name}.yaml", now=datetime(2026, 1, 1))
+        assert cfg.model_dump() == resolve_config(name, now=datetime(2026, 1, 1)).model_dump()
+
+
+def test_dry_run_shows_every_reference_value(capsys):
+    assert main(["train", "--preset", "lite", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for needle in ["lora_r: 32", "lora_alpha: 64", "val_size: 500", "logging_steps: 5", "save_steps: 100",
+                   "save_total_limit: 10", "max_grad_norm: 0.3", "group_by_length: true", "optim: paged_adamw_32bit",
+                   "hub_strategy: every_save", "hub_private: true", "warmup_ratio: 0.01", "max_length: 128",
+                   "lr_scheduler: cosine", "weight_decay: 0.001", "learning_rate: 0.0001", "push:      yes",
+                   "-lite"]:
+        assert needle in out, needle
+
+
+def test_cli_reports_config_errors_without_traceback(capsys):
+    assert main(["train", "--lora-r", "0", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "lora_r must be > 0" in err and "Traceback" not in err
