@@ -58,7 +58,15 @@ def _overrides(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
 def cmd_train(ns, names) -> int:
     from .config import resolve_config
 
-    cfg = resolve_config(ns.preset, ns.config, _overrides(ns, names))
+    if ns.resume:
+        from .config import load_run_config
+
+        if not ns.output_dir:
+            raise PricetuneError("--resume needs --output-dir RUN_DIR (the run to continue)")
+        cfg = load_run_config(ns.output_dir)
+        cfg.output_dir = ns.output_dir
+    else:
+        cfg = resolve_config(ns.preset, ns.config, _overrides(ns, names))
     if ns.dry_run:
         from .training import plan
 
@@ -69,7 +77,7 @@ def cmd_train(ns, names) -> int:
         return 0
     from .training import train
 
-    summary = train(cfg)
+    summary = train(cfg, resume=ns.resume)
     print("summary: " + json.dumps(summary, indent=2))
     if not summary.get("pushed_to") and not cfg.push_to_hub:
         print(f"to push the adapter later: pricetune push {summary['run_dir']}")
@@ -119,6 +127,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     t.add_argument("--config", metavar="YAML", help="YAML file of config values (see configs/).")
     t.add_argument("--dry-run", action="store_true",
                    help="Print the resolved config and the plan, load nothing, write nothing.")
+    t.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                   help="Continue the run in --output-dir from its newest complete checkpoint, or from "
+                   "CHECKPOINT; its saved config.yaml is used. A finished run is left as it is.")
     names = _field_options(t)
     t.set_defaults(func=cmd_train)
 

@@ -10,6 +10,7 @@ talk to another Hub (tests use a local fake one).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -48,7 +49,8 @@ def describe_failure(err: Exception, token: str | None) -> str:
     status = _status(err)
     reason = {
         401: "the token was refused (401): set HF_TOKEN to a valid token with write access",
-        403: "permission denied (403): the token needs write access to this user or organisation",
+        403: "permission denied (403): the token needs write access to this user or organisation, "
+             "or the repo name belongs to someone else (choose another with --repo-id)",
         409: "the repo name is taken or conflicts (409): choose another with --repo-id",
     }.get(status)
     if reason is None:
@@ -66,7 +68,8 @@ def resolve_repo_id(run_name: str, repo_id: str | None, hub_user: str | None, to
         raise PricetuneError("no Hugging Face token: set HF_TOKEN (or run `hf auth login`), or pass --repo-id")
     from huggingface_hub import HfApi
 
-    return f"{HfApi().whoami(token=token)['name']}/{run_name}"
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+    return f"{api.whoami(token=token)['name']}/{run_name}"
 
 
 def push_folder(
@@ -81,7 +84,8 @@ def push_folder(
     """Create the repo (private by default) and upload the run's adapter files; retry transient errors."""
     from huggingface_hub import HfApi
 
-    api = HfApi(token=token)
+    # HF_ENDPOINT is read per call (huggingface_hub reads it once, at import)
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
     for attempt in range(retries + 1):
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

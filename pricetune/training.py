@@ -17,6 +17,11 @@ and skips the per-step full-vocabulary entropy/accuracy metrics. Same loss, same
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from . import hub
 from .config import RunConfig
@@ -65,13 +71,63 @@ def completion_loss(model, inputs: dict, num_items_in_batch=None) -> tuple[torch
     return loss_sum / torch.as_tensor(denom, device=loss_sum.device).clamp(min=1), n
 
 
-def _fast_trainer_class():
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """Draws each epoch's order from seed + epoch; the epoch is read from the trainer's state when
+    the epoch's iteration starts (a resumed run's state says which epoch it is in)."""
+
+    seed: int = 0
+    state = None
+
+    def __iter__(self):
+        epoch = int(math.floor((self.state.epoch or 0) + 1e-6)) if self.state is not None else 0
+        self.generator.manual_seed(self.seed + epoch)
+        return super().__iter__()
+
+
+def trainer_class(fast: bool):
+    """TRL's SFTTrainer with atomic checkpoints and, when `fast`, the completion-only LM head."""
+    from transformers.trainer_utils import rotate_checkpoints
     from trl import SFTTrainer
 
-    class FastSFTTrainer(SFTTrainer):
-        """SFTTrainer whose loss needs logits only where labels are (see completion_loss)."""
+    class PricetuneTrainer(SFTTrainer):
+        _staging: str | None = None
+
+        def _get_output_dir(self, trial):
+            return self._staging or super()._get_output_dir(trial)
+
+        def _save_checkpoint(self, model, trial):
+            """Write checkpoint-N under .staging/, then rename it into place: a checkpoint that
+            exists is complete, so resume never picks a half-written one."""
+            run_dir = self.args.output_dir
+            name = f"checkpoint-{self.state.global_step}"
+            self._staging = os.path.join(run_dir, ".staging")
+            shutil.rmtree(self._staging, ignore_errors=True)
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                staged, self._staging = os.path.join(run_dir, ".staging", name), None
+            final = os.path.join(run_dir, name)
+            if os.path.exists(final):  # the same step saved again after a resume
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
+            # rotation sees only complete checkpoints and always keeps the newest
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit, use_mtime=False)
+
+        def _get_train_sampler(self, train_dataset=None):
+            """Length-grouped batches in an order fixed by (seed, epoch) alone, so a resumed run
+            sees the batches the interrupted one would have (stock samplers draw from the global RNG,
+            which a resume restores only after the epoch's order was drawn)."""
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                sampler.__class__ = EpochSeededLengthSampler
+                sampler.seed, sampler.state = self.args.data_seed or self.args.seed, self.state
+                sampler.generator = torch.Generator()
+            return sampler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not fast:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss, _ = completion_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes
@@ -81,7 +137,53 @@ def _fast_trainer_class():
                 raise NotImplementedError("the fast loss returns no logits; set fast: false for compute_metrics")
             return loss
 
-    return FastSFTTrainer
+    return PricetuneTrainer
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C / SIGTERM: save a checkpoint at the next step boundary and stop. Second: exit now."""
+
+    def __init__(self):
+        self.requested = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+
+    def _handle(self, signum, frame):
+        if self.requested is not None:
+            sys.stderr.write("\nsecond interrupt: exiting now without saving\n")
+            os._exit(128 + signum)
+        self.requested = signal.Signals(signum).name
+        sys.stderr.write(f"\n{self.requested}: saving a checkpoint at the end of this step, then stopping "
+                         "(interrupt again to exit at once)\n")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def find_checkpoint(run_dir: Path, which: str | None) -> str | None:
+    """The checkpoint to resume from: a given path, or the newest complete one of the run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if which and which != "latest":
+        p = Path(which)
+        if not (p / "trainer_state.json").is_file():
+            raise PricetuneError(f"{p} is not a complete checkpoint (no trainer_state.json)")
+        return str(p)
+    if not run_dir.is_dir():
+        raise PricetuneError(f"nothing to resume: {run_dir} does not exist")
+    last = get_last_checkpoint(str(run_dir))
+    if last is None:
+        raise PricetuneError(f"nothing to resume: {run_dir} has no checkpoint yet; start it again without --resume")
+    return last
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,7 +333,7 @@ def prepare_run_dir(cfg: RunConfig) -> Path:
     return run_dir
 
 
-def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print):
+def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming: bool = False, trainer_cls=None):
     """Steps 1-5: everything up to a ready trainer. Returns (trainer, context dict)."""
     # 0. Hub login: nothing to do here; huggingface_hub reads HF_TOKEN (or its own login) on demand,
     #    and we never store the token.
@@ -252,17 +354,18 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print):
     train_ds = tokenize_rows(tokenizer, splits["train"], cfg.max_length)
     val_rows = splits.get("val", [])[: cfg.val_size]
     val_ds = tokenize_rows(tokenizer, val_rows, cfg.max_length) if val_rows else None
-    run_dir = prepare_run_dir(cfg)
+    run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg)
     log(f"run directory: {run_dir}")
     model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant)
     check_targets(model, cfg.lora_targets)
 
-    # 4. LoRA, 5. SFTConfig
+    # 4. LoRA, 5. SFTConfig. Seed first: TRL initialises the LoRA weights before Trainer seeds
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
     args = build_sft_config(cfg, run_dir, precision, device, has_eval=val_ds is not None)
-    from trl import SFTTrainer
-
-    trainer_cls = _fast_trainer_class() if cfg.fast else SFTTrainer
+    trainer_cls = trainer_cls or trainer_class(cfg.fast)
     trainer = trainer_cls(
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
         peft_config=lora, callbacks=[MetricsLogger(run_dir / "metrics.jsonl")],
@@ -272,18 +375,49 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print):
     return trainer, context
 
 
-def train(cfg: RunConfig, log: Callable[[str], None] = print) -> dict:
-    """Fine-tune per `cfg`; returns the summary (also written to <run_dir>/summary.json)."""
-    trainer, ctx = prepare_trainer(cfg, log)
+class Interrupted(PricetuneError):
+    """Training stopped on a signal after saving a checkpoint."""
+
+
+def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None = None) -> dict:
+    """Fine-tune per `cfg`; returns the summary (also written to <run_dir>/summary.json).
+
+    `resume`: "latest" (the newest complete checkpoint of cfg.run_dir) or a checkpoint path.
+    """
+    checkpoint = None
+    if resume:
+        if (cfg.run_dir / "summary.json").is_file():
+            log(f"{cfg.run_dir} already finished; nothing to resume")
+            return json.loads((cfg.run_dir / "summary.json").read_text())
+        checkpoint = find_checkpoint(cfg.run_dir, resume)
+        log(f"resuming from {checkpoint}")
+    trainer, ctx = prepare_trainer(cfg, log, resuming=checkpoint is not None)
     run_dir, has_val = ctx["run_dir"], ctx["val_rows"] > 0
+    stop = GracefulStop()
+    trainer.add_callback(stop)
 
     # 6. train, with the validation loss before and after
-    initial = trainer.evaluate()["eval_loss"] if has_val else None
-    if initial is not None:
+    initial = None
+    if has_val:
+        prior = run_dir / "initial_eval_loss.json"
+        if checkpoint and prior.is_file():
+            initial = json.loads(prior.read_text())["eval_loss"]
+        else:
+            initial = trainer.evaluate()["eval_loss"]
+            prior.write_text(json.dumps({"eval_loss": initial}) + "\n")
         log(f"validation loss before training: {initial:.4f}")
     start = time.perf_counter()
-    trainer.train()
+    stop.install()
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        stop.uninstall()
     seconds = time.perf_counter() - start
+    if stop.requested:
+        raise Interrupted(
+            f"stopped on {stop.requested} at step {trainer.state.global_step}; checkpoint saved in {run_dir}.\n"
+            f"  resume with: pricetune train --output-dir {run_dir} --resume"
+        )
     final = trainer.evaluate()["eval_loss"] if has_val else None
     trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors
     ctx["tokenizer"].save_pretrained(str(run_dir))

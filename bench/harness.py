@@ -1,0 +1,259 @@
+"""Side-by-side benchmarks: the reference recipe against pricetune, same model, data, batch and seed.
+
+    pricetune bench train --steps 8 --batch-size 16 --json bench/results/train.json
+    pricetune bench eval --limit 64 --run runs/<a run> --json bench/results/eval.json
+
+Data: ../shared/data/amazon-items when it is beside the checkout, else the embedded demo data.
+
+train: each side runs in its own child process (so `peak_rss_mb` is that side's own peak), one after
+the other, from this one command. Both get the same tokenized batches (pricetune's tokenization,
+so the losses are comparable step by step), model, LoRA (lite: r 32, alpha 64, dropout 0.1,
+attention), optimizer settings, precision and seed.
+  - reference: TRL SFTTrainer + PEFT exactly as the reference lite preset (gradient checkpointing,
+    stock loss with full-vocabulary logits and per-step entropy/accuracy); only batch size, steps
+    and precision are shared with pricetune, and paged_adamw_32bit becomes adamw_torch off CUDA.
+  - pricetune: `pricetune.training.prepare_trainer` on the same values with pricetune's fast path.
+Tokens/s count real (non-padding) tokens, after the first (warm-up) step.
+
+MFU: model FLOPs per real token = 4 x (parameters of the transformer blocks' linear layers) — 2 for
+the forward pass and 2 for the backward pass's input gradients (the frozen base needs no weight
+gradients) — plus 6 x LoRA parameters. The LM head, attention scores and recomputation are not
+counted. Peak: a square matmul in the training precision, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+AMAZON = REPO.parent / "shared" / "data" / "amazon-items"
+LITE_LORA = dict(lora_r=32, lora_alpha=64, lora_dropout=0.1, target_modules="attention")
+
+
+def bench_dataset() -> str:
+    return str(AMAZON) if AMAZON.is_dir() else "demo"
+
+
+def gemm_peak_gflops(precision: str, n: int = 2048, repeats: int = 5) -> float:
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else torch.float32
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_token(model) -> float:
+    import torch
+
+    body = 0
+    for name, module in model.named_modules():
+        if "lora_" in name or name.endswith("base_layer") or ".layers." not in name:
+            continue
+        layer = getattr(module, "base_layer", module)  # a LoRA-wrapped linear counts its base
+        if isinstance(layer, torch.nn.Linear):
+            body += layer.in_features * layer.out_features
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    return 4 * body + 6 * lora
+
+
+# ------------------------------------------------------------------------------------------------
+# train
+
+
+class StepTimer:
+    """A TrainerCallback recording each step's wall time, loss and real-token count."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class _CB(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                timer.t0 = time.perf_counter()
+                timer.tok0 = timer.trainer._total_train_tokens
+
+            def on_step_end(self, args, state, control, **kw):
+                timer.times.append(time.perf_counter() - timer.t0)
+                timer.tokens.append(int(timer.trainer._total_train_tokens - timer.tok0))
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "loss" in logs:
+                    timer.losses.append(float(logs["loss"]))
+
+        self.callback = _CB()
+        self.times, self.tokens, self.losses = [], [], []
+        self.trainer = None
+
+
+def _side(kind: str, opts: dict, out: mp.Queue) -> None:
+    import torch
+
+    from pricetune.config import resolve_config
+    from pricetune.training import prepare_trainer
+
+    torch.manual_seed(opts["seed"])
+    overrides = dict(
+        base_model=opts["model"], dataset=opts["dataset"], output_dir=os.path.join(opts["tmp"], kind),
+        max_steps=opts["steps"], batch_size=opts["batch_size"], max_length=opts["max_length"], val_size=0,
+        precision=opts["precision"], quantization=opts["quantization"], learning_rate=1e-4, seed=opts["seed"],
+        push_to_hub=False, logging_steps=1, save_steps=10_000, eval_steps=10_000, train_size=opts["steps"] * opts["batch_size"] * 4,
+        **LITE_LORA,
+    )
+    if kind == "reference":
+        overrides.update(fast=False, gradient_checkpointing=True)
+    else:
+        overrides.update(fast=True, gradient_checkpointing=False)
+    cfg = resolve_config("lite", overrides=overrides)
+    from trl import SFTTrainer
+
+    # the reference side runs TRL's stock trainer class, untouched
+    stock = SFTTrainer if kind == "reference" else None
+    trainer, ctx = prepare_trainer(cfg, log=lambda _: None, trainer_cls=stock)
+    timer = StepTimer()
+    timer.trainer = trainer
+    trainer.add_callback(timer.callback)
+    trainer.args.disable_tqdm = True
+    trainer.train()
+    times, tokens = timer.times[1:], timer.tokens[1:]
+    out.put({
+        "tokens_per_second": sum(tokens) / sum(times),
+        "step_seconds": [round(t, 3) for t in timer.times],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "losses": timer.losses,
+        "flops_per_token": flops_per_token(trainer.model),
+        "trainer": type(trainer).__name__,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+    })
+
+
+def _run_side(kind: str, opts: dict) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_side, args=(kind, opts, q))
+    p.start()
+    result = q.get()
+    p.join()
+    return result
+
+
+def bench_train(opts: dict) -> dict:
+    import tempfile
+
+    from pricetune.modeling import pick_precision
+
+    opts = dict(opts)
+    opts["precision"] = pick_precision(opts.get("precision", "auto"))
+    with tempfile.TemporaryDirectory() as tmp:
+        opts["tmp"] = tmp
+        ref = _run_side("reference", opts)
+        fast = _run_side("pricetune", opts)
+    peak = gemm_peak_gflops(opts["precision"])
+    diffs = [abs(a - b) / abs(a) for a, b in zip(ref["losses"], fast["losses"]) if a]
+    achieved = fast["tokens_per_second"] * fast["flops_per_token"] / 1e9
+    return {
+        "what": "train", "model": opts["model"], "dataset": opts["dataset"], "steps": opts["steps"],
+        "batch_size": opts["batch_size"], "max_length": opts["max_length"], "precision": opts["precision"],
+        "quantization": opts["quantization"], "lora": LITE_LORA, "seed": opts["seed"],
+        "reference": ref, "pricetune": fast,
+        "speedup": fast["tokens_per_second"] / ref["tokens_per_second"],
+        "memory_ratio": fast["peak_rss_mb"] / ref["peak_rss_mb"],
+        "max_rel_loss_diff": max(diffs) if diffs else None,
+        "gemm_peak_gflops": peak,
+        "achieved_gflops": achieved,
+        "mfu": achieved / peak,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# eval
+
+
+def bench_eval(opts: dict) -> dict:
+    import torch
+
+    from pricetune.data import encode_prompt, load_rows
+    from pricetune.inference import generate_prices, load_model
+    from pricetune.metrics import parse_price
+
+    lm = load_model(run=opts.get("run"), base_model=None if opts.get("run") else opts["model"],
+                    quantization=opts["quantization"])
+    splits, _ = load_rows(opts["dataset"])
+    prompts = [r["prompt"] for r in splits["test"][: opts["limit"]]]
+    tok, model = lm.tokenizer, lm.model
+
+    # reference: the course's loop, one item at a time, max_new_tokens 8, same (truncated) prompts
+    start = time.perf_counter()
+    ref_prices = []
+    with torch.inference_mode():
+        for p in prompts:
+            ids = torch.tensor([encode_prompt(tok, p, lm.max_length)])
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
+                                 do_sample=False, pad_token_id=tok.pad_token_id)
+            ref_prices.append(parse_price(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)))
+    ref_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    fast = generate_prices(model, tok, prompts, lm.max_length, batch_size=opts["eval_batch_size"])
+    fast_seconds = time.perf_counter() - start
+    same = sum(a == b for a, (_, b) in zip(ref_prices, fast))
+    return {
+        "what": "eval", "model": lm.label, "dataset": opts["dataset"], "items": len(prompts),
+        "batch_size": opts["eval_batch_size"],
+        "reference": {"items_per_second": len(prompts) / ref_seconds, "seconds": ref_seconds},
+        "pricetune": {"items_per_second": len(prompts) / fast_seconds, "seconds": fast_seconds},
+        "speedup": ref_seconds / fast_seconds,
+        "agreement": same / len(prompts),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_bench_arguments(p) -> None:
+    p.description = __doc__.split("\n\n")[0]
+    p.add_argument("what", choices=["train", "eval"], help="train: training throughput; eval: generation speed.")
+    p.add_argument("--steps", type=int, default=8, help="Optimizer steps per side (train; default 8).")
+    p.add_argument("--batch-size", type=int, default=16, help="Training batch size, both sides (default 16).")
+    p.add_argument("--max-length", type=int, default=128, help="Sequence length, both sides (default 128).")
+    p.add_argument("--model", default="smollm2-135m", help="Base model, both sides (default smollm2-135m).")
+    p.add_argument("--quantization", default="4bit", choices=["4bit", "8bit", "none"], help="Both sides (default 4bit).")
+    p.add_argument("--precision", default="auto", help="Both sides (default auto).")
+    p.add_argument("--dataset", default=None, help="Default: ../shared/data/amazon-items if present, else demo.")
+    p.add_argument("--run", help="eval: a run directory whose adapter to use (default: the bare base model).")
+    p.add_argument("--limit", type=int, default=64, help="eval: number of test items (default 64).")
+    p.add_argument("--eval-batch-size", type=int, default=32, help="eval: pricetune's batch size (default 32).")
+    p.add_argument("--seed", type=int, default=42, help="Seed, both sides.")
+    p.add_argument("--json", metavar="FILE", help="Also write the result JSON here.")
+
+
+def bench_cli(ns) -> int:
+    opts = dict(vars(ns))
+    opts.pop("func", None)
+    opts["dataset"] = ns.dataset or bench_dataset()
+    result = bench_train(opts) if ns.what == "train" else bench_eval(opts)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if ns.json:
+        Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(ns.json).write_text(text + "\n")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,229 @@
+"""Faults: killed and resumed training, signals, half-written checkpoints, Hub failures, the token."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from pricetune.config import resolve_config
+
+from .conftest import tiny_overrides
+
+MARKER = "hf_MARKERtokenDoNotLeak1234567890abcdef"
+STEPS = 9  # 48 rows, batch 8: 1.5 epochs, so a kill can land in either epoch
+
+
+def _cli(args, env_extra=None, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "pricetune.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _train_args(tiny_model_dir, data_dir, out):
+    args = ["train"]
+    o = tiny_overrides(tiny_model_dir, data_dir, out, quantization="none", max_steps=STEPS, save_steps=1,
+                       eval_steps=100, val_size=4, lora_dropout=0.1)
+    for k, v in o.items():
+        flag = "--" + k.replace("_", "-")
+        args += [flag] if v is True else [f"--no-{flag[2:]}"] if v is False else [flag, str(v)]
+    return args
+
+
+def _adapter(run):
+    return load_file(str(Path(run) / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, small_dataset_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "run"
+    p = _cli(_train_args(tiny_model_dir, small_dataset_dir, out))
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, log
+    return out
+
+
+def _wait_for_checkpoint(out: Path, step: int, proc, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (out / f"checkpoint-{step}" / "trainer_state.json").is_file():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read())
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigkill_then_resume_equals_uninterrupted(uninterrupted, tiny_model_dir, small_dataset_dir, tmp_path):
+    out = tmp_path / "run"
+    kill_after = random.Random().randint(1, STEPS - 2)
+    p = _cli(_train_args(tiny_model_dir, small_dataset_dir, out))
+    _wait_for_checkpoint(out, kill_after, p)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (out / "summary.json").exists()
+    r = _cli(["train", "--output-dir", str(out), "--resume"])
+    log, _ = r.communicate(timeout=600)
+    assert r.returncode == 0, log
+    assert "resuming from" in log
+    a, b = _adapter(uninterrupted), _adapter(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] == b[k]).all(), f"{k} differs after kill at step >= {kill_after} and resume"
+    # resuming a finished run does nothing
+    again = _cli(["train", "--output-dir", str(out), "--resume"])
+    log, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and "already finished" in log
+
+
+def test_sigterm_saves_and_says_how_to_resume(tiny_model_dir, small_dataset_dir, tmp_path):
+    out = tmp_path / "run"
+    p = _cli(_train_args(tiny_model_dir, small_dataset_dir, out))
+    _wait_for_checkpoint(out, 1, p)
+    p.send_signal(signal.SIGTERM)
+    log, _ = p.communicate(timeout=300)
+    assert p.returncode == 2, log
+    assert "Traceback" not in log
+    assert f"pricetune train --output-dir {out} --resume" in log
+    assert not (out / "summary.json").exists()
+    steps = sorted(int(d.name.split("-")[1]) for d in out.glob("checkpoint-*"))
+    assert steps and steps[-1] < STEPS
+
+
+def test_resume_ignores_a_half_written_checkpoint(tmp_path):
+    from pricetune.training import find_checkpoint
+
+    run = tmp_path / "run"
+    (run / "checkpoint-2").mkdir(parents=True)
+    (run / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    # a save killed midway leaves its files in .staging/, never under a checkpoint-N name
+    (run / ".staging" / "checkpoint-3").mkdir(parents=True)
+    (run / ".staging" / "checkpoint-3" / "adapter_model.safetensors").write_bytes(b"partial")
+    assert find_checkpoint(run, "latest") == str(run / "checkpoint-2")
+
+
+def test_save_total_limit_keeps_the_newest(tiny_model_dir, small_dataset_dir, tmp_path):
+    from pricetune.training import prepare_trainer
+
+    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, tmp_path / "r",
+                                                          quantization="none", max_steps=4, save_total_limit=2,
+                                                          eval_steps=100))
+    trainer, ctx = prepare_trainer(cfg, log=lambda _: None)
+    trainer.train()
+    assert sorted(d.name for d in ctx["run_dir"].glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    assert not (ctx["run_dir"] / ".staging").exists()
+
+
+# --- Hub failures and the token ---------------------------------------------------------------------
+
+
+class FakeHub(BaseHTTPRequestHandler):
+    """Answers every call with `status`; repo creation with `create_status` when set."""
+
+    status = 401
+    create_status = None
+    seen_auth: list = []
+
+    def _reply(self):
+        FakeHub.seen_auth.append(self.headers.get("authorization", ""))
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        status = self.create_status if self.create_status and "repos/create" in self.path else self.status
+        # the real Hub names the existing repo in its 409 answer
+        body = json.dumps({"error": f"fake hub says {status}", "url": "http://127.0.0.1/someone/x"}).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_HEAD = _reply
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_hub():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def _fake_run(tmp_path) -> Path:
+    run = tmp_path / "price-2026-01-01_00.00.00-demo"
+    run.mkdir()
+    cfg = resolve_config("demo", overrides={"run_name": run.name, "output_dir": str(run)})
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    (run / "adapter_config.json").write_text("{}")
+    (run / "adapter_model.safetensors").write_bytes(b"x" * 100)
+    return run
+
+
+# A taken name: creation answers 409 (exists), then the upload is refused (403: not yours)
+@pytest.mark.parametrize("create,status,needle", [(None, 401, "401"), (None, 403, "403"), (409, 403, "name")])
+def test_push_failures_keep_the_adapter_and_never_leak_the_token(fake_hub, tmp_path, create, status, needle):
+    FakeHub.status, FakeHub.create_status = status, create
+    run = _fake_run(tmp_path)
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{fake_hub.server_port}", "HF_TOKEN": MARKER, "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf-home")}
+    p = _cli(["push", str(run), "--repo-id", "someone/price-test"], env)
+    log, _ = p.communicate(timeout=120)
+    assert p.returncode == 2, log
+    assert needle in log and f"pricetune push {run} --repo-id someone/price-test" in log
+    assert "Traceback" not in log
+    assert (run / "adapter_model.safetensors").stat().st_size == 100
+    assert any(MARKER in a for a in FakeHub.seen_auth), "the token was not used for the push"
+    assert MARKER not in log
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert MARKER.encode() not in f.read_bytes(), f"token written to {f}"
+
+
+def test_transient_push_errors_are_retried(fake_hub, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+
+    from pricetune import hub
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{fake_hub.server_port}")
+    FakeHub.status, FakeHub.create_status = 503, None
+    FakeHub.seen_auth = []
+    logs = []
+    with pytest.raises(Exception):
+        hub.push_folder(_fake_run(tmp_path), "someone/x", token=MARKER, retries=2, backoff=0.01, log=logs.append)
+    assert len([l for l in logs if "retrying" in l]) == 2
+    assert all(MARKER not in l for l in logs)
+
+
+def test_training_with_push_on_and_no_hub_finishes_locally(tiny_model_dir, small_dataset_dir, tmp_path, fake_hub):
+    FakeHub.status, FakeHub.create_status = 401, None
+    out = tmp_path / "run"
+    args = _train_args(tiny_model_dir, small_dataset_dir, out)
+    args[args.index("--no-push-to-hub")] = "--push-to-hub"
+    args += ["--hub-model-id", "someone/price-x", "--max-steps", "2"]
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{fake_hub.server_port}", "HF_TOKEN": MARKER, "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf-home")}
+    p = _cli(args, env)
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, log
+    assert "push to someone/price-x failed" in log and f"pricetune push {out}" in log
+    assert (out / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "summary.json").read_text())["pushed_to"] is None
+    assert MARKER not in log
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert MARKER.encode() not in f.read_bytes(), f"token written to {f}"
+    assert "token" not in yaml.safe_load((out / "config.yaml").read_text())
