@@ -107,8 +107,8 @@ class RunConfig(BaseModel):
     hub_user: str | None = Field(None, description="Hub user or org (default: the token's user).")
     hub_model_id: str | None = Field(None, description="Hub repo id (default: HF_USER/<run_name>).")
     hub_private: bool = Field(True, description="Create the Hub repo as private.")
-    hub_strategy: Literal["every_save", "end", "checkpoint", "all_checkpoints"] = Field(
-        "every_save", description="When checkpoints are pushed during training."
+    hub_strategy: Literal["every_save", "end"] = Field(
+        "every_save", description="Push the adapter at every checkpoint (every_save) or only at the end."
     )
 
     @model_validator(mode="after")
@@ -182,7 +182,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         base_model="smollm2-135m", dataset="demo", run_suffix="-demo", quantization="4bit",
         epochs=1, train_size=1200, batch_size=16, lora_r=32, lora_alpha=64, lora_dropout=0.1,
         target_modules="attention", val_size=96, logging_steps=5, save_steps=25, eval_steps=25,
-        learning_rate=4e-4, push_to_hub=False,
+        learning_rate=4e-4, gradient_checkpointing=False, push_to_hub=False,
     ),
 }
 DEFAULT_PRESET = "demo"

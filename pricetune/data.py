@@ -199,6 +199,25 @@ def _read_parquet(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
         yield f"{path}: row {n}", row
 
 
+def iter_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
+    """(location, object) for each non-blank line; the first bad line raises DataError."""
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            where = f"{path}:{n}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: not UTF-8 text; re-save the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: malformed JSON: {e.msg}") from None
+
+
 READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
 
 
@@ -292,12 +311,16 @@ def _split_files(directory: Path) -> dict[str, Path]:
 def _from_datasets_save(directory: Path, on_bad_rows: str, bad: BadRows) -> dict[str, list[dict]]:
     from datasets import load_from_disk
 
-    dd = load_from_disk(str(directory))
+    return _validate_splits(load_from_disk(str(directory)), str(directory), on_bad_rows, bad)
+
+
+def _validate_splits(dd, label: str, on_bad_rows: str, bad: BadRows) -> dict[str, list[dict]]:
+    """Validate each split of a DatasetDict, taking val from validation/valid/dev when so named."""
     out = {}
     for split, names in SPLIT_ALIASES.items():
         name = next((n for n in names if n in dd), None)
         if name is not None:
-            out[split] = _validate(dd[name], f"{directory}[{name}]", on_bad_rows, bad)
+            out[split] = _validate(dd[name], f"{label}[{name}]", on_bad_rows, bad)
     return out
 
 
@@ -333,12 +356,7 @@ def _from_hub(dataset_id: str, on_bad_rows: str, bad: BadRows) -> dict[str, list
         dd = load_dataset(dataset_id)
     except Exception as e:  # network, auth and not-found errors come in many types
         raise DataError(f"{hint}.\n  cause: {type(e).__name__}: {str(e)[:300]}") from None
-    out = {}
-    for split, names in SPLIT_ALIASES.items():
-        name = next((n for n in names if n in dd), None)
-        if name is not None:
-            out[split] = _validate(dd[name], f"{dataset_id}[{name}]", on_bad_rows, bad)
-    return out
+    return _validate_splits(dd, dataset_id, on_bad_rows, bad)
 
 
 def load_rows(source: str, on_bad_rows: str = "error") -> tuple[dict[str, list[dict]], BadRows]:

@@ -175,23 +175,10 @@ def print_table(title: str, columns: list[str], metric_sets: list[dict]) -> None
 
 def read_predictions(path: Path) -> tuple[list[str], list[float], list[str], list[float | None]]:
     """A jsonl of predictions made elsewhere: `prediction` (text or number) and `price` (or `completion`)."""
-    from .data import completion_price
+    from .data import completion_price, iter_jsonl
 
-    if not path.is_file():
-        raise PricetuneError(f"predictions file not found: {path}")
     titles, truths, texts, guesses = [], [], [], []
-    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
-        where = f"{path}:{n}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PricetuneError(f"{where}: not UTF-8") from None
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PricetuneError(f"{where}: malformed JSON: {e.msg}") from None
+    for n, (where, row) in enumerate(iter_jsonl(path), start=1):
         if not isinstance(row, dict) or "prediction" not in row:
             raise PricetuneError(f"{where}: each line needs a 'prediction' (text or number)")
         truth = row.get("price", row.get("completion"))

@@ -18,7 +18,9 @@ from typing import Callable
 from .errors import PricetuneError
 
 # Files of a run that belong on the Hub: the adapter, its tokenizer, card and config (not checkpoints)
-IGNORE = ["checkpoint-*", "checkpoint-*/**", "eval-*", "eval-*/**", "*.tmp", "runs/**", "metrics.jsonl"]
+IGNORE = ["checkpoint-*", "checkpoint-*/**", "eval-*", "eval-*/**", "*.tmp", "runs/**", "metrics.jsonl",
+          ".staging/**", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "scaler.pt", "trainer_state.json",
+          "training_args.bin", "initial_eval_loss.json"]
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
@@ -147,3 +149,34 @@ def push_after_training(run_dir: Path, cfg, log: Callable[[str], None] = print) 
         return None
     log(f"pushed adapter to https://huggingface.co/{url} ({'private' if cfg.hub_private else 'public'})")
     return url
+
+
+class CheckpointPusher:
+    """hub_strategy every_save: push the adapter at each checkpoint, as the reference's Trainer did.
+    A failure is reported once and stops further pushes; it never stops training or saving."""
+
+    def __init__(self, cfg, log: Callable[[str], None] = print):
+        from transformers import TrainerCallback
+
+        pusher = self
+        self.cfg, self.log, self.repo_id, self.failed = cfg, log, None, False
+
+        class _Callback(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                pusher.push(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
+
+        self.callback = _Callback()
+
+    def push(self, checkpoint: Path, step: int) -> None:
+        if self.failed or not checkpoint.is_dir():
+            return
+        token = get_token()
+        try:
+            self.repo_id = self.repo_id or resolve_repo_id(self.cfg.run_name, self.cfg.hub_model_id,
+                                                           self.cfg.hub_user, token)
+            push_folder(checkpoint, self.repo_id, self.cfg.hub_private, token, retries=1, log=self.log)
+            self.log(f"pushed checkpoint {step} to {self.repo_id}")
+        except Exception as e:
+            self.failed = True
+            self.log(f"checkpoint push failed ({describe_failure(e, token)}); training goes on, "
+                     "and the final adapter push will be tried at the end")

@@ -269,19 +269,12 @@ def predict_cli(ns) -> int:
         raise PricetuneError("give either a description or --file items.jsonl")
     items = []
     if ns.file:
-        path = Path(ns.file)
-        if not path.is_file():
-            raise PricetuneError(f"file not found: {path}")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PricetuneError(f"{path}:{n}: malformed JSON: {e.msg}") from None
+        from .data import iter_jsonl
+
+        for where, row in iter_jsonl(Path(ns.file)):
             text = row.get("prompt") or row.get("description") if isinstance(row, dict) else None
             if not isinstance(text, str) or not text.strip():
-                raise PricetuneError(f"{path}:{n}: needs a non-empty 'prompt' or 'description' field")
+                raise PricetuneError(f"{where}: needs a non-empty 'prompt' or 'description' field")
             items.append((row, text))
     else:
         items = [({"description": ns.description}, ns.description)]

@@ -16,6 +16,7 @@ and skips the per-step full-vocabulary entropy/accuracy metrics. Same loss, same
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -104,6 +105,9 @@ def trainer_class(fast: bool):
             shutil.rmtree(self._staging, ignore_errors=True)
             try:
                 super()._save_checkpoint(model, trial)
+            except OSError as e:
+                shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
+                raise CheckpointError(checkpoint_failure(run_dir, name, e)) from None
             finally:
                 staged, self._staging = os.path.join(run_dir, ".staging", name), None
             final = os.path.join(run_dir, name)
@@ -138,6 +142,42 @@ def trainer_class(fast: bool):
             return loss
 
     return PricetuneTrainer
+
+
+class CheckpointError(PricetuneError):
+    """A checkpoint could not be written; the previous ones are untouched."""
+
+
+def checkpoint_failure(run_dir: str, name: str, err: OSError) -> str:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(run_dir)
+    kept = f"the previous checkpoint {last} is kept" if last else "no earlier checkpoint exists"
+    if err.errno == errno.ENOSPC:
+        free = shutil.disk_usage(run_dir).free / 2**20
+        cause = f"not enough disk space ({free:,.0f} MiB free in {run_dir})"
+    else:
+        cause = f"{type(err).__name__}: {err}"
+    return (f"could not save {name}: {cause}; {kept}.\n  Free some space, then resume with: "
+            f"pricetune train --output-dir {run_dir} --resume")
+
+
+def oom_advice(cfg: RunConfig) -> str:
+    """What to change after CUDA runs out of memory, keeping the effective batch size."""
+    tips = []
+    if cfg.batch_size > 1:
+        half = max(1, cfg.batch_size // 2)
+        accum = cfg.grad_accum * (cfg.batch_size // half)
+        tips.append(f"--batch-size {half} --grad-accum {accum} (same effective batch of {cfg.batch_size * cfg.grad_accum})")
+    if not cfg.gradient_checkpointing:
+        tips.append("--gradient-checkpointing")
+    if cfg.quantization == "none":
+        tips.append("--quantization 8bit or 4bit")
+    elif cfg.quantization == "8bit":
+        tips.append("--quantization 4bit")
+    if cfg.max_length > 128:
+        tips.append(f"a smaller --max-length (now {cfg.max_length})")
+    return "CUDA ran out of memory. Try: " + "; or ".join(tips or ["a smaller model"])
 
 
 class GracefulStop(TrainerCallback):
@@ -395,6 +435,8 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
     run_dir, has_val = ctx["run_dir"], ctx["val_rows"] > 0
     stop = GracefulStop()
     trainer.add_callback(stop)
+    if cfg.push_to_hub and cfg.hub_strategy == "every_save":
+        trainer.add_callback(hub.CheckpointPusher(cfg, log).callback)
 
     # 6. train, with the validation loss before and after
     initial = None
@@ -410,6 +452,8 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
     stop.install()
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.cuda.OutOfMemoryError:
+        raise PricetuneError(oom_advice(cfg) + f"\n  Checkpoints so far are in {run_dir}.") from None
     finally:
         stop.uninstall()
     seconds = time.perf_counter() - start

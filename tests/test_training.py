@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,6 +92,22 @@ def test_train_cli_writes_the_run_directory(tiny_model_dir, small_dataset_dir, t
     assert "validation loss before training" in (out / "README.md").read_text()
     # the run is not silently overwritten
     assert main(args) == 2
+
+    # and it is usable: the Python API, predict on a file, evaluate on its own test split
+    from pricetune.inference import Pricer
+
+    pricer = Pricer.from_run(str(out))
+    prices = pricer.price_many(["Title: 1.00 carat Ideal cut round diamond", "Title: a pen"])
+    assert len(prices) == 2 and all(isinstance(p, float) for p in prices)
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"description": "Title: a pen"}) + "\n" + json.dumps({"prompt": "Title: a cup"}) + "\n")
+    assert main(["predict", "--run", str(out), "--file", str(items), "--out", str(tmp_path / "p.jsonl")]) == 0
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
+    assert main(["evaluate", str(out), "--limit", "8"]) == 0
+    eval_dir = Path(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("eval: "))
+    assert eval_dir.parent == out and json.loads((eval_dir / "metrics.json").read_text())["n"] == 8
+    for name in ["predictions.jsonl", "scatter.png", "error_trend.png", "report.html"]:
+        assert (eval_dir / name).is_file()
 
 
 def _lora_model(tiny_model_dir, seed=0):

@@ -1,0 +1,175 @@
+"""Every kind of bad input gets a clear message naming where, a non-zero exit, and no traceback —
+before any model weights are loaded."""
+
+import errno
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pricetune.cli import main
+from pricetune.config import resolve_config
+from pricetune.data import load_rows, read_rows
+from pricetune.errors import DataError, PricetuneError
+
+GOOD = b'{"prompt": "What does this cost?\\n\\nTitle: ok\\n\\nPrice is $", "completion": "2.00"}\n'
+
+BAD_DATA = {
+    "malformed JSON": (b'{"prompt": "x", "completion": \n', "malformed JSON"),
+    "missing prompt": (b'{"completion": "1.00"}\n', "missing prompt"),
+    "empty prompt": (b'{"prompt": "", "completion": "1.00"}\n', "empty prompt"),
+    "missing completion": (b'{"prompt": "x"}\n', "missing completion"),
+    "not a price": (b'{"prompt": "x", "completion": "call us"}\n', "not a price"),
+    "negative": (b'{"prompt": "x", "completion": "-3.00"}\n', "negative price"),
+    "absurd": (b'{"prompt": "x", "completion": "123456789.00"}\n', "absurd price"),
+    "non-UTF-8": (b'{"prompt": "\xff\xfe", "completion": "1.00"}\n', "not UTF-8"),
+    "wrong columns": (b'{"text": "x", "price": 3}\n', "no 'prompt' column (columns: price, text)"),
+}
+
+
+def _data_dir(tmp_path, train_bytes: bytes, with_val=True):
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "train.jsonl").write_bytes(GOOD + train_bytes)
+    if with_val:
+        (d / "val.jsonl").write_bytes(GOOD)
+    (d / "test.jsonl").write_bytes(GOOD)
+    return d
+
+
+def _train(tmp_path, data, *extra):
+    # a base model that does not exist: reaching it would fail differently, so passing
+    # these tests proves the data was rejected first
+    return main(["train", "--dataset", str(data), "--base-model", str(tmp_path / "no-model"),
+                 "--output-dir", str(tmp_path / "run"), "--max-steps", "1", *extra])
+
+
+@pytest.mark.parametrize("kind", list(BAD_DATA))
+def test_train_rejects_bad_rows_before_loading(tmp_path, capsys, kind):
+    content, needle = BAD_DATA[kind]
+    data = _data_dir(tmp_path, content)
+    assert _train(tmp_path, data) == 2
+    err = capsys.readouterr().err
+    assert needle in err and f"{data / 'train.jsonl'}:2" in err and "Traceback" not in err
+    assert "--on-bad-rows skip" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["not a price", "malformed JSON"])
+def test_evaluate_rejects_bad_rows_before_loading(tmp_path, capsys, kind):
+    content, needle = BAD_DATA[kind]
+    data = _data_dir(tmp_path, b"")
+    (data / "test.jsonl").write_bytes(GOOD + content)
+    assert main(["evaluate", "--dataset", str(data), "--base-model", str(tmp_path / "no-model"),
+                 "--no-adapter"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "test.jsonl:2" in err and "Traceback" not in err
+
+
+def test_skip_reports_counts_then_goes_on(tmp_path, capsys):
+    data = _data_dir(tmp_path, BAD_DATA["negative"][0] + BAD_DATA["malformed JSON"][0])
+    assert _train(tmp_path, data, "--on-bad-rows", "skip") == 2  # goes on, then fails at the model
+    captured = capsys.readouterr()
+    assert "skipped 2 invalid row(s): 1 bad completion, 1 malformed JSON" in captured.out
+    assert "no-model" in captured.err and "not found" in captured.err
+
+
+def test_missing_split_empty_file_and_missing_dataset(tmp_path, capsys):
+    data = _data_dir(tmp_path, b"", with_val=False)
+    assert _train(tmp_path, data) == 2
+    assert "missing split(s) val" in capsys.readouterr().err
+    (data / "val.jsonl").write_bytes(b"")
+    assert _train(tmp_path, data) == 2
+    assert "no usable rows" in capsys.readouterr().err
+    assert main(["train", "--dataset", str(tmp_path / "nope"), "--dry-run"]) == 0  # dry run loads nothing
+    assert _train(tmp_path, tmp_path / "nope.jsonl") == 2
+    assert "dataset not found" in capsys.readouterr().err
+
+
+def test_bad_model_path_and_bad_config(tmp_path, capsys, small_dataset_dir):
+    assert main(["train", "--dataset", str(small_dataset_dir), "--base-model", str(tmp_path / "nope"),
+                 "--output-dir", str(tmp_path / "run")]) == 2
+    assert "not found" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch_size: many\nlearning_rat: 1\n")
+    assert main(["train", "--config", str(cfg), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size" in err and "learning_rat" in err and "Traceback" not in err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+# --- property test: loaders either load valid rows or raise DataError, nothing else ------------------
+
+row_values = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                       st.text(max_size=20), st.lists(st.integers(), max_size=3))
+rows = st.one_of(
+    st.dictionaries(st.sampled_from(["prompt", "completion", "price", "text", "x"]), row_values, max_size=4),
+    row_values,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(rows.map(lambda r: json.dumps(r).encode()), st.binary(max_size=40)), max_size=8),
+       st.sampled_from([".jsonl", ".json", ".csv"]))
+def test_loaders_load_valid_rows_or_raise_their_own_error(tmp_path_factory, lines, suffix):
+    f = tmp_path_factory.mktemp("prop") / f"train{suffix}"
+    f.write_bytes(b"\n".join(lines))
+    for mode in ("error", "skip"):
+        try:
+            loaded = read_rows(f, mode)
+        except DataError:
+            continue
+        for r in loaded:
+            assert isinstance(r["prompt"], str) and r["prompt"].strip()
+            assert 0 <= r["price"] <= 1_000_000
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200))
+def test_directory_loader_on_random_bytes(tmp_path_factory, blob):
+    d = tmp_path_factory.mktemp("propdir")
+    (d / "train.jsonl").write_bytes(blob)
+    try:
+        load_rows(str(d), "skip")
+    except DataError:
+        pass
+
+
+# --- disk full and CUDA out of memory ------------------------------------------------------------
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous(tiny_model_dir, small_dataset_dir, tmp_path, monkeypatch):
+    from pricetune.training import prepare_trainer
+
+    from .conftest import tiny_overrides
+
+    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, tmp_path / "r",
+                                                          quantization="none", max_steps=3, eval_steps=100))
+    trainer, ctx = prepare_trainer(cfg, log=lambda _: None)
+    original = type(trainer)._save_optimizer_and_scheduler
+
+    def full_disk_at_step_2(self, output_dir):
+        if self.state.global_step == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, output_dir)
+
+    monkeypatch.setattr(type(trainer), "_save_optimizer_and_scheduler", full_disk_at_step_2)
+    with pytest.raises(PricetuneError) as e:
+        trainer.train()
+    msg = str(e.value)
+    assert "not enough disk space" in msg and "checkpoint-1 is kept" in msg and "--resume" in msg
+    run = ctx["run_dir"]
+    assert (run / "checkpoint-1" / "trainer_state.json").is_file()
+    assert not (run / "checkpoint-2").exists() and not (run / ".staging").exists()
+
+
+def test_oom_advice_keeps_the_effective_batch():
+    from pricetune.training import oom_advice
+
+    msg = oom_advice(resolve_config("lite", overrides={"gradient_checkpointing": False}))
+    assert "--batch-size 16 --grad-accum 2 (same effective batch of 32)" in msg
+    assert "--gradient-checkpointing" in msg
+    msg = oom_advice(resolve_config("demo", overrides={"quantization": "none"}))
+    assert "--quantization 8bit or 4bit" in msg
