@@ -13,7 +13,8 @@ attention), optimizer settings, precision and seed.
     stock loss with full-vocabulary logits and per-step entropy/accuracy); only batch size, steps
     and precision are shared with pricetune, and paged_adamw_32bit becomes adamw_torch off CUDA.
   - pricetune: `pricetune.training.prepare_trainer` on the same values with pricetune's fast path.
-Tokens/s count real (non-padding) tokens, after the first (warm-up) step.
+Tokens/s count real (non-padding) tokens, after the first (warm-up) step. peak_rss_mb is the peak
+resident memory while training runs (loading, the same on both sides, is reported apart).
 
 MFU: model FLOPs per real token = 4 x (parameters of the transformer blocks' linear layers) — 2 for
 the forward pass and 2 for the backward pass's input gradients (the frozen base needs no weight
@@ -103,6 +104,33 @@ class StepTimer:
         self.trainer = None
 
 
+class PeakRSS:
+    """Peak resident memory while the block runs (sampled every 20 ms), so model loading, which
+    both sides share, does not mask what training itself needs."""
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self.mb, self._stop = 0.0, threading.Event()
+        proc = psutil.Process()
+        self.start_mb = proc.memory_info().rss / 2**20
+
+        def sample():
+            while not self._stop.is_set():
+                self.mb = max(self.mb, proc.memory_info().rss / 2**20)
+                self._stop.wait(0.02)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def _side(kind: str, opts: dict, out: mp.Queue) -> None:
     import torch
 
@@ -127,16 +155,27 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
     # the reference side runs TRL's stock trainer class, untouched
     stock = SFTTrainer if kind == "reference" else None
     trainer, ctx = prepare_trainer(cfg, log=lambda _: None, trainer_cls=stock)
+    if kind == "pricetune":
+        # Same batches on both sides: the stock length-grouped order (pricetune's own order, seeded
+        # per epoch for exact resume, draws a different permutation; it costs nothing per step)
+        import types
+
+        trainer._get_train_sampler = types.MethodType(SFTTrainer._get_train_sampler, trainer)
     timer = StepTimer()
     timer.trainer = trainer
     trainer.add_callback(timer.callback)
     trainer.args.disable_tqdm = True
-    trainer.train()
+    peak = PeakRSS()
+    with peak:
+        trainer.train()
     times, tokens = timer.times[1:], timer.tokens[1:]
     out.put({
         "tokens_per_second": sum(tokens) / sum(times),
         "step_seconds": [round(t, 3) for t in timer.times],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak.mb,
+        "rss_at_train_start_mb": peak.start_mb,
+        "train_rss_growth_mb": peak.mb - peak.start_mb,
+        "peak_rss_mb_whole_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "losses": timer.losses,
         "flops_per_token": flops_per_token(trainer.model),
         "trainer": type(trainer).__name__,
@@ -149,7 +188,15 @@ def _run_side(kind: str, opts: dict) -> dict:
     q = ctx.Queue()
     p = ctx.Process(target=_side, args=(kind, opts, q))
     p.start()
-    result = q.get()
+    import queue
+
+    while True:
+        try:
+            result = q.get(timeout=5)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                raise RuntimeError(f"the {kind} side died (exit code {p.exitcode}); see its output above")
     p.join()
     return result
 
@@ -175,6 +222,7 @@ def bench_train(opts: dict) -> dict:
         "reference": ref, "pricetune": fast,
         "speedup": fast["tokens_per_second"] / ref["tokens_per_second"],
         "memory_ratio": fast["peak_rss_mb"] / ref["peak_rss_mb"],
+        "train_memory_growth_ratio": fast["train_rss_growth_mb"] / max(ref["train_rss_growth_mb"], 1e-9),
         "max_rel_loss_diff": max(diffs) if diffs else None,
         "gemm_peak_gflops": peak,
         "achieved_gflops": achieved,
@@ -194,7 +242,7 @@ def bench_eval(opts: dict) -> dict:
     from pricetune.metrics import parse_price
 
     lm = load_model(run=opts.get("run"), base_model=None if opts.get("run") else opts["model"],
-                    quantization=opts["quantization"])
+                    quantization=opts["quantization"], precision=opts.get("precision", "auto"))
     splits, _ = load_rows(opts["dataset"])
     prompts = [r["prompt"] for r in splits["test"][: opts["limit"]]]
     tok, model = lm.tokenizer, lm.model

@@ -90,7 +90,7 @@ def plot_trend(rows: list[dict], path: Path, title: str) -> None:
     means, halves = running_mean_ci([r["error"] for r in rows])
     x = list(range(1, len(means) + 1))
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    ax.fill_between(x, [m - h for m, h in zip(means, halves)], [m + h for m, h in zip(means, halves)],
+    ax.fill_between(x, [max(0.0, m - h) for m, h in zip(means, halves)], [m + h for m, h in zip(means, halves)],
                     color="#1f77b4", alpha=0.2, label="95% confidence interval")
     ax.plot(x, means, color="#1f77b4", label="running mean absolute error")
     ax.set(xlabel="items evaluated", ylabel="mean absolute error ($)", title=title)

@@ -114,9 +114,9 @@ class PriceComplete(StoppingCriteria):
 
 @lru_cache(maxsize=8)
 def _stop_token_ids(tokenizer) -> tuple[int, ...]:
-    """Every token that cannot continue a number: beam search ends a completion on it."""
-    vocab = tokenizer.get_vocab()
-    ids = [i for i in vocab.values() if not re.search(r"[\d.,]", tokenizer.decode([i]))]
+    """Every token that is not digits: the whole-dollar part of the price ends there (completions
+    are "64.00"), so beam search stops a candidate at its "." instead of spelling out the cents."""
+    ids = [i for i in tokenizer.get_vocab().values() if not tokenizer.decode([i]).strip().isdigit()]
     return tuple(sorted(set(ids) | {tokenizer.eos_token_id}))
 
 
@@ -151,7 +151,7 @@ def generate_prices(
     max_length: int = 128,
     batch_size: int = 16,
     decode: str = "greedy",
-    beams: int = 8,
+    beams: int = 6,
     progress: bool = False,
 ) -> list[tuple[str, float | None]]:
     """(raw text, parsed price) for each prompt, in the input order."""
