@@ -149,6 +149,7 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
         overrides.update(fast=False, gradient_checkpointing=True)
     else:
         overrides.update(fast=True, gradient_checkpointing=False)
+        overrides.update(opts.get("pricetune_overrides") or {})  # for the per-change ablation
     cfg = resolve_config("lite", overrides=overrides)
     from trl import SFTTrainer
 
@@ -232,6 +233,21 @@ def bench_train(opts: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # eval
+
+
+def ablation(opts: dict, variants: dict[str, dict]) -> dict:
+    """tokens/s of pricetune's trainer with single changes switched off, for PERFORMANCE.md."""
+    import tempfile
+
+    from pricetune.modeling import pick_precision
+
+    opts = dict(opts, precision=pick_precision(opts.get("precision", "auto")))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, overrides in variants.items():
+            r = _run_side("pricetune", dict(opts, tmp=os.path.join(tmp, name), pricetune_overrides=overrides))
+            out[name] = {"tokens_per_second": r["tokens_per_second"], "losses": r["losses"], **overrides}
+    return out
 
 
 def bench_eval(opts: dict) -> dict:

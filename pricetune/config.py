@@ -182,7 +182,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         base_model="smollm2-135m", dataset="demo", run_suffix="-demo", quantization="4bit",
         epochs=1, train_size=1200, batch_size=16, lora_r=32, lora_alpha=64, lora_dropout=0.1,
         target_modules="attention", val_size=96, logging_steps=5, save_steps=25, eval_steps=25,
-        learning_rate=4e-4, gradient_checkpointing=False, push_to_hub=False,
+        learning_rate=1e-4, gradient_checkpointing=False, push_to_hub=False,
     ),
 }
 DEFAULT_PRESET = "demo"
