@@ -1,9 +1,11 @@
 """Per-change ablation of pricetune's training path (same data, model, batch as `bench train`).
 
-    python bench/ablation.py > bench/results/ablation-cpu.json
+    python bench/ablation.py bench/results/ablation-cpu.json
 """
 
 import json
+import sys
+from pathlib import Path
 
 from bench.harness import ablation, bench_dataset
 
@@ -16,4 +18,7 @@ if __name__ == "__main__":
         "+ completion-only LM head (fast loss)": dict(fast=True, gradient_checkpointing=True),
         "+ no gradient checkpointing (pricetune train)": dict(fast=True, gradient_checkpointing=False),
     }
-    print(json.dumps(ablation(opts, variants), indent=2))
+    text = json.dumps(ablation(opts, variants), indent=2)
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(text + "\n")
+    print(text)
