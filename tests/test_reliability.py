@@ -99,6 +99,43 @@ def test_sigterm_saves_and_says_how_to_resume(tiny_model_dir, small_dataset_dir,
     assert steps and steps[-1] < STEPS
 
 
+KILL_IN_SAVE = """
+import os, signal, sys
+from transformers import Trainer
+import pricetune.cli
+
+original = Trainer._save_rng_state
+
+def die_midway(self, output_dir):
+    # adapter, optimizer and scheduler of checkpoint-{step} are on disk, RNG and state are not yet
+    if self.state.global_step == {step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, output_dir)
+
+Trainer._save_rng_state = die_midway
+sys.exit(pricetune.cli.main(sys.argv[1:]))
+"""
+
+
+def test_killed_during_a_save_then_resumed(uninterrupted, tiny_model_dir, small_dataset_dir, tmp_path):
+    out, step = tmp_path / "run", 3
+    script = tmp_path / "die_in_save.py"
+    script.write_text(KILL_IN_SAVE.replace("{step}", str(step)))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.run([sys.executable, str(script), *_train_args(tiny_model_dir, small_dataset_dir, out)],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == -signal.SIGKILL, p.stdout + p.stderr
+    assert (out / ".staging" / f"checkpoint-{step}").is_dir()  # the half-written save
+    assert not (out / f"checkpoint-{step}").exists()
+    r = _cli(["train", "--output-dir", str(out), "--resume"])
+    log, _ = r.communicate(timeout=600)
+    assert r.returncode == 0, log
+    assert f"resuming from {out / f'checkpoint-{step - 1}'}" in log
+    a, b = _adapter(uninterrupted), _adapter(out)
+    for k in a:
+        assert (a[k] == b[k]).all(), k
+
+
 def test_resume_ignores_a_half_written_checkpoint(tmp_path):
     from pricetune.training import find_checkpoint
 
