@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin

@@ -195,7 +195,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = f"unknown key (valid keys: see `pricetune train --help`)"
+            msg = "unknown key (valid keys: see `pricetune train --help`)"
         if loc:
             lines.append(f"  - {loc}: {msg}")
         else:

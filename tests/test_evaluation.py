@@ -2,13 +2,11 @@ import json
 import shutil
 import statistics
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from pricetune.cli import main
-from pricetune.metrics import compute_metrics
 
 from .conftest import write_jsonl
 
