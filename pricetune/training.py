@@ -77,10 +77,11 @@ class EpochSeededLengthSampler(LengthGroupedSampler):
     the epoch's iteration starts (a resumed run's state says which epoch it is in)."""
 
     seed: int = 0
-    state = None
+    trainer = None  # read at each epoch: a resume replaces trainer.state with the checkpoint's
 
     def __iter__(self):
-        epoch = int(math.floor((self.state.epoch or 0) + 1e-6)) if self.state is not None else 0
+        state = self.trainer.state if self.trainer is not None else None
+        epoch = int(math.floor((state.epoch or 0) + 1e-6)) if state is not None else 0
         self.generator.manual_seed(self.seed + epoch)
         return super().__iter__()
 
@@ -125,7 +126,7 @@ def trainer_class(fast: bool):
             sampler = super()._get_train_sampler(train_dataset)
             if isinstance(sampler, LengthGroupedSampler):
                 sampler.__class__ = EpochSeededLengthSampler
-                sampler.seed, sampler.state = self.args.data_seed or self.args.seed, self.state
+                sampler.seed, sampler.trainer = self.args.data_seed or self.args.seed, self
                 sampler.generator = torch.Generator()
             return sampler
 

@@ -63,9 +63,11 @@ def _wait_for_checkpoint(out: Path, step: int, proc, timeout=300):
     raise AssertionError("no checkpoint appeared")
 
 
-def test_sigkill_then_resume_equals_uninterrupted(uninterrupted, tiny_model_dir, small_dataset_dir, tmp_path):
+@pytest.mark.parametrize("when", ["first epoch", "second epoch"])
+def test_sigkill_then_resume_equals_uninterrupted(uninterrupted, tiny_model_dir, small_dataset_dir, tmp_path, when):
     out = tmp_path / "run"
-    kill_after = random.Random().randint(1, STEPS - 2)
+    # a random step, in each epoch (6 steps per epoch): the resumed order must be the epoch's own
+    kill_after = random.Random().randint(1, 5) if when == "first epoch" else random.Random().randint(6, STEPS - 2)
     p = _cli(_train_args(tiny_model_dir, small_dataset_dir, out))
     _wait_for_checkpoint(out, kill_after, p)
     p.send_signal(signal.SIGKILL)
