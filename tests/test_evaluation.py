@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -78,6 +79,72 @@ def test_batched_and_one_by_one_greedy_agree(tiny_model_dir, demo_splits):
     batched = generate_prices(model, tok, prompts, max_length=128, batch_size=6)
     single = [generate_prices(model, tok, [p], max_length=128, batch_size=1)[0] for p in prompts]
     assert batched == single
+
+
+def test_price_distribution_matches_direct_scoring(tiny_model_dir, demo_splits):
+    """Each (price, log-prob) from the shared-cache walk equals a plain forward pass over prompt+digits."""
+    from pricetune.data import encode_prompt, make_prompt
+    from pricetune.inference import _batch, digit_vocab, price_distributions
+    from pricetune.modeling import load_base_model, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir), padding_side="left")
+    model = load_base_model(str(tiny_model_dir), "none", "fp32").eval()
+    with torch.no_grad():  # sharp attention, so that a wrong rotary position shows in the numbers
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight *= 30
+    prompts = [r["prompt"] for r in demo_splits["test"][:3]]
+    prompts[1] = prompts[1].replace("Details:", "Details: a much longer line of item text here,")
+    encoded = [encode_prompt(tok, make_prompt(p), 128) for p in prompts]
+    vocab = digit_vocab(tok, model.get_output_embeddings().weight.shape[0])
+    ids, mask = _batch(tok, encoded, "cpu")
+    dists = price_distributions(model, ids, mask, vocab, width=5, max_digits=3, min_logprob=-1e9)
+    digit_of = {t: i for i, t in zip(vocab.ids.tolist(), vocab.texts)}
+    with torch.no_grad():
+        for enc, dist in zip(encoded, dists):
+            assert len(dist) == 5 + 5 + 5  # width prefixes end at each of the 3 depths
+            assert len({v for v, _ in dist}) == len(dist)
+            for value, logp in dist[:4] + dist[-3:]:
+                seq = enc + [digit_of[c] for c in str(value)]
+                logits = model(torch.tensor([seq])).logits[0].log_softmax(-1)
+                direct = sum(logits[len(enc) - 1 + k, seq[len(enc) + k]] for k in range(len(str(value))))
+                if len(str(value)) < 3:  # a 3-digit path ends there (max_digits)
+                    direct += torch.logsumexp(logits[-1].masked_fill(vocab.is_digit, float("-inf")), -1)
+                assert logp == pytest.approx(float(direct), rel=2e-5)
+            # the walk keeps the most likely prefixes: no kept 1-digit price beats a dropped one
+            first = model(torch.tensor([enc])).logits[0, -1].log_softmax(-1)
+            kept = sorted(v for v, _ in dist if v < 10)
+            best = sorted(range(10), key=lambda d: -float(first[digit_of[str(d)]]))[:5]
+            assert kept == sorted(best)
+
+
+def test_sampled_prices_follow_the_model_distribution(tiny_model_dir, demo_splits):
+    """Draws match the exact distribution (skewed on purpose) and do not depend on the batch."""
+    from collections import Counter
+
+    from pricetune.data import encode_prompt, make_prompt
+    from pricetune.inference import _batch, digit_vocab, price_distributions, sample_prices
+    from pricetune.modeling import load_base_model, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir), padding_side="left")
+    model = load_base_model(str(tiny_model_dir), "none", "fp32").eval()
+    vocab = digit_vocab(tok, model.get_output_embeddings().weight.shape[0])
+    with torch.no_grad():  # a random model is nearly uniform over digits; make it opinionated
+        model.get_output_embeddings().weight[vocab.ids] *= torch.linspace(5, 60, len(vocab.ids))[:, None]
+    encoded = [encode_prompt(tok, make_prompt(r["prompt"]), 128) for r in demo_splits["test"][:2]]
+    ids, mask = _batch(tok, encoded, "cpu")
+    exact = price_distributions(model, ids, mask, vocab, width=1000, max_digits=2, min_logprob=-1e9)[1]
+    total = sum(math.exp(lp) for _, lp in exact)  # the mass on a first digit: draws always start with one
+    exact = [(v, math.exp(lp) / total) for v, lp in exact]
+    assert max(p for _, p in exact) > 0.2  # opinionated indeed
+    draws = sample_prices(model, ids, mask, vocab, samples=4000, max_digits=2, seed=3)
+    assert all(len(d) == 4000 for d in draws)
+    freq = Counter(draws[1])
+    tv = 0.5 * sum(abs(freq[v] / 4000 - p) for v, p in exact)
+    assert tv < 0.05, tv
+    # an item draws the same prices alone as in a batch (one seeded generator per prompt)
+    alone = sample_prices(model, ids[1:, -len(encoded[1]):], mask[1:, -len(encoded[1]):], vocab,
+                          samples=50, max_digits=2, seed=3)[0]
+    assert alone == sample_prices(model, ids, mask, vocab, samples=50, max_digits=2, seed=3)[1]
 
 
 def test_weighted_price():
