@@ -256,6 +256,8 @@ def evaluate_cli(ns) -> int:
         return compare_cli(ns)
     if ns.limit < 0:
         raise PricetuneError("--limit must be >= 0")
+    if ns.samples < 1:
+        raise PricetuneError("--samples must be >= 1")
     settings = {"split": ns.split, "limit": ns.limit, "decode": ns.decode}
     if ns.predictions:
         titles, truths, texts, guesses = read_predictions(Path(ns.predictions))
@@ -292,9 +294,11 @@ def evaluate_cli(ns) -> int:
             lm = load_from_args(ns)
             label = lm.label + ("" if ns.decode == "greedy" else f" ({ns.decode})")
             out = generate_prices(lm.model, lm.tokenizer, [r["prompt"] for r in items], lm.max_length,
-                                  ns.batch_size, ns.decode, progress=True)
+                                  ns.batch_size, ns.decode, samples=ns.samples, progress=True)
             texts, guesses = [t for t, _ in out], [p for _, p in out]
             settings.update(model=lm.label, max_length=lm.max_length, batch_size=ns.batch_size)
+            if ns.decode == "median":
+                settings["samples"] = ns.samples
     metrics, rows = score(titles, truths, texts, guesses)
     out = _default_out(ns, label.replace("/", "_").replace(" ", "_")[:40])
     write_outputs(out, label, metrics, rows, settings)

@@ -312,6 +312,8 @@ def generate_prices(
     """(raw text, parsed price) for each prompt, in the input order."""
     if decode not in DECODES:
         raise PricetuneError(f"decode must be one of {', '.join(DECODES)}")
+    if samples < 1 or width < 1:
+        raise PricetuneError("--samples and width must be >= 1")
     device = next(model.parameters()).device
     encoded = [encode_prompt(tokenizer, make_prompt(p), max_length) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -359,8 +361,8 @@ def generate_prices(
 class Pricer:
     """Prices products from descriptions, like the reference service's `Pricer.price`."""
 
-    def __init__(self, loaded: LoadedModel, decode: str = "greedy", batch_size: int = 16):
-        self.loaded, self.decode, self.batch_size = loaded, decode, batch_size
+    def __init__(self, loaded: LoadedModel, decode: str = "greedy", batch_size: int = 16, samples: int = 64):
+        self.loaded, self.decode, self.batch_size, self.samples = loaded, decode, batch_size, samples
 
     @classmethod
     def from_run(cls, run_dir: str, **kwargs) -> Pricer:
@@ -373,7 +375,8 @@ class Pricer:
     def price_many(self, descriptions: list[str]) -> list[float]:
         """Prices in input order; an answer without a number is 0.0, as in the course."""
         lm = self.loaded
-        out = generate_prices(lm.model, lm.tokenizer, descriptions, lm.max_length, self.batch_size, self.decode)
+        out = generate_prices(lm.model, lm.tokenizer, descriptions, lm.max_length, self.batch_size, self.decode,
+                              samples=self.samples)
         return [0.0 if p is None else float(p) for _, p in out]
 
     def price(self, description: str) -> float:
@@ -395,6 +398,8 @@ def add_model_arguments(p) -> None:
     p.add_argument("--decode", default="greedy", choices=list(DECODES),
                    help="greedy (the course's); expected: probability-weighted mean of the most likely prices; "
                         "median: median of 64 prices drawn from the model (best MAE).")
+    p.add_argument("--samples", type=int, default=64,
+                   help="Prices drawn per item for --decode median (default 64; more: a steadier median).")
     p.add_argument("--batch-size", type=int, default=16, help="Prompts generated together (default 16).")
 
 
@@ -419,6 +424,8 @@ def add_predict_arguments(p) -> None:
 def predict_cli(ns) -> int:
     if bool(ns.description) == bool(ns.file):
         raise PricetuneError("give either a description or --file items.jsonl")
+    if ns.samples < 1:
+        raise PricetuneError("--samples must be >= 1")
     items = []
     if ns.file:
         from .data import iter_jsonl
@@ -432,7 +439,7 @@ def predict_cli(ns) -> int:
         items = [({"description": ns.description}, ns.description)]
     lm = load_from_args(ns)
     out = generate_prices(lm.model, lm.tokenizer, [t for _, t in items], lm.max_length, ns.batch_size,
-                          ns.decode, progress=len(items) > 1)
+                          ns.decode, samples=ns.samples, progress=len(items) > 1)
     if not ns.file:
         text, price = out[0]
         print("no price in the answer: " + repr(text) if price is None else f"${price:,.2f}")

@@ -100,6 +100,14 @@ def test_bad_model_path_and_bad_config(tmp_path, capsys, small_dataset_dir):
     assert "config file not found" in capsys.readouterr().err
 
 
+def test_bad_generation_options_stop_before_loading(tmp_path, capsys, small_dataset_dir):
+    assert main(["evaluate", "--base-model", str(tmp_path / "nope"), "--no-adapter", "--dataset",
+                 str(small_dataset_dir), "--decode", "median", "--samples", "0"]) == 2
+    assert "--samples must be >= 1" in capsys.readouterr().err
+    assert main(["predict", "--run", str(tmp_path), "--samples", "-3", "a red kettle"]) == 2
+    assert "--samples must be >= 1" in capsys.readouterr().err
+
+
 # --- property test: loaders either load valid rows or raise DataError, nothing else ------------------
 
 row_values = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
