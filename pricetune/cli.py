@@ -6,6 +6,7 @@
     pricetune push RUN_DIR [--repo-id USER/NAME]
     pricetune evaluate RUN_DIR [--limit 200] [--decode greedy|expected|median]
     pricetune predict --run RUN_DIR "Title: ..."
+    pricetune export RUN_DIR --out merged/  # adapter folded into the base: a plain transformers model
     pricetune bench train|eval
 
 Errors the user can fix print one message and exit 2, without a traceback.
@@ -104,6 +105,12 @@ def cmd_predict(ns, _names) -> int:
     return predict_cli(ns)
 
 
+def cmd_export(ns, _names) -> int:
+    from .export import export_cli
+
+    return export_cli(ns)
+
+
 def cmd_bench(ns, _names) -> int:
     from bench.harness import bench_cli
 
@@ -148,6 +155,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     pr = sub.add_parser("predict", help="price one description, or a jsonl file of items")
     add_predict_arguments(pr)
     pr.set_defaults(func=cmd_predict)
+
+    from .export import add_export_arguments
+
+    ex = sub.add_parser("export", help="merge the adapter into its base: a standalone model folder",
+                        description="Merge a run's LoRA adapter into its (unquantized) base model and save "
+                        "a standalone transformers model folder, checked against base + adapter first.")
+    add_export_arguments(ex)
+    ex.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="benchmark pricetune against the reference recipe, side by side")
     try:
