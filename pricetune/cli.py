@@ -6,6 +6,7 @@
     pricetune push RUN_DIR [--repo-id USER/NAME]
     pricetune evaluate RUN_DIR [--limit 200] [--decode greedy|expected|median]
     pricetune predict --run RUN_DIR "Title: ..."
+    pricetune serve --run RUN_DIR --port 8000   # POST /price {"description": "..."}
     pricetune export RUN_DIR --out merged/  # adapter folded into the base: a plain transformers model
     pricetune bench train|eval
 
@@ -111,6 +112,12 @@ def cmd_export(ns, _names) -> int:
     return export_cli(ns)
 
 
+def cmd_serve(ns, _names) -> int:
+    from .serving import serve_cli
+
+    return serve_cli(ns)
+
+
 def cmd_bench(ns, _names) -> int:
     from bench.harness import bench_cli
 
@@ -163,6 +170,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
                         "a standalone transformers model folder, checked against base + adapter first.")
     add_export_arguments(ex)
     ex.set_defaults(func=cmd_export)
+
+    from .serving import add_serve_arguments
+
+    se = sub.add_parser("serve", help="an HTTP price service (POST /price), batching concurrent requests",
+                        description="Serve prices over HTTP: POST /price with {\"description\": ...} or "
+                        "{\"descriptions\": [...]}; GET /health. Concurrent requests are batched together.")
+    add_serve_arguments(se)
+    se.set_defaults(func=cmd_serve)
 
     b = sub.add_parser("bench", help="benchmark pricetune against the reference recipe, side by side")
     try:
