@@ -189,6 +189,17 @@ def _return_freed_memory() -> None:
         pass
 
 
+def pick_device_map(device: str, env=os.environ):
+    """Where the weights go. One process: "auto" spreads a model over the visible GPUs. Under a
+    distributed launcher (accelerate launch / torchrun set WORLD_SIZE and LOCAL_RANK), every process
+    must hold a whole copy on its own GPU for data parallelism, which "auto" would break."""
+    if device != "cuda":
+        return None
+    if int(env.get("WORLD_SIZE", "1")) > 1:
+        return {"": int(env.get("LOCAL_RANK", "0"))}
+    return "auto"
+
+
 def load_base_model(
     name: str,
     quantization: str = "4bit",
@@ -197,14 +208,14 @@ def load_base_model(
     double_quant: bool = True,
     device: str | None = None,
 ):
-    """The base model, quantized as asked, on CUDA with device_map="auto", else on the CPU/MPS."""
+    """The base model, quantized as asked: on CUDA placed by `pick_device_map`, else on the CPU/MPS."""
     from transformers import AutoModelForCausalLM
 
     device = device or detect_device()
     src = resolve_model_source(name)
     dtype = DTYPES[precision]
     quant = build_quant_config(quantization, precision, quant_type, double_quant)
-    device_map = "auto" if device == "cuda" else None
+    device_map = pick_device_map(device)
     try:
         if src.gguf_file is None:
             model = AutoModelForCausalLM.from_pretrained(

@@ -272,6 +272,9 @@ def build_sft_config(cfg: RunConfig, run_dir: Path, precision: str, device: str,
         # We push ourselves (hub.py) so that a failed push never stops local saving
         push_to_hub=False,
         dataloader_pin_memory=device == "cuda",
+        # Under DDP every LoRA weight takes part in every step; searching for unused ones costs a
+        # graph walk per step and breaks with gradient checkpointing
+        ddp_find_unused_parameters=False,
         use_cpu=device == "cpu",
         disable_tqdm=False,
     )

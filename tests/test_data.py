@@ -13,7 +13,7 @@ from pricetune.data import (
     read_rows,
 )
 from pricetune.errors import DataError
-from pricetune.modeling import pick_precision
+from pricetune.modeling import pick_device_map, pick_precision
 
 from .conftest import write_jsonl
 
@@ -199,3 +199,11 @@ def test_make_prompt_wraps_bare_descriptions():
     p = make_prompt("Title: Lamp")
     assert p.startswith("What does this cost") and p.endswith(TRAILER)
     assert make_prompt(p) == p
+
+
+def test_device_map_single_process_and_distributed():
+    assert pick_device_map("cpu", {}) is None
+    assert pick_device_map("cuda", {}) == "auto"  # one process: spread over the visible GPUs
+    # accelerate launch / torchrun: a whole copy per process, on that process's own GPU
+    assert pick_device_map("cuda", {"WORLD_SIZE": "4", "LOCAL_RANK": "2"}) == {"": 2}
+    assert pick_device_map("cuda", {"WORLD_SIZE": "1", "LOCAL_RANK": "0"}) == "auto"
