@@ -151,6 +151,18 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
         overrides.update(fast=True, gradient_checkpointing=False)
         overrides.update(opts.get("pricetune_overrides") or {})  # for the per-change ablation
     cfg = resolve_config("lite", overrides=overrides)
+    if opts.get("fastpath"):  # the ablation switching single fast-path changes off
+        import functools
+
+        import pricetune.fastpath
+        import pricetune.training
+
+        fp = opts["fastpath"]
+        pricetune.training.speed_up = functools.partial(
+            pricetune.fastpath.speed_up, dropout=fp.get("dropout", True), swiglu=fp.get("swiglu", True),
+            attention=fp.get("attention", True), rms_norm=fp.get("rms_norm", True))
+        if not fp.get("no_mask", True):
+            pricetune.training.is_right_padded = lambda mask: False
     from trl import SFTTrainer
 
     # the reference side runs TRL's stock trainer class, untouched
@@ -244,9 +256,13 @@ def ablation(opts: dict, variants: dict[str, dict]) -> dict:
     opts = dict(opts, precision=pick_precision(opts.get("precision", "auto")))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, overrides in variants.items():
-            r = _run_side("pricetune", dict(opts, tmp=os.path.join(tmp, name), pricetune_overrides=overrides))
-            out[name] = {"tokens_per_second": r["tokens_per_second"], "losses": r["losses"], **overrides}
+        for i, (name, variant) in enumerate(variants.items()):
+            overrides = dict(variant)
+            fastpath = overrides.pop("fastpath", None)
+            r = _run_side("pricetune", dict(opts, tmp=os.path.join(tmp, str(i)), pricetune_overrides=overrides,
+                                            fastpath=fastpath))
+            out[name] = {k: r[k] for k in ("tokens_per_second", "peak_rss_mb", "train_rss_growth_mb", "losses")}
+            out[name].update(variant)
     return out
 
 
@@ -278,14 +294,36 @@ def bench_eval(opts: dict) -> dict:
     fast = generate_prices(model, tok, prompts, lm.max_length, batch_size=opts["eval_batch_size"])
     fast_seconds = time.perf_counter() - start
     same = sum(a == b for a, (_, b) in zip(ref_prices, fast))
+    floor_seconds = prefill_only_seconds(model, tok, prompts, lm.max_length, opts["eval_batch_size"])
     return {
         "what": "eval", "model": lm.label, "dataset": opts["dataset"], "items": len(prompts),
         "batch_size": opts["eval_batch_size"],
         "reference": {"items_per_second": len(prompts) / ref_seconds, "seconds": ref_seconds},
         "pricetune": {"items_per_second": len(prompts) / fast_seconds, "seconds": fast_seconds},
+        "prefill_only": {"items_per_second": len(prompts) / floor_seconds, "seconds": floor_seconds},
         "speedup": ref_seconds / fast_seconds,
+        "speedup_ceiling": ref_seconds / floor_seconds,
         "agreement": same / len(prompts),
     }
+
+
+def prefill_only_seconds(model, tokenizer, prompts: list[str], max_length: int, batch_size: int) -> float:
+    """Time for one forward pass over every prompt, batched and sorted as pricetune batches them, the
+    LM head at the last position only: work any exact greedy decoder has to do before its first
+    price digit, so reference time / this bounds the speedup batching can give on this machine."""
+    import torch
+
+    from pricetune.data import encode_prompt, make_prompt
+    from pricetune.inference import _batch
+
+    device = next(model.parameters()).device
+    encoded = sorted((encode_prompt(tokenizer, make_prompt(p), max_length) for p in prompts), key=len, reverse=True)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(encoded), batch_size):
+            input_ids, attention_mask = _batch(tokenizer, encoded[i:i + batch_size], device)
+            model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1)
+    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------------------

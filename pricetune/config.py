@@ -98,7 +98,9 @@ class RunConfig(BaseModel):
         True, description="Recompute activations in the backward pass: less memory, ~30% more compute."
     )
     fast: bool = Field(
-        True, description="pricetune's fast path (logits only where the loss is); off = TRL's stock loss."
+        True, description="pricetune's fast path: logits only where the loss is, no attention mask on right-padded "
+        "batches, leaner LoRA dropout/RMSNorm/SwiGLU/attention for backward (same maths; docs/PERFORMANCE.md). "
+        "Off = TRL's stock loss and layers."
     )
     report_to: str = Field("none", description="Experiment tracking: none, tensorboard, wandb or trackio.")
 

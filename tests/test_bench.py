@@ -28,3 +28,4 @@ def test_bench_eval_runs(tiny_model_dir, small_dataset_dir, tmp_path):
                  "--eval-batch-size", "3", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["items"] == 6 and r["agreement"] == 1.0  # fp32: batched greedy == one-by-one
+    assert r["prefill_only"]["items_per_second"] > 0 and r["speedup_ceiling"] > 0

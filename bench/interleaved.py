@@ -1,0 +1,108 @@
+"""Step time of each fast-path change, measured interleaved in one process so machine drift hits all
+variants alike (bench/ablation.py runs them minutes apart, one process each, which suits peak memory
+but lets a shared 2-core machine's speed drift blur changes of a few percent).
+
+    python bench/interleaved.py bench/results/interleaved-cpu.json [--repeats 4]
+    python bench/interleaved.py --only-final --repeats 0 --profile    # torch.profiler table of pricetune's step
+
+One model per variant (the fast loss, no gradient checkpointing, fast-path changes switched on
+cumulatively), the same 3 batches of 16 x <=128 tokens from the amazon items (or the demo data), bf16
+autocast as `pricetune train` runs on this CPU; a step is forward + backward (the optimizer update is
+the same for every variant and is left out). Reports the median step time per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import pricetune.fastpath
+import pricetune.training
+from bench.harness import LITE_LORA, bench_dataset
+from pricetune.config import resolve_config
+from pricetune.modeling import pick_precision
+
+STEPS = ["no_mask", "attention", "dropout", "rms_norm", "swiglu"]
+_stock_is_right_padded = pricetune.training.is_right_padded
+
+
+def build(tmp: str, switches: dict, precision: str):
+    pricetune.training.speed_up = functools.partial(
+        pricetune.fastpath.speed_up, **{k: switches[k] for k in STEPS if k != "no_mask"})
+    torch.manual_seed(42)
+    cfg = resolve_config("lite", overrides=dict(
+        base_model="smollm2-135m", dataset=bench_dataset(), output_dir=tmp, max_steps=3, batch_size=16,
+        max_length=128, val_size=0, precision=precision, quantization="4bit", push_to_hub=False,
+        train_size=256, fast=True, gradient_checkpointing=False, **LITE_LORA))
+    trainer, _ = pricetune.training.prepare_trainer(cfg, log=lambda _: None)
+    trainer.model.train()
+    return trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", nargs="?", help="JSON file to write")
+    ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--only-final", action="store_true", help="Build only the variant `pricetune train` runs.")
+    ap.add_argument("--profile", action="store_true",
+                    help="Print torch.profiler's table for 2 steps of the last variant.")
+    ns = ap.parse_args()
+    precision = pick_precision("auto")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    variants, switches = {}, {k: False for k in STEPS}
+    names = ["fast loss, no checkpointing (all changes below off)"]
+    specs = [dict(switches)]
+    for k in STEPS:
+        switches[k] = True
+        names.append(f"+ {k}")
+        specs.append(dict(switches))
+    if ns.only_final:
+        names, specs = names[-1:], specs[-1:]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, spec) in enumerate(zip(names, specs)):
+            variants[name] = (spec, build(f"{tmp}/{i}", spec, precision))
+        batches = [b for _, b in zip(range(3), next(iter(variants.values()))[1].get_train_dataloader())]
+        times = {name: [] for name in names}
+        for rep in range(ns.repeats + 1):  # the first round warms up
+            for name, (spec, trainer) in variants.items():
+                pricetune.training.is_right_padded = _stock_is_right_padded if spec["no_mask"] else (lambda m: False)
+                model = trainer.model
+                start = time.perf_counter()
+                for b in batches:
+                    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                        loss, _ = pricetune.training.completion_loss(model, b)
+                    loss.backward()
+                    model.zero_grad(set_to_none=True)
+                if rep:
+                    times[name].append((time.perf_counter() - start) / len(batches))
+        if ns.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            model = trainer.model
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for b in batches[:2]:
+                    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                        loss, _ = pricetune.training.completion_loss(model, b)
+                    loss.backward()
+                    model.zero_grad(set_to_none=True)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    if not ns.repeats:
+        return
+    base = statistics.median(times[names[0]])
+    result = {name: {"median_step_seconds": statistics.median(t), "step_seconds": t,
+                     "speedup_over_first": base / statistics.median(t)} for name, t in times.items()}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if ns.out:
+        Path(ns.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
