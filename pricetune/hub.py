@@ -15,12 +15,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from transformers import TrainerCallback
+
 from .errors import PricetuneError
 
-# Files of a run that belong on the Hub: the adapter, its tokenizer, card and config (not checkpoints)
-IGNORE = ["checkpoint-*", "checkpoint-*/**", "eval-*", "eval-*/**", "*.tmp", "runs/**", "metrics.jsonl",
-          ".staging/**", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "scaler.pt", "trainer_state.json",
-          "training_args.bin", "initial_eval_loss.json"]
+# What goes to the Hub, and nothing else: the adapter (and a regress run's head scale), its tokenizer,
+# the model card, and the resolved config with local paths taken out (see `public_config`)
+UPLOAD = ("adapter_config.json", "adapter_model.safetensors", "regression_head.json", "tokenizer.json",
+          "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt",
+          "tokenizer.model", "README.md")
+CONFIG_NAME = "pricetune_config.yaml"
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
@@ -74,6 +78,50 @@ def resolve_repo_id(run_name: str, repo_id: str | None, hub_user: str | None, to
     return f"{api.whoami(token=token)['name']}/{run_name}"
 
 
+def public_config(run_dir: Path) -> str | None:
+    """The run's resolved config without local paths (output directory, local dataset folders)."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    cfg["output_dir"] = None
+    for key in ("dataset", "base_model"):
+        value = str(cfg.get(key) or "")
+        if value.startswith((".", "/", "~")) or Path(value).exists():
+            cfg[key] = f"<local: {Path(value).name}>"
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def stage_upload(run_dir: Path, staging: Path) -> list[str]:
+    """Copy the allowlisted files of a run (or checkpoint) into `staging`; returns their names."""
+    import shutil
+
+    names = []
+    for name in UPLOAD:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, staging / name)
+            names.append(name)
+    config = public_config(run_dir if (run_dir / "config.yaml").is_file() else run_dir.parent)
+    if config is not None:
+        (staging / CONFIG_NAME).write_text(config, encoding="utf-8")
+        names.append(CONFIG_NAME)
+    if "adapter_config.json" not in names:
+        raise PricetuneError(f"{run_dir} holds no adapter (adapter_config.json) to push")
+    return names
+
+
+def ensure_repo(api, repo_id: str, private: bool) -> None:
+    """Create the repo as asked; an existing repo must have the visibility asked for, since
+    create_repo(exist_ok=True) never changes it and a private adapter would go public."""
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if private and not getattr(api.repo_info(repo_id, repo_type="model"), "private", True):
+        raise PricetuneError(
+            f"{repo_id} already exists and is public, and this push asked for a private repo; nothing was "
+            "uploaded. Make the repo private on the Hub, choose another --repo-id, or push with --public")
+
+
 def push_folder(
     run_dir: str | Path,
     repo_id: str,
@@ -83,26 +131,30 @@ def push_folder(
     backoff: float = 2.0,
     log: Callable[[str], None] = print,
 ) -> str:
-    """Create the repo (private by default) and upload the run's adapter files; retry transient errors."""
+    """Create the repo (private by default) and upload the run's allowlisted files; retry transient errors."""
+    import tempfile
+
     from huggingface_hub import HfApi
 
     # HF_ENDPOINT is read per call (huggingface_hub reads it once, at import)
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
-    for attempt in range(retries + 1):
-        try:
-            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-            api.upload_folder(
-                repo_id=repo_id, folder_path=str(run_dir), ignore_patterns=IGNORE,
-                commit_message="Upload adapter trained with pricetune",
-            )
-            return repo_id
-        except Exception as e:  # the hub client raises many types; classify by status
-            if attempt < retries and is_transient(e):
-                wait = backoff * (2**attempt)
-                log(f"push failed ({describe_failure(e, token)}); retrying in {wait:.0f}s")
-                time.sleep(wait)
-                continue
-            raise
+    with tempfile.TemporaryDirectory(prefix="pricetune-push-") as tmp:
+        stage_upload(Path(run_dir), Path(tmp))
+        for attempt in range(retries + 1):
+            try:
+                ensure_repo(api, repo_id, private)
+                api.upload_folder(repo_id=repo_id, folder_path=tmp,
+                                  commit_message="Upload adapter trained with pricetune")
+                return repo_id
+            except PricetuneError:
+                raise
+            except Exception as e:  # the hub client raises many types; classify by status
+                if attempt < retries and is_transient(e):
+                    wait = backoff * (2**attempt)
+                    log(f"push failed ({describe_failure(e, token)}); retrying in {wait:.0f}s")
+                    time.sleep(wait)
+                    continue
+                raise
     raise AssertionError("unreachable")
 
 
@@ -120,7 +172,13 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, private: bool = Tr
         raise PricetuneError(f"{run_dir} holds no adapter (adapter_config.json); is it a finished run?")
     cfg = load_run_config(run_dir)
     token = get_token()
-    target = resolve_repo_id(cfg.run_name, repo_id or cfg.hub_model_id, cfg.hub_user, token)
+    try:
+        target = resolve_repo_id(cfg.run_name, repo_id or cfg.hub_model_id, cfg.hub_user, token)
+    except PricetuneError:
+        raise
+    except Exception as e:  # whoami with a refused or expired token
+        raise PricetuneError(f"could not find your Hub user name: {describe_failure(e, token)}. The adapter is "
+                             f"safe in {run_dir}; retry with: {push_command(run_dir, repo_id)}") from None
     try:
         return push_folder(run_dir, target, private, token, retries, backoff, log)
     except PricetuneError:
@@ -151,32 +209,59 @@ def push_after_training(run_dir: Path, cfg, log: Callable[[str], None] = print) 
     return url
 
 
-class CheckpointPusher:
-    """hub_strategy every_save: push the adapter at each checkpoint, as the reference's Trainer did.
-    A failure is reported once and stops further pushes; it never stops training or saving."""
+class CheckpointPusher(TrainerCallback):
+    """hub_strategy every_save: push the adapter at each checkpoint, as the reference's Trainer did,
+    on a background thread so training never waits on the network. Pushes run one at a time, in
+    order; a failure is reported once and stops further pushes; it never stops training or saving.
+    `wait()` before the final push."""
 
     def __init__(self, cfg, log: Callable[[str], None] = print):
-        from transformers import TrainerCallback
+        from concurrent.futures import ThreadPoolExecutor
 
-        pusher = self
         self.cfg, self.log, self.repo_id, self.failed = cfg, log, None, False
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pricetune-push")
+        self.pending = []
 
-        class _Callback(TrainerCallback):
-            def on_save(self, args, state, control, **kwargs):
-                pusher.push(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
+    @property
+    def callback(self):  # kept for callers of the earlier interface
+        return self
 
-        self.callback = _Callback()
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if checkpoint.is_dir() and not self.failed:
+            # a copy of the files now: rotation may delete the checkpoint before the push runs
+            import shutil
+            import tempfile
+
+            snapshot = Path(tempfile.mkdtemp(prefix="pricetune-ckpt-"))
+            for name in UPLOAD:
+                if (checkpoint / name).is_file():
+                    shutil.copy2(checkpoint / name, snapshot / name)
+            config = public_config(Path(args.output_dir))
+            if config is not None:
+                (snapshot / "config.yaml").write_text(config, encoding="utf-8")
+            self.pending.append(self.pool.submit(self.push, snapshot, state.global_step))
 
     def push(self, checkpoint: Path, step: int) -> None:
-        if self.failed or not checkpoint.is_dir():
-            return
-        token = get_token()
+        import shutil
+
         try:
-            self.repo_id = self.repo_id or resolve_repo_id(self.cfg.run_name, self.cfg.hub_model_id,
-                                                           self.cfg.hub_user, token)
-            push_folder(checkpoint, self.repo_id, self.cfg.hub_private, token, retries=1, log=self.log)
-            self.log(f"pushed checkpoint {step} to {self.repo_id}")
-        except Exception as e:
-            self.failed = True
-            self.log(f"checkpoint push failed ({describe_failure(e, token)}); training goes on, "
-                     "and the final adapter push will be tried at the end")
+            if self.failed:
+                return
+            token = get_token()
+            try:
+                self.repo_id = self.repo_id or resolve_repo_id(self.cfg.run_name, self.cfg.hub_model_id,
+                                                               self.cfg.hub_user, token)
+                push_folder(checkpoint, self.repo_id, self.cfg.hub_private, token, retries=1, log=self.log)
+                self.log(f"pushed checkpoint {step} to {self.repo_id}")
+            except Exception as e:
+                self.failed = True
+                self.log(f"checkpoint push failed ({describe_failure(e, token)}); training goes on, "
+                         "and the final adapter push will be tried at the end")
+        finally:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+
+    def wait(self) -> None:
+        for future in self.pending:
+            future.result()
+        self.pool.shutdown(wait=True)

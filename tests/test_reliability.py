@@ -266,3 +266,65 @@ def test_training_with_push_on_and_no_hub_finishes_locally(tiny_model_dir, small
         if f.is_file():
             assert MARKER.encode() not in f.read_bytes(), f"token written to {f}"
     assert "token" not in yaml.safe_load((out / "config.yaml").read_text())
+
+
+class PublicRepoHub(BaseHTTPRequestHandler):
+    """A Hub where the repo exists already, public; records every request."""
+
+    paths: list = []
+
+    def _reply(self):
+        PublicRepoHub.paths.append((self.command, self.path))
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        if "repos/create" in self.path:
+            status, body = 409, {"error": "You already created this model repo", "url": "http://127.0.0.1/someone/x"}
+        else:
+            status, body = 200, {"id": "someone/x", "private": False, "sha": "0" * 40, "siblings": []}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_HEAD = _reply
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_private_push_never_lands_in_an_existing_public_repo(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+
+    from pricetune import hub
+    from pricetune.errors import PricetuneError
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PublicRepoHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    PublicRepoHub.paths = []
+    try:
+        with pytest.raises(PricetuneError, match="public"):
+            hub.push_folder(_fake_run(tmp_path), "someone/x", private=True, token=MARKER, log=lambda _: None)
+    finally:
+        server.shutdown()
+    assert not any("commit" in p or "preupload" in p for _, p in PublicRepoHub.paths), PublicRepoHub.paths
+
+
+def test_push_uploads_an_allowlist_and_a_config_without_local_paths(tmp_path):
+    from pricetune import hub
+
+    run = _fake_run(tmp_path)
+    for extra in ("optimizer.pt", "metrics.jsonl", "notes-with-secrets.txt", "checkpoint-5/adapter_model.safetensors"):
+        (run / extra).parent.mkdir(parents=True, exist_ok=True)
+        (run / extra).write_text("x")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    names = hub.stage_upload(run, staging)
+    assert sorted(p.name for p in staging.iterdir()) == sorted(names)
+    assert set(names) == {"adapter_config.json", "adapter_model.safetensors", hub.CONFIG_NAME}
+    config = yaml.safe_load((staging / hub.CONFIG_NAME).read_text())
+    assert config["output_dir"] is None and str(tmp_path) not in (staging / hub.CONFIG_NAME).read_text()

@@ -137,13 +137,28 @@ def test_fast_loss_equals_reference_loss_and_gradients(tiny_model_dir, tokenizer
             torch.testing.assert_close(p.grad, ref_grads[n], rtol=1e-4, atol=1e-6, msg=n)
 
 
+@pytest.fixture
+def handful(tmp_path, demo_splits):
+    """12 diamonds that are both the train and the val split: a model that learns must fit them."""
+    from .conftest import write_jsonl
+
+    rows = demo_splits["train"][:12]
+    for split in ("train", "val", "test"):
+        write_jsonl(tmp_path / "handful" / f"{split}.jsonl", rows)
+    return tmp_path / "handful"
+
+
 @pytest.mark.integration
-def test_demo_path_on_embedded_smollm2(tmp_path):
+@pytest.mark.parametrize("objective", ["regress", "generate"])
+def test_demo_path_on_embedded_smollm2_learns(tmp_path, handful, objective):
+    """The default path (SmolLM2 in nf4, bf16 where the CPU has it, LoRA dropout, the demo's
+    settings) overfits a handful of rows: a drop no machine's rounding can erase."""
     from pricetune.training import train
 
     cfg = resolve_config("demo", overrides=dict(
-        max_steps=4, train_size=64, val_size=16, eval_steps=4, save_steps=4, logging_steps=1,
-        output_dir=str(tmp_path / "demo"), gradient_checkpointing=False))
+        dataset=str(handful), objective=objective, max_steps=12, batch_size=6, val_size=12, warmup_ratio=0.0,
+        learning_rate=3e-3, head_learning_rate=1e-2, max_length=64, eval_steps=12, save_steps=12,
+        logging_steps=1, output_dir=str(tmp_path / "demo")))
     summary = train(cfg, log=lambda _: None)
-    assert summary["steps"] == 4
-    assert summary["final_eval_loss"] < summary["initial_eval_loss"]
+    assert summary["steps"] == 12
+    assert summary["final_eval_loss"] < 0.5 * summary["initial_eval_loss"], summary

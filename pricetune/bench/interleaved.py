@@ -1,9 +1,9 @@
 """Step time of each fast-path change, measured interleaved in one process so machine drift hits all
-variants alike (bench/ablation.py runs them minutes apart, one process each, which suits peak memory
+variants alike (pricetune/bench/ablation.py runs them minutes apart, one process each, which suits peak memory
 but lets a shared 2-core machine's speed drift blur changes of a few percent).
 
-    python bench/interleaved.py bench/results/interleaved-cpu.json [--repeats 4]
-    python bench/interleaved.py --only-final --repeats 0 --profile    # torch.profiler table of pricetune's step
+    python -m pricetune.bench.interleaved bench/results/interleaved-cpu.json [--repeats 4]
+    python -m pricetune.bench.interleaved --only-final --repeats 0 --profile    # torch.profiler table of pricetune's step
 
 One model per variant (the fast loss, no gradient checkpointing, fast-path changes switched on
 cumulatively), the same 3 batches of 16 x <=128 tokens from the amazon items (or the demo data), bf16
@@ -14,7 +14,6 @@ the same for every variant and is left out). Reports the median step time per va
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import tempfile
@@ -23,25 +22,22 @@ from pathlib import Path
 
 import torch
 
-import pricetune.fastpath
-import pricetune.training
-from bench.harness import LITE_LORA, bench_dataset
+from pricetune.bench.harness import LITE_LORA, bench_dataset
 from pricetune.config import resolve_config
 from pricetune.modeling import pick_precision
 
+from pricetune.training import completion_loss, prepare_trainer
+
 STEPS = ["no_mask", "attention", "dropout", "rms_norm", "swiglu"]
-_stock_is_right_padded = pricetune.training.is_right_padded
 
 
 def build(tmp: str, switches: dict, precision: str):
-    pricetune.training.speed_up = functools.partial(
-        pricetune.fastpath.speed_up, **{k: switches[k] for k in STEPS if k != "no_mask"})
     torch.manual_seed(42)
     cfg = resolve_config("lite", overrides=dict(
         base_model="smollm2-135m", dataset=bench_dataset(), output_dir=tmp, max_steps=3, batch_size=16,
         max_length=128, val_size=0, precision=precision, quantization="4bit", push_to_hub=False,
         train_size=256, fast=True, gradient_checkpointing=False, **LITE_LORA))
-    trainer, _ = pricetune.training.prepare_trainer(cfg, log=lambda _: None)
+    trainer, _ = prepare_trainer(cfg, log=lambda _: None, fastpath={k: switches[k] for k in STEPS})
     trainer.model.train()
     return trainer
 
@@ -72,12 +68,11 @@ def main() -> None:
         times = {name: [] for name in names}
         for rep in range(ns.repeats + 1):  # the first round warms up
             for name, (spec, trainer) in variants.items():
-                pricetune.training.is_right_padded = _stock_is_right_padded if spec["no_mask"] else (lambda m: False)
                 model = trainer.model
                 start = time.perf_counter()
                 for b in batches:
                     with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                        loss, _ = pricetune.training.completion_loss(model, b)
+                        loss, _ = completion_loss(model, b, drop_mask=spec["no_mask"])
                     loss.backward()
                     model.zero_grad(set_to_none=True)
                 if rep:
@@ -89,7 +84,7 @@ def main() -> None:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for b in batches[:2]:
                     with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                        loss, _ = pricetune.training.completion_loss(model, b)
+                        loss, _ = completion_loss(model, b)
                     loss.backward()
                     model.zero_grad(set_to_none=True)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))

@@ -32,13 +32,19 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-AMAZON = REPO.parent / "shared" / "data" / "amazon-items"
+# Looked up from the current directory (a checkout beside ../shared), never from the package's own
+# location: an installed pricetune has no repository around it
+AMAZON = Path("..") / "shared" / "data" / "amazon-items"
 LITE_LORA = dict(lora_r=32, lora_alpha=64, lora_dropout=0.1, target_modules="attention")
 
 
 def bench_dataset() -> str:
-    return str(AMAZON) if AMAZON.is_dir() else "demo"
+    """../shared/data/amazon-items (from the current directory) when it is there, else the embedded
+    demo data; the choice is printed and recorded in the result."""
+    chosen = str(AMAZON) if AMAZON.is_dir() else "demo"
+    print(f"bench dataset: {chosen}" + ("" if chosen != "demo" else f" ({AMAZON} not found; pass --dataset)"),
+          file=sys.stderr)
+    return chosen
 
 
 def gemm_peak_gflops(precision: str, n: int = 2048, repeats: int = 5) -> float:
@@ -151,29 +157,16 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
         overrides.update(fast=True, gradient_checkpointing=False)
         overrides.update(opts.get("pricetune_overrides") or {})  # for the per-change ablation
     cfg = resolve_config("lite", overrides=overrides)
-    if opts.get("fastpath"):  # the ablation switching single fast-path changes off
-        import functools
-
-        import pricetune.fastpath
-        import pricetune.training
-
-        fp = opts["fastpath"]
-        pricetune.training.speed_up = functools.partial(
-            pricetune.fastpath.speed_up, dropout=fp.get("dropout", True), swiglu=fp.get("swiglu", True),
-            attention=fp.get("attention", True), rms_norm=fp.get("rms_norm", True))
-        if not fp.get("no_mask", True):
-            pricetune.training.is_right_padded = lambda mask: False
     from trl import SFTTrainer
 
-    # the reference side runs TRL's stock trainer class, untouched
-    stock = SFTTrainer if kind == "reference" else None
-    trainer, ctx = prepare_trainer(cfg, log=lambda _: None, trainer_cls=stock)
-    if kind == "pricetune":
-        # Same batches on both sides: the stock length-grouped order (pricetune's own order, seeded
-        # per epoch for exact resume, draws a different permutation; it costs nothing per step)
-        import types
-
-        trainer._get_train_sampler = types.MethodType(SFTTrainer._get_train_sampler, trainer)
+    # the reference side runs TRL's stock trainer class, untouched. The pricetune side takes the stock
+    # length-grouped order, so both sides see the same batches (pricetune's own order, seeded per
+    # epoch for exact resume, draws a different permutation; it costs nothing per step), and for the
+    # ablation the fast-path switches it is given
+    if kind == "reference":
+        trainer, ctx = prepare_trainer(cfg, log=lambda _: None, trainer_cls=SFTTrainer)
+    else:
+        trainer, ctx = prepare_trainer(cfg, log=lambda _: None, fastpath=opts.get("fastpath"), seeded_order=False)
     timer = StepTimer()
     timer.trainer = trainer
     trainer.add_callback(timer.callback)
@@ -339,7 +332,8 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--model", default="smollm2-135m", help="Base model, both sides (default smollm2-135m).")
     p.add_argument("--quantization", default="4bit", choices=["4bit", "8bit", "none"], help="Both sides (default 4bit).")
     p.add_argument("--precision", default="auto", help="Both sides (default auto).")
-    p.add_argument("--dataset", default=None, help="Default: ../shared/data/amazon-items if present, else demo.")
+    p.add_argument("--dataset", default=None,
+                   help="Default: ../shared/data/amazon-items (from the current directory) if present, else demo.")
     p.add_argument("--run", help="eval: a run directory whose adapter to use (default: the bare base model).")
     p.add_argument("--limit", type=int, default=64, help="eval: number of test items (default 64).")
     p.add_argument("--eval-batch-size", type=int, default=32, help="eval: pricetune's batch size (default 32).")

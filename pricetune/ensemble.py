@@ -1,0 +1,233 @@
+"""Combining price models: weights fit on the validation split only, saved as a small folder.
+
+    pricetune ensemble --dataset ../shared/data/amazon-items --member runs/amazon-regress --member tfidf \
+        --out runs/ensemble
+    pricetune evaluate --ensemble runs/ensemble --limit 0          # the test split, each row run once
+
+    from pricetune.inference import Pricer
+    Pricer.from_ensemble("runs/ensemble").price("Title: ...")
+
+A member is a run directory (a generate run prices with `--decode`, a regress run with its head),
+`tfidf`, `median` or `mean`. The combination is a weighted mean of log(1 + price), weights on the
+simplex (non-negative, summing to 1) on a grid of step 1/20, the grid point with the lowest mean
+absolute error on val wins; ties go to the earlier grid point. `ensemble.json` records the members,
+their val MAE, the weights and the dataset; a tfidf member is saved beside it (`tfidf.joblib`) so
+the ensemble prices without the training data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PricetuneError
+
+GRID = 20
+CLASSICAL = ("tfidf", "median", "mean")
+
+
+def simplex_grid(k: int, steps: int = GRID) -> list[tuple[float, ...]]:
+    """Every weight vector of k non-negative multiples of 1/steps that sum to 1."""
+    if k == 1:
+        return [(1.0,)]
+    out = []
+    for cut in itertools.product(range(steps + 1), repeat=k - 1):
+        if sum(cut) <= steps:
+            out.append(tuple(c / steps for c in cut) + ((steps - sum(cut)) / steps,))
+    return out
+
+
+def combine(weights: list[float], member_prices: list[list[float | None]]) -> list[float | None]:
+    """Weighted mean in log(1 + price) for each item; a member without a price for an item gives
+    its weight to the others."""
+    out = []
+    for prices in zip(*member_prices):
+        pairs = [(w, math.log1p(max(p, 0.0))) for w, p in zip(weights, prices) if p is not None and w > 0]
+        total = sum(w for w, _ in pairs)
+        out.append(math.expm1(sum(w * x for w, x in pairs) / total) if total > 0 else None)
+    return out
+
+
+def fit_weights(truths: list[float], member_prices: list[list[float | None]]) -> tuple[list[float], float]:
+    """The simplex grid point with the lowest MAE against `truths` (the val split), and that MAE."""
+    best, best_mae = None, math.inf
+    for weights in simplex_grid(len(member_prices)):
+        guesses = combine(list(weights), member_prices)
+        mae = statistics.fmean(abs((g or 0.0) - t) for g, t in zip(guesses, truths))
+        if mae < best_mae - 1e-12:
+            best, best_mae = weights, mae
+    return list(best), best_mae
+
+
+# ------------------------------------------------------------------------------------------------
+# Members
+
+
+@dataclass
+class Member:
+    """One model of an ensemble: `spec` is a run directory or tfidf / median / mean."""
+
+    spec: str
+    decode: str = "greedy"
+    samples: int = 64
+    batch_size: int = 16
+
+    @property
+    def classical(self) -> bool:
+        return self.spec in CLASSICAL
+
+    def describe(self) -> dict:
+        d = {"spec": self.spec, "kind": self.spec if self.classical else "run"}
+        if not self.classical:
+            d.update(decode=self.decode, samples=self.samples)
+        return d
+
+
+class Predictor:
+    """A member made ready to price prompts: a fitted baseline, or a loaded run."""
+
+    def __init__(self, member: Member, folder: Path | None = None, splits: dict | None = None):
+        self.member = member
+        if member.spec == "tfidf":
+            from .baselines import TfidfRidge
+
+            saved = folder / "tfidf.joblib" if folder is not None else None
+            if saved is not None and saved.is_file():
+                self.tfidf = TfidfRidge.load(saved)
+            else:
+                if splits is None:
+                    raise PricetuneError("the tfidf member needs the dataset to fit on")
+                self.tfidf = TfidfRidge.fit(splits["train"], splits.get("val", []))
+        elif member.spec in ("median", "mean"):
+            from .baselines import constant
+
+            if splits is None:
+                raise PricetuneError(f"the {member.spec} member needs the dataset")
+            self.value = constant(splits["train"], member.spec)
+        else:
+            from .inference import load_model
+
+            self.lm = load_model(run=member.spec)
+
+    def predict(self, prompts: list[str], progress: bool = False) -> list[float | None]:
+        spec = self.member.spec
+        if spec == "tfidf":
+            return self.tfidf.predict(prompts)
+        if spec in ("median", "mean"):
+            return [self.value] * len(prompts)
+        out = self.lm.price(prompts, self.member.decode, self.member.batch_size, self.member.samples, progress)
+        return [p for _, p in out]
+
+
+@dataclass
+class Ensemble:
+    members: list[Member]
+    weights: list[float]
+    folder: Path
+    constants: dict
+
+    @property
+    def llm_only(self) -> bool:
+        return not any(m.classical for m, w in zip(self.members, self.weights) if w > 0)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Ensemble:
+        folder = Path(folder)
+        path = folder / "ensemble.json"
+        if not path.is_file():
+            raise PricetuneError(f"{folder} is not an ensemble folder (no ensemble.json); make one with `pricetune ensemble`")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        members = [Member(m["spec"], m.get("decode", "greedy"), m.get("samples", 64)) for m in data["members"]]
+        return cls(members, data["weights"], folder, data.get("constants", {}))
+
+    def predictors(self) -> list[Predictor | None]:
+        """Loaded members (None for those of weight 0: they are not loaded at all)."""
+        out = []
+        for m, w in zip(self.members, self.weights):
+            if w == 0:
+                out.append(None)
+            elif m.spec in ("median", "mean"):
+                p = Predictor.__new__(Predictor)
+                p.member, p.value = m, self.constants[m.spec]
+                out.append(p)
+            else:
+                out.append(Predictor(m, self.folder))
+        return out
+
+    def predict(self, prompts: list[str], predictors=None, progress: bool = False) -> list[float | None]:
+        predictors = predictors or self.predictors()
+        prices = [p.predict(prompts, progress) if p is not None else [None] * len(prompts) for p in predictors]
+        return combine(self.weights, prices)
+
+
+def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print) -> dict:
+    """Price the val split with each member, fit the weights there, and save the ensemble folder."""
+    from .data import load_splits
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
+    if len(members) < 2:
+        raise PricetuneError("an ensemble needs at least two --member")
+    splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
+    val = splits["val"]
+    prompts, truths = [r["prompt"] for r in val], [r["price"] for r in val]
+    member_prices, member_mae, constants = [], [], {}
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        for m in members:
+            log(f"pricing {len(val)} val items with {m.spec}")
+            predictor = Predictor(m, splits=splits)
+            prices = predictor.predict(prompts, progress=not m.classical)
+            if m.spec == "tfidf":
+                predictor.tfidf.save(out / "tfidf.joblib")
+            if m.spec in ("median", "mean"):
+                constants[m.spec] = predictor.value
+            member_prices.append(prices)
+            member_mae.append(statistics.fmean(abs((p or 0.0) - t) for p, t in zip(prices, truths)))
+            del predictor
+        weights, val_mae = fit_weights(truths, member_prices)
+        record = {
+            "dataset": dataset,
+            "fit_on": f"val split, {len(val)} items",
+            "combination": "weighted mean of log(1 + price), weights on a 1/20 simplex grid, lowest val MAE",
+            "members": [m.describe() for m in members],
+            "weights": weights,
+            "member_val_mae": member_mae,
+            "val_mae": val_mae,
+            "constants": constants,
+        }
+        (out / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return record
+
+
+def add_ensemble_arguments(p) -> None:
+    p.description = ("Combine several price models (runs and classical baselines) with weights fit on the "
+                     "validation split only; evaluate the result with `pricetune evaluate --ensemble DIR`.")
+    p.add_argument("--dataset", required=True, help="Dataset with train and val splits (as `train --dataset`).")
+    p.add_argument("--member", action="append", required=True, metavar="RUN|tfidf|median|mean",
+                   help="A member: a run directory (or one of its checkpoint-N folders), tfidf, median or mean. Repeat.")
+    p.add_argument("--out", required=True, help="New folder for ensemble.json (and tfidf.joblib).")
+    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
+                   help="How generate runs price (regress runs have one way).")
+    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
+    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
+
+
+def ensemble_cli(ns) -> int:
+    members = [Member(s, ns.decode, ns.samples, ns.batch_size) for s in ns.member]
+    record = fit_ensemble(ns.dataset, members, ns.out)
+    for m, w, mae in zip(record["members"], record["weights"], record["member_val_mae"]):
+        print(f"  {m['spec']:<40} weight {w:.2f}   val MAE ${mae:,.2f}")
+    print(f"  ensemble val MAE ${record['val_mae']:,.2f}")
+    print(f"ensemble: {ns.out}")
+    return 0

@@ -1,0 +1,154 @@
+"""The regress objective: a scalar head on the base model's last prompt token, trained on log price.
+
+    pricetune train --objective regress --dataset ../shared/data/amazon-items --base-model smollm2-135m
+    pricetune evaluate runs/<a regress run>           # one forward pass per item, no decoding
+
+The model is transformers' sequence-classification form of the base (`num_labels=1`, the head
+`score` reading the hidden state at the last non-padding token) with LoRA on the base and the head
+trained in full (PEFT `task_type="SEQ_CLS"`, head in `modules_to_save`). The target is log(1 + price),
+standardised by the training split's median and spread so a freshly initialised head starts near
+the right answer; the L1 loss on it has the median as its optimum, the answer that minimises the
+mean absolute error the course scores. The standardisation is saved beside the adapter as
+`regression_head.json`, so a price is `expm1(center + scale * output)` anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import encode_prompt, make_prompt
+from .errors import PricetuneError
+
+HEAD_FILE = "regression_head.json"
+HUBER_DELTA = 1.0  # in standardised units: L1 beyond one spread, squared inside
+
+
+@dataclass(frozen=True)
+class PriceScale:
+    """How the head's output maps to a price: price = expm1(center + scale * output)."""
+
+    center: float
+    scale: float
+    loss: str = "l1"
+
+    @classmethod
+    def fit(cls, prices: list[float], loss: str = "l1") -> PriceScale:
+        logs = [math.log1p(p) for p in prices]
+        if not logs:
+            raise PricetuneError("the regress objective needs training prices")
+        center = statistics.median(logs)
+        # mean absolute deviation from the median: the spread L1 sees (never 0: one price is allowed)
+        scale = statistics.fmean(abs(x - center) for x in logs) or 1.0
+        return cls(center=center, scale=scale, loss=loss)
+
+    def target(self, price: float) -> float:
+        return (math.log1p(price) - self.center) / self.scale
+
+    def price(self, output: torch.Tensor) -> torch.Tensor:
+        return torch.expm1(self.center + self.scale * output.float()).clamp(min=0.0)
+
+    def save(self, directory: str | Path) -> None:
+        payload = {"formula": "price = expm1(center + scale * model_output)", **asdict(self)}
+        (Path(directory) / HEAD_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PriceScale:
+        path = Path(directory) / HEAD_FILE
+        if not path.is_file():
+            raise PricetuneError(f"{directory} is a regress run without {HEAD_FILE}; it cannot turn outputs into prices")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(center=float(data["center"]), scale=float(data["scale"]), loss=data.get("loss", "l1"))
+
+
+def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """Mean L1 (or Huber) distance between head outputs and standardised log-price targets."""
+    outputs, targets = outputs.float().reshape(-1), targets.float().reshape(-1)
+    if kind == "huber":
+        return F.huber_loss(outputs, targets, delta=HUBER_DELTA)
+    return F.l1_loss(outputs, targets)
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+
+
+def tokenize_regression_rows(tokenizer, rows: list[dict], max_length: int, scale: PriceScale):
+    """A `datasets.Dataset` of prompt ids (cut exactly as at inference) and standardised targets."""
+    from datasets import Dataset
+
+    return Dataset.from_list([
+        {"input_ids": encode_prompt(tokenizer, r["prompt"], max_length), "labels": scale.target(r["price"])}
+        for r in rows
+    ])
+
+
+class RegressionCollator:
+    """Right-pads prompt ids; float labels. Right padding keeps every real token at the position it
+    has alone, so a prompt's output does not depend on its batch."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
+            mask[i, : len(f["input_ids"])] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([float(f["labels"]) for f in features])
+        return batch
+
+
+def last_token_outputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The head's output for each row of a right-padded batch, shape [batch]."""
+    from .training import is_right_padded
+
+    if attention_mask is not None and is_right_padded(attention_mask):
+        # causal attention never lets a real token see the padding after it; transformers finds the
+        # last real token from input_ids, so the mask changes nothing but the attention kernel
+        attention_mask = None
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    return logits.reshape(-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Inference
+
+
+@torch.inference_mode()
+def regress_prices(model, tokenizer, prompts: list[str], scale: PriceScale, max_length: int = 128,
+                   batch_size: int = 16, progress: bool = False) -> list[tuple[str, float | None]]:
+    """(text, price) for each prompt, in input order: one forward pass per batch, no decoding."""
+    device = next(model.parameters()).device
+    encoded = [encode_prompt(tokenizer, make_prompt(p), max_length) for p in prompts]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    collate = RegressionCollator(tokenizer.pad_token_id)
+    results: list[tuple[str, float | None] | None] = [None] * len(encoded)
+    bar = None
+    if progress:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(order), desc="pricing (regress)", unit="item", file=sys.stderr)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = collate([{"input_ids": encoded[i]} for i in idx])
+        out = last_token_outputs(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        for i, price in zip(idx, scale.price(out).tolist()):
+            results[i] = (f"{price:.2f}", float(price)) if math.isfinite(price) else ("", None)
+        if bar:
+            bar.update(len(idx))
+    if bar:
+        bar.close()
+    return results  # type: ignore[return-value]

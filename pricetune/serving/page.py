@@ -1,0 +1,94 @@
+"""The web page served at `/`: price one description, or a CSV/JSONL file of them.
+
+Self-contained (no CDN, no external font or script), so it works offline. It talks to the same
+app: `POST /price` for one description, `POST /price/file` for a file, which the browser reads and
+sends as text and gets back priced, to download. When the service has an API key, the page asks for
+it and keeps it in the page's memory only.
+"""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pricetune</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body { font-family: system-ui, sans-serif; max-width: 760px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { margin-bottom: .2em; } .sub { color: #666; margin-top: 0; }
+textarea { width: 100%; min-height: 9em; font: inherit; padding: .5em; box-sizing: border-box; }
+button { font: inherit; padding: .45em 1.2em; margin-top: .5em; cursor: pointer; }
+#price { font-size: 2.2em; font-weight: 600; margin: .4em 0; min-height: 1.2em; }
+.error { color: #b00020; } .muted { color: #666; font-size: .9em; }
+section { border-top: 1px solid #ddd; margin-top: 1.6em; padding-top: 1em; }
+input[type=password] { font: inherit; padding: .3em; width: 22em; }
+</style></head><body>
+<h1>pricetune</h1>
+<p class="sub">Price a product from its description with <b id="model">__MODEL__</b>.</p>
+<div id="keybox" hidden><label>API key <input id="key" type="password" autocomplete="off"></label></div>
+<form id="one">
+<label for="description">Description</label>
+<textarea id="description" placeholder="Title: ...&#10;Category: ...&#10;Description: ..."></textarea>
+<button id="go" type="submit">Price it</button>
+</form>
+<div id="price" aria-live="polite"></div>
+<div id="why" class="muted"></div>
+<section>
+<h2>A file of descriptions</h2>
+<p class="muted">CSV with a <code>description</code> (or <code>prompt</code>) column, or JSONL with one of those
+fields per line. You get the same file back with a <code>price</code> column (and <code>error</code> where an
+item could not be priced).</p>
+<input id="file" type="file" accept=".csv,.jsonl,.json,text/csv">
+<button id="gofile" type="button">Price the file</button>
+<div id="filestatus" class="muted"></div>
+<a id="download" hidden>Download the priced file</a>
+</section>
+<script>
+const needsKey = __NEEDS_KEY__;
+if (needsKey) document.getElementById('keybox').hidden = false;
+function headers() {
+  const h = {'Content-Type': 'application/json'};
+  const k = document.getElementById('key').value;
+  if (k) h['Authorization'] = 'Bearer ' + k;
+  return h;
+}
+async function call(path, payload) {
+  const r = await fetch(path, {method: 'POST', headers: headers(), body: JSON.stringify(payload)});
+  let body = {};
+  try { body = await r.json(); } catch (e) {}
+  if (!r.ok) throw new Error(body.detail || body.error || ('HTTP ' + r.status));
+  return body;
+}
+const money = p => '$' + p.toLocaleString('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2});
+document.getElementById('one').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const out = document.getElementById('price'), why = document.getElementById('why');
+  out.className = ''; out.textContent = '…'; why.textContent = '';
+  try {
+    const body = await call('/price', {description: document.getElementById('description').value});
+    if (body.price === null) { out.className = 'error'; out.textContent = 'no price'; why.textContent = body.error || ''; }
+    else out.textContent = money(body.price);
+  } catch (e) { out.className = 'error'; out.textContent = 'error'; why.textContent = e.message; }
+});
+document.getElementById('gofile').addEventListener('click', async () => {
+  const f = document.getElementById('file').files[0], status = document.getElementById('filestatus');
+  const link = document.getElementById('download');
+  link.hidden = true;
+  if (!f) { status.textContent = 'choose a file first'; return; }
+  status.textContent = 'pricing ' + f.name + ' …';
+  try {
+    const format = f.name.toLowerCase().endsWith('.csv') ? 'csv' : 'jsonl';
+    const body = await call('/price/file', {format, content: await f.text()});
+    const blob = new Blob([body.content], {type: format === 'csv' ? 'text/csv' : 'application/jsonl'});
+    link.href = URL.createObjectURL(blob);
+    link.download = f.name.replace(/(\\.[^.]*)?$/, '-priced$1');
+    link.hidden = false;
+    status.textContent = body.priced + ' priced, ' + body.failed + ' without a price';
+  } catch (e) { status.textContent = 'error: ' + e.message; }
+});
+</script>
+</body></html>
+"""
+
+
+def render(model: str, needs_key: bool) -> str:
+    import html
+    import json
+
+    return PAGE.replace("__MODEL__", html.escape(model)).replace("__NEEDS_KEY__", json.dumps(needs_key))

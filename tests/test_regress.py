@@ -1,0 +1,138 @@
+"""The regress objective, the classical baselines and ensembles: quality's building blocks."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from pricetune.config import resolve_config
+
+from .conftest import tiny_overrides, write_jsonl
+
+
+def test_regress_trains_lora_and_head_only_on_a_4bit_base(tiny_model_dir, small_dataset_dir, tmp_path):
+    from pricetune.training import prepare_trainer
+
+    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, tmp_path / "run",
+                                                         objective="regress", max_steps=3, max_length=64))
+    trainer, ctx = prepare_trainer(cfg, log=lambda _: None)
+    model = trainer.model
+    assert any("Linear4bit" in type(m).__name__ for m in model.modules()), "base is not 4-bit"
+    assert type(model.get_base_model()).__name__ == "LlamaForSequenceClassification"
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    after = dict(model.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n].detach())}
+    head = {n for n in before if "modules_to_save" in n and "score" in n}
+    lora_b = {n for n in before if "lora_B" in n}
+    assert head and head <= changed, "the head did not train"
+    assert lora_b & changed, "LoRA did not train"
+    frozen = [n for n in changed if "lora_" not in n and "modules_to_save" not in n]
+    assert frozen == [], f"base weights changed: {frozen[:3]}"
+
+
+def test_regression_loss_is_l1_on_standardised_log_price(tiny_model_dir, tokenizer, demo_splits):
+    from pricetune.modeling import build_lora_config, load_base_model
+    from pricetune.regression import PriceScale, RegressionCollator, regression_loss, tokenize_regression_rows
+    from pricetune.training import RegressionTrainer
+
+    from peft import get_peft_model
+
+    rows = demo_splits["train"][:3]
+    scale = PriceScale.fit([r["price"] for r in demo_splits["train"][:50]])
+    base = load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress",
+                           pad_token_id=tokenizer.pad_token_id)
+    model = get_peft_model(base, build_lora_config(4, 8, 0.0, ["q_proj"], "regress")).eval()
+    batch = RegressionCollator(tokenizer.pad_token_id)(list(tokenize_regression_rows(tokenizer, rows, 128, scale)))
+    with torch.no_grad():
+        # by hand: each prompt alone, the head's output at its last token, against (log1p(p) - c) / s
+        by_hand = []
+        for r, ids in zip(rows, batch["input_ids"]):
+            real = ids[ids != tokenizer.pad_token_id]
+            hidden = model.get_base_model().model(real[None]).last_hidden_state[0, -1]
+            out = model.get_base_model().score(hidden)[0]
+            by_hand.append(abs(float(out) - (math.log1p(r["price"]) - scale.center) / scale.scale))
+        loss = RegressionTrainer.compute_loss(
+            type("T", (), {"loss_kind": "l1"})(), model, batch)
+    assert float(loss) == pytest.approx(sum(by_hand) / 3, rel=1e-5)
+    huber = regression_loss(torch.tensor([0.0, 3.0]), torch.tensor([0.5, 0.0]), "huber")
+    assert float(huber) == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2)
+
+
+def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits):
+    from pricetune.inference import Pricer
+    from pricetune.training import train
+
+    out = tmp_path / "regress-run"
+    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective="regress",
+                                                         quantization="none", max_steps=4, max_length=64))
+    summary = train(cfg, log=lambda _: None)
+    assert summary["objective"] == "regress" and (out / "regression_head.json").is_file()
+    assert (out / "checkpoint-4" / "regression_head.json").is_file()  # a checkpoint prices on its own
+    prompts = [r["prompt"] for r in demo_splits["test"][:6]]
+    first = Pricer.from_run(str(out), batch_size=4).price_many(prompts)
+    again = Pricer.from_run(str(out), batch_size=1).price_many(prompts)
+    assert first == pytest.approx(again, rel=1e-5)
+    assert len(set(first)) > 1 and all(p > 0 for p in first)
+    assert Pricer.from_run(str(out / "checkpoint-4")).price_many(prompts) == pytest.approx(first, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Baselines and ensembles (no model: fast)
+
+
+def _synthetic(n: int, seed: int) -> list[dict]:
+    """Items whose price is set by two words: 'steel' x10, 'large' x3, on a base of $5."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        steel, large = rng.random() < 0.5, rng.random() < 0.5
+        words = ["steel" if steel else "plastic", "large" if large else "small", rng.choice(["red", "blue", "green"])]
+        price = 5.0 * (10 if steel else 1) * (3 if large else 1) * math.exp(rng.gauss(0, 0.05))
+        rows.append({"prompt": f"What does this cost to the nearest dollar?\n\nTitle: a {' '.join(words)} cup "
+                               f"number {i}\n\nPrice is $", "completion": f"{round(price)}.00", "price": price})
+    return rows
+
+
+def test_tfidf_baseline_recovers_a_known_relation_and_picks_alpha_on_val():
+    from pricetune.baselines import TfidfRidge
+
+    train, val, test = _synthetic(300, 1), _synthetic(60, 2), _synthetic(60, 3)
+    model = TfidfRidge.fit(train, val, alphas=(0.01, 1.0, 100.0))
+    assert model.alpha == min(model.val_mae_by_alpha, key=model.val_mae_by_alpha.get)
+    guesses = model.predict([r["prompt"] for r in test])
+    ratio = [g / r["price"] for g, r in zip(guesses, test)]
+    assert all(0.6 < x < 1.6 for x in ratio), ratio  # prices span 5..150: the words are read
+    # val only chooses; the fit itself is train-only: another val with the same choice, same model
+    other = TfidfRidge.fit(train, _synthetic(60, 9), alphas=(model.alpha,))
+    assert other.predict([r["prompt"] for r in test]) == pytest.approx(guesses)
+
+
+def test_ensemble_weights_depend_on_val_only(tmp_path):
+    from pricetune.ensemble import Member, combine, fit_ensemble, fit_weights
+    from pricetune.inference import Pricer
+
+    data = tmp_path / "data"
+    write_jsonl(data / "train.jsonl", _synthetic(200, 1))
+    write_jsonl(data / "val.jsonl", _synthetic(40, 2))
+    write_jsonl(data / "test.jsonl", _synthetic(40, 3))
+    members = [Member("tfidf"), Member("median")]
+    first = fit_ensemble(str(data), members, tmp_path / "ens1", log=lambda _: None)
+    write_jsonl(data / "test.jsonl", _synthetic(40, 4)[:10])  # other test rows
+    second = fit_ensemble(str(data), members, tmp_path / "ens2", log=lambda _: None)
+    assert first["weights"] == second["weights"] and abs(sum(first["weights"]) - 1) < 1e-9
+    assert first["weights"][0] > first["weights"][1]  # tfidf knows the words; the median does not
+    write_jsonl(data / "val.jsonl", _synthetic(40, 5))
+    assert fit_ensemble(str(data), members, tmp_path / "ens3", log=lambda _: None)["member_val_mae"] != \
+        first["member_val_mae"]
+    # the saved folder prices without the data, as fit
+    pricer = Pricer.from_ensemble(str(tmp_path / "ens1"))
+    assert len(pricer.price_many(["Title: a steel large red cup"])) == 1
+    # weights are the grid point with the lowest MAE
+    truths = [10.0, 20.0]
+    weights, mae = fit_weights(truths, [[10.0, 20.0], [40.0, 40.0]])
+    assert weights == [1.0, 0.0] and mae == 0.0
+    assert combine([0.5, 0.5], [[math.e - 1], [None]]) == [pytest.approx(math.e - 1)]
