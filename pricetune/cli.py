@@ -1,6 +1,7 @@
 """The `pricetune` command line.
 
     pricetune train                         # demo: embedded SmolLM2-135M on diamonds, on this CPU
+    pricetune prepare catalog.csv --out data/mine  # a raw catalog -> train/val/test + a data card
     pricetune train --preset lite --dry-run # the reference lite recipe, resolved, nothing loaded
     pricetune train --config configs/amazon-smollm2.yaml
     pricetune push RUN_DIR [--repo-id USER/NAME]
@@ -10,6 +11,7 @@
     pricetune predict --run RUN_DIR "Title: ..."
     pricetune serve --run RUN_DIR --port 8000   # POST /price {"description": "..."}
     pricetune export RUN_DIR --out merged/  # adapter folded into the base: a plain transformers model
+    pricetune export RUN_DIR --format gguf --quant q8_0 --out gguf/   # llama.cpp / Ollama
     pricetune bench train|eval
 
 Errors the user can fix print one message and exit 2, without a traceback.
@@ -105,6 +107,12 @@ def cmd_evaluate(ns, _names) -> int:
     return evaluate_cli(ns)
 
 
+def cmd_prepare(ns, _names) -> int:
+    from .prepare import prepare_cli
+
+    return prepare_cli(ns)
+
+
 def cmd_ensemble(ns, _names) -> int:
     from .ensemble import ensemble_cli
 
@@ -176,6 +184,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     add_evaluate_arguments(ev)
     ev.set_defaults(func=cmd_evaluate)
 
+    from .prepare import add_prepare_arguments
+
+    pp = sub.add_parser("prepare", help="turn a raw product catalog into a training set (with a data card)")
+    add_prepare_arguments(pp)
+    pp.set_defaults(func=cmd_prepare)
+
     from .ensemble import add_ensemble_arguments
 
     en = sub.add_parser("ensemble", help="combine runs and baselines with weights fit on the val split")
@@ -188,9 +202,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
 
     from .export import add_export_arguments
 
-    ex = sub.add_parser("export", help="merge the adapter into its base: a standalone model folder",
-                        description="Merge a run's LoRA adapter into its (unquantized) base model and save "
-                        "a standalone transformers model folder, checked against base + adapter first.")
+    ex = sub.add_parser("export", help="ship a run: a merged transformers folder, or GGUF for llama.cpp / Ollama",
+                        description="Merge a run's LoRA adapter into its (unquantized) base and save a standalone "
+                        "transformers folder, or convert it to GGUF with llama.cpp's converter (plus an Ollama "
+                        "Modelfile). The result is reloaded and its prices checked against the merge.")
     add_export_arguments(ex)
     ex.set_defaults(func=cmd_export)
 

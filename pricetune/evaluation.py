@@ -52,15 +52,55 @@ def item_title(prompt: str) -> str:
 # Outputs
 
 
-def score(titles: list[str], truths: list[float], texts: list[str], guesses: list[float | None]) -> tuple[dict, list[dict]]:
+def item_category(prompt: str) -> str:
+    """The item's "Category:" line, if it has one."""
+    for line in prompt.splitlines():
+        if line.startswith("Category:"):
+            return line.removeprefix("Category:").strip() or "unknown"
+    return "unknown"
+
+
+def score(titles: list[str], truths: list[float], texts: list[str], guesses: list[float | None],
+          categories: list[str] | None = None) -> tuple[dict, list[dict]]:
     metrics = compute_metrics(truths, guesses)
     rows = []
-    for title, truth, text, guess in zip(titles, truths, texts, guesses):
+    categories = categories or ["unknown"] * len(truths)
+    for title, truth, text, guess, category in zip(titles, truths, texts, guesses, categories):
         g = 0.0 if guess is None else guess
         # a failed parse is red whatever the truth: $0 being "close" to a cheap item is no success
-        rows.append({"title": title, "truth": truth, "text": text, "price": guess,
+        rows.append({"title": title, "category": category, "truth": truth, "text": text, "price": guess,
                      "error": abs(g - truth), "colour": "red" if guess is None else colour(truth, g)})
     return metrics, rows
+
+
+PRICE_BANDS = [(0, 25), (25, 50), (50, 100), (100, 250), (250, 500), (500, float("inf"))]
+
+
+def breakdown(rows: list[dict]) -> dict:
+    """Where the error is: MAE and share of the total absolute error by true-price band and by
+    category (categories with fewer than 5 items are pooled as "other")."""
+    total = sum(r["error"] for r in rows) or 1.0
+
+    def group(key) -> list[dict]:
+        groups: dict[str, list[dict]] = {}
+        for r in rows:
+            groups.setdefault(key(r), []).append(r)
+        out = [{"group": g, "n": len(rs), "mae": sum(r["error"] for r in rs) / len(rs),
+                "share_of_error": sum(r["error"] for r in rs) / total,
+                "mean_truth": sum(r["truth"] for r in rs) / len(rs),
+                "mean_guess": sum((r["price"] or 0.0) for r in rs) / len(rs)} for g, rs in groups.items()]
+        return sorted(out, key=lambda d: -d["share_of_error"])
+
+    def band(r) -> str:
+        lo, hi = next((lo, hi) for lo, hi in PRICE_BANDS if lo <= r["truth"] < hi)
+        return f"${lo}+" if hi == float("inf") else f"${lo}-{hi}"
+
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["category"]] = counts.get(r["category"], 0) + 1
+    by_band = sorted(group(band), key=lambda d: float(d["group"].strip("$+").split("-")[0]))
+    return {"by_price_band": by_band,
+            "by_category": group(lambda r: r["category"] if counts[r["category"]] >= 5 else "other")}
 
 
 def plain_text(text: str) -> str:
@@ -121,7 +161,17 @@ def _money(x: float | None) -> str:
     return "—" if x is None else f"${x:,.2f}"
 
 
-def write_report(out: Path, label: str, metrics: dict, rows: list[dict], settings: dict) -> None:
+def _breakdown_table(parts: list[dict], table_id: str) -> str:
+    head = "<tr><th>group</th><th>items</th><th>MAE</th><th>share of error</th><th>mean truth</th><th>mean guess</th></tr>"
+    body = "\n".join(
+        f"<tr><td>{html.escape(p['group'])}</td><td>{p['n']}</td><td>${p['mae']:,.2f}</td>"
+        f"<td>{p['share_of_error']:.0%}</td><td>${p['mean_truth']:,.2f}</td><td>${p['mean_guess']:,.2f}</td></tr>"
+        for p in parts)
+    return f'<table id="{table_id}">{head}{body}</table>'
+
+
+def write_report(out: Path, label: str, metrics: dict, rows: list[dict], settings: dict,
+                 parts: dict | None = None) -> None:
     table = "\n".join(f"<tr><td>{html.escape(name)}</td><td id='m-{k}'>{html.escape(fmt_metric(k, metrics.get(k)))}</td></tr>"
                       for k, name, _ in METRIC_LABELS)
     worst = sorted(rows, key=lambda r: -r["error"])[:20]
@@ -147,6 +197,7 @@ img {{ max-width: 100%; }} .charts {{ display: flex; flex-wrap: wrap; gap: 1em; 
 over {metrics['n']} items ({metrics['failed']} without a price, counted as $0).</p>
 <h2>Metrics</h2><table id="metrics">{table}</table>
 <h2>Charts</h2><div class="charts">{_img(out / 'scatter.png', 'truth vs prediction')}{_img(out / 'error_trend.png', 'running error')}</div>
+{"" if parts is None else "<h2>Where the error is</h2><h3>By true price</h3>" + _breakdown_table(parts["by_price_band"], "bands") + "<h3>By category</h3>" + _breakdown_table(parts["by_category"], "categories")}
 <h2>The 20 worst items</h2>
 <table id="worst"><tr><th>item</th><th>truth</th><th>prediction</th><th>error</th><th>model text</th></tr>{worst_rows}</table>
 <h2>Settings</h2><table id="settings">{settings_rows}</table>
@@ -165,7 +216,9 @@ def write_outputs(out: Path, label: str, metrics: dict, rows: list[dict], settin
     plot_scatter(rows, out / "scatter.png", short)
     plot_trend(rows, out / "error_trend.png", short)
     (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str) + "\n", encoding="utf-8")
-    write_report(out, label, metrics, rows, settings)
+    parts = breakdown(rows)
+    (out / "breakdown.json").write_text(json.dumps(parts, indent=2) + "\n", encoding="utf-8")
+    write_report(out, label, metrics, rows, settings, parts)
 
 
 def print_table(title: str, columns: list[str], metric_sets: list[dict]) -> None:
@@ -357,6 +410,7 @@ def evaluate_cli(ns) -> int:
         n = ns.limit or len(truths)
         titles, truths, texts, guesses = titles[:n], truths[:n], texts[:n], guesses[:n]
         scored = Scored(Path(ns.predictions).stem, texts, guesses, {"source": ns.predictions}, False)
+        categories = None
         settings = {"limit": ns.limit}
     else:
         from .config import load_run_config
@@ -372,6 +426,7 @@ def evaluate_cli(ns) -> int:
             raise PricetuneError("which items? pass --dataset (or evaluate a run directory, which knows its own)")
         splits, items = _items(ns, dataset)
         titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
+        categories = [item_category(r["prompt"]) for r in items]
         if ns.baseline:
             scored = from_baseline(ns, splits, items)
         elif ns.ensemble:
@@ -380,7 +435,7 @@ def evaluate_cli(ns) -> int:
             scored = from_model(ns, run_dir, items)
         settings = {"dataset": dataset, "split": ns.split, "limit": ns.limit}
     settings.update(scored.settings)
-    metrics, rows = score(titles, truths, scored.texts, scored.guesses)
+    metrics, rows = score(titles, truths, scored.texts, scored.guesses, categories)
     out = _default_out(ns, scored.label)
     write_outputs(out, scored.label, metrics, rows, settings)
     if ns.leaderboard:

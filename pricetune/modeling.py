@@ -312,9 +312,11 @@ def check_targets_without_weights(name: str, targets: list[str]) -> str:
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    src = resolve_model_source(name)
     try:
+        src = resolve_model_source(name)
         config = AutoConfig.from_pretrained(src.path, gguf_file=src.gguf_file)
+    except PricetuneError as e:  # offline with a Hub id: the same message comes when training starts
+        return f"not checked here: {str(e).split(';')[0]}"
     except Exception as e:  # offline, gated, no access: the check happens when the weights load
         return f"not checked here ({type(e).__name__}); checked when the model loads"
     with init_empty_weights():

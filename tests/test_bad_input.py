@@ -16,13 +16,13 @@ from pricetune.errors import DataError, PricetuneError
 GOOD = b'{"prompt": "What does this cost?\\n\\nTitle: ok\\n\\nPrice is $", "completion": "2.00"}\n'
 
 BAD_DATA = {
-    "malformed JSON": (b'{"prompt": "x", "completion": \n', "malformed JSON"),
+    "malformed JSON": (b'{"prompt": "x Price is $", "completion": \n', "malformed JSON"),
     "missing prompt": (b'{"completion": "1.00"}\n', "missing prompt"),
     "empty prompt": (b'{"prompt": "", "completion": "1.00"}\n', "empty prompt"),
-    "missing completion": (b'{"prompt": "x"}\n', "missing completion"),
-    "not a price": (b'{"prompt": "x", "completion": "call us"}\n', "not a price"),
-    "negative": (b'{"prompt": "x", "completion": "-3.00"}\n', "negative price"),
-    "absurd": (b'{"prompt": "x", "completion": "123456789.00"}\n', "absurd price"),
+    "missing completion": (b'{"prompt": "x Price is $"}\n', "missing completion"),
+    "not a price": (b'{"prompt": "x Price is $", "completion": "call us"}\n', "not a price"),
+    "negative": (b'{"prompt": "x Price is $", "completion": "-3.00"}\n', "negative price"),
+    "absurd": (b'{"prompt": "x Price is $", "completion": "123456789.00"}\n', "absurd price"),
     "non-UTF-8": (b'{"prompt": "\xff\xfe", "completion": "1.00"}\n', "not UTF-8"),
     "wrong columns": (b'{"text": "x", "price": 3}\n', "no 'prompt' column (columns: price, text)"),
 }

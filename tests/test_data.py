@@ -116,16 +116,16 @@ def test_missing_split(tmp_path):
     (b'{"prompt": "y", "completion": \n', "malformed JSON"),
     (b'{"completion": "1.00"}\n', "missing prompt"),
     (b'{"prompt": "  ", "completion": "1.00"}\n', "empty prompt"),
-    (b'{"prompt": "x"}\n', "missing completion"),
-    (b'{"prompt": "x", "completion": "cheap"}\n', "bad completion"),
-    (b'{"prompt": "x", "completion": "-5.00"}\n', "negative price"),
-    (b'{"prompt": "x", "completion": "99999999"}\n', "absurd price"),
+    (b'{"prompt": "x Price is $"}\n', "missing completion"),
+    (b'{"prompt": "x Price is $", "completion": "cheap"}\n', "bad completion"),
+    (b'{"prompt": "x Price is $", "completion": "-5.00"}\n', "negative price"),
+    (b'{"prompt": "x Price is $", "completion": "99999999"}\n', "absurd price"),
     (b'{"prompt": "caf\xe9", "completion": "1.00"}\n', "not UTF-8"),
     (b'{"text": "x", "label": "1.00"}\n', "missing prompt"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, content, kind):
     f = tmp_path / "train.jsonl"
-    f.write_bytes(b'{"prompt": "ok", "completion": "2.00"}\n' + content)
+    f.write_bytes(b'{"prompt": "ok Price is $", "completion": "2.00"}\n' + content)
     with pytest.raises(DataError) as e:
         read_rows(f)
     msg = str(e.value)
@@ -134,7 +134,7 @@ def test_bad_rows_name_file_and_line(tmp_path, content, kind):
 
 def test_skip_bad_rows_counts_them(tmp_path):
     f = tmp_path / "train.jsonl"
-    f.write_bytes(b'{"prompt": "ok", "completion": "2.00"}\n{"prompt": "x"}\nnot json\n{"prompt": "x", "completion": "-1"}\n')
+    f.write_bytes(b'{"prompt": "ok Price is $", "completion": "2.00"}\n{"prompt": "x Price is $"}\nnot json\n{"prompt": "x Price is $", "completion": "-1"}\n')
     from pricetune.data import BadRows
 
     bad = BadRows()

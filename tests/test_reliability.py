@@ -328,3 +328,36 @@ def test_push_uploads_an_allowlist_and_a_config_without_local_paths(tmp_path):
     assert set(names) == {"adapter_config.json", "adapter_model.safetensors", hub.CONFIG_NAME}
     config = yaml.safe_load((staging / hub.CONFIG_NAME).read_text())
     assert config["output_dir"] is None and str(tmp_path) not in (staging / hub.CONFIG_NAME).read_text()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("objective", ["regress", "generate"])
+def test_resume_is_exact_on_the_default_path(tmp_path, objective):
+    """The default path: the embedded SmolLM2 in nf4, bf16 where the CPU has it, LoRA dropout through
+    the fused dropout, the length-grouped order, a train_size subset. Killed once checkpoint-4
+    exists (in the second epoch), resumed: the same losses and the same adapter."""
+    args = ["train", "--preset", "demo", "--objective", objective, "--max-steps", "6", "--save-steps", "2",
+            "--eval-steps", "6", "--train-size", "40", "--val-size", "8", "--logging-steps", "1",
+            "--batch-size", "16", "--max-length", "64"]
+    env = {"OMP_NUM_THREADS": "2"}
+    full = _cli(args + ["--output-dir", str(tmp_path / "full")], env)
+    log, _ = full.communicate(timeout=900)
+    assert full.returncode == 0, log
+    out = tmp_path / "killed"
+    p = _cli(args + ["--output-dir", str(out)], env)
+    _wait_for_checkpoint(out, 4, p, timeout=900)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = _cli(["train", "--output-dir", str(out), "--resume"], env)
+    log, _ = r.communicate(timeout=900)
+    assert r.returncode == 0, log
+
+    def losses(run):
+        return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                if "loss" in r and "eval_loss" not in r}
+
+    a, b = losses(tmp_path / "full"), losses(out)
+    assert a[5] == b[5] and a[6] == b[6], (a, b)
+    wa, wb = _adapter(tmp_path / "full"), _adapter(out)
+    for k in wa:
+        assert (wa[k] == wb[k]).all(), k

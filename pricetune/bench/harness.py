@@ -325,7 +325,9 @@ def prefill_only_seconds(model, tokenizer, prompts: list[str], max_length: int, 
 
 def add_bench_arguments(p) -> None:
     p.description = __doc__.split("\n\n")[0]
-    p.add_argument("what", choices=["train", "eval"], help="train: training throughput; eval: generation speed.")
+    p.add_argument("what", choices=["train", "eval", "serve"],
+                   help="train: training throughput; eval: generation speed; serve: the price API under load "
+                   "(pricetune/bench/serve.py).")
     p.add_argument("--steps", type=int, default=8, help="Optimizer steps per side (train; default 8).")
     p.add_argument("--batch-size", type=int, default=16, help="Training batch size, both sides (default 16).")
     p.add_argument("--max-length", type=int, default=128, help="Sequence length, both sides (default 128).")
@@ -338,6 +340,14 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--limit", type=int, default=64, help="eval: number of test items (default 64).")
     p.add_argument("--eval-batch-size", type=int, default=32, help="eval: pricetune's batch size (default 32).")
     p.add_argument("--seed", type=int, default=42, help="Seed, both sides.")
+    p.add_argument("--clients", type=lambda v: [int(x) for x in v.split(",")], default=[1, 8, 32, 128],
+                   help="serve: levels of concurrent clients (default 1,8,32,128).")
+    p.add_argument("--requests", type=int, default=128, help="serve: requests per level (default 128).")
+    p.add_argument("--serve-batch-size", type=int, default=16, help="serve: the server's --batch-size (default 16).")
+    p.add_argument("--max-wait-ms", type=float, default=10.0, help="serve: the server's --max-wait-ms (default 10).")
+    p.add_argument("--timeout", type=float, default=60.0, help="serve: seconds a request may take (default 60).")
+    p.add_argument("--overload-queue", type=int, default=8,
+                   help="serve: the queue of the overload phase, hit by 4x (queue + 1) clients (default 8).")
     p.add_argument("--json", metavar="FILE", help="Also write the result JSON here.")
 
 
@@ -345,7 +355,12 @@ def bench_cli(ns) -> int:
     opts = dict(vars(ns))
     opts.pop("func", None)
     opts["dataset"] = ns.dataset or bench_dataset()
-    result = bench_train(opts) if ns.what == "train" else bench_eval(opts)
+    if ns.what == "serve":
+        from .serve import bench_serve
+
+        result = bench_serve(opts)
+    else:
+        result = bench_train(opts) if ns.what == "train" else bench_eval(opts)
     text = json.dumps(result, indent=2)
     print(text)
     if ns.json:

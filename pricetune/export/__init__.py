@@ -1,0 +1,48 @@
+"""`pricetune export`: ship a run as a standalone model.
+
+    pricetune export RUN --out merged/                              # transformers folder (merge.py)
+    pricetune export RUN --format gguf --quant q8_0 --out gguf/     # llama.cpp / Ollama (to_gguf.py)
+
+`--format transformers` (the default) folds the adapter into the full-precision base and saves a
+plain transformers folder (a sequence-classification folder for regress runs); `--format gguf`
+converts that merge with llama.cpp's own converter and writes an Ollama Modelfile. Both reload what
+they wrote and record in `pricetune_export.json` how its prices agree with the float32 merge.
+docs/DEPLOY.md has the commands for llama.cpp, Ollama and vLLM.
+"""
+
+from __future__ import annotations
+
+from .merge import export_run
+
+__all__ = ["export_run", "add_export_arguments", "export_cli"]
+
+
+def add_export_arguments(p) -> None:
+    from ..modeling import DTYPES
+    from .to_gguf import QUANTS
+
+    p.add_argument("run_dir", help="The run directory (holds adapter_config.json and config.yaml).")
+    p.add_argument("--out", required=True, help="New folder for the export (must not exist, or be empty).")
+    p.add_argument("--format", default="transformers", choices=["transformers", "gguf"],
+                   help="transformers: a merged model folder (default); gguf: one .gguf file and an Ollama Modelfile.")
+    p.add_argument("--dtype", default="bf16", choices=list(DTYPES),
+                   help="transformers: weights' type in the saved model (default bf16; the merge runs in float32).")
+    p.add_argument("--quant", default="q8_0", choices=list(QUANTS),
+                   help="gguf: f16, q8_0 (default; both from the converter) or q4_k_m (needs llama.cpp's llama-quantize).")
+    p.add_argument("--llama-cpp", metavar="DIR_OR_SDIST",
+                   help="gguf: a llama.cpp checkout, or a llama_cpp_python-*.tar.gz, holding convert_hf_to_gguf.py "
+                   "(default: that sdist, downloaded from PyPI into the output's staging folder).")
+    p.add_argument("--check", type=int, default=16,
+                   help="Reload the export and compare its prices with the float32 merge's on this many val "
+                   "prompts (default 16); recorded in pricetune_export.json.")
+
+
+def export_cli(ns) -> int:
+    if ns.format == "gguf":
+        from .to_gguf import export_gguf
+
+        out = export_gguf(ns.run_dir, ns.out, ns.quant, ns.llama_cpp, ns.check)
+    else:
+        out = export_run(ns.run_dir, ns.out, ns.dtype, ns.check)
+    print(f"exported: {out}")
+    return 0

@@ -1,0 +1,152 @@
+"""`pricetune prepare`: each curation rule on hand-made rows, the funnel, determinism, and a prepared
+folder that trains and evaluates."""
+
+import csv
+import json
+
+import pytest
+
+from pricetune.cli import main
+from pricetune.errors import DataError
+from pricetune.prepare import (
+    Funnel,
+    PrepareSettings,
+    balance,
+    curate,
+    item_text,
+    parse_price,
+    render_value,
+    scrub_part_numbers,
+    split,
+)
+
+LONG = "A sturdy thing that does what it says, made well and built to last for years of daily use. " * 2
+
+
+def _rows(*rows):
+    return [(f"row {i}", r) for i, r in enumerate(rows, start=1)]
+
+
+def _settings(**kw):
+    return PrepareSettings(source="x", out="y", **{"min_chars": 20, **kw})
+
+
+def test_text_rules():
+    assert scrub_part_numbers("Fits SM-G991B and A1B2C3D4 phones, 1080p, USB-C") == "Fits and phones, 1080p, USB-C"
+    assert scrub_part_numbers("SAMSUNG Galaxy 2024 edition") == "SAMSUNG Galaxy 2024 edition"
+    assert render_value(["fast", "  quiet\n", None]) == "fast quiet"
+    details = {"Colour": "red", "Item model number": "X1", "Best Sellers Rank": "#3", "Batteries Required?": "No"}
+    assert render_value(details) == "Colour: red"
+    assert render_value('{"Weight": "2 kg", "Part Number": "P9"}') == "Weight: 2 kg"
+    assert parse_price("$1,299.99") == 1299.99 and parse_price(12) == 12.0
+    assert parse_price("call us") is None and parse_price(None) is None and parse_price(float("nan")) is None
+    title, text = item_text({"Title": "A  kettle", "main_category": "Home", "store": "Acme",
+                             "features": ["1.7 l", "steel"], "price": 30}, None)
+    assert title == "A kettle"
+    assert text == "Title: A kettle\nCategory: Home\nBrand: Acme\nFeatures: 1.7 l steel"
+
+
+def test_curation_rules_and_funnel():
+    rows = _rows(
+        {"title": "Kettle", "description": LONG, "price": "29.99"},
+        {"title": "No price", "description": LONG},
+        {"title": "Free", "description": LONG, "price": ""},
+        {"title": "Words", "description": LONG, "price": "cheap"},
+        {"title": "Yacht", "description": LONG, "price": 5000},
+        {"title": "Pin", "description": LONG, "price": 0.1},
+        {"title": "Short", "description": "tiny", "price": 3},
+        {"title": "Kettle", "description": LONG + " other", "price": 31},  # same title
+        {"title": "Kettle 2", "description": LONG, "price": 31},  # same text as the first but title differs
+        {"title": "Toaster", "description": LONG + " toast", "price": 45},
+        "not a row",
+    )
+    funnel = Funnel()
+    items = curate(rows, _settings(min_chars=40), funnel)
+    assert [it["title"] for it in items] == ["Kettle", "Toaster"]
+    assert funnel.read == 11
+    assert funnel.dropped == {"no price column": 1, "missing price": 1, "non-numeric price": 1,
+                              "price out of range": 2, "text too short": 1, "duplicate title": 1,
+                              "duplicate text": 1, "unreadable row": 1}
+    assert funnel.read == len(items) + sum(funnel.dropped.values())
+
+
+def test_duplicate_text_is_dropped_even_with_another_title():
+    rows = _rows({"name": "A", "notes": LONG, "cost": 5}, {"name": "B", "notes": LONG, "cost": 6})
+    funnel = Funnel()
+    items = curate(rows, _settings(text_columns=["name", "notes"], price_column="cost"), funnel)
+    assert len(items) == 1 and funnel.dropped == {"duplicate text": 1}
+
+
+def test_balance_and_split_are_deterministic():
+    items = [{"title": str(i), "text": str(i), "price": 5.0 if i < 80 else 500.0} for i in range(100)]
+    kept = balance(items, cap=30, seed=1, lo=0.5, hi=999.49)
+    assert len(kept) == 50  # 30 of the 80 cheap ones, all 20 dear ones
+    assert kept == balance(items, cap=30, seed=1, lo=0.5, hi=999.49)
+    a, b = split(kept, 10, 10, seed=3), split(kept, 10, 10, seed=3)
+    assert a == b and [len(a[k]) for k in ("train", "val", "test")] == [30, 10, 10]
+    with pytest.raises(DataError, match="too few"):
+        split(kept, 30, 30, seed=3)
+
+
+def _catalog(path, n=60):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sku", "product", "colour", "notes", "cost"])
+        for i in range(n):
+            w.writerow([f"SKU{i:07d}", f"Widget model {i}", ["red", "blue", "green"][i % 3],
+                        f"Item number {i}: " + LONG, f"${10 + i}.50" if i % 17 else "n/a"])
+    return path
+
+
+def test_prepare_cli_with_arbitrary_columns_is_byte_for_byte_repeatable(tmp_path, capsys):
+    src = _catalog(tmp_path / "export.csv")
+    args = ["prepare", str(src), "--price-column", "cost", "--text-columns", "product,colour,notes",
+            "--val", "8", "--test", "8", "--min-chars", "50", "--max-tokens", "40"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl", "prepare.json"):
+        a, b = (tmp_path / "a" / name).read_bytes(), (tmp_path / "b" / name).read_bytes()
+        assert a == b.replace(b"/b", b"/a") if name == "prepare.json" else a == b, name
+    record = json.loads((tmp_path / "a" / "prepare.json").read_text())
+    f = record["funnel"]
+    assert f["read"] == 60 and f["dropped"] == {"non-numeric price": 4}
+    assert f["kept"] == sum(f["splits"].values()) == 56
+    row = json.loads((tmp_path / "a" / "train.jsonl").read_text().splitlines()[0])
+    assert row["prompt"].startswith("What does this cost to the nearest dollar?\n\nProduct: Widget model")
+    assert row["prompt"].endswith("\n\nPrice is $") and "Colour:" in row["prompt"]
+    assert row["completion"] == f"{int(row['price'] + 0.5)}.00"
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert "non-numeric price | 4" in card and (tmp_path / "a" / "price_hist.png").stat().st_size > 1000
+    assert main(args + ["--out", str(tmp_path / "a")]) == 2  # never overwritten
+
+
+def test_unreadable_sources_stop_with_a_message(tmp_path, capsys):
+    bad = tmp_path / "broken.parquet"
+    bad.write_bytes(b"not parquet at all")
+    assert main(["prepare", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.parquet" in err and "Traceback" not in err
+    assert main(["prepare", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+    src = _catalog(tmp_path / "c.csv", 10)
+    assert main(["prepare", str(src), "--price-column", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_prepared_folder_trains_and_evaluates(tiny_model_dir, tmp_path, capsys):
+    from .conftest import tiny_overrides
+
+    src = _catalog(tmp_path / "export.csv")
+    data = tmp_path / "data"
+    assert main(["prepare", str(src), "--price-column", "cost", "--text-columns", "product,colour,notes",
+                 "--val", "8", "--test", "8", "--min-chars", "50", "--max-tokens", "40", "--out", str(data),
+                 "--base-model", str(tiny_model_dir)]) == 0
+    out = tmp_path / "run"
+    args = ["train"]
+    for k, v in tiny_overrides(tiny_model_dir, data, out, quantization="none").items():
+        flag = "--" + k.replace("_", "-")
+        args += [flag] if v is True else [f"--no-{flag[2:]}"] if v is False else [flag, str(v)]
+    assert main(args) == 0
+    assert main(["evaluate", str(out), "--limit", "8", "--output-dir", str(tmp_path / "eval")]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 8
