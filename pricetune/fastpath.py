@@ -85,13 +85,20 @@ class _DropoutLinear(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
-def _dropout_linear_forward(linear: nn.Linear, p: float):
-    def forward(x):
-        if not linear.training or x.device.type != "cpu":
-            return F.linear(F.dropout(x, p, linear.training), linear.weight, linear.bias)
-        return _DropoutLinear.apply(x, linear.weight, p)
+class DropoutLinear(nn.Linear):
+    """A LoRA A matrix with its input dropout fused in (`_DropoutLinear`) while training on a CPU;
+    plain dropout then linear elsewhere. Shares the weight of the nn.Linear it replaces, so the
+    parameter's name and the saved adapter are unchanged."""
 
-    return forward
+    def __init__(self, linear: nn.Linear, p: float):
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                         device="meta", dtype=linear.weight.dtype)
+        self.weight, self.bias, self.p = linear.weight, linear.bias, p
+
+    def forward(self, x):
+        if not self.training or x.device.type != "cpu" or self.bias is not None:
+            return F.linear(F.dropout(x, self.p, self.training), self.weight, self.bias)
+        return _DropoutLinear.apply(x, self.weight, self.p)
 
 
 class _SiluMul(torch.autograd.Function):
@@ -139,18 +146,28 @@ class _RMSNorm(torch.autograd.Function):
 _RMS_NORMS = {"LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm"}
 
 
-def _rms_norm_forward(norm):
-    def forward(x):
-        return _RMSNorm.apply(x, norm.weight, norm.variance_epsilon)
+class FastRMSNorm(nn.Module):
+    """transformers' LlamaRMSNorm (frozen weight) through `_RMSNorm`: same output and gradient,
+    half the memory kept for a bf16 input. Shares the replaced norm's weight."""
 
-    return forward
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.weight, self.variance_epsilon = norm.weight, norm.variance_epsilon
+
+    def forward(self, x):
+        return _RMSNorm.apply(x, self.weight, self.variance_epsilon)
 
 
-def _swiglu_forward(mlp):
-    def forward(x):
-        return mlp.down_proj(silu_mul(mlp.gate_proj(x), mlp.up_proj(x)))
+class FastSwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)) with `silu_mul`, keeping gate and up only for backward. Holds the
+    replaced MLP's own projections (LoRA-wrapped or not), so parameter names are unchanged."""
 
-    return forward
+    def __init__(self, mlp: nn.Module):
+        super().__init__()
+        self.gate_proj, self.up_proj, self.down_proj = mlp.gate_proj, mlp.up_proj, mlp.down_proj
+
+    def forward(self, x):
+        return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
 
 
 def _is_swiglu(module: nn.Module) -> bool:
@@ -248,30 +265,36 @@ def use_cpu_training_attention(model: nn.Module) -> bool:
     return True
 
 
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
 def speed_up(model: nn.Module, dropout: bool = True, swiglu: bool = True, attention: bool = True,
              rms_norm: bool = True) -> dict:
-    """Fuse the LoRA dropouts into their A matrices, patch the RMSNorms and SwiGLU MLPs and switch
-    SDPA to `_cpu_training_attention`, in place; returns what changed. (The switches are for
-    bench/ablation.py, which measures each change alone.)"""
+    """Replace, in place, each LoRA A matrix that has input dropout by a `DropoutLinear` (its dropout
+    becomes an Identity), each frozen RMSNorm by a `FastRMSNorm`, each SwiGLU MLP by a `FastSwiGLU`,
+    and switch SDPA to `_cpu_training_attention`; returns what changed. Parameters are shared, never
+    copied, so names, the optimizer and the saved adapter are unchanged. (The switches are for
+    pricetune/bench/ablation.py, which measures each change alone.)"""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     attn = attention and use_cpu_training_attention(base)
     dropouts = mlps = norms = 0
-    for module in model.modules():
+    for module in list(model.modules()):
         lora_dropout, lora_a = getattr(module, "lora_dropout", None), getattr(module, "lora_A", None)
         if dropout and isinstance(lora_dropout, nn.ModuleDict) and isinstance(lora_a, nn.ModuleDict):
-            for name, drop in list(lora_dropout.items()):
-                linear = lora_a[name] if name in lora_a else None
-                if (type(drop) is nn.Dropout and drop.p > 0 and type(linear) is nn.Linear and linear.bias is None
-                        and "forward" not in vars(linear)):
-                    linear.forward = _dropout_linear_forward(linear, drop.p)
-                    lora_dropout[name] = nn.Identity()  # the dropout now happens inside lora_A
+            for key, drop in list(lora_dropout.items()):
+                linear = lora_a[key] if key in lora_a else None
+                if type(drop) is nn.Dropout and drop.p > 0 and type(linear) is nn.Linear and linear.bias is None:
+                    lora_a[key] = DropoutLinear(linear, drop.p)
+                    lora_dropout[key] = nn.Identity()  # the dropout now happens inside lora_A
                     dropouts += 1
-        if (rms_norm and type(module).__name__ in _RMS_NORMS and not module.weight.requires_grad
-                and "forward" not in vars(module)):
-            module.forward = _rms_norm_forward(module)
+    for name, module in list(model.named_modules()):
+        if rms_norm and type(module).__name__ in _RMS_NORMS and not module.weight.requires_grad:
+            _replace(model, name, FastRMSNorm(module))
             norms += 1
-        if swiglu and _is_swiglu(module) and "forward" not in vars(module):
-            module.forward = _swiglu_forward(module)
+        elif swiglu and _is_swiglu(module):
+            _replace(model, name, FastSwiGLU(module))
             mlps += 1
     return {"lora_dropouts": dropouts, "swiglu_mlps": mlps, "rms_norms": norms,
             "attention": ATTENTION if attn else None}

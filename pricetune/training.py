@@ -370,10 +370,13 @@ class MetricsLogger(TrainerCallback):
 
 def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
     hp = {k: getattr(cfg, k) for k in (
-        "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "max_steps",
+        "objective", "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "max_steps",
         "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay",
         "optim", "max_grad_norm", "max_length", "seed")}
     rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
+    how = ("a scalar head on the last prompt token gives the price (regress objective: "
+           "price = expm1(center + scale * output), `regression_head.json`)." if cfg.objective == "regress"
+           else 'the adapter completes the price ("64.00").')
     card = f"""---
 base_model: {cfg.base_model}
 library_name: peft
@@ -384,8 +387,7 @@ tags: [pricetune, lora, price-prediction]
 A LoRA adapter that prices products from their descriptions, trained with
 [pricetune](https://github.com/) from `{cfg.base_model}` on `{cfg.dataset}`.
 
-Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $"; the adapter completes
-the price ("64.00").
+Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $"; {how}
 
 | | |
 |---|---|

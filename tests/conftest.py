@@ -75,3 +75,12 @@ def tiny_overrides(model_dir: Path, data_dir: Path, out: Path, **extra) -> dict:
     )
     base.update(extra)
     return base
+
+
+def train_cli_args(overrides: dict) -> list[str]:
+    """`pricetune train` arguments for a dict of config values (booleans as --x / --no-x)."""
+    args = ["train"]
+    for k, v in overrides.items():
+        flag = "--" + k.replace("_", "-")
+        args += [flag] if v is True else [f"--no-{flag[2:]}"] if v is False else [flag, str(v)]
+    return args

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from pricetune.fastpath import (
-    _dropout_linear_forward,
-    _rms_norm_forward,
+    DropoutLinear,
+    FastRMSNorm,
     causal_attention,
     keep_mask,
     silu_mul,
@@ -42,7 +42,7 @@ def test_dropout_fused_into_lora_a_equals_dropout_then_linear(autocast):
     if not autocast:
         linear.double()
     x = torch.randn(3, 5, 16, dtype=dtype, requires_grad=True)
-    fused = _dropout_linear_forward(linear, 0.3)
+    fused = DropoutLinear(linear, 0.3)  # shares linear's weight
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         torch.manual_seed(7)
         y = fused(x)
@@ -58,7 +58,7 @@ def test_dropout_fused_into_lora_a_equals_dropout_then_linear(autocast):
     for a, b in zip(ours, stock):
         assert a.dtype == b.dtype
         torch.testing.assert_close(a, b)
-    linear.eval()
+    fused.eval()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         torch.testing.assert_close(fused(x), linear(x))  # no dropout outside training
 
@@ -72,7 +72,7 @@ def test_rms_norm_equals_llama_rms_norm(dtype):
     norm.weight.data = torch.randn(32)
     norm.weight.requires_grad_(False)
     x = torch.randn(4, 6, 32, dtype=dtype, requires_grad=True)
-    y, ours = norm(x), _rms_norm_forward(norm)(x)
+    y, ours = norm(x), FastRMSNorm(norm)(x)
     torch.testing.assert_close(ours, y, rtol=0, atol=0)
     g = torch.randn_like(y)
     torch.testing.assert_close(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(y, x, g)[0],

@@ -135,7 +135,7 @@ def test_unreadable_sources_stop_with_a_message(tmp_path, capsys):
 
 
 def test_a_prepared_folder_trains_and_evaluates(tiny_model_dir, tmp_path, capsys):
-    from .conftest import tiny_overrides
+    from .conftest import tiny_overrides, train_cli_args
 
     src = _catalog(tmp_path / "export.csv")
     data = tmp_path / "data"
@@ -143,10 +143,7 @@ def test_a_prepared_folder_trains_and_evaluates(tiny_model_dir, tmp_path, capsys
                  "--val", "8", "--test", "8", "--min-chars", "50", "--max-tokens", "40", "--out", str(data),
                  "--base-model", str(tiny_model_dir)]) == 0
     out = tmp_path / "run"
-    args = ["train"]
-    for k, v in tiny_overrides(tiny_model_dir, data, out, quantization="none").items():
-        flag = "--" + k.replace("_", "-")
-        args += [flag] if v is True else [f"--no-{flag[2:]}"] if v is False else [flag, str(v)]
+    args = train_cli_args(tiny_overrides(tiny_model_dir, data, out, quantization="none"))
     assert main(args) == 0
     assert main(["evaluate", str(out), "--limit", "8", "--output-dir", str(tmp_path / "eval")]) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 8

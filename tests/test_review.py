@@ -58,16 +58,13 @@ def test_the_prompt_cut_does_not_depend_on_the_label(tokenizer):
 
 
 def test_a_run_directory_is_never_mixed_into(tiny_model_dir, small_dataset_dir, tmp_path, capsys):
-    from .conftest import tiny_overrides
+    from .conftest import tiny_overrides, train_cli_args
 
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.yaml").write_text("preset: demo\n")  # an interrupted run
     (out / "checkpoint-7").mkdir()
-    args = ["train"]
-    for k, v in tiny_overrides(tiny_model_dir, small_dataset_dir, out, max_steps=1, quantization="none").items():
-        flag = "--" + k.replace("_", "-")
-        args += [flag] if v is True else [f"--no-{flag[2:]}"] if v is False else [flag, str(v)]
+    args = train_cli_args(tiny_overrides(tiny_model_dir, small_dataset_dir, out, max_steps=1, quantization="none"))
     assert main(args) == 2
     assert "interrupted run" in capsys.readouterr().err and (out / "checkpoint-7").is_dir()
     assert main(args + ["--overwrite"]) == 0

@@ -9,7 +9,7 @@ from pricetune.config import resolve_config
 from pricetune.modeling import build_lora_config, load_adapter, load_base_model
 from pricetune.training import completion_loss, prepare_trainer
 
-from .conftest import tiny_overrides
+from .conftest import tiny_overrides, train_cli_args
 
 
 def _batch(tokenizer, rows, max_length=128):
@@ -71,10 +71,7 @@ def test_tiny_llama_4bit_trains_lora_only_and_reloads(tiny_model_dir, small_data
 
 def test_train_cli_writes_the_run_directory(tiny_model_dir, small_dataset_dir, tmp_path, capsys):
     out = tmp_path / "cli-run"
-    args = ["train"]
-    for k, v in tiny_overrides(tiny_model_dir, small_dataset_dir, out, quantization="none").items():
-        flag = "--" + k.replace("_", "-")
-        args += [flag] if v is True else [f"--no-{flag[2:]}"] if v is False else [flag, str(v)]
+    args = train_cli_args(tiny_overrides(tiny_model_dir, small_dataset_dir, out, quantization="none"))
     assert main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == f"run: {out}"
