@@ -246,10 +246,19 @@ def load_base_model(
                 target = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(dense.config)]
             for key, value in head.items():
                 setattr(dense.config, key, value)
-            model = target.from_pretrained(
-                None, config=dense.config, state_dict=dense.state_dict(), quantization_config=quant,
-                dtype=dtype, device_map=device_map,
-            )
+            from transformers.utils import logging as hf_logging
+
+            quiet = objective == "regress"  # the new head is "missing" and lm_head "unexpected", as they must be
+            previous = hf_logging.get_verbosity()
+            if quiet:
+                hf_logging.set_verbosity_error()
+            try:
+                model = target.from_pretrained(
+                    None, config=dense.config, state_dict=dense.state_dict(), quantization_config=quant,
+                    dtype=dtype, device_map=device_map,
+                )
+            finally:
+                hf_logging.set_verbosity(previous)
             del dense
             _return_freed_memory()  # the dense float32 copy: ~0.6 GB for SmolLM2 that glibc would keep
     except OSError as e:

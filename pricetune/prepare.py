@@ -9,7 +9,8 @@ SOURCE: a CSV, JSONL, JSON or parquet file, a folder of them, or a Hub dataset i
 a stream (parquet by record batch, Hub datasets with streaming=True), so memory holds the kept items
 only. Each row becomes one item text: a `Title:` line, then `Category:`, `Brand:`, `Description:`,
 `Features:` and `Details:` lines from the columns of those names (or `main_category`, `store`), or
-one `Name: value` line per `--text-columns` column; lists are joined, dicts rendered `key: value`.
+one `Name: value` line per `--text-columns` column (the title, for de-duplication, is the one named
+title, name or product_name, if chosen); lists are joined, dicts rendered `key: value`.
 
 The course's curation, each step a setting (`pricetune prepare --help`), applied in this order and
 counted in the data card's funnel:
@@ -139,9 +140,10 @@ def item_text(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
     """(title, the item's text lines) of a raw row."""
     lowered = {str(k).lower(): v for k, v in row.items()}
     if text_columns:
-        lines = [(c, render_value(lowered.get(c.lower()))) for c in text_columns]
-        lines = [(c.replace("_", " ").capitalize(), v) for c, v in lines if v]
-        title = lines[0][1] if lines else ""
+        values = [(c, render_value(lowered.get(c.lower()))) for c in text_columns]
+        # the title (for de-duplication) is a column named like one, if any was chosen
+        title = next((v for c, v in values if c.lower() in FIELDS["Title"]), "")
+        lines = [(c.replace("_", " ").capitalize(), v) for c, v in values if v]
         return title, "\n".join(f"{name}: {value}" for name, value in lines)
     lines = []
     for name, columns in FIELDS.items():
@@ -472,8 +474,8 @@ def add_prepare_arguments(p) -> None:
     p.add_argument("--out", required=True, help="New folder for train/val/test.jsonl and the data card.")
     p.add_argument("--price-column", help=f"The price column (default: the first of {', '.join(PRICE_NAMES)}).")
     p.add_argument("--text-columns", type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
-                   help="Columns that make the item text, each a 'Name: value' line, the first taken as the title "
-                   "(default: title, category, brand, description, features, details, found by name).")
+                   help="Columns that make the item text, each a 'Name: value' line (default: title, category, "
+                   "brand, description, features, details, found by name).")
     p.add_argument("--seed", type=int, default=d.seed, help=f"Seed for the split and --balance (default {d.seed}).")
     p.add_argument("--val", type=int, default=d.val, help=f"Items in the val split (default {d.val}).")
     p.add_argument("--test", type=int, default=d.test, help=f"Items in the test split (default {d.test}).")

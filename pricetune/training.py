@@ -516,14 +516,15 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         val_ds = tokenize_rows(tokenizer, val_rows, cfg.max_length) if val_rows else None
     run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
     log(f"run directory: {run_dir}")
-    model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
-                            objective=cfg.objective, pad_token_id=tokenizer.pad_token_id)
-    check_targets(model, cfg.lora_targets)
-
-    # 4. LoRA, 5. SFTConfig. Seed first: TRL initialises the LoRA weights before Trainer seeds
+    # Seeded before the model exists: a regress head is initialised as it loads, and TRL creates the
+    # LoRA weights before Trainer seeds
     from transformers import set_seed
 
     set_seed(cfg.seed)
+    model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
+                            objective=cfg.objective, pad_token_id=tokenizer.pad_token_id)
+    check_targets(model, cfg.lora_targets)
+    set_seed(cfg.seed)  # 4. LoRA, 5. SFTConfig, from the same state whatever loading drew
     lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective)
     callbacks = [MetricsLogger(run_dir / "metrics.jsonl")]
     if regress:
