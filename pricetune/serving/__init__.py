@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 
 from ..errors import PricetuneError
@@ -91,5 +92,21 @@ def serve_cli(ns) -> int:
     print(f"serving {label} on http://{host}:{port}/  (page at /, API docs at /docs; "
           f"{'API key required' if api_key else 'no API key'}; Ctrl-C or SIGTERM stops)", flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=ns.timeout + 5, backlog=2048)
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler that was
+    # there before it: this one, so a graceful stop exits 0 instead of dying of the signal
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except _Stopped:
+        print("stopped: requests in flight were answered", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stopped(signum, frame):
+    raise _Stopped()
