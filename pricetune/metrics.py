@@ -61,8 +61,8 @@ def running_mean_ci(errors: list[float], z: float = 1.96) -> tuple[list[float], 
 
 
 def compute_metrics(truths: list[float], guesses: list[float | None]) -> dict:
-    """All the evaluation metrics. A failed parse (None) counts as a guess of 0 everywhere and is
-    also counted in `failed`; negative guesses are clipped to 0 for RMSLE only.
+    """All the evaluation metrics. A failed parse (None) counts as a guess of 0 in the errors, as red
+    in the colours, and in `failed`; negative guesses are clipped to 0 for RMSLE only.
 
     `mape` is a percentage; `hit_*` are fractions of n; `mae_ci95` is the half-width of the 95%
     confidence interval of the mean absolute error (normal approximation, sample std).
@@ -79,7 +79,8 @@ def compute_metrics(truths: list[float], guesses: list[float | None]) -> dict:
     mean_t = sum(t) / n
     sst = sum((x - mean_t) ** 2 for x in t)
     positive = [(e, b) for e, b in zip(errors, t) if b > 0]
-    colours = [colour(b, a) for a, b in zip(g, t)]
+    # a failed parse is red whatever the truth ($0 is not "close" to a cheap item)
+    colours = [RED if raw is None else colour(b, a) for raw, a, b in zip(guesses, g, t)]
     mse = sum(squared) / n
     return {
         "n": n,

@@ -68,7 +68,7 @@ def small_dataset_dir(tmp_path_factory, demo_splits) -> Path:
 
 def tiny_overrides(model_dir: Path, data_dir: Path, out: Path, **extra) -> dict:
     base = dict(
-        base_model=str(model_dir), dataset=str(data_dir), output_dir=str(out), quantization="4bit",
+        objective="generate", base_model=str(model_dir), dataset=str(data_dir), output_dir=str(out), quantization="4bit",
         precision="fp32", max_steps=2, batch_size=8, val_size=8, lora_r=8, lora_alpha=16, lora_dropout=0.0,
         logging_steps=1, save_steps=1, eval_steps=1, learning_rate=1e-2, gradient_checkpointing=False,
         push_to_hub=False,

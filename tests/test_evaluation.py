@@ -29,12 +29,12 @@ def test_predictions_file_gives_hand_computed_metrics(tmp_path, capsys):
     assert m["n"] == 4 and m["failed"] == 1
     assert m["mae"] == pytest.approx(40.5)  # |110-100|, |0-50|, |100-200|, |12-10|
     assert m["median_ae"] == pytest.approx(30.0)
-    assert (m["hit_green"], m["hit_orange"], m["hit_red"]) == (0.5, 0.25, 0.25)
+    assert (m["hit_green"], m["hit_orange"], m["hit_red"]) == (0.5, 0.0, 0.5)  # the failed parse is red
     assert set(m) >= {"n", "failed", "mae", "median_ae", "mse", "rmse", "rmsle", "r2", "mape", "hit_green",
                       "hit_orange", "hit_red", "mae_ci95"}
     rows = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     assert [r["title"] for r in rows] == ["Lamp", "Chair", "Desk", "Pen"]
-    assert rows[1]["price"] is None and rows[1]["colour"] == "orange"
+    assert rows[1]["price"] is None and rows[1]["colour"] == "red"
     for name in ["scatter.png", "error_trend.png", "report.html"]:
         assert (out / name).stat().st_size > 1000
 

@@ -61,7 +61,10 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()  # no PEFT, no pricetune
     prompts = [r["prompt"] for r in demo_splits["test"][:4]]
     prices = [p for _, p in regress_prices(model, load_tokenizer(str(tiny_model_dir)), prompts, PriceScale.load(out), 64)]
-    assert prices == pytest.approx(Pricer.from_run(str(run)).price_many(prompts), rel=1e-4)
+    from pricetune.inference import load_model
+
+    pricer = Pricer(load_model(run=str(run), precision="fp32"))  # the folder was written in fp32
+    assert prices == pytest.approx(pricer.price_many(prompts), rel=1e-4)
 
 
 # --- GGUF ---------------------------------------------------------------------------------------

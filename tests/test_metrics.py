@@ -47,8 +47,8 @@ def test_metrics_against_hand_computation():
     sst = (10) ** 2 + (40) ** 2 + (110) ** 2 + (80) ** 2
     assert m["r2"] == pytest.approx(1 - 12604 / sst)
     assert m["mape"] == pytest.approx(100 * (0.1 + 1.0 + 0.5 + 0.2) / 4)
-    # colours: 10 off 100 green; 50 off 50 orange (< $80); 100 off 200 (50%) red; 2 off 10 green
-    assert (m["hit_green"], m["hit_orange"], m["hit_red"]) == (0.5, 0.25, 0.25)
+    # colours: 10 off 100 green; the failed parse (truth 50) red, never "close"; 100 off 200 (50%) red; 2 off 10 green
+    assert (m["hit_green"], m["hit_orange"], m["hit_red"]) == (0.5, 0.0, 0.5)
     errors = [10, 50, 100, 2]
     mean = 40.5
     sd = math.sqrt(sum((e - mean) ** 2 for e in errors) / 3)

@@ -331,6 +331,8 @@ def test_push_uploads_an_allowlist_and_a_config_without_local_paths(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.xfail(strict=True, reason="known, open (issue #10 item 1b): on the default path the resumed run's "
+                   "step after the checkpoint differs (regress 0.6167 vs 0.6209); steps up to the checkpoint agree")
 @pytest.mark.parametrize("objective", ["regress", "generate"])
 def test_resume_is_exact_on_the_default_path(tmp_path, objective):
     """The default path: the embedded SmolLM2 in nf4, bf16 where the CPU has it, LoRA dropout through

@@ -31,7 +31,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _post(url: str, text: str, timeout: float) -> tuple[int, float]:
+def _post(url: str, text: str, timeout: float) -> tuple[int | str, float]:
     data = json.dumps({"description": text}).encode()
     start = time.perf_counter()
     try:
@@ -40,8 +40,8 @@ def _post(url: str, text: str, timeout: float) -> tuple[int, float]:
             status = r.status
     except urllib.error.HTTPError as e:
         status = e.code
-    except OSError:
-        status = -1  # connection refused or reset: counted as an error
+    except OSError as e:  # refused, reset, timed out: counted as an error, by its kind
+        status = type(e).__name__
     return status, time.perf_counter() - start
 
 

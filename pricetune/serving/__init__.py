@@ -77,6 +77,7 @@ def serve_cli(ns) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((ns.host, ns.port))
+        sock.listen(2048)  # connections made before uvicorn starts wait in the backlog, not refused
     except OSError as e:
         raise PricetuneError(f"cannot listen on {ns.host}:{ns.port}: {e.strerror}") from None
     if ns.ensemble:
