@@ -131,9 +131,11 @@ def _reload(folder: Path, regress: bool, dtype):
 
 
 def price_agreement(reference: list[float | None], other: list[float | None]) -> dict:
-    """How far prices from the written model are from the float32 merge's, item by item."""
+    """How far prices from the written model are from the float32 merge's, item by item. The same
+    answer counts as the same price, "no price" on both sides included."""
     pairs = [(a, b) for a, b in zip(reference, other)]
-    same = sum(1 for a, b in pairs if a is not None and b is not None and round(a, 2) == round(b, 2))
+    same = sum(1 for a, b in pairs if (a is None and b is None)
+               or (a is not None and b is not None and round(a, 2) == round(b, 2)))
     diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None]
     return {"items": len(pairs), "same_price": same, "max_abs_difference": max(diffs, default=0.0),
             "failed": sum(1 for _, b in pairs if b is None)}
