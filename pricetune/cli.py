@@ -25,6 +25,7 @@ import sys
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
+from . import distributed as dist
 from .errors import PricetuneError
 
 
@@ -78,6 +79,8 @@ def cmd_train(ns, names) -> int:
     if ns.dry_run:
         from .training import plan
 
+        if not dist.is_main():  # under a launcher: one plan, from rank 0
+            return 0
         print("# resolved config")
         print(cfg.to_yaml(), end="")
         print("# plan (dry run: no weights loaded, nothing written)")
@@ -85,7 +88,11 @@ def cmd_train(ns, names) -> int:
         return 0
     from .training import train
 
+    if dist.launched() and not ns.resume:
+        cfg.run_name = dist.agree(cfg.run_name)  # each process's clock named it; rank 0's name wins
     summary = train(cfg, resume=ns.resume, overwrite=ns.overwrite)
+    if not dist.is_main():
+        return 0
     print("summary: " + json.dumps(summary, indent=2))
     if not summary.get("pushed_to") and not cfg.push_to_hub:
         print(f"to push the adapter later: pricetune push {summary['run_dir']}")
@@ -232,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return ns.func(ns, names)
     except PricetuneError as e:
-        print(f"error: {e}", file=sys.stderr)
+        where = f" (rank {dist.rank()})" if dist.launched() else ""
+        print(f"error{where}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

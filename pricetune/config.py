@@ -50,6 +50,9 @@ class RunConfig(BaseModel):
     )
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
     double_quant: bool = Field(True, description="Quantize the 4-bit scales too (saves ~0.4 bit/param).")
+    bnb_4bit_quant_storage: Literal["uint8", "bfloat16", "float16", "float32"] = Field(
+        "uint8", description="Storage dtype of packed 4-bit weights; FSDP and DeepSpeed ZeRO-3 need it equal to the "
+        "compute dtype (bfloat16) to shard them (configs/accelerate/).")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto",
         description="Compute precision; auto = bf16 on CUDA >= 8.0 or a bf16-capable CPU, fp16 on older CUDA, else fp32.",
@@ -92,9 +95,11 @@ class RunConfig(BaseModel):
     # --- training (steps 5-6) ---------------------------------------------------------------------
     epochs: float = Field(1, description="Training epochs.")
     max_steps: int = Field(-1, description="Stop after N optimizer steps (-1 = run all epochs).")
-    batch_size: int = Field(32, description="Per-device training batch size.")
+    batch_size: int = Field(
+        32, description="Training batch per optimizer step, summed over all processes (global batch = batch_size x "
+        "grad_accum); under N processes each device takes batch_size / N.")
     eval_batch_size: int | None = Field(None, description="Evaluation batch size (default: batch_size).")
-    grad_accum: int = Field(1, description="Gradient accumulation steps.")
+    grad_accum: int = Field(1, description="Gradient accumulation steps (more steps, smaller micro-batches: less memory, same global batch).")
     learning_rate: float = Field(1e-4, description="Peak learning rate.")
     warmup_ratio: float = Field(0.01, description="Fraction of steps spent warming up the learning rate.")
     lr_scheduler: str = Field("cosine", description="Learning-rate schedule (transformers scheduler name).")

@@ -90,9 +90,13 @@ class Member:
 class Predictor:
     """A member made ready to price prompts: a fitted baseline, or a loaded run."""
 
-    def __init__(self, member: Member, folder: Path | None = None, splits: dict | None = None):
+    def __init__(self, member: Member, folder: Path | None = None, splits: dict | None = None,
+                 constant_value: float | None = None):
+        """`constant_value`: a saved ensemble's mean/median member, which needs no dataset."""
         self.member = member
-        if member.spec == "tfidf":
+        if member.spec in ("median", "mean") and constant_value is not None:
+            self.value = constant_value
+        elif member.spec == "tfidf":
             from .baselines import TfidfRidge
 
             saved = folder / "tfidf.joblib" if folder is not None else None
@@ -151,9 +155,7 @@ class Ensemble:
             if w == 0:
                 out.append(None)
             elif m.spec in ("median", "mean"):
-                p = Predictor.__new__(Predictor)
-                p.member, p.value = m, self.constants[m.spec]
-                out.append(p)
+                out.append(Predictor(m, constant_value=self.constants[m.spec]))
             else:
                 out.append(Predictor(m, self.folder))
         return out

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from . import distributed as dist
 from .errors import PricetuneError
 from .metrics import colour, compute_metrics, parse_price, running_mean_ci
 
@@ -372,7 +373,10 @@ def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
 
     ns.run = run_dir
     lm = load_from_args(ns)
-    out = lm.price([r["prompt"] for r in items], ns.decode, ns.batch_size, ns.samples, progress=True)
+    # Under a launcher each process prices its share of the items; every item's draws are seeded
+    # by the item itself, so the split changes no price
+    out = dist.map_shared(lambda share: lm.price(share, ns.decode, ns.batch_size, ns.samples, progress=dist.is_main()),
+                          [r["prompt"] for r in items])
     settings = dict(model=lm.label, objective=lm.objective, max_length=lm.max_length, batch_size=ns.batch_size)
     label = lm.label
     if lm.objective == "generate":
@@ -387,13 +391,17 @@ def from_ensemble(ns, items: list[dict]) -> Scored:
     from .ensemble import Ensemble
 
     ens = Ensemble.load(ns.ensemble)
-    guesses = ens.predict([r["prompt"] for r in items], progress=True)
+    guesses = dist.map_shared(lambda share: ens.predict(share, progress=dist.is_main()), [r["prompt"] for r in items])
     members = ", ".join(f"{m.spec} x{w:.2f}" for m, w in zip(ens.members, ens.weights))
     return Scored(f"ensemble {Path(ns.ensemble).name}", ["" if g is None else f"{g:.2f}" for g in guesses], guesses,
                   {"ensemble": str(ns.ensemble), "members": members}, ens.llm_only)
 
 
 def evaluate_cli(ns) -> int:
+    """Score one source on a split. Under torchrun / accelerate launch the model's work is split
+    across the processes and rank 0 writes the results (the same files as one process)."""
+    if dist.launched() and (ns.compare or ns.predictions or ns.baseline) and not dist.is_main():
+        return 0  # nothing to share out: rank 0 does it alone
     if ns.compare:
         return compare_cli(ns)
     if ns.limit < 0:
@@ -435,6 +443,8 @@ def evaluate_cli(ns) -> int:
             scored = from_model(ns, run_dir, items)
         settings = {"dataset": dataset, "split": ns.split, "limit": ns.limit}
     settings.update(scored.settings)
+    if not dist.is_main():
+        return 0
     metrics, rows = score(titles, truths, scored.texts, scored.guesses, categories)
     out = _default_out(ns, scored.label)
     write_outputs(out, scored.label, metrics, rows, settings)

@@ -23,7 +23,6 @@ import json
 import math
 import re
 import statistics
-import sys
 import zlib
 from array import array
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .data import MAX_PRICE_DIGITS, encode_prompt, make_prompt
+from .data import MAX_PRICE_DIGITS, encode_prompts, in_length_order, make_prompt
 from .errors import PricetuneError
 from .metrics import parse_price
 
@@ -389,25 +388,14 @@ def generate_prices(
     if samples < 1 or width < 1:
         raise PricetuneError("--samples and width must be >= 1")
     device = next(model.parameters()).device
-    encoded = [encode_prompt(tokenizer, make_prompt(p), max_length) for p in prompts]
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-    results: list[tuple[str, float | None] | None] = [None] * len(encoded)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(order), desc=f"pricing ({decode})", unit="item", file=sys.stderr)
     decoder = {"greedy": _greedy, "expected": _expected, "median": _median}[decode]
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        input_ids, attention_mask = _batch(tokenizer, [encoded[i] for i in idx], device)
-        for i, result in zip(idx, decoder(model, tokenizer, input_ids, attention_mask, width=width, samples=samples)):
-            results[i] = result
-        if bar:
-            bar.update(len(idx))
-    if bar:
-        bar.close()
-    return results  # type: ignore[return-value]
+
+    def run_batch(ids: list[list[int]]) -> list[tuple[str, float | None]]:
+        input_ids, attention_mask = _batch(tokenizer, ids, device)
+        return decoder(model, tokenizer, input_ids, attention_mask, width=width, samples=samples)
+
+    encoded = encode_prompts(tokenizer, [make_prompt(p) for p in prompts], max_length)
+    return in_length_order(encoded, batch_size, run_batch, f"pricing ({decode})", progress)
 
 
 # ------------------------------------------------------------------------------------------------

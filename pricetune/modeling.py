@@ -160,9 +160,10 @@ def load_tokenizer(name: str, padding_side: str = "right"):
 
 
 def build_quant_config(quantization: str, precision: str, quant_type: str = "nf4", double_quant: bool = True,
-                       skip: list[str] | None = None):
+                       skip: list[str] | None = None, quant_storage: str = "uint8"):
     """The BitsAndBytesConfig for 4bit / 8bit, or None for an unquantized base. `skip`: modules kept
-    unquantized (a regression head: one output row, trained in full)."""
+    unquantized (a regression head: one output row, trained in full). `quant_storage`: the dtype the
+    packed 4-bit weights are stored in; FSDP / ZeRO-3 shard them only when it matches the compute dtype."""
     from transformers import BitsAndBytesConfig
 
     if quantization == "4bit":
@@ -171,6 +172,7 @@ def build_quant_config(quantization: str, precision: str, quant_type: str = "nf4
             bnb_4bit_quant_type=quant_type,
             bnb_4bit_use_double_quant=double_quant,
             bnb_4bit_compute_dtype=DTYPES[precision],
+            bnb_4bit_quant_storage=getattr(torch, quant_storage),
             llm_int8_skip_modules=skip,
         )
     if quantization == "8bit":
@@ -194,8 +196,10 @@ def pick_device_map(device: str, env=os.environ):
     """Where the weights go. One process: "auto" spreads a model over the visible GPUs. Under a
     distributed launcher (accelerate launch / torchrun set WORLD_SIZE and LOCAL_RANK), every process
     must hold a whole copy on its own GPU for data parallelism, which "auto" would break."""
-    if device != "cuda":
-        return None
+    from .distributed import sharded_weights
+
+    if device != "cuda" or sharded_weights(env):
+        return None  # FSDP / ZeRO-3 place the shards themselves
     if int(env.get("WORLD_SIZE", "1")) > 1:
         return {"": int(env.get("LOCAL_RANK", "0"))}
     return "auto"
@@ -210,6 +214,7 @@ def load_base_model(
     device: str | None = None,
     objective: str = "generate",
     pad_token_id: int | None = None,
+    quant_storage: str = "uint8",
 ):
     """The base model, quantized as asked: on CUDA placed by `pick_device_map`, else on the CPU/MPS.
 
@@ -222,7 +227,7 @@ def load_base_model(
     src = resolve_model_source(name)
     dtype = DTYPES[precision]
     quant = build_quant_config(quantization, precision, quant_type, double_quant,
-                               skip=REGRESSION_HEAD if objective == "regress" else None)
+                               skip=REGRESSION_HEAD if objective == "regress" else None, quant_storage=quant_storage)
     device_map = pick_device_map(device)
     auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
     head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
@@ -271,6 +276,21 @@ def load_base_model(
     if objective == "regress":
         model.config.pad_token_id = pad_token_id
     return model
+
+
+def keep_one_4bit_layout(model) -> int:
+    """For training on a CPU: keep bitsandbytes' 4-bit weights in one layout. bitsandbytes repacks a
+    4-bit weight for its fast CPU inference kernel at the first forward without gradients (an
+    evaluation) and unpacks it at every state_dict() (a checkpoint); the two layouts compute with
+    different kernels, so a run's numbers would depend on when it last evaluated or saved, and a
+    resumed run (which skips the opening evaluation) would not continue exactly. Returns how many
+    layers were set."""
+    n = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 
 # ------------------------------------------------------------------------------------------------

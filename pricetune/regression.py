@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import encode_prompt, make_prompt
+from .data import encode_prompts, in_length_order, make_prompt
 from .errors import PricetuneError
 
 HEAD_FILE = "regression_head.json"
@@ -81,12 +81,13 @@ def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l
 
 def tokenize_regression_rows(tokenizer, rows: list[dict], max_length: int, scale: PriceScale):
     """A `datasets.Dataset` of prompt ids (cut exactly as at inference) and standardised targets."""
-    from datasets import Dataset
+    from .data import encode_prompts, map_batched
 
-    return Dataset.from_list([
-        {"input_ids": encode_prompt(tokenizer, r["prompt"], max_length), "labels": scale.target(r["price"])}
-        for r in rows
-    ])
+    def encode(batch: dict) -> dict:
+        return {"input_ids": encode_prompts(tokenizer, batch["prompt"], max_length),
+                "labels": [scale.target(p) for p in batch["price"]]}
+
+    return map_batched(rows, ["prompt", "price"], encode, "tokenizing")
 
 
 class RegressionCollator:
@@ -130,25 +131,12 @@ def regress_prices(model, tokenizer, prompts: list[str], scale: PriceScale, max_
                    batch_size: int = 16, progress: bool = False) -> list[tuple[str, float | None]]:
     """(text, price) for each prompt, in input order: one forward pass per batch, no decoding."""
     device = next(model.parameters()).device
-    encoded = [encode_prompt(tokenizer, make_prompt(p), max_length) for p in prompts]
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     collate = RegressionCollator(tokenizer.pad_token_id)
-    results: list[tuple[str, float | None] | None] = [None] * len(encoded)
-    bar = None
-    if progress:
-        import sys
 
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(order), desc="pricing (regress)", unit="item", file=sys.stderr)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = collate([{"input_ids": encoded[i]} for i in idx])
+    def run_batch(ids: list[list[int]]) -> list[tuple[str, float | None]]:
+        batch = collate([{"input_ids": x} for x in ids])
         out = last_token_outputs(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
-        for i, price in zip(idx, scale.price(out).tolist()):
-            results[i] = (f"{price:.2f}", float(price)) if math.isfinite(price) else ("", None)
-        if bar:
-            bar.update(len(idx))
-    if bar:
-        bar.close()
-    return results  # type: ignore[return-value]
+        return [(f"{p:.2f}", float(p)) if math.isfinite(p) else ("", None) for p in scale.price(out).tolist()]
+
+    encoded = encode_prompts(tokenizer, [make_prompt(p) for p in prompts], max_length)
+    return in_length_order(encoded, batch_size, run_batch, "pricing (regress)", progress)

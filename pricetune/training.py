@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import shutil
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +35,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTTrainer
 
+from . import distributed as dist
 from . import hub
 from .config import RunConfig
 from .data import load_splits, tokenize_rows
@@ -48,6 +48,7 @@ from .modeling import (
     check_targets_without_weights,
     describe_device,
     detect_device,
+    keep_one_4bit_layout,
     load_base_model,
     load_tokenizer,
     pick_precision,
@@ -65,18 +66,27 @@ def completion_loss(model, inputs: dict, num_items_in_batch=None, drop_mask: boo
 
     Returns the loss and the number of labelled tokens. Equal to the stock causal-LM loss: the
     hidden state at position t predicts label t+1, positions labelled -100 are ignored.
+    `model` may be wrapped (DDP, FSDP): the forward goes through the wrapper, which is what
+    synchronises gradients across processes; the model computes logits for one position only, and
+    the LM head is applied here at the completion positions.
     `drop_mask`: run right-padded batches without their attention mask (same result, faster kernel).
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    from accelerate.utils import extract_model_from_parallel
+
     mask = inputs.get("attention_mask")
     if drop_mask and mask is not None and is_right_padded(mask):
         # Causal attention never lets a real token see the padding after it, so the mask changes
         # nothing that reaches the loss; without it attention takes its unmasked causal kernel
         mask = None
-    hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=mask, use_cache=False).last_hidden_state
+    out = model(input_ids=inputs["input_ids"], attention_mask=mask, use_cache=False,
+                output_hidden_states=True, logits_to_keep=1)
+    head = extract_model_from_parallel(model).get_output_embeddings()
+    # The final (normed) hidden state, as the LM head reads it; under mixed precision accelerate
+    # hands model outputs back in float32, and the head here runs outside the model's autocast
+    hidden = out.hidden_states[-1].to(head.weight.dtype)
     targets = inputs["labels"][:, 1:]
     keep = targets != -100
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    logits = head(hidden[:, :-1][keep]).float()
     loss_sum = F.cross_entropy(logits, targets[keep], reduction="sum")
     n = int(keep.sum())
     denom = num_items_in_batch if num_items_in_batch is not None else max(n, 1)
@@ -106,7 +116,8 @@ class EpochSeededLengthSampler(LengthGroupedSampler):
 class AtomicCheckpoints:
     """Trainer mixin: checkpoints written under .staging/ and renamed into place (a checkpoint that
     exists is complete, so resume never picks a half-written one), rotation over complete ones only,
-    and the (seed, epoch)-fixed length-grouped order."""
+    and the (seed, epoch)-fixed length-grouped order. Under a launcher every process writes its own
+    RNG state into the staged checkpoint and rank 0 alone renames and rotates, after all have."""
 
     _staging: str | None = None
 
@@ -118,8 +129,11 @@ class AtomicCheckpoints:
 
         run_dir = self.args.output_dir
         name = f"checkpoint-{self.state.global_step}"
+        main = self.args.should_save  # rank 0 (the only process under no launcher)
         self._staging = os.path.join(run_dir, ".staging")
-        shutil.rmtree(self._staging, ignore_errors=True)
+        if main:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()  # nobody writes into a staging folder being cleared
         try:
             super()._save_checkpoint(model, trial)
         except OSError as e:
@@ -127,17 +141,31 @@ class AtomicCheckpoints:
             raise CheckpointError(checkpoint_failure(run_dir, name, e)) from None
         finally:
             staged, self._staging = os.path.join(run_dir, ".staging", name), None
-        for extra in self.checkpoint_files:  # files the run needs to use a checkpoint on its own
-            shutil.copy2(os.path.join(run_dir, extra), os.path.join(staged, extra))
-        final = os.path.join(run_dir, name)
-        if os.path.exists(final):  # the same step saved again after a resume
-            shutil.rmtree(final)
-        os.replace(staged, final)
-        shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
-        # rotation sees only complete checkpoints and always keeps the newest
-        rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit, use_mtime=False)
+        self.accelerator.wait_for_everyone()  # every process's RNG state is in the staged checkpoint
+        if main:
+            for extra in self.checkpoint_files:  # files the run needs to use a checkpoint on its own
+                shutil.copy2(os.path.join(run_dir, extra), os.path.join(staged, extra))
+            final = os.path.join(run_dir, name)
+            if os.path.exists(final):  # the same step saved again after a resume
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
+            # rotation sees only complete checkpoints and always keeps the newest
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit, use_mtime=False)
+        self.accelerator.wait_for_everyone()
 
     checkpoint_files: tuple[str, ...] = ()
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume with the trainable weights in the dtypes the run trained them in. A QLoRA run
+        trains its LoRA weights in bf16, and loading the checkpoint's adapter brings them back as
+        float32: the resumed run's updates would then differ from the uninterrupted run's."""
+        target = model if model is not None else self.model
+        dtypes = {n: p.dtype for n, p in target.named_parameters() if p.requires_grad}
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, param in target.named_parameters():
+            if name in dtypes and param.dtype != dtypes[name]:
+                param.data = param.data.to(dtypes[name])
 
     seeded_order: bool = True  # False: the stock sampler (bench: the same batches as the reference)
 
@@ -146,8 +174,10 @@ class AtomicCheckpoints:
         if not self.seeded_order or self.args.train_sampling_strategy != "group_by_length" or train_dataset is None:
             return super()._get_train_sampler(train_dataset)
         lengths = [len(ids) for ids in train_dataset["input_ids"]]
-        return EpochSeededLengthSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths, self.args.data_seed or self.args.seed)
+        # Grouped by the global batch: the order is the same on any number of processes (accelerate
+        # hands process r every world_size-th per-device batch of it)
+        global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        return EpochSeededLengthSampler(global_batch, lengths, self.args.data_seed or self.args.seed)
 
 
 class PricetuneTrainer(AtomicCheckpoints, SFTTrainer):
@@ -175,6 +205,9 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
     the head read at the last prompt token."""
 
     checkpoint_files = (HEAD_FILE,)
+    # The loss is a per-batch mean: Trainer divides it over accumulation steps (the seq-cls model's
+    # **kwargs would otherwise make Trainer assume a loss already normalised by num_items_in_batch)
+    loss_is_scaled_for_ga = False
 
     def __init__(self, *args, loss_kind: str = "l1", head_learning_rate: float | None = None, **kwargs):
         self.loss_kind, self.head_learning_rate = loss_kind, head_learning_rate
@@ -240,10 +273,18 @@ def oom_advice(cfg: RunConfig) -> str:
 
 
 class GracefulStop(TrainerCallback):
-    """First Ctrl-C / SIGTERM: save a checkpoint at the next step boundary and stop. Second: exit now."""
+    """First Ctrl-C / SIGTERM: save a checkpoint at the next step boundary and stop. Second: exit now.
+
+    Under a launcher the processes agree at every step end (one small all-reduce), so all of them
+    save and stop at the same step even when the signal reaches them at different times."""
+
+    # A terminal's Ctrl-C reaches the whole process group and torchrun then forwards a SIGTERM: one
+    # request delivered twice. Only a signal after this many seconds counts as a second one.
+    REPEAT_AFTER_S = 2.0
 
     def __init__(self):
         self.requested = None
+        self._at = 0.0
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -254,15 +295,18 @@ class GracefulStop(TrainerCallback):
             signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
 
     def _handle(self, signum, frame):
+        if self.requested is not None and time.monotonic() - self._at < self.REPEAT_AFTER_S:
+            return
         if self.requested is not None:
             sys.stderr.write("\nsecond interrupt: exiting now without saving\n")
             os._exit(128 + signum)
-        self.requested = signal.Signals(signum).name
+        self.requested, self._at = signal.Signals(signum).name, time.monotonic()
         sys.stderr.write(f"\n{self.requested}: saving a checkpoint at the end of this step, then stopping "
                          "(interrupt again to exit at once)\n")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested is not None:
+        if dist.any_process(self.requested is not None):
+            self.requested = self.requested or "a stop signal on another process"
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -299,14 +343,15 @@ def resolve_optim(optim: str, device: str) -> tuple[str, str | None]:
 def _shared_args(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_eval: bool) -> dict:
     """The training arguments both objectives take from the config."""
     optim, _ = resolve_optim(cfg.optim, device)
+    per_device, accum = dist.split_batch(cfg.batch_size, cfg.grad_accum, dist.world_size())
     return dict(
         output_dir=str(run_dir),
         run_name=cfg.run_name,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=cfg.eval_batch_size or per_device,
+        gradient_accumulation_steps=accum,
         learning_rate=cfg.learning_rate,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is read as a ratio (transformers >= 5)
         lr_scheduler_type=cfg.lr_scheduler,
@@ -362,7 +407,7 @@ class MetricsLogger(TrainerCallback):
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
+        if logs and state.is_world_process_zero:
             record = {"step": state.global_step, "epoch": state.epoch, **logs}
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
@@ -428,6 +473,9 @@ def plan(cfg: RunConfig) -> str:
     push = "yes, to " + (cfg.hub_model_id or f"<HF_USER>/{cfg.run_name}") + (
         " (private)" if cfg.hub_private else " (public)") if cfg.push_to_hub else "no"
     targets = check_targets_without_weights(cfg.base_model, cfg.lora_targets)
+    world = dist.world_size()
+    per_device, accum = dist.split_batch(cfg.batch_size, cfg.grad_accum, world)
+    sharded = dist.sharded_weights()
     lines = [
         f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
         f"on {', '.join(cfg.lora_targets)} ({targets})",
@@ -438,11 +486,18 @@ def plan(cfg: RunConfig) -> str:
         + (f", train: first {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
         + f", max_length {cfg.max_length})",
         f"device:    {describe_device()}, precision {precision}, optimizer {optim}",
+        f"processes: {world}" + (" (under a launcher: DDP, rank 0 writes)" if world > 1 else "")
+        + (f", weights sharded by {sharded}" if sharded else ""),
+        f"batch:     global {per_device * accum * world} = {per_device} per device x {accum} accumulation step(s)"
+        f" x {world} process(es)",
         f"outputs:   {cfg.run_dir}/ (adapter, config.yaml, metrics.jsonl, summary.json, checkpoints)",
         f"push:      {push}",
     ]
     if notice:
         lines.append(f"notice:    {notice}")
+    if sharded and cfg.fast:
+        lines.append(f"notice:    the fast path is off under {sharded} (it applies the LM head outside the "
+                     "wrapped forward, which sharded weights do not allow); TRL's stock loss is used")
     return "\n".join(lines)
 
 
@@ -507,14 +562,22 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
     val_rows = splits.get("val", [])[: cfg.val_size]
     regress = cfg.objective == "regress"
-    if regress:
-        scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss)
-        train_ds = tokenize_regression_rows(tokenizer, splits["train"], cfg.max_length, scale)
-        val_ds = tokenize_regression_rows(tokenizer, val_rows, cfg.max_length, scale) if val_rows else None
+    scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss) if regress else None
+
+    def tokenize(rows: list[dict]):
+        if regress:
+            return tokenize_regression_rows(tokenizer, rows, cfg.max_length, scale)
+        return tokenize_rows(tokenizer, rows, cfg.max_length)
+
+    if dist.launched():
+        # Rank 0 makes the run directory and tokenizes into its cache; the others read that cache
+        run_dir = cfg.run_dir if resuming else dist.on_main(lambda: prepare_run_dir(cfg, overwrite))
+        train_ds = dist.main_first(lambda: cached(run_dir, "train", tokenize, splits["train"], cfg))
+        val_ds = dist.main_first(lambda: cached(run_dir, "val", tokenize, val_rows, cfg)) if val_rows else None
     else:
-        train_ds = tokenize_rows(tokenizer, splits["train"], cfg.max_length)
-        val_ds = tokenize_rows(tokenizer, val_rows, cfg.max_length) if val_rows else None
-    run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
+        train_ds = tokenize(splits["train"])
+        val_ds = tokenize(val_rows) if val_rows else None
+        run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
     log(f"run directory: {run_dir}")
     # Seeded before the model exists: a regress head is initialised as it loads, and TRL creates the
     # LoRA weights before Trainer seeds
@@ -522,13 +585,16 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
 
     set_seed(cfg.seed)
     model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
-                            objective=cfg.objective, pad_token_id=tokenizer.pad_token_id)
+                            objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
+                            quant_storage=cfg.bnb_4bit_quant_storage)
     check_targets(model, cfg.lora_targets)
+    keep_one_4bit_layout(model)
     set_seed(cfg.seed)  # 4. LoRA, 5. SFTConfig, from the same state whatever loading drew
     lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective)
     callbacks = [MetricsLogger(run_dir / "metrics.jsonl")]
     if regress:
-        scale.save(run_dir)
+        if dist.is_main():
+            scale.save(run_dir)
         model = peft_for_training(model, lora, cfg)
         trainer = RegressionTrainer(
             model=model, args=build_regress_args(cfg, run_dir, precision, device, has_eval=val_ds is not None),
@@ -538,16 +604,55 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         )
     else:
         args = build_sft_config(cfg, run_dir, precision, device, has_eval=val_ds is not None)
-        own = {} if trainer_cls is not None else dict(fast=cfg.fast, drop_mask=drop_mask, seeded_order=seeded_order)
+        own = {} if trainer_cls is not None else dict(fast=cfg.fast and not dist.sharded_weights(), drop_mask=drop_mask, seeded_order=seeded_order)
         trainer = (trainer_cls or PricetuneTrainer)(
             model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
             peft_config=lora, callbacks=callbacks, **own,
         )
-    if cfg.fast and trainer_cls is None:
+    if cfg.fast and trainer_cls is None and not dist.sharded_weights():
         speed_up(trainer.model, **fastpath)
     context = dict(run_dir=run_dir, tokenizer=tokenizer, device=device, precision=precision, bad=bad,
                    train_rows=len(train_ds), val_rows=len(val_rows))
     return trainer, context
+
+
+def cached(run_dir: Path, split: str, tokenize: Callable[[list[dict]], Any], rows: list[dict], cfg: RunConfig):
+    """Tokenized rows, kept in <run_dir>/.cache/ so that the processes of a launched run tokenize
+    once. The key covers what changes the tokens, so a stale cache is never read."""
+    import hashlib
+
+    from datasets import load_from_disk
+
+    h = hashlib.sha256(json.dumps([cfg.base_model, cfg.objective, cfg.regress_loss, cfg.max_length]).encode())
+    for r in rows:
+        h.update(f"{r['prompt']}\0{r['price']}\0".encode())
+    path = run_dir / ".cache" / f"{split}-{h.hexdigest()[:16]}"
+    if path.is_dir():
+        return load_from_disk(str(path))
+    ds = tokenize(rows)
+    staged = path.with_name(path.name + ".partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    ds.save_to_disk(str(staged))
+    os.replace(staged, path)  # a cache that exists is complete
+    return ds
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """The log of ranks other than 0: one voice per run."""
+
+
+class OpeningLoss(TrainerCallback):
+    """The validation loss before the first step: logged, and kept in `path` for a resumed run."""
+
+    def __init__(self, path: Path | None, log: Callable[[str], None]):
+        self.path, self.log, self.loss = path, log, None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.loss is None and state.global_step == 0 and metrics and "eval_loss" in metrics:
+            self.loss = metrics["eval_loss"]
+            self.log(f"validation loss before training: {self.loss:.4f}")
+            if self.path is not None:
+                self.path.write_text(json.dumps({"eval_loss": self.loss}) + "\n")
 
 
 class Interrupted(PricetuneError):
@@ -559,7 +664,11 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
     """Fine-tune per `cfg`; returns the summary (also written to <run_dir>/summary.json).
 
     `resume`: "latest" (the newest complete checkpoint of cfg.run_dir) or a checkpoint path.
+    Under torchrun / accelerate launch every process calls this; rank 0 alone logs, writes and pushes.
     """
+    main = dist.is_main()
+    if not main:
+        log = _quiet
     checkpoint = None
     if resume:
         if (cfg.run_dir / "summary.json").is_file():
@@ -571,22 +680,22 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
     run_dir, has_val = ctx["run_dir"], ctx["val_rows"] > 0
     stop = GracefulStop()
     trainer.add_callback(stop)
-    if cfg.push_to_hub and cfg.hub_strategy == "every_save":
+    if cfg.push_to_hub and cfg.hub_strategy == "every_save" and main:
         pusher = hub.CheckpointPusher(cfg, log)
         trainer.add_callback(pusher)
     else:
         pusher = None
 
-    # 6. train, with the validation loss before and after
-    initial = None
-    if has_val:
-        prior = run_dir / "initial_eval_loss.json"
-        if checkpoint and prior.is_file():
-            initial = json.loads(prior.read_text())["eval_loss"]
-        else:
-            initial = trainer.evaluate()["eval_loss"]
-            prior.write_text(json.dumps({"eval_loss": initial}) + "\n")
-        log(f"validation loss before training: {initial:.4f}")
+    # 6. train, with the validation loss before and after. The opening evaluation runs inside train()
+    #    (eval_on_start), after the model is wrapped for DDP: an evaluate() before train() would mark
+    #    the model prepared, and accelerate would then never wrap it, leaving gradients unsynchronised
+    prior = run_dir / "initial_eval_loss.json"
+    opening = OpeningLoss(prior if main else None, log)
+    if has_val and checkpoint and prior.is_file():
+        opening.loss = json.loads(prior.read_text())["eval_loss"]
+        log(f"validation loss before training: {opening.loss:.4f}")
+    trainer.args.eval_on_start = has_val and opening.loss is None
+    trainer.add_callback(opening)
     start = time.perf_counter()
     stop.install()
     try:
@@ -602,10 +711,9 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
             f"  resume with: pricetune train --output-dir {run_dir} --resume"
         )
     final = trainer.evaluate()["eval_loss"] if has_val else None
-    trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors
-    ctx["tokenizer"].save_pretrained(str(run_dir))
-
-    tokens = int(trainer._total_train_tokens)
+    trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors (rank 0 writes)
+    tokens = dist.total(int(trainer._total_train_tokens))  # every process's tokens
+    args = trainer.args
     summary = {
         "run_dir": str(run_dir),
         "adapter_dir": str(run_dir),
@@ -616,17 +724,25 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
         "val_rows": ctx["val_rows"],
         "skipped_rows": dict(ctx["bad"].counts),
         "steps": trainer.state.global_step,
-        "initial_eval_loss": initial,
+        "initial_eval_loss": opening.loss,
         "final_eval_loss": final,
         "train_tokens": tokens,
         "train_seconds": round(seconds, 2),
         "train_tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "world_size": args.world_size,
+        "per_device_batch_size": args.per_device_train_batch_size,
+        "grad_accum": args.gradient_accumulation_steps,
+        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "precision": ctx["precision"],
         "device": ctx["device"],
         "fast": cfg.fast,
         "objective": cfg.objective,
         "pushed_to": None,
     }
+    if not main:
+        return summary
+    shutil.rmtree(run_dir / ".cache", ignore_errors=True)  # tokenized data, for the full preset ~0.7 GB
+    ctx["tokenizer"].save_pretrained(str(run_dir))
     write_model_card(run_dir, cfg, summary)
 
     # 7. push the adapter (private); a failure never loses the local run

@@ -103,3 +103,53 @@ def test_cli_reports_config_errors_without_traceback(capsys):
     assert main(["train", "--lora-r", "0", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "lora_r must be > 0" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_accelerate_configs_are_complete(path):
+    """Each launcher recipe parses, says what it is for, and carries the settings its method needs."""
+    text = path.read_text()
+    cfg = yaml.safe_load(text)
+    assert text.startswith("#") and "accelerate launch --config_file configs/accelerate/" in text
+    assert cfg["distributed_type"] in {"MULTI_GPU", "FSDP", "DEEPSPEED"} and cfg["num_processes"] >= 2
+    if cfg["distributed_type"] == "FSDP":
+        assert cfg["fsdp_config"]["fsdp_cpu_ram_efficient_loading"] and not cfg["fsdp_config"]["fsdp_use_orig_params"]
+        assert "--bnb-4bit-quant-storage bfloat16" in text
+    if cfg["distributed_type"] == "DEEPSPEED" and cfg["deepspeed_config"]["zero_stage"] == 3:
+        assert cfg["deepspeed_config"]["zero3_init_flag"] is True
+
+
+@pytest.mark.parametrize("world,batch,accum,expect", [
+    (1, 32, 1, (32, 1)), (8, 32, 1, (4, 1)), (2, 8, 1, (4, 1)), (8, 256, 1, (32, 1)), (4, 16, 2, (8, 1)),
+    (16, 4, 8, (2, 1)), (3, 6, 1, (2, 1)), (1, 16, 2, (16, 2)), (2, 16, 4, (16, 2)),
+])
+def test_batch_split_keeps_the_global_batch(world, batch, accum, expect):
+    from pricetune.distributed import split_batch
+
+    per_device, steps = split_batch(batch, accum, world)
+    assert (per_device, steps) == expect
+    assert per_device * steps * world == batch * accum
+
+
+def test_a_batch_that_cannot_be_split_is_refused():
+    from pricetune.distributed import split_batch
+    from pricetune.errors import PricetuneError
+
+    with pytest.raises(PricetuneError, match="cannot be split evenly over 3 processes"):
+        split_batch(32, 1, 3)
+
+
+def test_dry_run_under_a_launcher_prints_the_distributed_plan(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--preset", "full", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "processes: 8" in out and "batch:     global 256 = 32 per device x 1 accumulation step(s) x 8" in out
+    monkeypatch.setenv("RANK", "3")
+    assert main(["train", "--preset", "full", "--dry-run"]) == 0
+    assert capsys.readouterr().out == ""  # one plan per launch, from rank 0
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--preset", "lite", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "sharded by FSDP" in out and "fast path is off" in out

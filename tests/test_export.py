@@ -122,6 +122,37 @@ def test_gguf_export_of_a_smollm2_run_loads_back_and_prices_as_the_merge(tmp_pat
     assert "ollama create" in info["ollama"]
 
 
+def _has_llama_cpp() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.skipif(not SDIST or not _has_llama_cpp(),
+                    reason="needs llama-cpp-python installed (a source build of llama.cpp, minutes: "
+                    "pip install llama-cpp-python==0.3.36); docs/DEPLOY.md has this test's output")
+def test_llama_cpp_prices_the_gguf_as_the_merge(tmp_path, small_dataset_dir, capsys):
+    """The round trip through llama.cpp itself: f16 and q8_0 GGUFs priced by llama-cpp-python."""
+    from pricetune.config import resolve_config
+    from pricetune.training import train
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=dict(
+        objective="generate", dataset=str(small_dataset_dir), quantization="none", max_steps=2, batch_size=8,
+        val_size=8, max_length=64, output_dir=str(run), save_steps=100, eval_steps=100, learning_rate=1e-3)),
+        log=lambda _: None)
+    for quant in ("f16", "q8_0"):
+        out = tmp_path / quant
+        assert main(["export", str(run), "--format", "gguf", "--quant", quant, "--out", str(out),
+                     "--llama-cpp", str(SDIST[0]), "--check", "16"]) == 0
+        info = json.loads((out / "pricetune_export.json").read_text())
+        check = info["check_llama_cpp"]
+        print(f"{quant}: llama.cpp {json.dumps(check)}; transformers {json.dumps(info['check_transformers'])}")
+        assert isinstance(check, dict) and check["items"] == 16 and check["failed"] == 0, check
+        assert check["same_price"] >= 12, check  # equal but for near-ties
+
+
 def test_a_failed_conversion_leaves_nothing_and_names_what_to_install(tiny_model_dir, small_dataset_dir, tmp_path,
                                                                      capsys):
     from pricetune.config import resolve_config

@@ -1,6 +1,5 @@
 """The regress objective, the classical baselines and ensembles: quality's building blocks."""
 
-import json
 import math
 
 import pytest
