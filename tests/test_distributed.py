@@ -192,17 +192,19 @@ def test_two_process_evaluate_equals_one(runs, tmp_path):
     assert pa == (tmp_path / "pair" / "predictions.jsonl").read_text()
 
 
+def _one_and_two(model_dir, data_dir, root: Path, **settings) -> tuple[dict, dict]:
+    """The same run in one process (root/one) and in two (root/two); their losses by step."""
+    for name, launch in (("one", _single), ("two", _torchrun)):
+        p = launch(_args(model_dir, data_dir, root / name, **settings))
+        log = _finish(p)
+        assert p.returncode == 0, log
+    return _losses(root / "one"), _losses(root / "two")
+
+
 def test_two_processes_train_a_4bit_base_as_one(tiny_model_dir, small_dataset_dir, tmp_path):
     """One whole 4-bit (nf4) model per process: the losses of one process, step by step. (The LoRA
     weights of a 4-bit run are bf16, so the adapters agree to bf16's rounding, not to fp32's.)"""
-    settings = dict(quantization="4bit", max_steps=6)
-    p = _single(_args(tiny_model_dir, small_dataset_dir, tmp_path / "one", **settings))
-    log = _finish(p)
-    assert p.returncode == 0, log
-    p = _torchrun(_args(tiny_model_dir, small_dataset_dir, tmp_path / "two", **settings))
-    log = _finish(p)
-    assert p.returncode == 0, log
-    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    a, b = _one_and_two(tiny_model_dir, small_dataset_dir, tmp_path, quantization="4bit", max_steps=6)
     assert sorted(a) == sorted(b) == list(range(1, 7))
     for step in a:
         assert abs(a[step] - b[step]) < 1e-4, (step, a[step], b[step])
@@ -210,3 +212,23 @@ def test_two_processes_train_a_4bit_base_as_one(tiny_model_dir, small_dataset_di
     for k in wa:
         relative = ((wa[k].float() - wb[k].float()).norm() / wa[k].float().norm()).item()
         assert relative < 0.02, (k, relative)
+
+
+def test_sharded_runs_leave_placement_to_the_launcher():
+    from pricetune.modeling import pick_device_map
+
+    assert pick_device_map("cuda", {"WORLD_SIZE": "8", "LOCAL_RANK": "3"}) == {"": 3}  # DDP: a whole copy each
+    assert pick_device_map("cuda", {"WORLD_SIZE": "8", "ACCELERATE_USE_FSDP": "true"}) is None
+    assert pick_device_map("cuda", {"WORLD_SIZE": "8", "ACCELERATE_USE_DEEPSPEED": "true",
+                                    "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}) is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (nccl)")
+def test_two_gpus_train_a_4bit_base_as_one(tiny_model_dir, small_dataset_dir, tmp_path):
+    """nccl, one 4-bit model per GPU, bf16: the losses of one GPU at the same global batch."""
+    a, b = _one_and_two(tiny_model_dir, small_dataset_dir, tmp_path, quantization="4bit", precision="bf16",
+                        max_steps=6)
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["device"] == "cuda"
+    for step in a:
+        assert abs(a[step] - b[step]) < 2e-2, (step, a[step], b[step])  # bf16 sums in another order

@@ -73,6 +73,18 @@ REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 SDIST = sorted((REPO / ".venv" / "sdist").glob("llama_cpp_python-*.tar.gz"))
 
 
+def _smollm2_generate_run(run, data_dir):
+    """Two steps of the generate objective on the embedded SmolLM2 (unquantized): a run to export."""
+    from pricetune.config import resolve_config
+    from pricetune.training import train
+
+    train(resolve_config("demo", overrides=dict(
+        objective="generate", dataset=str(data_dir), quantization="none", max_steps=2, batch_size=8,
+        val_size=8, max_length=64, output_dir=str(run), save_steps=100, eval_steps=100, learning_rate=1e-3)),
+        log=lambda _: None)
+    return run
+
+
 def _normalised_tensor_names(path):
     import re
 
@@ -86,15 +98,9 @@ def _normalised_tensor_names(path):
 def test_gguf_export_of_a_smollm2_run_loads_back_and_prices_as_the_merge(tmp_path, small_dataset_dir, capsys):
     import gguf
 
-    from pricetune.config import resolve_config
     from pricetune.modeling import EMBEDDED_FILE, embedded_model_dir
-    from pricetune.training import train
 
-    run = tmp_path / "run"
-    train(resolve_config("demo", overrides=dict(
-        objective="generate", dataset=str(small_dataset_dir), quantization="none", max_steps=2, batch_size=8,
-        val_size=8, max_length=64, output_dir=str(run), save_steps=100, eval_steps=100, learning_rate=1e-3)),
-        log=lambda _: None)
+    run = _smollm2_generate_run(tmp_path / "run", small_dataset_dir)
     out = tmp_path / "gguf"
     assert main(["export", str(run), "--format", "gguf", "--quant", "q8_0", "--out", str(out),
                  "--llama-cpp", str(SDIST[0]), "--check", "8"]) == 0
@@ -134,14 +140,7 @@ def _has_llama_cpp() -> bool:
                     "pip install llama-cpp-python==0.3.36); docs/DEPLOY.md has this test's output")
 def test_llama_cpp_prices_the_gguf_as_the_merge(tmp_path, small_dataset_dir, capsys):
     """The round trip through llama.cpp itself: f16 and q8_0 GGUFs priced by llama-cpp-python."""
-    from pricetune.config import resolve_config
-    from pricetune.training import train
-
-    run = tmp_path / "run"
-    train(resolve_config("demo", overrides=dict(
-        objective="generate", dataset=str(small_dataset_dir), quantization="none", max_steps=2, batch_size=8,
-        val_size=8, max_length=64, output_dir=str(run), save_steps=100, eval_steps=100, learning_rate=1e-3)),
-        log=lambda _: None)
+    run = _smollm2_generate_run(tmp_path / "run", small_dataset_dir)
     for quant in ("f16", "q8_0"):
         out = tmp_path / quant
         assert main(["export", str(run), "--format", "gguf", "--quant", quant, "--out", str(out),
