@@ -106,10 +106,15 @@ def greedy_prices(model, tokenizer, prompts: list[str], max_length: int) -> list
 
 def llama_cpp_prices(path: Path, prompts: list[str]) -> list[float | None] | None:
     """Greedy prices from llama.cpp itself, when llama-cpp-python is installed (else None)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
     try:
         from llama_cpp import Llama
-    except ImportError:
-        return None
+    except ImportError as e:  # installed, but not importable: say so rather than "not installed"
+        raise PricetuneError(f"llama-cpp-python is installed but does not import ({e}); "
+                             f"pip install {e.name or 'its missing dependency'}") from None
     from ..data import make_prompt
     from ..metrics import parse_price
 
