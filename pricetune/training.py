@@ -66,24 +66,32 @@ def completion_loss(model, inputs: dict, num_items_in_batch=None, drop_mask: boo
 
     Returns the loss and the number of labelled tokens. Equal to the stock causal-LM loss: the
     hidden state at position t predicts label t+1, positions labelled -100 are ignored.
-    `model` may be wrapped (DDP, FSDP): the forward goes through the wrapper, which is what
-    synchronises gradients across processes; the model computes logits for one position only, and
-    the LM head is applied here at the completion positions.
+    Under DDP the forward goes through the wrapper, which is what synchronises gradients across
+    processes (the model then computes logits for one position only); in one process the decoder
+    runs alone. Either way the LM head is applied here, at the completion positions only.
     `drop_mask`: run right-padded batches without their attention mask (same result, faster kernel).
     """
-    from accelerate.utils import extract_model_from_parallel
+    from torch.nn.parallel import DistributedDataParallel
 
     mask = inputs.get("attention_mask")
     if drop_mask and mask is not None and is_right_padded(mask):
         # Causal attention never lets a real token see the padding after it, so the mask changes
         # nothing that reaches the loss; without it attention takes its unmasked causal kernel
         mask = None
-    out = model(input_ids=inputs["input_ids"], attention_mask=mask, use_cache=False,
-                output_hidden_states=True, logits_to_keep=1)
-    head = extract_model_from_parallel(model).get_output_embeddings()
-    # The final (normed) hidden state, as the LM head reads it; under mixed precision accelerate
-    # hands model outputs back in float32, and the head here runs outside the model's autocast
-    hidden = out.hidden_states[-1].to(head.weight.dtype)
+    if isinstance(model, DistributedDataParallel):
+        # DDP synchronises gradients through hooks its forward sets up: go through it, with logits
+        # for one position only; under mixed precision the outputs come back in float32
+        out = model(input_ids=inputs["input_ids"], attention_mask=mask, use_cache=False,
+                    output_hidden_states=True, logits_to_keep=1)
+        hidden, unwrapped = out.hidden_states[-1], model.module
+    else:
+        # One process: the decoder alone, without the full model's outputs and the autocast wrapper
+        # accelerate puts around the model's forward (a bf16 model runs in bf16 as loaded)
+        unwrapped = model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=mask, use_cache=False).last_hidden_state
+    head = unwrapped.get_output_embeddings()
+    hidden = hidden.to(head.weight.dtype)  # the final (normed) hidden state, as the LM head reads it
     targets = inputs["labels"][:, 1:]
     keep = targets != -100
     logits = head(hidden[:, :-1][keep]).float()
