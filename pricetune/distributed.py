@@ -62,11 +62,6 @@ def state():
     return PartialState(cpu=detect_device() == "cpu")
 
 
-def barrier() -> None:
-    if launched():
-        state().wait_for_everyone()
-
-
 def agree(value: Any) -> Any:
     """Rank 0's value on every rank (a picklable object)."""
     if not launched():
@@ -103,17 +98,6 @@ def main_first(fn: Callable[[], Any]) -> Any:
     return result if is_main() else fn()
 
 
-def any_process(flag: bool) -> bool:
-    """True on every rank when `flag` is true on at least one."""
-    if not launched():
-        return flag
-    import torch
-    from accelerate.utils import reduce
-
-    st = state()
-    return bool(reduce(torch.tensor([int(flag)], device=st.device), reduction="sum").item() > 0)
-
-
 def total(value: int) -> int:
     """The sum of an integer over all ranks."""
     if not launched():
@@ -123,6 +107,11 @@ def total(value: int) -> int:
 
     st = state()
     return int(reduce(torch.tensor([int(value)], device=st.device), reduction="sum").item())
+
+
+def any_process(flag: bool) -> bool:
+    """True on every rank when `flag` is true on at least one."""
+    return total(int(flag)) > 0
 
 
 def split_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
