@@ -80,6 +80,10 @@ class RunConfig(BaseModel):
     regress_loss: Literal["l1", "huber"] = Field(
         "l1", description="regress: loss on standardised log price; l1's optimum is the median, as MAE wants."
     )
+    regress_pooling: Literal["last", "mean"] = Field(
+        "last", description="regress: what the head reads: the last prompt token's hidden state (transformers' "
+        "sequence classification) or the mean of the final hidden states over the prompt's tokens.",
+    )
     head_learning_rate: float | None = Field(
         None, description="regress: learning rate of the new scalar head (default: learning_rate)."
     )

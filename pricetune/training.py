@@ -41,7 +41,7 @@ from .config import RunConfig
 from .data import load_splits, tokenize_rows
 from .errors import PricetuneError
 from .fastpath import speed_up
-from .regression import HEAD_FILE, PriceScale, RegressionCollator, last_token_outputs, regression_loss, tokenize_regression_rows
+from .regression import HEAD_FILE, PriceScale, RegressionCollator, head_outputs, regression_loss, tokenize_regression_rows
 from .modeling import (
     build_lora_config,
     check_targets,
@@ -210,15 +210,16 @@ class PricetuneTrainer(AtomicCheckpoints, SFTTrainer):
 
 class RegressionTrainer(AtomicCheckpoints, Trainer):
     """transformers' Trainer for the regress objective: L1 (or Huber) on standardised log price,
-    the head read at the last prompt token."""
+    the head read at the last prompt token or on the mean over the prompt (`pooling`)."""
 
     checkpoint_files = (HEAD_FILE,)
     # The loss is a per-batch mean: Trainer divides it over accumulation steps (the seq-cls model's
     # **kwargs would otherwise make Trainer assume a loss already normalised by num_items_in_batch)
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, loss_kind: str = "l1", head_learning_rate: float | None = None, **kwargs):
-        self.loss_kind, self.head_learning_rate = loss_kind, head_learning_rate
+    def __init__(self, *args, loss_kind: str = "l1", head_learning_rate: float | None = None, pooling: str = "last",
+                 **kwargs):
+        self.loss_kind, self.head_learning_rate, self.pooling = loss_kind, head_learning_rate, pooling
         self._total_train_tokens = 0
         super().__init__(*args, **kwargs)
 
@@ -237,7 +238,7 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = last_token_outputs(model, inputs["input_ids"], inputs.get("attention_mask"))
+        outputs = head_outputs(model, inputs["input_ids"], inputs.get("attention_mask"), self.pooling)
         loss = regression_loss(outputs, inputs["labels"], self.loss_kind)
         if model.training and "attention_mask" in inputs:
             self._total_train_tokens += int(inputs["attention_mask"].sum())
@@ -426,8 +427,11 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
         "objective", "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "max_steps",
         "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay",
         "optim", "max_grad_norm", "max_length", "seed")}
+    if cfg.objective == "regress":
+        hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling)
     rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
-    how = ("a scalar head on the last prompt token gives the price (regress objective: "
+    read = "the last prompt token" if cfg.regress_pooling == "last" else "the mean over the prompt's tokens"
+    how = (f"a scalar head on {read} gives the price (regress objective: "
            "price = expm1(center + scale * output), `regression_head.json`)." if cfg.objective == "regress"
            else 'the adapter completes the price ("64.00").')
     card = f"""---
@@ -488,7 +492,8 @@ def plan(cfg: RunConfig) -> str:
         f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
         f"on {', '.join(cfg.lora_targets)} ({targets})",
         f"objective: {cfg.objective}" + (
-            f" (scalar head on log price, {cfg.regress_loss} loss)" if cfg.objective == "regress"
+            f" (scalar head on the {cfg.regress_pooling} hidden state, log price, {cfg.regress_loss} loss)"
+            if cfg.objective == "regress"
             else " (SFT: the model writes the price)"),
         f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
         + (f", train: first {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
@@ -570,7 +575,7 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
     val_rows = splits.get("val", [])[: cfg.val_size]
     regress = cfg.objective == "regress"
-    scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss) if regress else None
+    scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling) if regress else None
 
     def tokenize(rows: list[dict]):
         if regress:
@@ -607,7 +612,7 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         trainer = RegressionTrainer(
             model=model, args=build_regress_args(cfg, run_dir, precision, device, has_eval=val_ds is not None),
             train_dataset=train_ds, eval_dataset=val_ds, data_collator=RegressionCollator(tokenizer.pad_token_id),
-            processing_class=tokenizer, callbacks=callbacks, loss_kind=cfg.regress_loss,
+            processing_class=tokenizer, callbacks=callbacks, loss_kind=cfg.regress_loss, pooling=cfg.regress_pooling,
             head_learning_rate=cfg.head_learning_rate,
         )
     else:

@@ -44,7 +44,9 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
     assert not (tmp_path / "m2").exists()
 
 
-def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits):
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
+                                                                pooling):
     from transformers import AutoModelForSequenceClassification
 
     from pricetune.config import resolve_config
@@ -55,12 +57,15 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
 
     run = tmp_path / "run"
     train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective="regress",
-                                                         quantization="none", max_length=64)), log=lambda _: None)
+                                                         quantization="none", max_length=64, regress_pooling=pooling)),
+          log=lambda _: None)
     out = tmp_path / "merged"
     assert main(["export", str(run), "--out", str(out), "--dtype", "fp32", "--check", "4"]) == 0
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()  # no PEFT, no pricetune
     prompts = [r["prompt"] for r in demo_splits["test"][:4]]
-    prices = [p for _, p in regress_prices(model, load_tokenizer(str(tiny_model_dir)), prompts, PriceScale.load(out), 64)]
+    scale = PriceScale.load(out)
+    assert scale.pooling == pooling
+    prices = [p for _, p in regress_prices(model, load_tokenizer(str(tiny_model_dir)), prompts, scale, 64)]
     from pricetune.inference import load_model
 
     pricer = Pricer(load_model(run=str(run), precision="fp32"))  # the folder was written in fp32

@@ -53,21 +53,51 @@ def test_regression_loss_is_l1_on_standardised_log_price(tiny_model_dir, tokeniz
             out = model.get_base_model().score(hidden)[0]
             by_hand.append(abs(float(out) - (math.log1p(r["price"]) - scale.center) / scale.scale))
         loss = RegressionTrainer.compute_loss(
-            type("T", (), {"loss_kind": "l1"})(), model, batch)
+            type("T", (), {"loss_kind": "l1", "pooling": "last"})(), model, batch)
     assert float(loss) == pytest.approx(sum(by_hand) / 3, rel=1e-5)
     huber = regression_loss(torch.tensor([0.0, 3.0]), torch.tensor([0.5, 0.0]), "huber")
     assert float(huber) == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2)
 
 
-def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits):
+def test_mean_pooling_reads_the_mean_hidden_state_whatever_the_padding(tiny_model_dir, tokenizer, demo_splits):
+    from pricetune.modeling import build_lora_config, load_base_model
+    from pricetune.regression import PriceScale, RegressionCollator, head_outputs, tokenize_regression_rows
+
+    from peft import get_peft_model
+
+    rows = demo_splits["train"][:3]
+    scale = PriceScale.fit([r["price"] for r in demo_splits["train"][:50]], pooling="mean")
+    base = load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress",
+                           pad_token_id=tokenizer.pad_token_id)
+    model = get_peft_model(base, build_lora_config(4, 8, 0.0, ["q_proj"], "regress")).eval()
+    torch.nn.init.normal_(model.get_base_model().score.modules_to_save["default"].weight)
+    batch = RegressionCollator(tokenizer.pad_token_id)(list(tokenize_regression_rows(tokenizer, rows, 128, scale)))
+    assert len({int(m.sum()) for m in batch["attention_mask"]}) > 1, "the batch needs padding to test it"
+    with torch.no_grad():
+        by_hand = []
+        for ids, mask in zip(batch["input_ids"], batch["attention_mask"]):
+            hidden = model.get_base_model().model(ids[mask.bool()][None]).last_hidden_state[0]
+            by_hand.append(float(model.get_base_model().score(hidden.mean(0))[0]))
+        pooled = head_outputs(model, batch["input_ids"], batch["attention_mask"], "mean")
+        last = head_outputs(model, batch["input_ids"], batch["attention_mask"], "last")
+    assert pooled.tolist() == pytest.approx(by_hand, rel=1e-4, abs=1e-5)
+    assert not torch.allclose(pooled, last), "mean pooling read the same state as the last token"
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
+                                                        pooling):
     from pricetune.inference import Pricer
+    from pricetune.regression import PriceScale
     from pricetune.training import train
 
     out = tmp_path / "regress-run"
     cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective="regress",
-                                                         quantization="none", max_steps=4, max_length=64))
+                                                         quantization="none", max_steps=4, max_length=64,
+                                                         regress_pooling=pooling))
     summary = train(cfg, log=lambda _: None)
     assert summary["objective"] == "regress" and (out / "regression_head.json").is_file()
+    assert PriceScale.load(out).pooling == pooling
     assert (out / "checkpoint-4" / "regression_head.json").is_file()  # a checkpoint prices on its own
     prompts = [r["prompt"] for r in demo_splits["test"][:6]]
     first = Pricer.from_run(str(out), batch_size=4).price_many(prompts)
@@ -135,3 +165,32 @@ def test_ensemble_weights_depend_on_val_only(tmp_path):
     weights, mae = fit_weights(truths, [[10.0, 20.0], [40.0, 40.0]])
     assert weights == [1.0, 0.0] and mae == pytest.approx(0.0, abs=1e-9)
     assert combine([0.5, 0.5], [[math.e - 1], [None]]) == [pytest.approx(math.e - 1)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Probes of the frozen base (which read-out to train)
+
+
+def test_ridge_probe_recovers_a_linear_price_and_picks_alpha_on_val():
+    import numpy as np
+
+    from pricetune.probe import ridge_probe
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=8)
+    x = rng.normal(size=(300, 8))
+    prices = np.expm1(3.0 + 0.5 * x @ w)
+    result = ridge_probe(x[:200], prices[:200], x[200:], prices[200:])
+    constant = float(np.mean(np.abs(prices[200:] - np.median(prices[:200]))))
+    assert result["val_mae"] < 0.05 * constant
+    assert result["alpha"] == min(result["val_mae_by_alpha"], key=result["val_mae_by_alpha"].get)
+
+
+def test_probe_reads_three_states_of_the_frozen_base(tiny_model_dir, small_dataset_dir):
+    from pricetune.probe import READOUTS, run_probe
+
+    result = run_probe(str(tiny_model_dir), str(small_dataset_dir), max_length=64, progress=False)
+    assert list(result["readouts"]) == list(READOUTS)
+    maes = [r["val_mae"] for r in result["readouts"].values()]
+    assert all(math.isfinite(m) and m > 0 for m in maes)
+    assert len(set(maes)) == 3, "the three read-outs gave the same fit"

@@ -13,7 +13,10 @@ must agree. Only then is it cast to `--dtype` and saved with `save_pretrained`; 
 is written last, and a failed export removes the folder it created, so no half-written model is left.
 
 A regress run exports as a plain sequence-classification folder (`AutoModelForSequenceClassification`,
-one label) with `regression_head.json` beside it: price = expm1(center + scale * output).
+one label) with `regression_head.json` beside it: price = expm1(center + scale * output). Its
+`pooling` says where `output` comes from: `last` is the folder's own `logits`; `mean` is its `score`
+layer applied to the mean of the final hidden states over the prompt's tokens (pricetune's `Pricer`
+does this; a plain transformers user must too; `pricetune_export.json` repeats it).
 
 After writing, the folder is loaded back as a user would load it, in the dtype it was written in, and
 its prices on the first `--check` val prompts are compared with the float32 merge's; the agreement
@@ -104,6 +107,8 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
     merged.config.use_cache = True
     info = {"run": str(run), "base_model": cfg.base_model, "objective": cfg.objective, "dtype": dtype,
             "max_length": cfg.max_length, "max_logit_difference": diff, "trained_quantization": cfg.quantization}
+    if regress:
+        info["pooling"] = scale.pooling
     out.mkdir(parents=True, exist_ok=True)
     try:
         merged.save_pretrained(out, safe_serialization=True)

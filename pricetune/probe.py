@@ -1,0 +1,106 @@
+"""Linear probes on the frozen base model: which hidden state carries the price?
+
+    python -m pricetune.probe --dataset ../shared/data/amazon-items --out docs/results/pooling-probe.json
+
+Before spending 40 minutes of training on a read-out (`regress_pooling: last` or `mean`), this asks
+the untrained base: each prompt of the train and val splits goes through the base once (encoded
+exactly as training encodes it), and a ridge regression on log price is fit on the train split's
+features, its regularisation chosen on val, for three read-outs: the last prompt token's final hidden
+state (what transformers' sequence classification reads), the mean of the final hidden states over
+the prompt, and the mean of the middle layer's. The val MAE of each says how much price a linear head
+finds there. The test split is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+READOUTS = ("last token, final layer", "mean, final layer", "mean, middle layer")
+
+
+@torch.inference_mode()
+def features(model, tokenizer, prompts: list[str], max_length: int, batch_size: int = 32, progress: bool = True):
+    """[n, 3, hidden] float32 array: the three read-outs of each prompt, in input order."""
+    import numpy as np
+
+    from .data import encode_prompts, in_length_order
+    from .regression import RegressionCollator
+
+    collate = RegressionCollator(tokenizer.pad_token_id)
+    decoder = model.get_decoder()
+
+    def read(ids: list[list[int]]) -> list:
+        batch = collate([{"input_ids": x} for x in ids])
+        states = decoder(input_ids=batch["input_ids"], output_hidden_states=True).hidden_states
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        final, middle = states[-1], states[len(states) // 2]
+        last = final[torch.arange(len(ids)), batch["attention_mask"].sum(1) - 1].float()
+        means = [(h.float() * mask).sum(1) / mask.sum(1) for h in (final, middle)]
+        return list(torch.stack([last, *means], 1).numpy())
+
+    encoded = encode_prompts(tokenizer, prompts, max_length)
+    return np.stack(in_length_order(encoded, batch_size, read, "probing", progress))
+
+
+def ridge_probe(train_x, train_prices, val_x, val_prices, alphas=ALPHAS) -> dict:
+    """Standardised features, ridge on log(1 + price); the alpha with the lowest val MAE."""
+    import numpy as np
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.log1p(np.asarray(train_prices, dtype=float))
+    truth = np.asarray(val_prices, dtype=float)
+    by_alpha = {}
+    for alpha in alphas:
+        pipe = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(train_x, y)
+        guess = np.clip(np.expm1(pipe.predict(val_x)), 0.0, None)
+        by_alpha[alpha] = float(np.mean(np.abs(guess - truth)))
+    best = min(by_alpha, key=by_alpha.get)
+    return {"val_mae": by_alpha[best], "alpha": best, "val_mae_by_alpha": by_alpha}
+
+
+def run_probe(base_model: str, dataset: str, max_length: int, batch_size: int = 32, progress: bool = True) -> dict:
+    from .data import load_splits
+    from .modeling import load_base_model, load_tokenizer, pick_precision
+
+    splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
+    tokenizer = load_tokenizer(base_model)
+    model = load_base_model(base_model, "none", pick_precision()).eval()
+    feats = {name: features(model, tokenizer, [r["prompt"] for r in splits[name]], max_length, batch_size, progress)
+             for name in ("train", "val")}
+    prices = {name: [r["price"] for r in splits[name]] for name in ("train", "val")}
+    result = {"base_model": base_model, "dataset": dataset, "max_length": max_length,
+              "train_rows": len(prices["train"]), "val_rows": len(prices["val"]),
+              "fit": "ridge on log(1 + price), standardised features, alpha chosen on val", "readouts": {}}
+    for k, name in enumerate(READOUTS):
+        result["readouts"][name] = ridge_probe(feats["train"][:, k], prices["train"], feats["val"][:, k], prices["val"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pricetune.probe", description=__doc__.split("\n\n")[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, help="A dataset with train and val splits (as `train --dataset`).")
+    p.add_argument("--base-model", default="smollm2-135m", help="The base to probe (as `train --base-model`).")
+    p.add_argument("--max-length", type=int, default=192, help="Prompt tokens, cut as training cuts them.")
+    p.add_argument("--batch-size", type=int, default=32, help="Prompts per forward pass.")
+    p.add_argument("--out", help="Write the result here as JSON (printed either way).")
+    ns = p.parse_args(argv)
+    result = run_probe(ns.base_model, ns.dataset, ns.max_length, ns.batch_size)
+    for name, r in result["readouts"].items():
+        print(f"  {name:<26} val MAE ${r['val_mae']:,.2f} (alpha {r['alpha']:g})")
+    if ns.out:
+        Path(ns.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {ns.out}")
+    return 0 if all(math.isfinite(r["val_mae"]) for r in result["readouts"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
