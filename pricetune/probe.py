@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -93,7 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="Prompts per forward pass.")
     p.add_argument("--out", help="Write the result here as JSON (printed either way).")
     ns = p.parse_args(argv)
-    result = run_probe(ns.base_model, ns.dataset, ns.max_length, ns.batch_size)
+    from .errors import PricetuneError
+
+    try:
+        result = run_probe(ns.base_model, ns.dataset, ns.max_length, ns.batch_size)
+    except PricetuneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for name, r in result["readouts"].items():
         print(f"  {name:<26} val MAE ${r['val_mae']:,.2f} (alpha {r['alpha']:g})")
     if ns.out:

@@ -194,3 +194,11 @@ def test_probe_reads_three_states_of_the_frozen_base(tiny_model_dir, small_datas
     maes = [r["val_mae"] for r in result["readouts"].values()]
     assert all(math.isfinite(m) and m > 0 for m in maes)
     assert len(set(maes)) == 3, "the three read-outs gave the same fit"
+
+
+def test_probe_says_what_is_wrong_with_its_dataset(tmp_path, capsys):
+    from pricetune.probe import main
+
+    assert main(["--dataset", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "nowhere" in err and "Traceback" not in err
