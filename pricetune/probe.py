@@ -31,7 +31,7 @@ def features(model, tokenizer, prompts: list[str], max_length: int, batch_size: 
     import numpy as np
 
     from .data import encode_prompts, in_length_order
-    from .regression import RegressionCollator
+    from .regression import RegressionCollator, mean_over_tokens
 
     collate = RegressionCollator(tokenizer.pad_token_id)
     decoder = model.get_decoder()
@@ -39,10 +39,10 @@ def features(model, tokenizer, prompts: list[str], max_length: int, batch_size: 
     def read(ids: list[list[int]]) -> list:
         batch = collate([{"input_ids": x} for x in ids])
         states = decoder(input_ids=batch["input_ids"], output_hidden_states=True).hidden_states
-        mask = batch["attention_mask"].unsqueeze(-1).float()
+        mask = batch["attention_mask"]
         final, middle = states[-1], states[len(states) // 2]
-        last = final[torch.arange(len(ids)), batch["attention_mask"].sum(1) - 1].float()
-        means = [(h.float() * mask).sum(1) / mask.sum(1) for h in (final, middle)]
+        last = final[torch.arange(len(ids)), mask.sum(1) - 1].float()
+        means = [mean_over_tokens(h, mask) for h in (final, middle)]
         return list(torch.stack([last, *means], 1).numpy())
 
     encoded = encode_prompts(tokenizer, prompts, max_length)

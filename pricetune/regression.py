@@ -139,10 +139,15 @@ def head_outputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     # through the model's own forward (and so through a DDP wrapper, which syncs gradients only for
     # what its forward ran); hidden_states[-1] is the final, normed layer output the head reads
     hidden = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
-    weights = (mask if mask is not None else torch.ones_like(input_ids)).to(torch.float32).unsqueeze(-1)
-    pooled = (hidden.float() * weights).sum(1) / weights.sum(1)
+    pooled = mean_over_tokens(hidden, mask if mask is not None else torch.ones_like(input_ids))
     head = score_layer(model)
     return head(pooled.to(next(head.parameters()).dtype)).reshape(-1)
+
+
+def mean_over_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[batch, seq, dim] states averaged over the real tokens of each row (mask 1), in float32."""
+    weights = mask.to(torch.float32).unsqueeze(-1)
+    return (hidden.float() * weights).sum(1) / weights.sum(1)
 
 
 def score_layer(model) -> torch.nn.Module:
