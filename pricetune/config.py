@@ -84,6 +84,11 @@ class RunConfig(BaseModel):
         "last", description="regress: what the head reads: the last prompt token's hidden state (transformers' "
         "sequence classification) or the mean of the final hidden states over the prompt's tokens.",
     )
+    regress_layers: int | None = Field(
+        None, description="regress: keep only the base's first N decoder layers (default: all); the head reads "
+        "the last kept one. A middle layer can carry more price than the last (python -m pricetune.probe), "
+        "and fewer layers train and price faster.",
+    )
     head_learning_rate: float | None = Field(
         None, description="regress: learning rate of the new scalar head (default: learning_rate)."
     )
@@ -150,6 +155,10 @@ class RunConfig(BaseModel):
             problems.append(f"lora_dropout must be in [0, 1) (got {self.lora_dropout})")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0 (got {self.learning_rate})")
+        if self.regress_layers is not None and self.regress_layers <= 0:
+            problems.append(f"regress_layers must be > 0 (got {self.regress_layers})")
+        if self.regress_layers is not None and self.objective != "regress":
+            problems.append("regress_layers needs objective: regress (a causal LM keeps all its layers)")
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             problems.append(f"head_learning_rate must be > 0 (got {self.head_learning_rate})")
         if not 0 <= self.warmup_ratio < 1:

@@ -34,6 +34,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .data import MAX_PRICE_DIGITS, encode_prompts, in_length_order, make_prompt
 from .errors import PricetuneError
+from .hub import CONFIG_NAME
 from .metrics import parse_price
 
 MAX_NEW_TOKENS = 8  # "12345.67" in a digit-per-token vocabulary, without EOS
@@ -73,6 +74,20 @@ def run_paths(run: str) -> tuple[Path, Path]:
 
 # ------------------------------------------------------------------------------------------------
 # Loading
+
+
+def beside_adapter(adapter: str, name: str) -> Path | None:
+    """The file `name` next to a local or Hub adapter (a Hub file lands in the Hub cache), or None."""
+    local = Path(adapter)
+    if local.is_dir():
+        return local / name if (local / name).is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+
+    try:
+        return Path(hf_hub_download(adapter, name))
+    except (OSError, EntryNotFoundError, HFValidationError):  # not there, offline, no access: the caller falls back
+        return None
 
 
 def load_model(
@@ -116,6 +131,19 @@ def load_model(
         base_model = base_model or peft_cfg.base_model_name_or_path
         adapter_path = adapter
         label = adapter
+        pushed = beside_adapter(adapter, CONFIG_NAME) or beside_adapter(adapter, "config.yaml")
+        if pushed is not None:  # load and cut prompts as the run was trained
+            import yaml
+
+            trained = yaml.safe_load(pushed.read_text(encoding="utf-8")) or {}
+            max_length = int(trained.get("max_length") or max_length)
+            quantization = quantization or trained.get("quantization")
+        if peft_cfg.task_type == "SEQ_CLS":  # a pushed regress run: its head's scale travels beside the adapter
+            from .regression import HEAD_FILE, PriceScale
+
+            objective = "regress"
+            head = beside_adapter(adapter, HEAD_FILE)
+            scale = PriceScale.load(head.parent if head is not None else adapter)
     elif base_model is not None:
         label = f"{base_model} (no adapter)"
     else:
@@ -124,7 +152,7 @@ def load_model(
     precision = pick_precision(precision)
     tokenizer = load_tokenizer(base_model, padding_side="left")
     model = load_base_model(base_model, quantization, precision, objective=objective,
-                            pad_token_id=tokenizer.pad_token_id)
+                            pad_token_id=tokenizer.pad_token_id, num_layers=scale.layers if scale else None)
     if adapter_path is not None:
         model = load_adapter(model, adapter_path, quantized=quantization != "none")
     model.eval()

@@ -215,12 +215,15 @@ def load_base_model(
     objective: str = "generate",
     pad_token_id: int | None = None,
     quant_storage: str = "uint8",
+    num_layers: int | None = None,
 ):
     """The base model, quantized as asked: on CUDA placed by `pick_device_map`, else on the CPU/MPS.
 
     objective "generate": a causal LM. "regress": the same weights under a sequence-classification
     head with one output (transformers reads it at the last non-padding token, which is why the
-    model must know `pad_token_id`); the new head stays unquantized."""
+    model must know `pad_token_id`); the new head stays unquantized. `num_layers` (regress only)
+    builds the model with the base's first N decoder layers; the later layers' weights are not
+    loaded."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     device = device or detect_device()
@@ -231,6 +234,10 @@ def load_base_model(
     device_map = pick_device_map(device)
     auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
     head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
+    if num_layers is not None:
+        if objective != "regress":
+            raise PricetuneError("only a regress model can keep fewer layers than its base")
+        head["num_hidden_layers"] = check_num_layers(name, num_layers)
     try:
         if src.gguf_file is None:
             model = auto.from_pretrained(
@@ -276,6 +283,17 @@ def load_base_model(
     if objective == "regress":
         model.config.pad_token_id = pad_token_id
     return model
+
+
+def check_num_layers(name: str, num_layers: int) -> int:
+    """`num_layers`, if the base has at least that many decoder layers."""
+    from transformers import AutoConfig
+
+    src = resolve_model_source(name)
+    have = AutoConfig.from_pretrained(src.path, gguf_file=src.gguf_file).num_hidden_layers
+    if not 0 < num_layers <= have:
+        raise PricetuneError(f"regress_layers {num_layers}: {name} has {have} decoder layers")
+    return num_layers
 
 
 def keep_one_4bit_layout(model) -> int:

@@ -2,12 +2,13 @@
 
     python -m pricetune.probe --dataset ../shared/data/amazon-items --out docs/results/pooling-probe.json
 
-Before spending 40 minutes of training on a read-out (`regress_pooling: last` or `mean`), this asks
-the untrained base: each prompt of the train and val splits goes through the base once (encoded
-exactly as training encodes it), and a ridge regression on log price is fit on the train split's
-features, its regularisation chosen on val, for three read-outs: the last prompt token's final hidden
-state (what transformers' sequence classification reads), the mean of the final hidden states over
-the prompt, and the mean of the middle layer's. The val MAE of each says how much price a linear head
+Before spending 40 minutes of training on a read-out (`regress_pooling: last` or `mean`,
+`regress_layers`), this asks the untrained base: each prompt of the train and val splits goes through
+the base once (encoded exactly as training encodes it), and a ridge regression on log price is fit on
+the train split's features, its regularisation chosen on val, for each read-out: the last prompt
+token's final hidden state (what transformers' sequence classification reads), and the mean over the
+prompt of each layer's hidden states, passed through the base's final norm as they would be in a base
+cut to that many layers (`regress_layers: k`). The val MAE of each says how much price a linear head
 finds there. The test split is never read.
 """
 
@@ -22,12 +23,15 @@ from pathlib import Path
 import torch
 
 ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
-READOUTS = ("last token, final layer", "mean, final layer", "mean, middle layer")
+
+
+def readout_names(n_layers: int) -> list[str]:
+    return ["last token, final layer"] + [f"mean, layer {k}" for k in range(1, n_layers + 1)]
 
 
 @torch.inference_mode()
 def features(model, tokenizer, prompts: list[str], max_length: int, batch_size: int = 32, progress: bool = True):
-    """[n, 3, hidden] float32 array: the three read-outs of each prompt, in input order."""
+    """[n, 1 + layers, hidden] float32 array: the read-outs of `readout_names`, prompts in input order."""
     import numpy as np
 
     from .data import encode_prompts, in_length_order
@@ -38,11 +42,12 @@ def features(model, tokenizer, prompts: list[str], max_length: int, batch_size: 
 
     def read(ids: list[list[int]]) -> list:
         batch = collate([{"input_ids": x} for x in ids])
+        # hidden_states: the embeddings, then each layer's output; the last one already normed
         states = decoder(input_ids=batch["input_ids"], output_hidden_states=True).hidden_states
         mask = batch["attention_mask"]
-        final, middle = states[-1], states[len(states) // 2]
+        final = states[-1]
         last = final[torch.arange(len(ids)), mask.sum(1) - 1].float()
-        means = [mean_over_tokens(h, mask) for h in (final, middle)]
+        means = [mean_over_tokens(decoder.norm(h), mask) for h in states[1:-1]] + [mean_over_tokens(final, mask)]
         return list(torch.stack([last, *means], 1).numpy())
 
     encoded = encode_prompts(tokenizer, prompts, max_length)
@@ -80,7 +85,7 @@ def run_probe(base_model: str, dataset: str, max_length: int, batch_size: int = 
     result = {"base_model": base_model, "dataset": dataset, "max_length": max_length,
               "train_rows": len(prices["train"]), "val_rows": len(prices["val"]),
               "fit": "ridge on log(1 + price), standardised features, alpha chosen on val", "readouts": {}}
-    for k, name in enumerate(READOUTS):
+    for k, name in enumerate(readout_names(model.config.num_hidden_layers)):
         result["readouts"][name] = ridge_probe(feats["train"][:, k], prices["train"], feats["val"][:, k], prices["val"])
     return result
 

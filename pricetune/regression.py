@@ -16,6 +16,10 @@ tokens instead of the last one (the same `score` layer, applied to the mean). On
 priced the val split at $65.17 against the last token's $66.62, same settings and seed
 (docs/RESULTS.md); `python -m pricetune.probe` asks the frozen base the same question before any
 training. The choice is saved in `regression_head.json`, and every pricing path honours it.
+
+`regress_layers: N` builds the model from the base's first N decoder layers only (the final norm
+and the head follow layer N; the later layers are never loaded), so the head reads a middle layer
+and training and pricing cost about N / all of the full depth. Saved in `regression_head.json` too.
 """
 
 from __future__ import annotations
@@ -45,16 +49,17 @@ class PriceScale:
     scale: float
     loss: str = "l1"
     pooling: str = "last"  # which hidden state the head reads: the last prompt token's, or the mean
+    layers: int | None = None  # the base's first N decoder layers carry the head (None: all of them)
 
     @classmethod
-    def fit(cls, prices: list[float], loss: str = "l1", pooling: str = "last") -> PriceScale:
+    def fit(cls, prices: list[float], loss: str = "l1", pooling: str = "last", layers: int | None = None) -> PriceScale:
         logs = [math.log1p(p) for p in prices]
         if not logs:
             raise PricetuneError("the regress objective needs training prices")
         center = statistics.median(logs)
         # mean absolute deviation from the median: the spread L1 sees (never 0: one price is allowed)
         scale = statistics.fmean(abs(x - center) for x in logs) or 1.0
-        return cls(center=center, scale=scale, loss=loss, pooling=pooling)
+        return cls(center=center, scale=scale, loss=loss, pooling=pooling, layers=layers)
 
     def target(self, price: float) -> float:
         return (math.log1p(price) - self.center) / self.scale
@@ -75,8 +80,11 @@ class PriceScale:
         pooling = data.get("pooling", "last")  # files written before pooling existed read the last token
         if pooling not in POOLINGS:
             raise PricetuneError(f"{path}: pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        layers = data.get("layers")  # files written before layers existed used them all
+        if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers <= 0):
+            raise PricetuneError(f"{path}: layers {layers!r} is not a positive whole number")
         return cls(center=float(data["center"]), scale=float(data["scale"]), loss=data.get("loss", "l1"),
-                   pooling=pooling)
+                   pooling=pooling, layers=layers)
 
 
 def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l1") -> torch.Tensor:

@@ -428,9 +428,11 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
         "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay",
         "optim", "max_grad_norm", "max_length", "seed")}
     if cfg.objective == "regress":
-        hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling)
+        hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling, regress_layers=cfg.regress_layers)
     rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
     read = "the last prompt token" if cfg.regress_pooling == "last" else "the mean over the prompt's tokens"
+    if cfg.regress_layers is not None:
+        read += f" after the base's first {cfg.regress_layers} decoder layers (the rest are not used)"
     how = (f"a scalar head on {read} gives the price (regress objective: "
            "price = expm1(center + scale * output), `regression_head.json`)." if cfg.objective == "regress"
            else 'the adapter completes the price ("64.00").')
@@ -492,7 +494,9 @@ def plan(cfg: RunConfig) -> str:
         f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
         f"on {', '.join(cfg.lora_targets)} ({targets})",
         f"objective: {cfg.objective}" + (
-            f" (scalar head on the {cfg.regress_pooling} hidden state, log price, {cfg.regress_loss} loss)"
+            f" (scalar head on the {cfg.regress_pooling} hidden state"
+            + (f" of layer {cfg.regress_layers}" if cfg.regress_layers else "")
+            + f", log price, {cfg.regress_loss} loss)"
             if cfg.objective == "regress"
             else " (SFT: the model writes the price)"),
         f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
@@ -575,7 +579,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
     val_rows = splits.get("val", [])[: cfg.val_size]
     regress = cfg.objective == "regress"
-    scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling) if regress else None
+    scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling,
+                           cfg.regress_layers) if regress else None
 
     def tokenize(rows: list[dict]):
         if regress:
@@ -599,7 +604,7 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     set_seed(cfg.seed)
     model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
                             objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
-                            quant_storage=cfg.bnb_4bit_quant_storage)
+                            quant_storage=cfg.bnb_4bit_quant_storage, num_layers=cfg.regress_layers)
     check_targets(model, cfg.lora_targets)
     keep_one_4bit_layout(model)
     set_seed(cfg.seed)  # 4. LoRA, 5. SFTConfig, from the same state whatever loading drew

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pricetune.config import resolve_config
+from pricetune.errors import PricetuneError
 
 from .conftest import tiny_overrides, write_jsonl
 
@@ -84,9 +85,28 @@ def test_mean_pooling_reads_the_mean_hidden_state_whatever_the_padding(tiny_mode
     assert not torch.allclose(pooled, last), "mean pooling read the same state as the last token"
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_a_base_cut_to_n_layers_is_the_full_base_read_after_layer_n(tiny_model_dir, tokenizer):
+    from pricetune.modeling import load_base_model
+
+    full = load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress", pad_token_id=tokenizer.pad_token_id)
+    cut = load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress", pad_token_id=tokenizer.pad_token_id,
+                          num_layers=1)
+    assert len(cut.model.layers) == cut.config.num_hidden_layers == 1
+    ids = torch.tensor([tokenizer("Title: a steel cup")["input_ids"]])
+    with torch.no_grad():
+        states = full.model(ids, output_hidden_states=True).hidden_states
+        # the kept layer carries the base's weights (not a fresh init), and the final norm still applies
+        assert torch.allclose(cut.model(ids).last_hidden_state, full.model.norm(states[1]), atol=1e-5)
+        assert not torch.allclose(cut.model(ids).last_hidden_state, states[-1], atol=1e-3)
+    with pytest.raises(PricetuneError, match="has 2 decoder layers"):
+        load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress", num_layers=3)
+    with pytest.raises(PricetuneError, match="regress"):
+        load_base_model(str(tiny_model_dir), "none", "fp32", num_layers=1)
+
+
+@pytest.mark.parametrize("pooling,layers", [("last", None), ("mean", None), ("mean", 1)])
 def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
-                                                        pooling):
+                                                        pooling, layers):
     from pricetune.inference import Pricer
     from pricetune.regression import PriceScale
     from pricetune.training import train
@@ -94,17 +114,21 @@ def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_da
     out = tmp_path / "regress-run"
     cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective="regress",
                                                          quantization="none", max_steps=4, max_length=64,
-                                                         regress_pooling=pooling))
+                                                         regress_pooling=pooling, regress_layers=layers))
     summary = train(cfg, log=lambda _: None)
     assert summary["objective"] == "regress" and (out / "regression_head.json").is_file()
-    assert PriceScale.load(out).pooling == pooling
+    assert PriceScale.load(out).pooling == pooling and PriceScale.load(out).layers == layers
     assert (out / "checkpoint-4" / "regression_head.json").is_file()  # a checkpoint prices on its own
     prompts = [r["prompt"] for r in demo_splits["test"][:6]]
-    first = Pricer.from_run(str(out), batch_size=4).price_many(prompts)
+    pricer = Pricer.from_run(str(out), batch_size=4)
+    assert pricer.loaded.model.config.num_hidden_layers == (layers or 2)
+    first = pricer.price_many(prompts)
     again = Pricer.from_run(str(out), batch_size=1).price_many(prompts)
     assert first == pytest.approx(again, rel=1e-5)
     assert len(set(first)) > 1 and all(p > 0 for p in first)
     assert Pricer.from_run(str(out / "checkpoint-4")).price_many(prompts) == pytest.approx(first, rel=1e-5)
+    # as an adapter (a pushed run's files): the head's scale, depth and the run's prompt length come with it
+    assert Pricer.from_hub(str(out), batch_size=4).price_many(prompts) == pytest.approx(first, rel=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,6 +191,23 @@ def test_ensemble_weights_depend_on_val_only(tmp_path):
     assert combine([0.5, 0.5], [[math.e - 1], [None]]) == [pytest.approx(math.e - 1)]
 
 
+def test_ensemble_fit_is_the_grid_point_combine_scores_best():
+    import random
+    import statistics
+
+    from pricetune.ensemble import combine, fit_weights, simplex_grid
+
+    rng = random.Random(0)
+    truths = [rng.uniform(5, 500) for _ in range(30)]
+    members = [[t * rng.uniform(0.5, 1.8) if rng.random() > 0.1 else None for t in truths] for _ in range(3)]
+    members[2][0] = members[1][0] = members[0][0] = None  # an item no member prices counts as $0
+    grid = simplex_grid(3)
+    assert len(grid) == 231 and len(set(grid)) == 231 and all(abs(sum(w) - 1) < 1e-9 for w in grid)
+    by_hand = [statistics.fmean(abs((g or 0.0) - t) for g, t in zip(combine(list(w), members), truths)) for w in grid]
+    weights, mae = fit_weights(truths, members, chunk=50)
+    assert mae == pytest.approx(min(by_hand)) and tuple(weights) == grid[by_hand.index(min(by_hand))]
+
+
 # ------------------------------------------------------------------------------------------------
 # Probes of the frozen base (which read-out to train)
 
@@ -186,14 +227,14 @@ def test_ridge_probe_recovers_a_linear_price_and_picks_alpha_on_val():
     assert result["alpha"] == min(result["val_mae_by_alpha"], key=result["val_mae_by_alpha"].get)
 
 
-def test_probe_reads_three_states_of_the_frozen_base(tiny_model_dir, small_dataset_dir):
-    from pricetune.probe import READOUTS, run_probe
+def test_probe_reads_the_last_token_and_every_layer_of_the_frozen_base(tiny_model_dir, small_dataset_dir):
+    from pricetune.probe import readout_names, run_probe
 
     result = run_probe(str(tiny_model_dir), str(small_dataset_dir), max_length=64, progress=False)
-    assert list(result["readouts"]) == list(READOUTS)
+    assert list(result["readouts"]) == readout_names(2) == ["last token, final layer", "mean, layer 1", "mean, layer 2"]
     maes = [r["val_mae"] for r in result["readouts"].values()]
     assert all(math.isfinite(m) and m > 0 for m in maes)
-    assert len(set(maes)) == 3, "the three read-outs gave the same fit"
+    assert len(set(maes)) == 3, "two read-outs gave the same fit"
 
 
 def test_probe_says_what_is_wrong_with_its_dataset(tmp_path, capsys):

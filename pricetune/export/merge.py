@@ -16,7 +16,8 @@ A regress run exports as a plain sequence-classification folder (`AutoModelForSe
 one label) with `regression_head.json` beside it: price = expm1(center + scale * output). Its
 `pooling` says where `output` comes from: `last` is the folder's own `logits`; `mean` is its `score`
 layer applied to the mean of the final hidden states over the prompt's tokens (pricetune's `Pricer`
-does this; a plain transformers user must too; `pricetune_export.json` repeats it).
+does this; a plain transformers user must too; `pricetune_export.json` repeats it). A run trained
+with `regress_layers: N` ships cut: the folder holds (and its config declares) N decoder layers.
 
 After writing, the folder is loaded back as a user would load it, in the dtype it was written in, and
 its prices on the first `--check` val prompts are compared with the float32 merge's; the agreement
@@ -89,7 +90,8 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
 
     log(f"loading {cfg.base_model} (float32) and the adapter from {run}")
     tokenizer = load_tokenizer(cfg.base_model)
-    base = load_base_model(cfg.base_model, "none", "fp32", objective=cfg.objective, pad_token_id=tokenizer.pad_token_id)
+    base = load_base_model(cfg.base_model, "none", "fp32", objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
+                           num_layers=scale.layers if scale else None)
     model = PeftModel.from_pretrained(base, str(run)).eval()
     ids = torch.tensor([encode_prompt(tokenizer, make_prompt(PROBE), cfg.max_length)])
     with torch.no_grad():
