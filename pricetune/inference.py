@@ -131,7 +131,9 @@ def load_model(
         base_model = base_model or peft_cfg.base_model_name_or_path
         adapter_path = adapter
         label = adapter
-        pushed = beside_adapter(adapter, CONFIG_NAME) or beside_adapter(adapter, "config.yaml")
+        # a pushed run carries its config as CONFIG_NAME; a local run directory as config.yaml
+        pushed = beside_adapter(adapter, CONFIG_NAME) or (
+            beside_adapter(adapter, "config.yaml") if Path(adapter).is_dir() else None)
         if pushed is not None:  # load and cut prompts as the run was trained
             import yaml
 

@@ -234,12 +234,15 @@ def load_base_model(
     device_map = pick_device_map(device)
     auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
     head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
-    if num_layers is not None:
-        if objective != "regress":
-            raise PricetuneError("only a regress model can keep fewer layers than its base")
-        head["num_hidden_layers"] = check_num_layers(name, num_layers)
+    if num_layers is not None and objective != "regress":
+        raise PricetuneError("only a regress model can keep fewer layers than its base")
     try:
         if src.gguf_file is None:
+            if num_layers is not None:
+                from transformers import AutoConfig
+
+                have = AutoConfig.from_pretrained(src.path).num_hidden_layers
+                head["num_hidden_layers"] = check_num_layers(name, have, num_layers)
             model = auto.from_pretrained(
                 src.path, quantization_config=quant, dtype=dtype, device_map=device_map, **head
             )
@@ -256,6 +259,8 @@ def load_base_model(
                 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
                 target = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(dense.config)]
+            if num_layers is not None:  # the GGUF's config came with it: reading it again costs seconds
+                head["num_hidden_layers"] = check_num_layers(name, dense.config.num_hidden_layers, num_layers)
             for key, value in head.items():
                 setattr(dense.config, key, value)
             from transformers.utils import logging as hf_logging
@@ -285,12 +290,8 @@ def load_base_model(
     return model
 
 
-def check_num_layers(name: str, num_layers: int) -> int:
-    """`num_layers`, if the base has at least that many decoder layers."""
-    from transformers import AutoConfig
-
-    src = resolve_model_source(name)
-    have = AutoConfig.from_pretrained(src.path, gguf_file=src.gguf_file).num_hidden_layers
+def check_num_layers(name: str, have: int, num_layers: int) -> int:
+    """`num_layers`, if the base (`have` decoder layers) has at least that many."""
     if not 0 < num_layers <= have:
         raise PricetuneError(f"regress_layers {num_layers}: {name} has {have} decoder layers")
     return num_layers
