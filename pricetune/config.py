@@ -92,6 +92,11 @@ class RunConfig(BaseModel):
     head_learning_rate: float | None = Field(
         None, description="regress: learning rate of the new scalar head (default: learning_rate)."
     )
+    regress_head_init: Literal["random", "probe"] = Field(
+        "random", description="regress: how the head starts. random: transformers' initialisation. probe: a "
+        "ridge regression on the frozen base's pooled features of the train split (alpha chosen on val), so "
+        "fine-tuning starts from the linear probe's prices (LP-FT); costs one pass over train and val.",
+    )
 
     # --- LoRA (step 4) -----------------------------------------------------------------------------
     lora_r: int = Field(32, description="LoRA rank.")
@@ -159,6 +164,8 @@ class RunConfig(BaseModel):
             problems.append(f"regress_layers must be > 0 (got {self.regress_layers})")
         if self.regress_layers is not None and self.objective != "regress":
             problems.append("regress_layers needs objective: regress (a causal LM keeps all its layers)")
+        if self.regress_head_init != "random" and self.objective != "regress":
+            problems.append("regress_head_init needs objective: regress (a causal LM has no scalar head)")
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             problems.append(f"head_learning_rate must be > 0 (got {self.head_learning_rate})")
         if not 0 <= self.warmup_ratio < 1:

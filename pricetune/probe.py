@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+from .regression import PROBE_ALPHAS, ridge_on_log_price
 
 
 def readout_names(n_layers: int) -> list[str]:
@@ -54,22 +54,10 @@ def features(model, tokenizer, prompts: list[str], max_length: int, batch_size: 
     return np.stack(in_length_order(encoded, batch_size, read, "probing", progress))
 
 
-def ridge_probe(train_x, train_prices, val_x, val_prices, alphas=ALPHAS) -> dict:
+def ridge_probe(train_x, train_prices, val_x, val_prices, alphas=PROBE_ALPHAS) -> dict:
     """Standardised features, ridge on log(1 + price); the alpha with the lowest val MAE."""
-    import numpy as np
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    y = np.log1p(np.asarray(train_prices, dtype=float))
-    truth = np.asarray(val_prices, dtype=float)
-    by_alpha = {}
-    for alpha in alphas:
-        pipe = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(train_x, y)
-        guess = np.clip(np.expm1(pipe.predict(val_x)), 0.0, None)
-        by_alpha[alpha] = float(np.mean(np.abs(guess - truth)))
-    best = min(by_alpha, key=by_alpha.get)
-    return {"val_mae": by_alpha[best], "alpha": best, "val_mae_by_alpha": by_alpha}
+    fit = ridge_on_log_price(train_x, train_prices, val_x, val_prices, alphas)
+    return {k: fit[k] for k in ("val_mae", "alpha", "val_mae_by_alpha")}
 
 
 def run_probe(base_model: str, dataset: str, max_length: int, batch_size: int = 32, progress: bool = True) -> dict:

@@ -20,6 +20,14 @@ training. The choice is saved in `regression_head.json`, and every pricing path 
 `regress_layers: N` builds the model from the base's first N decoder layers only (the final norm
 and the head follow layer N; the later layers are never loaded), so the head reads a middle layer
 and training and pricing cost about N / all of the full depth. Saved in `regression_head.json` too.
+
+`regress_head_init: probe` starts the head from a linear probe instead of a random vector (LP-FT:
+linear probing, then fine-tuning): before LoRA is attached, the train split's prompts go through the
+frozen base once, a ridge regression on log price is fit to what the head reads (alpha chosen on
+val), and its weights become the head's. The head has no bias, so the ridge's intercept becomes the
+scale's center. Fine-tuning then starts from the probe's prices, not from a constant.
+
+    pricetune train --config amazon-regress --regress-head-init probe --head-learning-rate 5e-4
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -110,6 +118,12 @@ def tokenize_regression_rows(tokenizer, rows: list[dict], max_length: int, scale
     return map_batched(rows, ["prompt", "price"], encode, "tokenizing")
 
 
+def restandardise(ds, old: PriceScale, new: PriceScale):
+    """A tokenized dataset's targets, standardised by `new` instead of `old`."""
+    return ds.map(lambda b: {"labels": [(old.center + old.scale * y - new.center) / new.scale for y in b["labels"]]},
+                  batched=True, desc="restandardising targets")
+
+
 class RegressionCollator:
     """Right-pads prompt ids; float labels. Right padding keeps every real token at the position it
     has alone, so a prompt's output does not depend on its batch."""
@@ -144,12 +158,23 @@ def head_outputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
         attention_mask = None
     if pooling == "last":
         return model(input_ids=input_ids, attention_mask=attention_mask).logits.reshape(-1)
-    # through the model's own forward (and so through a DDP wrapper, which syncs gradients only for
-    # what its forward ran); hidden_states[-1] is the final, normed layer output the head reads
-    hidden = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
-    pooled = mean_over_tokens(hidden, mask if mask is not None else torch.ones_like(input_ids))
+    pooled = mean_over_tokens(final_states(model, input_ids, attention_mask), mask if mask is not None else torch.ones_like(input_ids))
     head = score_layer(model)
     return head(pooled.to(next(head.parameters()).dtype)).reshape(-1)
+
+
+def final_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The final, normed hidden states the head reads, [batch, seq, dim]. Through the model's own
+    forward, and so through a DDP wrapper, which syncs gradients only for what its forward ran."""
+    return model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
+
+
+def pooled_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[batch, dim] float32: what the head reads for each row of a right-padded batch."""
+    hidden = final_states(model, input_ids, None)  # right padding: the mask changes no real token
+    if pooling == "last":
+        return hidden[torch.arange(len(input_ids)), attention_mask.sum(1) - 1].float()
+    return mean_over_tokens(hidden, attention_mask)
 
 
 def mean_over_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -164,6 +189,76 @@ def score_layer(model) -> torch.nn.Module:
     if hasattr(inner, "get_base_model"):  # PEFT: `score` is its modules_to_save wrapper (the trained copy)
         inner = inner.get_base_model()
     return inner.score
+
+
+# ------------------------------------------------------------------------------------------------
+# A head that starts from the linear probe (regress_head_init: probe)
+
+PROBE_ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+
+
+def ridge_on_log_price(train_x, train_prices, val_x, val_prices, alphas=PROBE_ALPHAS) -> dict:
+    """Ridge regression of log(1 + price) on standardised features, the alpha with the lowest val
+    MAE in dollars. Returns val_mae, alpha, val_mae_by_alpha, and the fit on the raw features:
+    log(1 + price) ~ features @ coef + intercept."""
+    import numpy as np
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.log1p(np.asarray(train_prices, dtype=float))
+    truth = np.asarray(val_prices, dtype=float)
+    standard = StandardScaler().fit(train_x)
+    fits, by_alpha = {}, {}
+    for alpha in alphas:
+        fits[alpha] = Ridge(alpha=alpha).fit(standard.transform(train_x), y)
+        guess = np.clip(np.expm1(fits[alpha].predict(standard.transform(val_x))), 0.0, None)
+        by_alpha[alpha] = float(np.mean(np.abs(guess - truth)))
+    best = min(by_alpha, key=by_alpha.get)
+    coef = fits[best].coef_ / standard.scale_  # back to the raw features the head will read
+    intercept = float(fits[best].intercept_ - coef @ standard.mean_)
+    return {"val_mae": by_alpha[best], "alpha": best, "val_mae_by_alpha": by_alpha, "coef": coef, "intercept": intercept}
+
+
+@torch.inference_mode()
+def pooled_features(model, tokenizer, prompts: list[str], max_length: int, pooling: str, batch_size: int = 32,
+                    progress: bool = True):
+    """[n, dim] float32 array: what the head reads for each prompt (already in the course format)."""
+    import numpy as np
+
+    collate = RegressionCollator(tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+
+    def run_batch(ids: list[list[int]]) -> list:
+        batch = collate([{"input_ids": x} for x in ids])
+        return list(pooled_states(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), pooling).cpu().numpy())
+
+    return np.stack(in_length_order(encode_prompts(tokenizer, prompts, max_length), batch_size, run_batch,
+                                    "features for the head", progress))
+
+
+def init_head_from_probe(model, tokenizer, train_rows: list[dict], val_rows: list[dict], scale: PriceScale,
+                         max_length: int, batch_size: int = 32, progress: bool = True) -> tuple[PriceScale, dict]:
+    """Sets the (not yet LoRA-wrapped) model's head to a ridge probe fit on its train features, and
+    returns the price scale that goes with it, plus the probe's figures.
+
+    The head has no bias (transformers' `score`), so the ridge intercept becomes the scale's center:
+    price = expm1(intercept + scale * output), with the head's weight coef / scale. Training targets
+    must then be standardised by the returned scale."""
+    if not val_rows:
+        raise PricetuneError("regress_head_init: probe chooses its ridge alpha on the val split; this dataset has none")
+    was_training = model.training
+    model.eval()
+    feats = {name: pooled_features(model, tokenizer, [r["prompt"] for r in rows], max_length, scale.pooling,
+                                   batch_size, progress)
+             for name, rows in (("train", train_rows), ("val", val_rows))}
+    model.train(was_training)
+    fit = ridge_on_log_price(feats["train"], [r["price"] for r in train_rows], feats["val"], [r["price"] for r in val_rows])
+    head = score_layer(model)
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(fit["coef"] / scale.scale, dtype=head.weight.dtype).reshape(head.weight.shape))
+    figures = {"alpha": fit["alpha"], "val_mae": fit["val_mae"], "val_mae_by_alpha": fit["val_mae_by_alpha"],
+               "train_rows": len(train_rows), "val_rows": len(val_rows)}
+    return replace(scale, center=fit["intercept"]), figures
 
 
 # ------------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ from .config import RunConfig
 from .data import load_splits, tokenize_rows
 from .errors import PricetuneError
 from .fastpath import speed_up
-from .regression import HEAD_FILE, PriceScale, RegressionCollator, head_outputs, regression_loss, tokenize_regression_rows
+from .regression import (HEAD_FILE, PriceScale, RegressionCollator, head_outputs, init_head_from_probe, regression_loss,
+                         restandardise, tokenize_regression_rows)
 from .modeling import (
     build_lora_config,
     check_targets,
@@ -428,7 +429,8 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
         "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay",
         "optim", "max_grad_norm", "max_length", "seed")}
     if cfg.objective == "regress":
-        hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling, regress_layers=cfg.regress_layers)
+        hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling, regress_layers=cfg.regress_layers,
+                  regress_head_init=cfg.regress_head_init)
     rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
     read = "the last prompt token" if cfg.regress_pooling == "last" else "the mean over the prompt's tokens"
     if cfg.regress_layers is not None:
@@ -581,6 +583,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     regress = cfg.objective == "regress"
     scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling,
                            cfg.regress_layers) if regress else None
+    if regress and resuming and (cfg.run_dir / HEAD_FILE).is_file():
+        scale = PriceScale.load(cfg.run_dir)  # a probe-initialised head moved the center off the median
 
     def tokenize(rows: list[dict]):
         if regress:
@@ -607,6 +611,16 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
                             quant_storage=cfg.bnb_4bit_quant_storage, num_layers=cfg.regress_layers)
     check_targets(model, cfg.lora_targets)
     keep_one_4bit_layout(model)
+    if regress and cfg.regress_head_init == "probe" and not resuming:
+        # LoRA starts as a no-op, so the probe fit on the bare base is the wrapped model's first answer
+        probed, figures = init_head_from_probe(model, tokenizer, splits["train"], val_rows, scale, cfg.max_length,
+                                               cfg.eval_batch_size or cfg.batch_size, progress=dist.is_main())
+        log(f"head initialised from a ridge probe on the train split: alpha {figures['alpha']:g}, "
+            f"val MAE ${figures['val_mae']:,.2f} before fine-tuning")
+        train_ds, val_ds = (restandardise(ds, scale, probed) if ds is not None else None for ds in (train_ds, val_ds))
+        scale = probed
+        if dist.is_main():
+            (run_dir / "head_init.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     set_seed(cfg.seed)  # 4. LoRA, 5. SFTConfig, from the same state whatever loading drew
     lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective)
     callbacks = [MetricsLogger(run_dir / "metrics.jsonl")]

@@ -131,6 +131,59 @@ def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_da
     assert Pricer.from_hub(str(out), batch_size=4).price_many(prompts) == pytest.approx(first, rel=1e-5)
 
 
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_a_probe_initialised_head_starts_at_the_ridge_probes_prices(tiny_model_dir, small_dataset_dir, tmp_path,
+                                                                   demo_splits, pooling):
+    import json
+
+    import numpy as np
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    from pricetune.data import encode_prompts
+    from pricetune.regression import PriceScale, head_outputs
+    from pricetune.training import prepare_trainer
+
+    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, tmp_path / "run",
+                                                         objective="regress", quantization="none", max_length=64,
+                                                         regress_pooling=pooling, regress_head_init="probe"))
+    trainer, ctx = prepare_trainer(cfg, log=lambda _: None)
+    run = ctx["run_dir"]
+    figures, scale = json.loads((run / "head_init.json").read_text()), PriceScale.load(run)
+    train_rows, val_rows = demo_splits["train"][:48], demo_splits["val"][:8]
+    model = trainer.model.eval()
+    base = model.get_base_model()
+
+    def by_hand(rows):  # each prompt alone through the bare decoder, read as the head reads it
+        out = []
+        for ids in encode_prompts(trainer.processing_class, [r["prompt"] for r in rows], 64):
+            ids = torch.tensor([ids])
+            with torch.no_grad():
+                hidden = base.model(ids).last_hidden_state[0]
+            out.append((hidden[-1] if pooling == "last" else hidden.mean(0)).numpy())
+        return np.stack(out)
+
+    x = by_hand(train_rows)
+    standard = StandardScaler().fit(x)
+    ridge = Ridge(alpha=figures["alpha"]).fit(standard.transform(x), np.log1p([r["price"] for r in train_rows]))
+    expected = np.expm1(ridge.predict(standard.transform(by_hand(val_rows))))
+    batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(len(val_rows))])
+    with torch.no_grad():
+        got = scale.price(head_outputs(model, batch["input_ids"], batch["attention_mask"], pooling)).numpy()
+    assert got == pytest.approx(expected, rel=1e-3)  # the wrapped model's first prices are the probe's
+    truth = np.array([r["price"] for r in val_rows])
+    assert figures["val_mae"] == pytest.approx(float(np.abs(got - truth).mean()), rel=1e-3)
+    assert figures["alpha"] == float(min(figures["val_mae_by_alpha"], key=figures["val_mae_by_alpha"].get))
+    # targets standardised by the moved center, so the loss trains toward the prices it scores
+    assert [trainer.train_dataset[i]["labels"] for i in range(3)] == pytest.approx(
+        [scale.target(r["price"]) for r in train_rows[:3]], abs=1e-5)
+
+
+def test_probe_head_init_needs_the_regress_objective():
+    with pytest.raises(PricetuneError, match="regress_head_init needs objective: regress"):
+        resolve_config("demo", overrides={"objective": "generate", "regress_head_init": "probe"})
+
+
 # ------------------------------------------------------------------------------------------------
 # Baselines and ensembles (no model: fast)
 
