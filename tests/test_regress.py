@@ -179,6 +179,34 @@ def test_a_probe_initialised_head_starts_at_the_ridge_probes_prices(tiny_model_d
         [scale.target(r["price"]) for r in train_rows[:3]], abs=1e-5)
 
 
+def test_a_probe_initialised_run_resumes_with_its_own_scale(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits):
+    import shutil
+
+    from pricetune.inference import Pricer
+    from pricetune.regression import PriceScale
+    from pricetune.training import train
+
+    def config(out):
+        return resolve_config("demo", overrides=tiny_overrides(
+            tiny_model_dir, small_dataset_dir, out, objective="regress", quantization="none", max_steps=4, save_steps=2,
+            max_length=64, regress_pooling="mean", regress_head_init="probe"))
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    train(config(whole), log=lambda _: None)
+    # a run stopped after checkpoint-2: its directory as training left it then
+    shutil.copytree(whole, cut, ignore=lambda d, names: [n for n in names if d == str(whole) and (
+        n in ("checkpoint-4", "summary.json", "README.md") or n.startswith("adapter_"))])
+    said = []
+    train(config(cut), log=said.append, resume="latest")
+    assert any("resuming from" in line for line in said)
+    assert not any("head initialised" in line for line in said), "a resumed run must not probe (and move its scale) again"
+    assert PriceScale.load(cut) == PriceScale.load(whole)
+    assert PriceScale.load(cut).center != PriceScale.fit([r["price"] for r in demo_splits["train"][:48]]).center
+    prompts = [r["prompt"] for r in demo_splits["test"][:6]]
+    assert Pricer.from_run(str(cut)).price_many(prompts) == pytest.approx(Pricer.from_run(str(whole)).price_many(prompts),
+                                                                         rel=1e-4)
+
+
 def test_probe_head_init_needs_the_regress_objective():
     with pytest.raises(PricetuneError, match="regress_head_init needs objective: regress"):
         resolve_config("demo", overrides={"objective": "generate", "regress_head_init": "probe"})
