@@ -581,10 +581,12 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
     val_rows = splits.get("val", [])[: cfg.val_size]
     regress = cfg.objective == "regress"
-    scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling,
-                           cfg.regress_layers) if regress else None
+    scale = None
     if regress and resuming and (cfg.run_dir / HEAD_FILE).is_file():
-        scale = PriceScale.load(cfg.run_dir)  # a probe-initialised head moved the center off the median
+        scale = PriceScale.load(cfg.run_dir)  # the run's own: a probe-initialised head moved the center off the median
+    elif regress:
+        scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling,
+                               cfg.regress_layers)
 
     def tokenize(rows: list[dict]):
         if regress:
