@@ -8,11 +8,12 @@
     Pricer.from_ensemble("runs/ensemble").price("Title: ...")
 
 A member is a run directory (a generate run prices with `--decode`, a regress run with its head),
-`tfidf`, `median` or `mean`. The combination is a weighted mean of log(1 + price), weights on the
-simplex (non-negative, summing to 1) on a grid of step 1/20, the grid point with the lowest mean
-absolute error on val wins; ties go to the earlier grid point. `ensemble.json` records the members,
-their val MAE, the weights and the dataset; a tfidf member is saved beside it (`tfidf.joblib`) so
-the ensemble prices without the training data.
+`tfidf`, `tfidf-embed` (reading `--base-model`), `median` or `mean`. The combination is a weighted
+mean of log(1 + price), weights on the simplex (non-negative, summing to 1) on a grid of step 1/20,
+the grid point with the lowest mean absolute error on val wins; ties go to the earlier grid point.
+`ensemble.json` records the members, their val MAE, the weights and the dataset; a fitted baseline
+member is saved beside it (`tfidf.joblib`, `tfidf-embed.joblib`) so the ensemble prices without the
+training data.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pathlib import Path
 from .errors import PricetuneError
 
 GRID = 20
-CLASSICAL = ("tfidf", "median", "mean")
+FITTED = ("tfidf", "tfidf-embed")  # classical members fit on the train split, saved as SPEC.joblib
+CLASSICAL = (*FITTED, "median", "mean")
 
 
 def simplex_grid(k: int, steps: int = GRID) -> list[tuple[float, ...]]:
@@ -84,12 +86,13 @@ def fit_weights(truths: list[float], member_prices: list[list[float | None]],
 
 @dataclass
 class Member:
-    """One model of an ensemble: `spec` is a run directory or tfidf / median / mean."""
+    """One model of an ensemble: `spec` is a run directory or tfidf / tfidf-embed / median / mean."""
 
     spec: str
     decode: str = "greedy"
     samples: int = 64
     batch_size: int = 16
+    base_model: str = "smollm2-135m"  # the frozen base a tfidf-embed member reads
 
     @property
     def classical(self) -> bool:
@@ -99,6 +102,8 @@ class Member:
         d = {"spec": self.spec, "kind": self.spec if self.classical else "run"}
         if not self.classical:
             d.update(decode=self.decode, samples=self.samples)
+        if self.spec == "tfidf-embed":
+            d["base_model"] = self.base_model
         return d
 
 
@@ -111,16 +116,20 @@ class Predictor:
         self.member = member
         if member.spec in ("median", "mean") and constant_value is not None:
             self.value = constant_value
-        elif member.spec == "tfidf":
-            from .baselines import TfidfRidge
+        elif member.spec in FITTED:
+            from .baselines import TfidfEmbedRidge, TfidfRidge
 
-            saved = folder / "tfidf.joblib" if folder is not None else None
+            kind = TfidfRidge if member.spec == "tfidf" else TfidfEmbedRidge
+            saved = folder / f"{member.spec}.joblib" if folder is not None else None
             if saved is not None and saved.is_file():
-                self.tfidf = TfidfRidge.load(saved)
+                self.fitted = kind.load(saved)
+            elif splits is None:
+                raise PricetuneError(f"the {member.spec} member needs the dataset to fit on")
+            elif kind is TfidfRidge:
+                self.fitted = TfidfRidge.fit(splits["train"], splits.get("val", []))
             else:
-                if splits is None:
-                    raise PricetuneError("the tfidf member needs the dataset to fit on")
-                self.tfidf = TfidfRidge.fit(splits["train"], splits.get("val", []))
+                self.fitted = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=member.base_model,
+                                                  batch_size=member.batch_size)
         elif member.spec in ("median", "mean"):
             from .baselines import constant
 
@@ -134,8 +143,8 @@ class Predictor:
 
     def predict(self, prompts: list[str], progress: bool = False) -> list[float | None]:
         spec = self.member.spec
-        if spec == "tfidf":
-            return self.tfidf.predict(prompts)
+        if spec in FITTED:
+            return self.fitted.predict(prompts, progress)
         if spec in ("median", "mean"):
             return [self.value] * len(prompts)
         out = self.lm.price(prompts, self.member.decode, self.member.batch_size, self.member.samples, progress)
@@ -199,9 +208,9 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
         for m in members:
             log(f"pricing {len(val)} val items with {m.spec}")
             predictor = Predictor(m, splits=splits)
-            prices = predictor.predict(prompts, progress=not m.classical)
-            if m.spec == "tfidf":
-                predictor.tfidf.save(out / "tfidf.joblib")
+            prices = predictor.predict(prompts, progress=m.spec not in ("tfidf", "median", "mean"))
+            if m.spec in FITTED:
+                predictor.fitted.save(out / f"{m.spec}.joblib")
             if m.spec in ("median", "mean"):
                 constants[m.spec] = predictor.value
             member_prices.append(prices)
@@ -231,9 +240,12 @@ def add_ensemble_arguments(p) -> None:
     p.description = ("Combine several price models (runs and classical baselines) with weights fit on the "
                      "validation split only; evaluate the result with `pricetune evaluate --ensemble DIR`.")
     p.add_argument("--dataset", required=True, help="Dataset with train and val splits (as `train --dataset`).")
-    p.add_argument("--member", action="append", required=True, metavar="RUN|tfidf|median|mean",
-                   help="A member: a run directory (or one of its checkpoint-N folders), tfidf, median or mean. Repeat.")
-    p.add_argument("--out", required=True, help="New folder for ensemble.json (and tfidf.joblib).")
+    p.add_argument("--member", action="append", required=True, metavar="RUN|tfidf|tfidf-embed|median|mean",
+                   help="A member: a run directory (or one of its checkpoint-N folders), tfidf, tfidf-embed, median or "
+                   "mean (see `pricetune evaluate --help`, --baseline). Repeat.")
+    p.add_argument("--out", required=True, help="New folder for ensemble.json (and the fitted baselines' SPEC.joblib).")
+    p.add_argument("--base-model", default="smollm2-135m",
+                   help="The frozen base a tfidf-embed member reads (default: the embedded smollm2-135m).")
     p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
                    help="How generate runs price (regress runs have one way).")
     p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
@@ -241,7 +253,7 @@ def add_ensemble_arguments(p) -> None:
 
 
 def ensemble_cli(ns) -> int:
-    members = [Member(s, ns.decode, ns.samples, ns.batch_size) for s in ns.member]
+    members = [Member(s, ns.decode, ns.samples, ns.batch_size, ns.base_model) for s in ns.member]
     record = fit_ensemble(ns.dataset, members, ns.out)
     for m, w, mae in zip(record["members"], record["weights"], record["member_val_mae"]):
         print(f"  {m['spec']:<40} weight {w:.2f}   val MAE ${mae:,.2f}")

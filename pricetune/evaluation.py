@@ -273,9 +273,11 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--limit", type=int, default=200, help="Score the first N items (default 200, the course's; 0 = all).")
     p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run directory).")
     p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price).")
-    p.add_argument("--baseline", choices=["mean", "median", "tfidf"],
-                   help="Score a classical baseline: the train split's mean or median, or TF-IDF + ridge on log price "
-                   "(fit on train, regularisation chosen on val).")
+    p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-embed"],
+                   help="Score a classical baseline: the train split's mean or median; TF-IDF + ridge on log price "
+                   "(fit on train, regularisation chosen on val); tfidf-embed: the same TF-IDF features beside the "
+                   "frozen --base-model's (default smollm2-135m) mean hidden state after one layer, one ridge (layer, "
+                   "weight and alpha chosen on val; one forward pass of the base per item).")
     p.add_argument("--train-size", type=int, metavar="N",
                    help="Baselines: fit on the first N train rows only (to match a run trained on N rows).")
     p.add_argument("--ensemble", metavar="DIR", help="Score an ensemble made by `pricetune ensemble`.")
@@ -353,9 +355,19 @@ def _items(ns, dataset: str):
 
 
 def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
-    from .baselines import TfidfRidge, constant
+    from .baselines import TfidfEmbedRidge, TfidfRidge, constant
 
     splits = {**splits, "train": splits.get("train", [])[: ns.train_size or None]}
+    if ns.baseline == "tfidf-embed":
+        base = ns.base_model or "smollm2-135m"
+        model = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=base, precision=ns.precision,
+                                    batch_size=ns.batch_size)
+        guesses = model.predict([r["prompt"] for r in items], progress=True)
+        return Scored("TF-IDF + base embeddings + ridge", [f"{g:.2f}" for g in guesses], guesses,
+                      {"baseline": "tfidf-embed", "base_model": base, "layer": model.layer, "weight": model.weight,
+                       "alpha": model.alpha, "val_mae": round(model.val_mae, 2),
+                       "val_mae_by_setting": {k: round(v, 2) for k, v in model.val_mae_by_setting.items()}},
+                      False)
     if ns.baseline == "tfidf":
         model = TfidfRidge.fit(splits["train"], splits.get("val", []))
         guesses = model.predict([r["prompt"] for r in items])

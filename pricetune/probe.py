@@ -20,38 +20,18 @@ import math
 import sys
 from pathlib import Path
 
-import torch
-
-from .regression import PROBE_ALPHAS, ridge_on_log_price
+from .regression import PROBE_ALPHAS, layer_readouts, ridge_on_log_price
 
 
 def readout_names(n_layers: int) -> list[str]:
     return ["last token, final layer"] + [f"mean, layer {k}" for k in range(1, n_layers + 1)]
 
 
-@torch.inference_mode()
 def features(model, tokenizer, prompts: list[str], max_length: int, batch_size: int = 32, progress: bool = True):
     """[n, 1 + layers, hidden] float32 array: the read-outs of `readout_names`, prompts in input order."""
-    import numpy as np
-
-    from .data import encode_prompts, in_length_order
-    from .regression import RegressionCollator, mean_over_tokens
-
-    collate = RegressionCollator(tokenizer.pad_token_id)
-    decoder = model.get_decoder()
-
-    def read(ids: list[list[int]]) -> list:
-        batch = collate([{"input_ids": x} for x in ids])
-        # hidden_states: the embeddings, then each layer's output; the last one already normed
-        states = decoder(input_ids=batch["input_ids"], output_hidden_states=True).hidden_states
-        mask = batch["attention_mask"]
-        final = states[-1]
-        last = final[torch.arange(len(ids)), mask.sum(1) - 1].float()
-        means = [mean_over_tokens(decoder.norm(h), mask) for h in states[1:-1]] + [mean_over_tokens(final, mask)]
-        return list(torch.stack([last, *means], 1).numpy())
-
-    encoded = encode_prompts(tokenizer, prompts, max_length)
-    return np.stack(in_length_order(encoded, batch_size, read, "probing", progress))
+    layers = range(1, model.config.num_hidden_layers + 1)
+    return layer_readouts(model, tokenizer, prompts, max_length, layers, last_token=True, batch_size=batch_size,
+                          progress=progress, desc="probing")
 
 
 def ridge_probe(train_x, train_prices, val_x, val_prices, alphas=PROBE_ALPHAS) -> dict:

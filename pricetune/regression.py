@@ -183,6 +183,36 @@ def mean_over_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden.float() * weights).sum(1) / weights.sum(1)
 
 
+@torch.inference_mode()
+def layer_readouts(model, tokenizer, prompts: list[str], max_length: int, layers, last_token: bool = False,
+                   batch_size: int = 32, progress: bool = True, desc: str = "reading the base"):
+    """[n, k, hidden] float32 array, prompts in input order, encoded as training encodes them: for
+    each of `layers` (1-based decoder layers) the mean over the prompt's tokens of that layer's hidden
+    states, through the base's final norm as a base cut there would give them (the final layer's come
+    normed); with `last_token`, first the final layer's state at the last prompt token (what
+    transformers' sequence classification reads). `model`: a causal LM or its decoder."""
+    import numpy as np
+
+    collate = RegressionCollator(tokenizer.pad_token_id)
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    device = next(decoder.parameters()).device
+    layers = list(layers)
+    n_layers = decoder.config.num_hidden_layers
+    if not all(0 < k <= n_layers for k in layers):
+        raise PricetuneError(f"layers {layers}: the base has {n_layers} decoder layers")
+
+    def read(ids: list[list[int]]) -> list:
+        batch = collate([{"input_ids": x} for x in ids])
+        mask = batch["attention_mask"].to(device)
+        # hidden_states: the embeddings, then each layer's output; the last one already normed
+        states = decoder(input_ids=batch["input_ids"].to(device), output_hidden_states=True).hidden_states
+        out = [states[-1][torch.arange(len(ids)), mask.sum(1) - 1].float()] if last_token else []
+        out += [mean_over_tokens(states[k] if k == n_layers else decoder.norm(states[k]), mask) for k in layers]
+        return list(torch.stack(out, 1).cpu().numpy())
+
+    return np.stack(in_length_order(encode_prompts(tokenizer, prompts, max_length), batch_size, read, desc, progress))
+
+
 def score_layer(model) -> torch.nn.Module:
     """The scalar head of a (DDP-wrapped, PEFT-wrapped or merged) sequence-classification model."""
     inner = getattr(model, "module", model)  # DistributedDataParallel

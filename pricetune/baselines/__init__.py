@@ -1,0 +1,26 @@
+"""Classical baselines: what a price model must beat before anyone calls it good.
+
+    pricetune evaluate --baseline tfidf --dataset ../shared/data/amazon-items --limit 0
+    pricetune evaluate --baseline tfidf-embed --dataset ../shared/data/amazon-items --limit 0
+    pricetune evaluate --baseline median --dataset demo
+
+    from pricetune.baselines import TfidfRidge
+    model = TfidfRidge.fit(train_rows, val_rows)     # alpha chosen on val
+    model.predict(["What does this cost ...Price is $"])
+
+- `tfidf` (`tfidf.py`): TF-IDF n-grams of the item text, a ridge regression on log(1 + price).
+- `tfidf-embed` (`embed.py`): the same TF-IDF features beside the frozen base model's mean hidden
+  state after one layer, in one ridge regression: what a linear model makes of the words and of what
+  the untrained language model reads in them.
+- `mean` / `median`: a constant from the train split.
+
+Each fits on the train split only; any setting (regularisation, layer, weights) is chosen on the
+validation split by mean absolute error, so val stays clean for ensemble weights and test is never
+read. None of them is `llm_only`.
+"""
+
+from .common import constant, item_text
+from .embed import TfidfEmbedRidge
+from .tfidf import TfidfRidge
+
+__all__ = ["TfidfEmbedRidge", "TfidfRidge", "constant", "item_text"]

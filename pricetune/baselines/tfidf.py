@@ -1,0 +1,81 @@
+"""TF-IDF + ridge on log price: the baseline every results table carries.
+
+Word 1-2-grams and character 3-5-grams (`char_wb`) with sublinear term frequency, words and character
+n-grams seen in at least two items, and a ridge regression on log(1 + price); its regularisation is
+chosen on the validation split by mean absolute error, the fit itself uses the train split only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PricetuneError
+from .common import item_text, mae, prices_from_logs
+
+ALPHAS = (0.3, 1.0, 3.0)
+
+
+def tfidf_features():
+    """The unfitted feature union: word 1-2-grams and character 3-5-grams, each row l2-normalised."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_union
+
+    return make_union(
+        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2),
+    )
+
+
+@dataclass
+class TfidfRidge:
+    """TF-IDF features and a ridge regression on log price (scikit-learn), alpha chosen on val."""
+
+    pipeline: object
+    alpha: float
+    val_mae_by_alpha: dict[float, float] = field(default_factory=dict)
+
+    @staticmethod
+    def _pipeline(alpha: float):
+        from sklearn.linear_model import Ridge
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(tfidf_features(), Ridge(alpha=alpha))
+
+    @classmethod
+    def fit(cls, train: list[dict], val: list[dict], alphas: tuple[float, ...] = ALPHAS) -> TfidfRidge:
+        """Fit on `train` for each alpha; keep the one with the lowest MAE on `val`."""
+        if len(train) < 2:
+            raise PricetuneError("the tfidf baseline needs at least 2 training rows")
+        if not val:
+            raise PricetuneError("the tfidf baseline chooses its regularisation on a val split; the dataset has none")
+        x = [item_text(r["prompt"]) for r in train]
+        y = [math.log1p(r["price"]) for r in train]
+        val_x, val_prices = [item_text(r["prompt"]) for r in val], [r["price"] for r in val]
+        best, scores = None, {}
+        for alpha in alphas:
+            pipe = cls._pipeline(alpha).fit(x, y)
+            scores[alpha] = mae(val_prices, prices_from_logs(pipe.predict(val_x)))
+            if best is None or scores[alpha] < scores[best[0]]:
+                best = (alpha, pipe)
+        return cls(pipeline=best[1], alpha=best[0], val_mae_by_alpha=scores)
+
+    def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
+        from ..data import make_prompt
+
+        return prices_from_logs(self.pipeline.predict([item_text(make_prompt(p)) for p in prompts]))
+
+    def save(self, path: str | Path) -> Path:
+        import joblib
+
+        path = Path(path)
+        joblib.dump({"pipeline": self.pipeline, "alpha": self.alpha, "val_mae_by_alpha": self.val_mae_by_alpha}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TfidfRidge:
+        import joblib
+
+        data = joblib.load(path)
+        return cls(pipeline=data["pipeline"], alpha=data["alpha"], val_mae_by_alpha=data["val_mae_by_alpha"])
