@@ -123,6 +123,8 @@ class Predictor:
             saved = folder / f"{member.spec}.joblib" if folder is not None else None
             if saved is not None and saved.is_file():
                 self.fitted = kind.load(saved)
+                if kind is TfidfEmbedRidge:
+                    self.fitted.reader()  # load the base now, not on the first request a server gets
             elif splits is None:
                 raise PricetuneError(f"the {member.spec} member needs the dataset to fit on")
             elif kind is TfidfRidge:

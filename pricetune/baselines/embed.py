@@ -18,7 +18,9 @@ one. The layer (half, two thirds, three quarters of the depth, or the last: the 
 price in the middle layers), the weight and alpha are chosen together on val by mean absolute error;
 the fit itself reads the train split only.
 
-Pricing costs a forward pass of the base per item, as a regress run does. It is not `llm_only`: the
+Fitting keeps four read-outs per train item in memory (float32: 4 x 576 x 4 bytes for SmolLM2-135M,
+9 KiB an item; 48 KiB with a 3,072-wide base). Pricing costs a forward pass of the base per item, as a
+regress run does. It is not `llm_only`: the
 base is not fine-tuned and the model on top is classical. The fitted ridge, scaler and vocabulary
 are saved with joblib; the base is named, not copied, and loaded again when the saved model prices.
 """
