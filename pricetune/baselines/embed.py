@@ -19,10 +19,10 @@ price in the middle layers), the weight and alpha are chosen together on val by 
 the fit itself reads the train split only.
 
 Fitting keeps four read-outs per train item in memory (float32: 4 x 576 x 4 bytes for SmolLM2-135M,
-9 KiB an item; 48 KiB with a 3,072-wide base). Pricing costs a forward pass of the base per item, as a
-regress run does. It is not `llm_only`: the
-base is not fine-tuned and the model on top is classical. The fitted ridge, scaler and vocabulary
-are saved with joblib; the base is named, not copied, and loaded again when the saved model prices.
+9 KiB an item; 48 KiB with a 3,072-wide base). Pricing costs a forward pass of the base per item, as
+a regress run does. It is not `llm_only`: the base is not fine-tuned and the model on top is
+classical. The fitted ridge, scaler and vocabulary are saved with joblib; the base is named, not
+copied, and loaded again when the saved model prices.
 """
 
 from __future__ import annotations
