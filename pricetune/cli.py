@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        dist.leave()
 
 
 if __name__ == "__main__":

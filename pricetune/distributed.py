@@ -130,6 +130,18 @@ def split_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]
     return per_process // accum, accum
 
 
+def leave() -> None:
+    """Leave the process group before the interpreter exits. A gloo group left to the exit's teardown
+    can abort a process whose work is done ("terminate called without an active exception"), and the
+    launcher then kills its peers and reports the run failed."""
+    if not launched():
+        return
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.destroy_process_group()
+
+
 def map_shared(fn: Callable[[list], list], items: list) -> list:
     """fn over this rank's share of `items` (every world_size-th, from its rank: lengths stay
     balanced), the results gathered back into the items' order on every rank."""
