@@ -169,14 +169,6 @@ def final_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     return model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
 
 
-def pooled_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """[batch, dim] float32: what the head reads for each row of a right-padded batch."""
-    hidden = final_states(model, input_ids, None)  # right padding: the mask changes no real token
-    if pooling == "last":
-        return hidden[torch.arange(len(input_ids)), attention_mask.sum(1) - 1].float()
-    return mean_over_tokens(hidden, attention_mask)
-
-
 def mean_over_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[batch, seq, dim] states averaged over the real tokens of each row (mask 1), in float32."""
     weights = mask.to(torch.float32).unsqueeze(-1)
@@ -249,21 +241,13 @@ def ridge_on_log_price(train_x, train_prices, val_x, val_prices, alphas=PROBE_AL
     return {"val_mae": by_alpha[best], "alpha": best, "val_mae_by_alpha": by_alpha, "coef": coef, "intercept": intercept}
 
 
-@torch.inference_mode()
 def pooled_features(model, tokenizer, prompts: list[str], max_length: int, pooling: str, batch_size: int = 32,
                     progress: bool = True):
     """[n, dim] float32 array: what the head reads for each prompt (already in the course format)."""
-    import numpy as np
-
-    collate = RegressionCollator(tokenizer.pad_token_id)
-    device = next(model.parameters()).device
-
-    def run_batch(ids: list[list[int]]) -> list:
-        batch = collate([{"input_ids": x} for x in ids])
-        return list(pooled_states(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), pooling).cpu().numpy())
-
-    return np.stack(in_length_order(encode_prompts(tokenizer, prompts, max_length), batch_size, run_batch,
-                                    "features for the head", progress))
+    last = pooling == "last"
+    layers = [] if last else [model.config.num_hidden_layers]
+    return layer_readouts(model, tokenizer, prompts, max_length, layers, last_token=last, batch_size=batch_size,
+                          progress=progress, desc="features for the head")[:, 0]
 
 
 def init_head_from_probe(model, tokenizer, train_rows: list[dict], val_rows: list[dict], scale: PriceScale,
