@@ -84,7 +84,7 @@ def test_batched_and_one_by_one_greedy_agree(tiny_model_dir, demo_splits):
 def test_price_distribution_matches_direct_scoring(tiny_model_dir, demo_splits):
     """Each (price, log-prob) from the shared-cache walk equals a plain forward pass over prompt+digits."""
     from pricetune.data import encode_prompt, make_prompt
-    from pricetune.inference import _batch, digit_vocab, price_distributions
+    from pricetune.inference import digit_vocab, left_padded, price_distributions
     from pricetune.modeling import load_base_model, load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir), padding_side="left")
@@ -96,7 +96,7 @@ def test_price_distribution_matches_direct_scoring(tiny_model_dir, demo_splits):
     prompts[1] = prompts[1].replace("Details:", "Details: a much longer line of item text here,")
     encoded = [encode_prompt(tok, make_prompt(p), 128) for p in prompts]
     vocab = digit_vocab(tok, model.get_output_embeddings().weight.shape[0])
-    ids, mask = _batch(tok, encoded, "cpu")
+    ids, mask = left_padded(tok, encoded, "cpu")
     dists = price_distributions(model, ids, mask, vocab, width=5, max_digits=3, min_logprob=-1e9)
     digit_of = {t: i for i, t in zip(vocab.ids.tolist(), vocab.texts)}
     with torch.no_grad():
@@ -122,7 +122,12 @@ def test_sampled_prices_follow_the_model_distribution(tiny_model_dir, demo_split
     from collections import Counter
 
     from pricetune.data import encode_prompt, make_prompt
-    from pricetune.inference import _batch, digit_vocab, price_distributions, sample_prices
+    from pricetune.inference import (
+        digit_vocab,
+        left_padded,
+        price_distributions,
+        sample_prices,
+    )
     from pricetune.modeling import load_base_model, load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir), padding_side="left")
@@ -131,7 +136,7 @@ def test_sampled_prices_follow_the_model_distribution(tiny_model_dir, demo_split
     with torch.no_grad():  # a random model is nearly uniform over digits; make it opinionated
         model.get_output_embeddings().weight[vocab.ids] *= torch.linspace(5, 60, len(vocab.ids))[:, None]
     encoded = [encode_prompt(tok, make_prompt(r["prompt"]), 128) for r in demo_splits["test"][:2]]
-    ids, mask = _batch(tok, encoded, "cpu")
+    ids, mask = left_padded(tok, encoded, "cpu")
     exact = price_distributions(model, ids, mask, vocab, width=1000, max_digits=2, min_logprob=-1e9)[1]
     total = sum(math.exp(lp) for _, lp in exact)  # the mass on a first digit: draws always start with one
     exact = [(v, math.exp(lp) / total) for v, lp in exact]
@@ -157,7 +162,13 @@ def test_sampled_prices_follow_the_model_distribution(tiny_model_dir, demo_split
 def test_price_length_is_bounded_in_digits_not_tokens(tiny_model_dir, demo_splits):
     """With tokens that spell 3 digits each (as Llama 3's do), a price still has at most 7 digits."""
     from pricetune.data import MAX_PRICE_DIGITS, encode_prompt, make_prompt
-    from pricetune.inference import DigitVocab, _batch, digit_vocab, price_distributions, sample_prices
+    from pricetune.inference import (
+        DigitVocab,
+        digit_vocab,
+        left_padded,
+        price_distributions,
+        sample_prices,
+    )
     from pricetune.modeling import load_base_model, load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir), padding_side="left")
@@ -169,7 +180,7 @@ def test_price_length_is_bounded_in_digits_not_tokens(tiny_model_dir, demo_split
     with torch.no_grad():  # digits far more likely than anything else: paths want to grow long
         model.get_output_embeddings().weight[real.ids] *= 40
     encoded = [encode_prompt(tok, make_prompt(r["prompt"]), 128) for r in demo_splits["test"][:2]]
-    ids, mask = _batch(tok, encoded, "cpu")
+    ids, mask = left_padded(tok, encoded, "cpu")
     draws = sample_prices(model, ids, mask, wide, samples=200)
     assert all(len(str(p)) <= MAX_PRICE_DIGITS for d in draws for p in d)
     assert max(len(str(p)) for d in draws for p in d) == 6  # two 3-digit tokens; a third would make 9

@@ -307,14 +307,14 @@ def prefill_only_seconds(model, tokenizer, prompts: list[str], max_length: int, 
     import torch
 
     from pricetune.data import encode_prompt, make_prompt
-    from pricetune.inference import _batch
+    from pricetune.inference import left_padded
 
     device = next(model.parameters()).device
     encoded = sorted((encode_prompt(tokenizer, make_prompt(p), max_length) for p in prompts), key=len, reverse=True)
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(encoded), batch_size):
-            input_ids, attention_mask = _batch(tokenizer, encoded[i:i + batch_size], device)
+            input_ids, attention_mask = left_padded(tokenizer, encoded[i:i + batch_size], device)
             model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1)
     return time.perf_counter() - start
 

@@ -1,0 +1,131 @@
+"""Loading a model to price with: a run directory (or one of its checkpoints), a Hub or local
+adapter, or a bare base model; the adapter's objective decides how it prices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import PricetuneError
+from ..hub import CONFIG_NAME
+from .generate import generate_prices
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    max_length: int
+    label: str
+    objective: str = "generate"
+    scale: object = None  # regression.PriceScale for regress runs
+
+    def price(self, prompts: list[str], decode: str = "greedy", batch_size: int = 16, samples: int = 64,
+              progress: bool = False) -> list[tuple[str, float | None]]:
+        """(text, price) for each prompt: decoding for generate runs, one forward pass for regress."""
+        if self.objective == "regress":
+            from ..regression import regress_prices
+
+            return regress_prices(self.model, self.tokenizer, prompts, self.scale, self.max_length, batch_size,
+                                  progress=progress)
+        return generate_prices(self.model, self.tokenizer, prompts, self.max_length, batch_size, decode,
+                               samples=samples, progress=progress)
+
+
+def run_paths(run: str) -> tuple[Path, Path]:
+    """(run directory, adapter directory) for a run or one of its checkpoints."""
+    path = Path(run)
+    if not (path / "config.yaml").is_file() and (path.parent / "config.yaml").is_file() \
+            and path.name.startswith("checkpoint-"):
+        return path.parent, path
+    return path, path
+
+
+def beside_adapter(adapter: str, name: str) -> Path | None:
+    """The file `name` next to a local or Hub adapter (a Hub file lands in the Hub cache), or None."""
+    local = Path(adapter)
+    if local.is_dir():
+        return local / name if (local / name).is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+
+    try:
+        return Path(hf_hub_download(adapter, name))
+    except (OSError, EntryNotFoundError, HFValidationError):  # not there, offline, no access: the caller falls back
+        return None
+
+
+def load_model(
+    run: str | None = None,
+    adapter: str | None = None,
+    base_model: str | None = None,
+    quantization: str | None = None,
+    precision: str = "auto",
+) -> LoadedModel:
+    """A run directory, a Hub (or local) adapter, or a bare base model, ready to generate."""
+    from ..config import load_run_config
+    from ..modeling import load_adapter, load_base_model, load_tokenizer, pick_precision
+
+    max_length = 128
+    adapter_path = None
+    objective, scale = "generate", None
+    if run is not None:
+        run_dir, adapter_dir = run_paths(run)
+        cfg = load_run_config(run_dir)
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise PricetuneError(f"{run} has no adapter yet (adapter_config.json); did training finish?")
+        base_model = base_model or cfg.base_model
+        quantization = quantization or cfg.quantization
+        max_length = cfg.max_length
+        adapter_path = str(adapter_dir)
+        label = run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}"
+        objective = cfg.objective
+        if objective == "regress":
+            from ..regression import PriceScale
+
+            scale = PriceScale.load(adapter_dir if (adapter_dir / "regression_head.json").is_file() else run_dir)
+    elif adapter is not None:
+        from peft import PeftConfig
+
+        try:
+            peft_cfg = PeftConfig.from_pretrained(adapter)
+        except Exception as e:  # network, auth, not found
+            raise PricetuneError(
+                f"could not read adapter {adapter!r} ({type(e).__name__}); offline, pass --run RUN_DIR instead"
+            ) from None
+        base_model = base_model or peft_cfg.base_model_name_or_path
+        adapter_path = adapter
+        label = adapter
+        # a pushed run carries its config as CONFIG_NAME; a local run directory as config.yaml
+        pushed = beside_adapter(adapter, CONFIG_NAME) or (
+            beside_adapter(adapter, "config.yaml") if Path(adapter).is_dir() else None)
+        if pushed is not None:  # load and cut prompts as the run was trained
+            import yaml
+
+            trained = yaml.safe_load(pushed.read_text(encoding="utf-8")) or {}
+            max_length = int(trained.get("max_length") or max_length)
+            quantization = quantization or trained.get("quantization")
+        if peft_cfg.task_type == "SEQ_CLS":  # a pushed regress run: its head's scale travels beside the adapter
+            from ..regression import HEAD_FILE, PriceScale
+
+            objective = "regress"
+            head = beside_adapter(adapter, HEAD_FILE)
+            scale = PriceScale.load(head.parent if head is not None else adapter)
+    elif base_model is not None:
+        label = f"{base_model} (no adapter)"
+    else:
+        raise PricetuneError("say what to load: a run directory, --adapter HUB_ID, or --base-model NAME --no-adapter")
+    quantization = quantization or "4bit"
+    precision = pick_precision(precision)
+    tokenizer = load_tokenizer(base_model, padding_side="left")
+    model = load_base_model(base_model, quantization, precision, objective=objective,
+                            pad_token_id=tokenizer.pad_token_id, num_layers=scale.layers if scale else None)
+    if adapter_path is not None:
+        model = load_adapter(model, adapter_path, quantized=quantization != "none")
+    model.eval()
+    if objective == "generate":
+        model.config.use_cache = True
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, tokenizer, max_length, label, objective, scale)

@@ -1,0 +1,83 @@
+"""Trainer callbacks of a run: a graceful stop on Ctrl-C / SIGTERM, metrics.jsonl, and the
+validation loss before the first step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from transformers import TrainerCallback
+
+from .. import distributed as dist
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C / SIGTERM: save a checkpoint at the next step boundary and stop. Second: exit now.
+
+    Under a launcher the processes agree at every step end (one small all-reduce), so all of them
+    save and stop at the same step even when the signal reaches them at different times."""
+
+    # A terminal's Ctrl-C reaches the whole process group and torchrun then forwards a SIGTERM: one
+    # request delivered twice. Only a signal after this many seconds counts as a second one.
+    REPEAT_AFTER_S = 2.0
+
+    def __init__(self):
+        self.requested = None
+        self._at = 0.0
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and time.monotonic() - self._at < self.REPEAT_AFTER_S:
+            return
+        if self.requested is not None:
+            sys.stderr.write("\nsecond interrupt: exiting now without saving\n")
+            os._exit(128 + signum)
+        self.requested, self._at = signal.Signals(signum).name, time.monotonic()
+        sys.stderr.write(f"\n{self.requested}: saving a checkpoint at the end of this step, then stopping "
+                         "(interrupt again to exit at once)\n")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if dist.any_process(self.requested is not None):
+            self.requested = self.requested or "a stop signal on another process"
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+class MetricsLogger(TrainerCallback):
+    """Appends every log record (loss, lr, eval_loss, ...) with its step to metrics.jsonl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            record = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class OpeningLoss(TrainerCallback):
+    """The validation loss before the first step: logged, and kept in `path` for a resumed run."""
+
+    def __init__(self, path: Path | None, log: Callable[[str], None]):
+        self.path, self.log, self.loss = path, log, None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.loss is None and state.global_step == 0 and metrics and "eval_loss" in metrics:
+            self.loss = metrics["eval_loss"]
+            self.log(f"validation loss before training: {self.loss:.4f}")
+            if self.path is not None:
+                self.path.write_text(json.dumps({"eval_loss": self.loss}) + "\n")

@@ -1,0 +1,61 @@
+"""The run directory's README.md: a model card with the run's figures and hyper-parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import RunConfig
+
+
+def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
+    hp = {k: getattr(cfg, k) for k in (
+        "objective", "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "epochs", "max_steps",
+        "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay",
+        "optim", "max_grad_norm", "max_length", "seed")}
+    if cfg.objective == "regress":
+        hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling, regress_layers=cfg.regress_layers,
+                  regress_head_init=cfg.regress_head_init)
+    rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
+    read = "the last prompt token" if cfg.regress_pooling == "last" else "the mean over the prompt's tokens"
+    if cfg.regress_layers is not None:
+        read += f" after the base's first {cfg.regress_layers} decoder layers (the rest are not used)"
+    how = (f"a scalar head on {read} gives the price (regress objective: "
+           "price = expm1(center + scale * output), `regression_head.json`)." if cfg.objective == "regress"
+           else 'the adapter completes the price ("64.00").')
+    card = f"""---
+base_model: {cfg.base_model}
+library_name: peft
+tags: [pricetune, lora, price-prediction]
+---
+# {cfg.run_name}
+
+A LoRA adapter that prices products from their descriptions, trained with
+[pricetune](https://github.com/) from `{cfg.base_model}` on `{cfg.dataset}`.
+
+Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $"; {how}
+
+| | |
+|---|---|
+| base model | {cfg.base_model} ({cfg.quantization}) |
+| dataset | {cfg.dataset} ({summary['train_rows']} train rows, {summary['val_rows']} val rows) |
+| steps | {summary['steps']} |
+| validation loss before training | {_fmt(summary['initial_eval_loss'])} |
+| validation loss after training | {_fmt(summary['final_eval_loss'])} |
+| precision / device | {summary['precision']} / {summary['device']} |
+
+## Hyper-parameters
+| name | value |
+|---|---|
+{rows}
+
+## Use
+```bash
+pricetune predict --run {run_dir} "Title: ...\\nCategory: ...\\nDescription: ..."
+pricetune evaluate {run_dir}
+```
+"""
+    (run_dir / "README.md").write_text(card, encoding="utf-8")
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"

@@ -1,0 +1,340 @@
+"""The entry point: the reference recipe's steps 0-7 as `prepare_trainer` (steps 1-5) and `train`
+(steps 6-7), read top to bottom; `plan` says what a run would do without loading weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .. import distributed as dist
+from .. import hub
+from ..config import RunConfig
+from ..data import load_splits, tokenize_rows
+from ..errors import PricetuneError
+from ..fastpath import speed_up
+from ..modeling import (
+    build_lora_config,
+    check_targets,
+    check_targets_without_weights,
+    describe_device,
+    detect_device,
+    keep_one_4bit_layout,
+    load_base_model,
+    load_tokenizer,
+    pick_precision,
+)
+from ..regression import (
+    HEAD_FILE,
+    PriceScale,
+    RegressionCollator,
+    init_head_from_probe,
+    restandardise,
+    tokenize_regression_rows,
+)
+from .callbacks import GracefulStop, MetricsLogger, OpeningLoss
+from .card import write_model_card
+from .common import find_checkpoint, resolve_optim
+from .generate import PricetuneTrainer, build_sft_config
+from .regress import RegressionTrainer, build_regress_args, peft_for_training
+
+
+def oom_advice(cfg: RunConfig) -> str:
+    """What to change after CUDA runs out of memory, keeping the effective batch size."""
+    tips = []
+    if cfg.batch_size > 1:
+        half = max(1, cfg.batch_size // 2)
+        accum = cfg.grad_accum * (cfg.batch_size // half)
+        tips.append(f"--batch-size {half} --grad-accum {accum} (same effective batch of {cfg.batch_size * cfg.grad_accum})")
+    if not cfg.gradient_checkpointing:
+        tips.append("--gradient-checkpointing")
+    if cfg.quantization == "none":
+        tips.append("--quantization 8bit or 4bit")
+    elif cfg.quantization == "8bit":
+        tips.append("--quantization 4bit")
+    if cfg.max_length > 128:
+        tips.append(f"a smaller --max-length (now {cfg.max_length})")
+    return "CUDA ran out of memory. Try: " + "; or ".join(tips or ["a smaller model"])
+
+
+def plan(cfg: RunConfig) -> str:
+    """What `train` would do, without loading anything heavy."""
+    device = detect_device()
+    precision = pick_precision(cfg.precision)
+    optim, notice = resolve_optim(cfg.optim, device)
+    push = "yes, to " + (cfg.hub_model_id or f"<HF_USER>/{cfg.run_name}") + (
+        " (private)" if cfg.hub_private else " (public)") if cfg.push_to_hub else "no"
+    targets = check_targets_without_weights(cfg.base_model, cfg.lora_targets)
+    world = dist.world_size()
+    per_device, accum = dist.split_batch(cfg.batch_size, cfg.grad_accum, world)
+    sharded = dist.sharded_weights()
+    lines = [
+        f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
+        f"on {', '.join(cfg.lora_targets)} ({targets})",
+        f"objective: {cfg.objective}" + (
+            f" (scalar head on the {cfg.regress_pooling} hidden state"
+            + (f" of layer {cfg.regress_layers}" if cfg.regress_layers else "")
+            + f", log price, {cfg.regress_loss} loss)"
+            if cfg.objective == "regress"
+            else " (SFT: the model writes the price)"),
+        f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
+        + (f", train: first {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
+        + f", max_length {cfg.max_length})",
+        f"device:    {describe_device()}, precision {precision}, optimizer {optim}",
+        f"processes: {world}" + (" (under a launcher: DDP, rank 0 writes)" if world > 1 else "")
+        + (f", weights sharded by {sharded}" if sharded else ""),
+        f"batch:     global {per_device * accum * world} = {per_device} per device x {accum} accumulation step(s)"
+        f" x {world} process(es)",
+        f"outputs:   {cfg.run_dir}/ (adapter, config.yaml, metrics.jsonl, summary.json, checkpoints)",
+        f"push:      {push}",
+    ]
+    if notice:
+        lines.append(f"notice:    {notice}")
+    if sharded and cfg.fast:
+        lines.append(f"notice:    the fast path is off under {sharded} (it applies the LM head outside the "
+                     "wrapped forward, which sharded weights do not allow); TRL's stock loss is used")
+    return "\n".join(lines)
+
+
+def prepare_run_dir(cfg: RunConfig, overwrite: bool = False) -> Path:
+    """A fresh run directory. One that holds a run, finished or interrupted, is never mixed into:
+    it is refused unless `overwrite`, which empties it first."""
+    run_dir = cfg.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PricetuneError(f"{run_dir} is a file, not a run directory; choose another --output-dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            state = "a finished run" if (run_dir / "summary.json").exists() else (
+                "an interrupted run" if (run_dir / "config.yaml").exists() else "files")
+            raise PricetuneError(
+                f"{run_dir} already holds {state}; continue it with --resume, replace it with --overwrite, "
+                "or choose another --output-dir")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    return run_dir
+
+
+def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming: bool = False, trainer_cls=None,
+                    overwrite: bool = False, fastpath: dict | None = None, seeded_order: bool = True):
+    """Steps 1-5: everything up to a ready trainer. Returns (trainer, context dict).
+
+    For the benchmarks: `trainer_cls` replaces the generate trainer (the reference side passes TRL's
+    SFTTrainer); `fastpath` switches single fast-path changes off ({"no_mask": False, "attention":
+    False, ...}); `seeded_order=False` keeps the stock batch order."""
+    fastpath = dict(fastpath or {})
+    drop_mask = fastpath.pop("no_mask", True)
+    # 0. Hub login: nothing to do here; huggingface_hub reads HF_TOKEN (or its own login) on demand,
+    #    and we never store the token.
+    # 1. precision, device and optimizer
+    device = detect_device()
+    precision = pick_precision(cfg.precision)
+    _, notice = resolve_optim(cfg.optim, device)
+    if notice:
+        log(f"notice: {notice}")
+
+    # 2. data: validated before any weights are loaded
+    splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows)
+    if bad:
+        log(f"skipped {sum(bad.counts.values())} invalid row(s): {bad.summary()}")
+
+    # 3. tokenizer, tokenized splits (too-long prompts fail here, still before the weights), base
+    tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
+    val_rows = splits.get("val", [])[: cfg.val_size]
+    regress = cfg.objective == "regress"
+    scale = None
+    if regress and resuming and (cfg.run_dir / HEAD_FILE).is_file():
+        scale = PriceScale.load(cfg.run_dir)  # the run's own: a probe-initialised head moved the center off the median
+    elif regress:
+        scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling,
+                               cfg.regress_layers)
+
+    def tokenize(rows: list[dict]):
+        if regress:
+            return tokenize_regression_rows(tokenizer, rows, cfg.max_length, scale)
+        return tokenize_rows(tokenizer, rows, cfg.max_length)
+
+    if dist.launched():
+        # Rank 0 makes the run directory and tokenizes into its cache; the others read that cache
+        run_dir = cfg.run_dir if resuming else dist.on_main(lambda: prepare_run_dir(cfg, overwrite))
+        train_ds = dist.main_first(lambda: cached(run_dir, "train", tokenize, splits["train"], cfg))
+        val_ds = dist.main_first(lambda: cached(run_dir, "val", tokenize, val_rows, cfg)) if val_rows else None
+    else:
+        train_ds = tokenize(splits["train"])
+        val_ds = tokenize(val_rows) if val_rows else None
+        run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
+    log(f"run directory: {run_dir}")
+    # Seeded before the model exists: a regress head is initialised as it loads, and TRL creates the
+    # LoRA weights before Trainer seeds
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
+                            objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
+                            quant_storage=cfg.bnb_4bit_quant_storage, num_layers=cfg.regress_layers)
+    check_targets(model, cfg.lora_targets)
+    keep_one_4bit_layout(model)
+    if regress and cfg.regress_head_init == "probe" and not resuming:
+        # LoRA starts as a no-op, so the probe fit on the bare base is the wrapped model's first answer
+        probed, figures = init_head_from_probe(model, tokenizer, splits["train"], val_rows, scale, cfg.max_length,
+                                               cfg.eval_batch_size or cfg.batch_size, progress=dist.is_main())
+        log(f"head initialised from a ridge probe on the train split: alpha {figures['alpha']:g}, "
+            f"val MAE ${figures['val_mae']:,.2f} before fine-tuning")
+        train_ds, val_ds = (restandardise(ds, scale, probed) if ds is not None else None for ds in (train_ds, val_ds))
+        scale = probed
+        if dist.is_main():
+            (run_dir / "head_init.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    set_seed(cfg.seed)  # 4. LoRA, 5. SFTConfig, from the same state whatever loading drew
+    lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective)
+    callbacks = [MetricsLogger(run_dir / "metrics.jsonl")]
+    if regress:
+        if dist.is_main():
+            scale.save(run_dir)
+        model = peft_for_training(model, lora, cfg)
+        trainer = RegressionTrainer(
+            model=model, args=build_regress_args(cfg, run_dir, precision, device, has_eval=val_ds is not None),
+            train_dataset=train_ds, eval_dataset=val_ds, data_collator=RegressionCollator(tokenizer.pad_token_id),
+            processing_class=tokenizer, callbacks=callbacks, loss_kind=cfg.regress_loss, pooling=cfg.regress_pooling,
+            head_learning_rate=cfg.head_learning_rate,
+        )
+    else:
+        args = build_sft_config(cfg, run_dir, precision, device, has_eval=val_ds is not None)
+        own = {} if trainer_cls is not None else dict(fast=cfg.fast and not dist.sharded_weights(), drop_mask=drop_mask, seeded_order=seeded_order)
+        trainer = (trainer_cls or PricetuneTrainer)(
+            model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
+            peft_config=lora, callbacks=callbacks, **own,
+        )
+    if cfg.fast and trainer_cls is None and not dist.sharded_weights():
+        speed_up(trainer.model, **fastpath)
+    context = dict(run_dir=run_dir, tokenizer=tokenizer, device=device, precision=precision, bad=bad,
+                   train_rows=len(train_ds), val_rows=len(val_rows))
+    return trainer, context
+
+
+def cached(run_dir: Path, split: str, tokenize: Callable[[list[dict]], Any], rows: list[dict], cfg: RunConfig):
+    """Tokenized rows, kept in <run_dir>/.cache/ so that the processes of a launched run tokenize
+    once. The key covers what changes the tokens, so a stale cache is never read."""
+    import hashlib
+
+    from datasets import load_from_disk
+
+    h = hashlib.sha256(json.dumps([cfg.base_model, cfg.objective, cfg.regress_loss, cfg.max_length]).encode())
+    for r in rows:
+        h.update(f"{r['prompt']}\0{r['price']}\0".encode())
+    path = run_dir / ".cache" / f"{split}-{h.hexdigest()[:16]}"
+    if path.is_dir():
+        return load_from_disk(str(path))
+    ds = tokenize(rows)
+    staged = path.with_name(path.name + ".partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    ds.save_to_disk(str(staged))
+    os.replace(staged, path)  # a cache that exists is complete
+    return ds
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """The log of ranks other than 0: one voice per run."""
+
+
+class Interrupted(PricetuneError):
+    """Training stopped on a signal after saving a checkpoint."""
+
+
+def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None = None,
+          overwrite: bool = False) -> dict:
+    """Fine-tune per `cfg`; returns the summary (also written to <run_dir>/summary.json).
+
+    `resume`: "latest" (the newest complete checkpoint of cfg.run_dir) or a checkpoint path.
+    Under torchrun / accelerate launch every process calls this; rank 0 alone logs, writes and pushes.
+    """
+    main = dist.is_main()
+    if not main:
+        log = _quiet
+    checkpoint = None
+    if resume:
+        if (cfg.run_dir / "summary.json").is_file():
+            log(f"{cfg.run_dir} already finished; nothing to resume")
+            return json.loads((cfg.run_dir / "summary.json").read_text())
+        checkpoint = find_checkpoint(cfg.run_dir, resume)
+        log(f"resuming from {checkpoint}")
+    trainer, ctx = prepare_trainer(cfg, log, resuming=checkpoint is not None, overwrite=overwrite)
+    run_dir, has_val = ctx["run_dir"], ctx["val_rows"] > 0
+    stop = GracefulStop()
+    trainer.add_callback(stop)
+    if cfg.push_to_hub and cfg.hub_strategy == "every_save" and main:
+        pusher = hub.CheckpointPusher(cfg, log)
+        trainer.add_callback(pusher)
+    else:
+        pusher = None
+
+    # 6. train, with the validation loss before and after. The opening evaluation runs inside train()
+    #    (eval_on_start), after the model is wrapped for DDP: an evaluate() before train() would mark
+    #    the model prepared, and accelerate would then never wrap it, leaving gradients unsynchronised
+    prior = run_dir / "initial_eval_loss.json"
+    opening = OpeningLoss(prior if main else None, log)
+    if has_val and checkpoint and prior.is_file():
+        opening.loss = json.loads(prior.read_text())["eval_loss"]
+        log(f"validation loss before training: {opening.loss:.4f}")
+    trainer.args.eval_on_start = has_val and opening.loss is None
+    trainer.add_callback(opening)
+    start = time.perf_counter()
+    stop.install()
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.cuda.OutOfMemoryError:
+        raise PricetuneError(oom_advice(cfg) + f"\n  Checkpoints so far are in {run_dir}.") from None
+    finally:
+        stop.uninstall()
+    seconds = time.perf_counter() - start
+    if stop.requested:
+        raise Interrupted(
+            f"stopped on {stop.requested} at step {trainer.state.global_step}; checkpoint saved in {run_dir}.\n"
+            f"  resume with: pricetune train --output-dir {run_dir} --resume"
+        )
+    final = trainer.evaluate()["eval_loss"] if has_val else None
+    trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors (rank 0 writes)
+    tokens = dist.total(int(trainer._total_train_tokens))  # every process's tokens
+    args = trainer.args
+    summary = {
+        "run_dir": str(run_dir),
+        "adapter_dir": str(run_dir),
+        "run_name": cfg.run_name,
+        "base_model": cfg.base_model,
+        "dataset": cfg.dataset,
+        "train_rows": ctx["train_rows"],
+        "val_rows": ctx["val_rows"],
+        "skipped_rows": dict(ctx["bad"].counts),
+        "steps": trainer.state.global_step,
+        "initial_eval_loss": opening.loss,
+        "final_eval_loss": final,
+        "train_tokens": tokens,
+        "train_seconds": round(seconds, 2),
+        "train_tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "world_size": args.world_size,
+        "per_device_batch_size": args.per_device_train_batch_size,
+        "grad_accum": args.gradient_accumulation_steps,
+        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "precision": ctx["precision"],
+        "device": ctx["device"],
+        "fast": cfg.fast,
+        "objective": cfg.objective,
+        "pushed_to": None,
+    }
+    if not main:
+        return summary
+    shutil.rmtree(run_dir / ".cache", ignore_errors=True)  # tokenized data, for the full preset ~0.7 GB
+    ctx["tokenizer"].save_pretrained(str(run_dir))
+    write_model_card(run_dir, cfg, summary)
+
+    # 7. push the adapter (private); a failure never loses the local run
+    if pusher is not None:
+        pusher.wait()  # checkpoint pushes still in flight land before the final one
+    if cfg.push_to_hub:
+        summary["pushed_to"] = hub.push_after_training(run_dir, cfg, log)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
