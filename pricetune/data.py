@@ -498,6 +498,12 @@ def tokenize_rows(tokenizer, rows: list[dict], max_length: int):
                        lambda b: encode_examples(tokenizer, b["prompt"], b["completion"], max_length), "tokenizing")
 
 
+def is_right_padded(mask) -> bool:
+    """True when every row of an attention mask (a [batch, length] tensor) is ones followed only by
+    zeros: the layout the training collators make, where causal attention needs no mask."""
+    return bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
 def in_length_order(encoded: list[list[int]], batch_size: int, run_batch: Callable[[list[list[int]]], list],
                     desc: str, progress: bool = False) -> list:
     """`run_batch` over batches of prompts of similar length (longest first: the memory peak comes at

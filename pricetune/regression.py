@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import encode_prompts, in_length_order, make_prompt
+from .data import encode_prompts, in_length_order, is_right_padded, make_prompt
 from .errors import PricetuneError
 
 HEAD_FILE = "regression_head.json"
@@ -149,8 +149,6 @@ def head_outputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     """The head's output for each row of a right-padded batch, shape [batch]: read at the last real
     token (`last`, transformers' own sequence-classification output) or on the mean of the final
     hidden states over the real tokens (`mean`)."""
-    from .training import is_right_padded
-
     mask = attention_mask
     if attention_mask is not None and is_right_padded(attention_mask):
         # causal attention never lets a real token see the padding after it; transformers finds the

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from trl import SFTTrainer
 
 from ..config import RunConfig
+from ..data import is_right_padded
 from .common import AtomicCheckpoints, shared_args
 
 
@@ -57,11 +58,6 @@ def completion_loss(model, inputs: dict, num_items_in_batch=None, drop_mask: boo
     n = int(keep.sum())
     denom = num_items_in_batch if num_items_in_batch is not None else max(n, 1)
     return loss_sum / torch.as_tensor(denom, device=loss_sum.device).clamp(min=1), n
-
-
-def is_right_padded(mask: torch.Tensor) -> bool:
-    """True when every row of an attention mask is ones followed only by zeros."""
-    return bool((mask[:, 1:] <= mask[:, :-1]).all())
 
 
 class PricetuneTrainer(AtomicCheckpoints, SFTTrainer):
