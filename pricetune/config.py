@@ -65,6 +65,10 @@ class RunConfig(BaseModel):
     )
     val_size: int = Field(500, description="Keep the first N rows of the validation split (0 = no eval).")
     train_size: int | None = Field(None, description="Use only the first N training rows (default: all).")
+    train_on_val: bool = Field(
+        False, description="Refit: once the settings are chosen on val, train on the train and val rows together "
+        "(no evaluation during training; the run refuses to be scored or weighted on val, its own training rows).",
+    )
     max_length: int = Field(128, description="Maximum tokens per example; the item text is cut, never the price.")
     on_bad_rows: Literal["error", "skip"] = Field(
         "error", description="On an invalid data row: stop with its location (error) or skip and report it (skip)."
@@ -166,6 +170,10 @@ class RunConfig(BaseModel):
             problems.append("regress_layers needs objective: regress (a causal LM keeps all its layers)")
         if self.regress_head_init != "random" and self.objective != "regress":
             problems.append("regress_head_init needs objective: regress (a causal LM has no scalar head)")
+        if self.train_on_val and self.val_size == 0:
+            problems.append("train_on_val needs val rows to add to training (val_size is 0)")
+        if self.train_on_val and self.regress_head_init == "probe":
+            problems.append("regress_head_init: probe chooses its alpha on val, which train_on_val trains on")
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             problems.append(f"head_learning_rate must be > 0 (got {self.head_learning_rate})")
         if not 0 <= self.warmup_ratio < 1:
@@ -344,6 +352,14 @@ def resolve_config(
         stamp = (now or datetime.now()).strftime("%Y-%m-%d_%H.%M.%S")
         cfg.run_name = f"price-{stamp}{cfg.run_suffix}"
     return cfg
+
+
+def refuse_val_of_refit(run_dir: str | Path, doing: str) -> None:
+    """Stop `doing` on the val split for a run that trained on it (train_on_val): it would be judged,
+    or weighted, on its own training rows."""
+    if (Path(run_dir) / "config.yaml").is_file() and load_run_config(run_dir).train_on_val:
+        raise ConfigError(f"{run_dir} trained on the val split (train_on_val): {doing} on val would judge it on its "
+                          "own training rows; score a refit on test, and choose settings with runs that did not")
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

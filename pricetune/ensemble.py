@@ -201,6 +201,13 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
         raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
     if len(members) < 2:
         raise PricetuneError("an ensemble needs at least two --member")
+    runs = [m.spec for m in members if not m.classical]
+    if runs:
+        from .config import refuse_val_of_refit
+        from .inference import run_paths
+
+        for spec in runs:
+            refuse_val_of_refit(run_paths(spec)[0], "fitting ensemble weights")
     splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
     val = splits["val"]
     prompts, truths = [r["prompt"] for r in val], [r["price"] for r in val]

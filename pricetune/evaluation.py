@@ -280,6 +280,9 @@ def add_evaluate_arguments(p) -> None:
                    "weight and alpha chosen on val; one forward pass of the base per item).")
     p.add_argument("--train-size", type=int, metavar="N",
                    help="Baselines: fit on the first N train rows only (to match a run trained on N rows).")
+    p.add_argument("--train-on-val", action="store_true",
+                   help="Baselines tfidf, median, mean: the refit to put beside a run trained with --train-on-val "
+                   "(alpha still chosen on val, then the fit uses train + val); scored on test only.")
     p.add_argument("--ensemble", metavar="DIR", help="Score an ensemble made by `pricetune ensemble`.")
     p.add_argument("--compare", nargs="+", metavar="EVAL_DIR", help="Put several evaluation directories side by side.")
     p.add_argument("--leaderboard", metavar="JSON",
@@ -358,6 +361,13 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
     from .baselines import TfidfEmbedRidge, TfidfRidge, constant
 
     splits = {**splits, "train": splits.get("train", [])[: ns.train_size or None]}
+    if ns.train_on_val:
+        if ns.split == "val":
+            raise PricetuneError("--train-on-val fits the baseline on the val rows; score it on test")
+        if ns.baseline == "tfidf-embed":
+            raise PricetuneError("--train-on-val is for --baseline tfidf, median or mean")
+        if not splits.get("val"):
+            raise PricetuneError("--train-on-val needs a val split to train on; the dataset has none")
     if ns.baseline == "tfidf-embed":
         base = ns.base_model or "smollm2-135m"
         model = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=base, precision=ns.precision,
@@ -369,15 +379,18 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
                        "val_mae_by_setting": {k: round(v, 2) for k, v in model.val_mae_by_setting.items()}},
                       False)
     if ns.baseline == "tfidf":
-        model = TfidfRidge.fit(splits["train"], splits.get("val", []))
+        model = TfidfRidge.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val)
         guesses = model.predict([r["prompt"] for r in items])
         texts = [f"{g:.2f}" for g in guesses]
         scores = ", ".join(f"{a:g}: ${m:,.2f}" for a, m in model.val_mae_by_alpha.items())
-        return Scored("TF-IDF + ridge", texts, guesses,
-                      {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores}, False)
-    value = constant(splits.get("train", []), ns.baseline)
+        return Scored("TF-IDF + ridge" + (" (refit on train + val)" if ns.train_on_val else ""), texts, guesses,
+                      {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores,
+                       "train_on_val": ns.train_on_val}, False)
+    rows, which = (splits.get("train", []) + splits["val"], "train + val") if ns.train_on_val else \
+        (splits.get("train", []), "train")
+    value = constant(rows, ns.baseline)
     return Scored(f"constant {ns.baseline} {value:,.2f}", [f"{value:.2f}"] * len(items), [value] * len(items),
-                  {"baseline": f"{ns.baseline} of {len(splits['train'])} train prices = {value:.2f}"}, False)
+                  {"baseline": f"{ns.baseline} of {len(rows)} {which} prices = {value:.2f}"}, False)
 
 
 def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
@@ -433,12 +446,14 @@ def evaluate_cli(ns) -> int:
         categories = None
         settings = {"limit": ns.limit}
     else:
-        from .config import load_run_config
+        from .config import load_run_config, refuse_val_of_refit
         from .inference import run_paths
 
         run_dir = ns.target if ns.target and Path(ns.target).is_dir() else None
         if ns.target and not run_dir and not ns.adapter:
             ns.adapter = ns.target
+        if run_dir and ns.split == "val":
+            refuse_val_of_refit(run_paths(run_dir)[0], "evaluating it")
         dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
         if dataset is None and ns.ensemble:
             dataset = json.loads((Path(ns.ensemble) / "ensemble.json").read_text())["dataset"]

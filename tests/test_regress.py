@@ -245,6 +245,44 @@ def test_tfidf_baseline_recovers_a_known_relation_and_picks_alpha_on_val():
     assert other.predict([r["prompt"] for r in test]) == pytest.approx(guesses)
 
 
+def test_a_refit_tfidf_keeps_the_val_chosen_alpha_and_learns_from_val_too():
+    from pricetune.baselines import TfidfRidge
+
+    train, val, test = _synthetic(200, 1), _synthetic(60, 2), _synthetic(40, 3)
+    chosen = TfidfRidge.fit(train, val, alphas=(0.01, 1.0, 100.0))
+    refit = TfidfRidge.fit(train, val, alphas=(0.01, 1.0, 100.0), refit=True)
+    assert refit.alpha == chosen.alpha and refit.val_mae_by_alpha == chosen.val_mae_by_alpha
+    prompts = [r["prompt"] for r in test]
+    assert refit.predict(prompts) != pytest.approx(chosen.predict(prompts))
+    # the refit is that alpha fit on train + val, nothing else
+    both = TfidfRidge.fit(train + val, val, alphas=(chosen.alpha,))
+    assert refit.predict(prompts) == pytest.approx(both.predict(prompts))
+
+
+def test_a_refit_run_trains_on_train_and_val_and_refuses_to_be_judged_on_val(tiny_model_dir, small_dataset_dir,
+                                                                           tmp_path):
+    from pricetune.cli import main
+    from pricetune.config import ConfigError
+    from pricetune.ensemble import Member, fit_ensemble
+    from pricetune.training import prepare_trainer
+
+    out = tmp_path / "refit"
+    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective="regress",
+                                                         quantization="none", max_steps=1, max_length=64,
+                                                         train_on_val=True))
+    trainer, _ = prepare_trainer(cfg, log=lambda _: None)
+    assert len(trainer.train_dataset) == 48 + 8 and trainer.eval_dataset is None  # train + the first val_size rows
+    assert trainer.args.eval_strategy == "no"
+    assert main(["evaluate", str(out), "--split", "val"]) == 2  # judged on its own training rows: refused
+    with pytest.raises(ConfigError, match="trained on the val split"):
+        fit_ensemble(str(small_dataset_dir), [Member(str(out)), Member("median")], tmp_path / "ens",
+                     log=lambda _: None)
+    assert not (tmp_path / "ens").exists()
+    for bad in (dict(val_size=0), dict(regress_head_init="probe")):
+        with pytest.raises(ConfigError, match="train_on_val"):
+            resolve_config("demo", overrides=dict(objective="regress", train_on_val=True, **bad))
+
+
 def test_layer_readouts_are_each_layers_normed_mean_hidden_state(tiny_model_dir, tokenizer):
     from pricetune.data import encode_prompts, make_prompt
     from pricetune.modeling import load_base_model

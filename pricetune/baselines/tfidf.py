@@ -44,8 +44,10 @@ class TfidfRidge:
         return make_pipeline(tfidf_features(), Ridge(alpha=alpha))
 
     @classmethod
-    def fit(cls, train: list[dict], val: list[dict], alphas: tuple[float, ...] = ALPHAS) -> TfidfRidge:
-        """Fit on `train` for each alpha; keep the one with the lowest MAE on `val`."""
+    def fit(cls, train: list[dict], val: list[dict], alphas: tuple[float, ...] = ALPHAS,
+            refit: bool = False) -> TfidfRidge:
+        """Fit on `train` for each alpha; keep the one with the lowest MAE on `val`. `refit`: then fit
+        that alpha again on train + val (features included), for a model scored on test only."""
         if len(train) < 2:
             raise PricetuneError("the tfidf baseline needs at least 2 training rows")
         if not val:
@@ -59,6 +61,9 @@ class TfidfRidge:
             scores[alpha] = mae(val_prices, prices_from_logs(pipe.predict(val_x)))
             if best is None or scores[alpha] < scores[best[0]]:
                 best = (alpha, pipe)
+        if refit:
+            val_y = [math.log1p(p) for p in val_prices]
+            best = (best[0], cls._pipeline(best[0]).fit(x + val_x, y + val_y))
         return cls(pipeline=best[1], alpha=best[0], val_mae_by_alpha=scores)
 
     def predict(self, prompts: list[str], progress: bool = False) -> list[float]:

@@ -84,6 +84,7 @@ def plan(cfg: RunConfig) -> str:
             else " (SFT: the model writes the price)"),
         f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
         + (f", train: first {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
+        + (" + the val rows: a refit, no evaluation" if cfg.train_on_val else "")
         + f", max_length {cfg.max_length})",
         f"device:    {describe_device()}, precision {precision}, optimizer {optim}",
         f"processes: {world}" + (" (under a launcher: DDP, rank 0 writes)" if world > 1 else "")
@@ -142,10 +143,17 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows)
     if bad:
         log(f"skipped {sum(bad.counts.values())} invalid row(s): {bad.summary()}")
+    val_rows = splits.get("val", [])[: cfg.val_size]
+    if cfg.train_on_val:
+        # The refit: settings were chosen on val by earlier runs, so val's rows now teach instead of judge
+        if not val_rows:
+            raise PricetuneError(f"dataset {cfg.dataset}: train_on_val needs a val split to train on")
+        splits["train"] = splits["train"] + val_rows
+        val_rows = []
+        log(f"train_on_val: training on {len(splits['train'])} rows (train + val), no evaluation during training")
 
     # 3. tokenizer, tokenized splits (too-long prompts fail here, still before the weights), base
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
-    val_rows = splits.get("val", [])[: cfg.val_size]
     regress = cfg.objective == "regress"
     scale = None
     if regress and resuming and (cfg.run_dir / HEAD_FILE).is_file():
