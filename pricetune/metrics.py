@@ -97,3 +97,24 @@ def compute_metrics(truths: list[float], guesses: list[float | None]) -> dict:
         "hit_red": colours.count(RED) / n,
         "mae_ci95": 1.96 * statistics.stdev(errors) / math.sqrt(n) if n > 1 else 0.0,
     }
+
+
+def paired_difference(truths: list[float], guesses: list[float | None], reference: list[float | None],
+                      z: float = 1.96) -> dict:
+    """A model against a reference on the same items: the mean of the per-item differences of their
+    absolute errors (negative: the model is closer), the half-width of its 95% interval, and the share
+    of items each is closer on. Pairing removes what the items share (a dear item is hard for both),
+    so this interval is far narrower than the two MAEs' own. A failed parse (None) counts as 0.
+    """
+    n = len(truths)
+    if n < 2 or not n == len(guesses) == len(reference):
+        raise ValueError(f"need two lists of guesses as long as the truths, n >= 2 (got {n}, {len(guesses)}, "
+                         f"{len(reference)})")
+    diffs = [abs((a or 0.0) - t) - abs((b or 0.0) - t) for t, a, b in zip(truths, guesses, reference)]
+    return {
+        "n": n,
+        "mae_diff": statistics.fmean(diffs),
+        "diff_ci95": z * statistics.stdev(diffs) / math.sqrt(n),
+        "closer": sum(d < 0 for d in diffs) / n,
+        "further": sum(d > 0 for d in diffs) / n,
+    }

@@ -65,6 +65,17 @@ def test_compare(tmp_path):
         assert main(["evaluate", "--predictions", str(f), "--output-dir", str(dirs[-1])]) == 0
     assert main(["evaluate", "--compare", *map(str, dirs), "--output-dir", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "compare.png").is_file()
+    assert not (tmp_path / "cmp" / "paired.json").exists()  # b scored two items of a's four: no pairs
+    # the same items: each against the first, item by item
+    other = [{**p, "prediction": "100"} for p in PREDICTIONS]  # errors 0, 50, 100, 90 against 10, 50, 100, 2
+    f = write_jsonl(tmp_path / "c.jsonl", other)
+    assert main(["evaluate", "--predictions", str(f), "--output-dir", str(tmp_path / "eval-c")]) == 0
+    assert main(["evaluate", "--compare", str(dirs[0]), str(tmp_path / "eval-c"),
+                 "--output-dir", str(tmp_path / "cmp2")]) == 0
+    paired = json.loads((tmp_path / "cmp2" / "paired.json").read_text())
+    d = paired["against_reference"][f"{tmp_path.name}/eval-c"]
+    assert paired["n"] == 4 and d["mae_diff"] == pytest.approx((-10 + 0 + 0 + 88) / 4)
+    assert (d["closer"], d["further"]) == (0.25, 0.25)
 
 
 def test_batched_and_one_by_one_greedy_agree(tiny_model_dir, demo_splits):
@@ -242,3 +253,11 @@ def _attr(dom: str, name: str) -> str:
     m = re.search(name + r"=\"([^\"]*)\"", dom)
     assert m, f"{name} not found in the DOM"
     return html.unescape(m.group(1))
+
+
+def test_compare_names_tell_folders_of_the_same_name_apart(tmp_path):
+    from pricetune.evaluation import display_names
+
+    dirs = [tmp_path / "runs" / "a" / "test", tmp_path / "runs" / "b" / "test", tmp_path / "tfidf",
+            tmp_path / "runs" / "a" / "eval-x"]
+    assert display_names(dirs) == ["a/test", "b/test", f"{tmp_path.name}/tfidf", "a/eval-x"]

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from pricetune.metrics import colour, compute_metrics, parse_price, running_mean_ci
+from pricetune.metrics import colour, compute_metrics, paired_difference, parse_price, running_mean_ci
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -72,3 +72,20 @@ def test_running_mean_ci():
 def test_metrics_reject_mismatched_lengths():
     with pytest.raises(ValueError):
         compute_metrics([1.0, 2.0], [1.0])
+
+
+def test_paired_difference_against_hand_computation():
+    truths = [100.0, 50.0, 200.0, 10.0]
+    model = [110.0, None, 150.0, 10.0]       # errors 10, 50 (failed: $0), 50, 0
+    reference = [130.0, 40.0, 150.0, 20.0]   # errors 30, 10, 50, 10
+    d = paired_difference(truths, model, reference)
+    diffs = [-20.0, 40.0, 0.0, -10.0]
+    sd = math.sqrt(sum((x - 2.5) ** 2 for x in diffs) / 3)
+    assert d["mae_diff"] == pytest.approx(2.5) and d["n"] == 4
+    assert d["diff_ci95"] == pytest.approx(1.96 * sd / 2)
+    assert (d["closer"], d["further"]) == (0.5, 0.25)
+    # the same errors on every item: no difference, no doubt about it
+    same = paired_difference(truths, reference, reference)
+    assert same["mae_diff"] == 0 and same["diff_ci95"] == 0 and same["closer"] == same["further"] == 0
+    with pytest.raises(ValueError):
+        paired_difference(truths, model[:3], reference)
