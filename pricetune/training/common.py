@@ -170,7 +170,7 @@ def shared_args(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_
         eval_steps=cfg.eval_steps,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 renamed gradient_checkpointing
         report_to=cfg.report_to,
         seed=cfg.seed,
         # We push ourselves (hub.py) so that a failed push never stops local saving
