@@ -484,6 +484,8 @@ def evaluate_cli(ns) -> int:
         raise PricetuneError("--samples must be >= 1")
     if sum(bool(x) for x in (ns.predictions, ns.baseline, ns.ensemble)) > 1:
         raise PricetuneError("choose one source: --predictions, --baseline or --ensemble")
+    if ns.train_on_val and not ns.baseline:
+        raise PricetuneError("--train-on-val refits a --baseline; a run is refit by `pricetune train --train-on-val`")
     if ns.output_dir and Path(ns.output_dir).exists() and (
             not Path(ns.output_dir).is_dir() or any(Path(ns.output_dir).iterdir())):
         raise PricetuneError(f"{ns.output_dir} already exists and is not empty; choose another --output-dir")

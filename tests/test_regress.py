@@ -273,7 +273,15 @@ def test_a_refit_run_trains_on_train_and_val_and_refuses_to_be_judged_on_val(tin
     trainer, _ = prepare_trainer(cfg, log=lambda _: None)
     assert len(trainer.train_dataset) == 48 + 8 and trainer.eval_dataset is None  # train + the first val_size rows
     assert trainer.args.eval_strategy == "no"
+    from pricetune.training.card import write_model_card
+
+    write_model_card(out, cfg, dict(train_rows=56, val_rows=0, steps=1, initial_eval_loss=None, final_eval_loss=None,
+                                    precision="fp32", device="cpu"))
+    assert "56 rows of train + val: a refit" in (out / "README.md").read_text()
     assert main(["evaluate", str(out), "--split", "val"]) == 2  # judged on its own training rows: refused
+    assert main(["evaluate", str(out), "--train-on-val"]) == 2  # a run is refit by training, not here
+    assert main(["evaluate", "--baseline", "tfidf", "--train-on-val", "--split", "val",
+                 "--dataset", str(small_dataset_dir)]) == 2
     with pytest.raises(ConfigError, match="trained on the val split"):
         fit_ensemble(str(small_dataset_dir), [Member(str(out)), Member("median")], tmp_path / "ens",
                      log=lambda _: None)

@@ -22,6 +22,8 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
     how = (f"a scalar head on {read} gives the price (regress objective: "
            "price = expm1(center + scale * output), `regression_head.json`)." if cfg.objective == "regress"
            else 'the adapter completes the price ("64.00").')
+    rows_used = (f"{summary['train_rows']} rows of train + val: a refit, settings chosen on val beforehand"
+                 if cfg.train_on_val else f"{summary['train_rows']} train rows, {summary['val_rows']} val rows")
     card = f"""---
 base_model: {cfg.base_model}
 library_name: peft
@@ -37,7 +39,7 @@ Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $
 | | |
 |---|---|
 | base model | {cfg.base_model} ({cfg.quantization}) |
-| dataset | {cfg.dataset} ({summary['train_rows']} train rows, {summary['val_rows']} val rows) |
+| dataset | {cfg.dataset} ({rows_used}) |
 | steps | {summary['steps']} |
 | validation loss before training | {_fmt(summary['initial_eval_loss'])} |
 | validation loss after training | {_fmt(summary['final_eval_loss'])} |
