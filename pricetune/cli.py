@@ -185,7 +185,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     pu.set_defaults(func=cmd_push)
 
     from .evaluation import add_evaluate_arguments
-    from .inference import add_predict_arguments
+    from .options import add_predict_arguments
 
     ev = sub.add_parser("evaluate", help="price a test split and report error metrics, charts and an HTML page")
     add_evaluate_arguments(ev)

@@ -262,7 +262,7 @@ def read_predictions(path: Path) -> tuple[list[str], list[float], list[str], lis
 
 
 def add_evaluate_arguments(p) -> None:
-    from .inference import add_model_arguments
+    from .options import add_model_arguments
 
     p.description = ("Price the items of a split and score the prices: metrics, charts, and a self-contained "
                      "HTML report. Failed parses count as $0 in every metric and are also counted on their own. "

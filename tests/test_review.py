@@ -138,3 +138,14 @@ def test_python_dash_m_pricetune_works():
 
     p = subprocess.run([sys.executable, "-m", "pricetune", "--help"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "usage: pricetune" in p.stdout
+
+
+def test_help_loads_no_model_library():
+    """Every parser is built without torch & co, so `pricetune X --help` answers at once."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pricetune.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'bitsandbytes', 'peft', 'trl') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr

@@ -12,20 +12,17 @@ docs/DEPLOY.md has the commands for llama.cpp, Ollama and vLLM.
 
 from __future__ import annotations
 
-from .merge import export_run
-
-__all__ = ["export_run", "add_export_arguments", "export_cli"]
+__all__ = ["add_export_arguments", "export_cli"]  # the work itself: merge.export_run, to_gguf.export_gguf
 
 
 def add_export_arguments(p) -> None:
-    from ..modeling import DTYPES
-    from .to_gguf import QUANTS
+    from .to_gguf import QUANTS  # torch-free, as this whole function: `export --help` loads no model code
 
     p.add_argument("run_dir", help="The run directory (holds adapter_config.json and config.yaml).")
     p.add_argument("--out", required=True, help="New folder for the export (must not exist, or be empty).")
     p.add_argument("--format", default="transformers", choices=["transformers", "gguf"],
                    help="transformers: a merged model folder (default); gguf: one .gguf file and an Ollama Modelfile.")
-    p.add_argument("--dtype", default="bf16", choices=list(DTYPES),
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"],
                    help="transformers: weights' type in the saved model (default bf16; the merge runs in float32).")
     p.add_argument("--quant", default="q8_0", choices=list(QUANTS),
                    help="gguf: f16, q8_0 (default; both from the converter) or q4_k_m (needs llama.cpp's llama-quantize).")
@@ -43,6 +40,8 @@ def export_cli(ns) -> int:
 
         out = export_gguf(ns.run_dir, ns.out, ns.quant, ns.llama_cpp, ns.check)
     else:
+        from .merge import export_run
+
         out = export_run(ns.run_dir, ns.out, ns.dtype, ns.check)
     print(f"exported: {out}")
     return 0

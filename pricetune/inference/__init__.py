@@ -17,7 +17,8 @@ Generation truncates prompts exactly as training did (data.encode_prompt), sorts
 batches carry little padding, pads on the left, and stops a sequence as soon as its price is complete.
 """
 
-from .cli import add_model_arguments, add_predict_arguments, load_from_args, predict_cli
+from ..options import DECODES, add_model_arguments, add_predict_arguments
+from .cli import load_from_args, predict_cli
 from .decode import (
     DigitVocab,
     digit_vocab,
@@ -26,7 +27,7 @@ from .decode import (
     sample_prices,
     weighted_price,
 )
-from .generate import DECODES, MAX_NEW_TOKENS, generate_prices, left_padded
+from .generate import MAX_NEW_TOKENS, generate_prices, left_padded
 from .load import LoadedModel, beside_adapter, load_model, run_paths
 from .pricer import Pricer
 

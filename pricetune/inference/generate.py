@@ -17,6 +17,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from ..data import encode_prompts, in_length_order, make_prompt
 from ..errors import PricetuneError
 from ..metrics import parse_price
+from ..options import DECODES
 from .decode import (
     DigitVocab,
     digit_vocab,
@@ -26,7 +27,6 @@ from .decode import (
 )
 
 MAX_NEW_TOKENS = 8  # "12345.67" in a digit-per-token vocabulary, without EOS
-DECODES = ("greedy", "expected", "median")
 _COMPLETE = re.compile(r"\d[\d,]*(?:\.\d*)?[^\d.,]")
 
 

@@ -38,7 +38,7 @@ def is_loopback(host: str) -> bool:
 
 
 def add_serve_arguments(p) -> None:
-    from ..inference import add_model_arguments
+    from ..options import add_model_arguments
 
     p.add_argument("--run", metavar="RUN_DIR", help="A pricetune run directory (or one of its checkpoints).")
     p.add_argument("--ensemble", metavar="DIR", help="Serve an ensemble made by `pricetune ensemble` instead.")
