@@ -81,8 +81,10 @@ class RunConfig(BaseModel):
         "on the last prompt token (sequence classification, 1 label) trained on log price; pricing is one "
         "forward pass.",
     )
-    regress_loss: Literal["l1", "huber"] = Field(
-        "l1", description="regress: loss on standardised log price; l1's optimum is the median, as MAE wants."
+    regress_loss: Literal["l1", "huber", "dollars"] = Field(
+        "l1", description="regress: the loss. l1 (or huber) on standardised log price; l1's optimum is the median, "
+        "as MAE wants. dollars: the absolute error of the price itself, the course's metric (same optimum; the dear "
+        "items weigh by their dollars).",
     )
     regress_pooling: Literal["last", "mean"] = Field(
         "last", description="regress: what the head reads: the last prompt token's hidden state (transformers' "

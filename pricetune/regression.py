@@ -47,6 +47,10 @@ from .errors import PricetuneError
 HEAD_FILE = "regression_head.json"
 POOLINGS = ("last", "mean")
 HUBER_DELTA = 1.0  # in standardised units: L1 beyond one spread, squared inside
+LOSSES = ("l1", "huber", "dollars")
+# dollars: outputs this many spreads above the center are priced as if there (exp of more would
+# overflow float32 long before any real price)
+MAX_STANDARD_OUTPUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,20 @@ class PriceScale:
                    pooling=pooling, layers=layers)
 
 
-def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l1") -> torch.Tensor:
-    """Mean L1 (or Huber) distance between head outputs and standardised log-price targets."""
+def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l1", spread: float = 1.0) -> torch.Tensor:
+    """The loss between head outputs and standardised log-price targets (`PriceScale.target`).
+
+    l1: mean absolute distance in standardised log price. huber: the same, squared within one spread.
+    dollars: the mean absolute error of the prices themselves, |exp(spread * output) -
+    exp(spread * target)|, which is |(1 + guess) - (1 + truth)| / (1 + center price): the course's
+    metric in units of the median price. Its optimum is the median, as l1's, but each item counts by
+    its dollars, so the dear items, where most of the error is, pull hardest. `spread` is the scale's."""
     outputs, targets = outputs.float().reshape(-1), targets.float().reshape(-1)
     if kind == "huber":
         return F.huber_loss(outputs, targets, delta=HUBER_DELTA)
+    if kind == "dollars":
+        outputs = outputs.clamp(max=MAX_STANDARD_OUTPUT / spread)
+        return (torch.exp(spread * outputs) - torch.exp(spread * targets)).abs().mean()
     return F.l1_loss(outputs, targets)
 
 

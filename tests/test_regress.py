@@ -54,10 +54,15 @@ def test_regression_loss_is_l1_on_standardised_log_price(tiny_model_dir, tokeniz
             out = model.get_base_model().score(hidden)[0]
             by_hand.append(abs(float(out) - (math.log1p(r["price"]) - scale.center) / scale.scale))
         loss = RegressionTrainer.compute_loss(
-            type("T", (), {"loss_kind": "l1", "pooling": "last"})(), model, batch)
+            type("T", (), {"loss_kind": "l1", "pooling": "last", "spread": 1.0})(), model, batch)
     assert float(loss) == pytest.approx(sum(by_hand) / 3, rel=1e-5)
     huber = regression_loss(torch.tensor([0.0, 3.0]), torch.tensor([0.5, 0.0]), "huber")
     assert float(huber) == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2)
+    # dollars: the prices' absolute error over 1 + the center price, from the same standardised values
+    guesses, truths = [30.0, 700.0], [50.0, 200.0]
+    dollars = regression_loss(torch.tensor([scale.target(p) for p in guesses]),
+                              torch.tensor([scale.target(p) for p in truths]), "dollars", scale.scale)
+    assert float(dollars) == pytest.approx((20.0 + 500.0) / 2 / (1 + math.expm1(scale.center)), rel=1e-4)
 
 
 def test_mean_pooling_reads_the_mean_hidden_state_whatever_the_padding(tiny_model_dir, tokenizer, demo_splits):

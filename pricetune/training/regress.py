@@ -1,5 +1,6 @@
 """The regress objective's trainer: transformers' Trainer on a sequence-classification model whose
-scalar head reads the prompt's hidden state (last token or mean), L1 or Huber on log price."""
+scalar head reads the prompt's hidden state (last token or mean), L1 or Huber on log price, or the
+absolute error in dollars."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .common import AtomicCheckpoints, shared_args
 
 
 class RegressionTrainer(AtomicCheckpoints, Trainer):
-    """transformers' Trainer for the regress objective: L1 (or Huber) on standardised log price,
+    """transformers' Trainer for the regress objective: L1 (or Huber, or dollars) on standardised log price,
     the head read at the last prompt token or on the mean over the prompt (`pooling`)."""
 
     checkpoint_files = (HEAD_FILE,)
@@ -23,8 +24,9 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args, loss_kind: str = "l1", head_learning_rate: float | None = None, pooling: str = "last",
-                 **kwargs):
+                 spread: float = 1.0, **kwargs):
         self.loss_kind, self.head_learning_rate, self.pooling = loss_kind, head_learning_rate, pooling
+        self.spread = spread  # the price scale's: the dollars loss turns outputs back into prices
         self._total_train_tokens = 0
         super().__init__(*args, **kwargs)
 
@@ -44,7 +46,7 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = head_outputs(model, inputs["input_ids"], inputs.get("attention_mask"), self.pooling)
-        loss = regression_loss(outputs, inputs["labels"], self.loss_kind)
+        loss = regression_loss(outputs, inputs["labels"], self.loss_kind, self.spread)
         if model.training and "attention_mask" in inputs:
             self._total_train_tokens += int(inputs["attention_mask"].sum())
         return (loss, {"logits": outputs}) if return_outputs else loss
