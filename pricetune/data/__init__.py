@@ -1,0 +1,27 @@
+"""Datasets of priced products: loading, validation, the embedded demo data, and tokenization.
+
+    from pricetune.data import load_splits
+    splits = load_splits("../shared/data/amazon-items", val_size=255)   # train / val / test
+    splits = load_splits("demo", val_size=100)                          # embedded diamonds
+
+Sources: `demo`; a local directory (a `datasets` save, or train/val/test files in jsonl, json,
+csv or parquet); a single jsonl/csv/parquet file (split 80/10/10 by a fixed shuffle); a Hub dataset
+id. Every row needs a non-empty text `prompt` and a `completion` that parses as a price; bad rows
+stop the load with file and line, or are skipped and counted with `on_bad_rows="skip"`.
+
+One file a part: `rows` (the format, validation, file readers), `demo` (the diamonds), `sources`
+(loading splits), `encode` (tokenization).
+"""
+
+from .demo import demo_rows, diamond_prompt, diamonds_csv
+from .encode import (encode_example, encode_examples, encode_prompt, encode_prompts, in_length_order, is_right_padded,
+                     map_batched, tokenize_rows)
+from .rows import (COMPLETION_RESERVE, FILE_SUFFIXES, MAX_PRICE, MAX_PRICE_DIGITS, PRICE_TRAILER, QUESTION, SPLITS,
+                   TRAILER, BadRows, completion_price, format_completion, iter_jsonl, make_prompt, read_rows)
+from .sources import hub_offline, load_rows, load_splits, looks_local
+
+__all__ = ["COMPLETION_RESERVE", "FILE_SUFFIXES", "MAX_PRICE", "MAX_PRICE_DIGITS", "PRICE_TRAILER", "QUESTION", "SPLITS",
+           "TRAILER", "BadRows", "completion_price", "demo_rows", "diamond_prompt", "diamonds_csv", "encode_example",
+           "encode_examples", "encode_prompt", "encode_prompts", "format_completion", "hub_offline", "in_length_order",
+           "is_right_padded", "iter_jsonl", "load_rows", "load_splits", "looks_local", "make_prompt", "map_batched",
+           "read_rows", "tokenize_rows"]

@@ -1,0 +1,244 @@
+"""The course's rows: the prompt and completion format, prices read strictly, rows validated, and the
+file readers (jsonl, json, csv, parquet) that report a bad row by file and line.
+
+    from pricetune.data import read_rows, make_prompt, completion_price
+    rows = read_rows("../shared/data/amazon-items/train.jsonl")      # [{prompt, completion, price}, ...]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import DataError
+
+
+QUESTION = "What does this cost to the nearest dollar?"
+TRAILER = "\n\nPrice is $"
+MAX_PRICE = 1_000_000.0  # anything above is a data error (a typo or a concatenated field), not a product
+PRICE_TRAILER = "Price is $"
+SPLITS = ("train", "val", "test")
+# Tokens kept free after the prompt: the longest completion a valid row can have ("1000000.00"), one
+# token per character, plus EOS. One rule for training and inference, whatever the row's own price,
+# so a prompt is cut at the same place everywhere.
+COMPLETION_RESERVE = len(f"{int(MAX_PRICE)}.00") + 1
+SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "valid", "dev"), "test": ("test",)}
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+MAX_PRICE_DIGITS = len(str(int(MAX_PRICE)))  # 7: the longest integer part a valid price has
+
+
+def make_prompt(description: str) -> str:
+    """Wrap a bare item description in the training prompt; a full prompt (one that ends in
+    "Price is $", as every dataset row must) is returned unchanged."""
+    text = description.strip("\n")
+    if text.endswith(PRICE_TRAILER):
+        return description
+    return f"{QUESTION}\n\n{text.strip()}{TRAILER}"
+
+
+def format_completion(price: float) -> str:
+    """The course's completion: the price rounded to the nearest dollar, as "64.00"."""
+    return f"{math.floor(price + 0.5)}.00"
+
+
+_NUMBER = re.compile(r"^\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*$")
+
+
+def completion_price(value: Any) -> float:
+    """Parse a dataset completion (strict: the whole field is one number). Raises ValueError."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError("missing")
+    if isinstance(value, (int, float)):
+        price = float(value)
+    else:
+        m = _NUMBER.match(str(value))
+        if not m:
+            raise ValueError(f"not a price: {str(value)[:40]!r}")
+        price = float(m.group(1).replace(",", ""))
+    if not math.isfinite(price):
+        raise ValueError(f"not a finite price: {value!r}")
+    if price < 0:
+        raise ValueError(f"negative price: {value!r}")
+    if price > MAX_PRICE:
+        raise ValueError(f"absurd price (> {MAX_PRICE:,.0f}): {value!r}")
+    return price
+
+
+# ------------------------------------------------------------------------------------------------
+# Row validation
+
+
+@dataclass
+class BadRows:
+    """Rows rejected while loading, by kind, with the first few locations for the message."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, where: str, detail: str) -> None:
+        self.counts[kind] += 1
+        if len(self.examples) < 10:
+            self.examples.append(f"{where}: {kind}: {detail}")
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
+
+
+FIX_HINT = (
+    "Each row needs a non-empty text 'prompt' and a 'completion' holding the price (e.g. \"64.00\"). "
+    "Fix or remove these rows, or pass --on-bad-rows skip to skip them (they are counted and reported)."
+)
+
+
+def check_row(row: Any, where: str, bad: BadRows) -> dict | None:
+    if not isinstance(row, dict):
+        bad.add("not an object", where, f"got {type(row).__name__}")
+        return None
+    if "prompt" not in row:
+        cols = ", ".join(sorted(map(str, row))[:8])
+        bad.add("missing prompt", where, f"no 'prompt' column (columns: {cols})")
+        return None
+    prompt = row["prompt"]
+    if not isinstance(prompt, str) or not prompt.strip():
+        bad.add("empty prompt", where, "'prompt' must be non-empty text")
+        return None
+    if not prompt.endswith(PRICE_TRAILER):
+        bad.add("prompt template", where, f"the prompt must end with {PRICE_TRAILER!r} (it ends "
+                f"{prompt[-20:]!r}); the model is trained and asked with the same prompt")
+        return None
+    if "completion" not in row or row["completion"] is None:
+        cols = ", ".join(sorted(map(str, row))[:8])
+        bad.add("missing completion", where, f"no 'completion' value (columns: {cols})")
+        return None
+    try:
+        price = completion_price(row["completion"])
+    except ValueError as e:
+        bad.add("bad completion", where, str(e))
+        return None
+    exact = row.get("price")
+    if exact is not None:
+        try:
+            price = completion_price(exact)
+        except ValueError as e:
+            bad.add("bad price", where, str(e))
+            return None
+    # Trained on the canonical whole-dollar form whatever the file says ("$1,299.00" -> "1299.00"): a
+    # comma or a "$" would teach what the price decoders read as the end of the number
+    completion = format_completion(completion_price(row["completion"]))
+    return {"prompt": prompt, "completion": completion, "price": float(price)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Readers: each yields (location, row) so errors can name the file and line or row.
+
+
+def _read_jsonl(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    yield from iter_jsonl(path, bad)
+
+
+def _read_json(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {e.start}); re-save it as UTF-8") from None
+    except json.JSONDecodeError as e:
+        # A .json file with one object per line is jsonl in disguise
+        if e.msg == "Extra data":
+            yield from _read_jsonl(path, bad)
+            return
+        raise DataError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from None
+    if isinstance(data, dict):
+        data = data.get("data", data.get("rows", [data]))
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a list of rows, got {type(data).__name__}")
+    for n, row in enumerate(data, start=1):
+        yield f"{path}: row {n}", row
+
+
+def _read_csv(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {e.start}); re-save it as UTF-8") from None
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    try:
+        for row in reader:
+            # line_num is the physical line just read; the header is line 1
+            yield f"{path}:{reader.line_num}", row
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
+
+
+def _read_parquet(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several unrelated types for a corrupt file
+        raise DataError(f"{path}: not a readable parquet file ({e})") from None
+    for n, row in enumerate(table.to_pylist(), start=1):
+        yield f"{path}: row {n}", row
+
+
+def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, Any]]:
+    """(location, object) for each non-blank line. A line that is not UTF-8 or not JSON is counted in
+    `bad` and skipped when one is given; without one, the first such line raises DataError."""
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            where = f"{path}:{n}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if bad is None:
+                    raise DataError(f"{where}: not UTF-8 text; re-save the file as UTF-8") from None
+                bad.add("not UTF-8", where, f"invalid byte at column {e.start + 1}; re-save the file as UTF-8")
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as e:
+                if bad is None:
+                    raise DataError(f"{where}: malformed JSON: {e.msg}") from None
+                bad.add("malformed JSON", where, e.msg)
+
+
+READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+
+
+def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None = None) -> list[dict]:
+    """Read and validate one file. Raises DataError on bad rows unless on_bad_rows == "skip"."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
+    own = bad if bad is not None else BadRows()
+    before = sum(own.counts.values())
+    rows = []
+    for where, raw in reader(path, own):
+        row = check_row(raw, where, own)
+        if row is not None:
+            rows.append(row)
+    new_bad = sum(own.counts.values()) - before
+    if new_bad and on_bad_rows == "error":
+        raise DataError(
+            f"{path}: {new_bad} invalid row(s) ({own.summary()}):\n  "
+            + "\n  ".join(own.examples)
+            + f"\n{FIX_HINT}"
+        )
+    if not rows:
+        raise DataError(f"{path}: no usable rows (the file is empty or every row is invalid)")
+    return rows

@@ -1,0 +1,144 @@
+"""Where rows come from: `demo`, a local directory (a `datasets` save or split files), one file (split
+80/10/10 by a fixed shuffle), or a Hub dataset id; every split validated before any model loads.
+
+    from pricetune.data import load_splits
+    splits, bad = load_splits("../shared/data/amazon-items", val_size=255)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import DataError
+from .demo import demo_rows
+from .rows import FILE_SUFFIXES, FIX_HINT, SPLIT_ALIASES, BadRows, check_row, read_rows
+
+
+def _split_files(directory: Path) -> dict[str, Path]:
+    found = {}
+    for split, names in SPLIT_ALIASES.items():
+        for name in names:
+            hits = [directory / f"{name}{s}" for s in FILE_SUFFIXES if (directory / f"{name}{s}").is_file()]
+            if hits:
+                found[split] = hits[0]
+                break
+    return found
+
+
+def _from_datasets_save(directory: Path, on_bad_rows: str, bad: BadRows) -> dict[str, list[dict]]:
+    from datasets import load_from_disk
+
+    return _validate_splits(load_from_disk(str(directory)), str(directory), on_bad_rows, bad)
+
+
+def _validate_splits(dd, label: str, on_bad_rows: str, bad: BadRows) -> dict[str, list[dict]]:
+    """Validate each split of a DatasetDict, taking val from validation/valid/dev when so named."""
+    out = {}
+    for split, names in SPLIT_ALIASES.items():
+        name = next((n for n in names if n in dd), None)
+        if name is not None:
+            out[split] = _validate(dd[name], f"{label}[{name}]", on_bad_rows, bad)
+    return out
+
+
+def _validate(rows: Iterable[Any], label: str, on_bad_rows: str, bad: BadRows) -> list[dict]:
+    before = sum(bad.counts.values())
+    good = [r for n, raw in enumerate(rows, start=1) if (r := check_row(raw, f"{label} row {n}", bad))]
+    if sum(bad.counts.values()) > before and on_bad_rows == "error":
+        raise DataError(f"{label}: invalid rows ({bad.summary()}):\n  " + "\n  ".join(bad.examples) + f"\n{FIX_HINT}")
+    if not good:
+        raise DataError(f"{label}: no usable rows")
+    return good
+
+
+def hub_offline() -> bool:
+    """The one offline check: HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) set to a true value, read now
+    (huggingface_hub reads its own copy once, at import)."""
+    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _from_hub(dataset_id: str, on_bad_rows: str, bad: BadRows) -> dict[str, list[dict]]:
+    hint = (
+        f"could not load dataset {dataset_id!r} from the Hugging Face Hub. Offline, pass a local source "
+        "instead: --dataset demo, a directory with train/val/test jsonl files (e.g. ../shared/data/amazon-items), "
+        "or a single .jsonl/.csv/.parquet file"
+    )
+    if hub_offline():
+        raise DataError(hint + " (HF_HUB_OFFLINE is set)")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", dataset_id):
+        raise DataError(f"dataset {dataset_id!r} is neither an existing local path nor a valid Hub id")
+    from datasets import load_dataset
+
+    try:
+        dd = load_dataset(dataset_id)
+    except Exception as e:  # network, auth and not-found errors come in many types
+        raise DataError(f"{hint}.\n  cause: {type(e).__name__}: {str(e)[:300]}") from None
+    return _validate_splits(dd, dataset_id, on_bad_rows, bad)
+
+
+def looks_local(source: str) -> bool:
+    """A source meant as a path, not a Hub id (user/name): it starts like a path, names a data file,
+    has more than one "/", or its first part is a folder here (data/nope)."""
+    path = Path(source)
+    return (source.startswith((".", "/", "~")) or path.suffix.lower() in FILE_SUFFIXES or source.count("/") > 1
+            or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
+
+
+def load_rows(source: str, on_bad_rows: str = "error") -> tuple[dict[str, list[dict]], BadRows]:
+    """All splits a source has, validated, as lists of {prompt, completion, price}."""
+    bad = BadRows()
+    path = Path(source)
+    if source == "demo":
+        splits = demo_rows()
+    elif path.is_dir():
+        if (path / "dataset_dict.json").is_file():
+            splits = _from_datasets_save(path, on_bad_rows, bad)
+        else:
+            files = _split_files(path)
+            if not files:
+                raise DataError(
+                    f"{path}: no split files found; expected train/val/test files ending in "
+                    f"{', '.join(FILE_SUFFIXES)} (val may be named validation), or a datasets save"
+                )
+            splits = {s: read_rows(p, on_bad_rows, bad) for s, p in files.items()}
+    elif path.is_file():
+        rows = read_rows(path, on_bad_rows, bad)
+        order = list(range(len(rows)))
+        random.Random(1234).shuffle(order)
+        rows = [rows[i] for i in order]
+        n_test = n_val = max(1, len(rows) // 10)
+        splits = {"test": rows[:n_test], "val": rows[n_test:n_test + n_val], "train": rows[n_test + n_val:]}
+    elif looks_local(source):
+        raise DataError(f"dataset not found: {source} (no such file or directory)")
+    else:
+        splits = _from_hub(source, on_bad_rows, bad)
+    return splits, bad
+
+
+def load_splits(
+    source: str,
+    val_size: int,
+    train_size: int | None = None,
+    on_bad_rows: str = "error",
+    need: tuple[str, ...] = ("train",),
+) -> tuple[dict[str, list[dict]], BadRows]:
+    """Train / val (first val_size rows) / test, as the reference recipe takes them."""
+    splits, bad = load_rows(source, on_bad_rows)
+    missing = [s for s in need if not splits.get(s)]
+    if val_size > 0 and "train" in need and not splits.get("val"):
+        missing.append("val")
+    if missing:
+        raise DataError(
+            f"dataset {source}: missing split(s) {', '.join(missing)} (found: {', '.join(splits) or 'none'}); "
+            "add the file (e.g. val.jsonl) or set --val-size 0 to train without validation"
+        )
+    if "val" in splits:
+        splits["val"] = splits["val"][:val_size]
+    if train_size is not None and "train" in splits:
+        splits["train"] = splits["train"][:train_size]
+    return splits, bad

@@ -1,0 +1,141 @@
+"""`pricetune evaluate`: the command line, the output folder, the leaderboard row."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+from .. import distributed as dist
+from ..errors import PricetuneError
+from .compare import compare_cli
+from .report import item_category, item_title, print_table, score, write_outputs
+from .sources import Scored, from_baseline, from_ensemble, from_model, read_predictions, split_items
+
+
+def add_evaluate_arguments(p) -> None:
+    from ..options import add_model_arguments
+
+    p.description = ("Price the items of a split and score the prices: metrics, charts, and a self-contained "
+                     "HTML report. Failed parses count as $0 in every metric and are also counted on their own. "
+                     "Sources: a run (or a Hub adapter), --baseline, --ensemble, or --predictions.")
+    p.add_argument("target", nargs="?", help="A run directory (or its checkpoint-N folder), or a Hub adapter id (user/name).")
+    p.add_argument("--dataset", help="Dataset source as `train --dataset` takes it (default: the run's).")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="Split to score (default test).")
+    p.add_argument("--limit", type=int, default=200, help="Score the first N items (default 200, the course's; 0 = all).")
+    p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run directory).")
+    p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price).")
+    p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-embed"],
+                   help="Score a classical baseline: the train split's mean or median; TF-IDF + ridge on log price "
+                   "(fit on train, regularisation chosen on val); tfidf-embed: the same TF-IDF features beside the "
+                   "frozen --base-model's (default smollm2-135m) mean hidden state after one layer, one ridge (layer, "
+                   "weight and alpha chosen on val; one forward pass of the base per item).")
+    p.add_argument("--train-size", type=int, metavar="N",
+                   help="Baselines: fit on the first N train rows only (to match a run trained on N rows).")
+    p.add_argument("--train-on-val", action="store_true",
+                   help="Baselines tfidf, median, mean: the refit to put beside a run trained with --train-on-val "
+                   "(alpha still chosen on val, then the fit uses train + val); scored on test only.")
+    p.add_argument("--ensemble", metavar="DIR", help="Score an ensemble made by `pricetune ensemble`.")
+    p.add_argument("--compare", nargs="+", metavar="EVAL_DIR",
+                   help="Put several evaluation directories side by side; when they scored the same items, also "
+                   "each against the first item by item (the MAE difference with its paired 95%% interval: "
+                   "paired.json).")
+    p.add_argument("--leaderboard", metavar="JSON",
+                   help="Also record this result as a row of a leaderboard file (replacing a row of the same --name).")
+    p.add_argument("--name", help="The row's name in --leaderboard (default: the label).")
+    p.add_argument("--on-bad-rows", default="error", choices=["error", "skip"], help="As for train.")
+    add_model_arguments(p)
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """A folder-name piece with no shell metacharacters: letters, digits, '.', '_' and '-'."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "eval")[:limit]
+
+
+def _default_out(ns, label: str) -> Path:
+    if ns.output_dir:
+        return Path(ns.output_dir)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    how = ns.decode if not (ns.baseline or ns.ensemble or ns.predictions) else "x"
+    name = f"eval-{ns.split}-{how}-{stamp}" if how != "x" else f"eval-{ns.split}-{stamp}"
+    if ns.target and Path(ns.target).is_dir():
+        return Path(ns.target) / name
+    return Path("runs") / f"{name}-{safe_name(label)}"
+
+
+def evaluate_cli(ns) -> int:
+    """Score one source on a split. Under torchrun / accelerate launch the model's work is split
+    across the processes and rank 0 writes the results (the same files as one process)."""
+    if dist.launched() and (ns.compare or ns.predictions or ns.baseline) and not dist.is_main():
+        return 0  # nothing to share out: rank 0 does it alone
+    if ns.compare:
+        return compare_cli(ns)
+    if ns.limit < 0:
+        raise PricetuneError("--limit must be >= 0")
+    if ns.samples < 1:
+        raise PricetuneError("--samples must be >= 1")
+    if sum(bool(x) for x in (ns.predictions, ns.baseline, ns.ensemble)) > 1:
+        raise PricetuneError("choose one source: --predictions, --baseline or --ensemble")
+    if ns.train_on_val and not ns.baseline:
+        raise PricetuneError("--train-on-val refits a --baseline; a run is refit by `pricetune train --train-on-val`")
+    if ns.output_dir and Path(ns.output_dir).exists() and (
+            not Path(ns.output_dir).is_dir() or any(Path(ns.output_dir).iterdir())):
+        raise PricetuneError(f"{ns.output_dir} already exists and is not empty; choose another --output-dir")
+    if ns.predictions:
+        titles, truths, texts, guesses = read_predictions(Path(ns.predictions))
+        n = ns.limit or len(truths)
+        titles, truths, texts, guesses = titles[:n], truths[:n], texts[:n], guesses[:n]
+        scored = Scored(Path(ns.predictions).stem, texts, guesses, {"source": ns.predictions}, False)
+        categories = None
+        settings = {"limit": ns.limit}
+    else:
+        from ..config import load_run_config, refuse_val_of_refit
+        from ..inference import run_paths
+
+        run_dir = ns.target if ns.target and Path(ns.target).is_dir() else None
+        if ns.target and not run_dir and not ns.adapter:
+            ns.adapter = ns.target
+        if run_dir and ns.split == "val":
+            refuse_val_of_refit(run_paths(run_dir)[0], "evaluating it")
+        dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
+        if dataset is None and ns.ensemble:
+            dataset = json.loads((Path(ns.ensemble) / "ensemble.json").read_text())["dataset"]
+        if dataset is None:
+            raise PricetuneError("which items? pass --dataset (or evaluate a run directory, which knows its own)")
+        splits, items = split_items(ns, dataset)
+        titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
+        categories = [item_category(r["prompt"]) for r in items]
+        if ns.baseline:
+            scored = from_baseline(ns, splits, items)
+        elif ns.ensemble:
+            scored = from_ensemble(ns, items)
+        else:
+            scored = from_model(ns, run_dir, items)
+        settings = {"dataset": dataset, "split": ns.split, "limit": ns.limit}
+    settings.update(scored.settings)
+    if not dist.is_main():
+        return 0
+    metrics, rows = score(titles, truths, scored.texts, scored.guesses, categories)
+    out = _default_out(ns, scored.label)
+    write_outputs(out, scored.label, metrics, rows, settings)
+    if ns.leaderboard:
+        record_leaderboard(Path(ns.leaderboard), ns.name or scored.label, settings.get("split", "-"), metrics,
+                           scored.llm_only)
+    print_table(scored.label, ["value"], [metrics])
+    print(f"eval: {out}")
+    return 0
+
+
+def record_leaderboard(path: Path, name: str, split: str, metrics: dict, llm_only: bool) -> None:
+    """Add (or replace, by name) one row: what was scored, the command that scored it, the figures."""
+    import shlex
+    import sys
+
+    rows = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    command = "pricetune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    row = {"name": name, "command": command, "split": split, "n": metrics["n"], "mae": round(metrics["mae"], 2),
+           "median_ae": round(metrics["median_ae"], 2), "rmsle": round(metrics["rmsle"], 4), "llm_only": llm_only}
+    rows = [r for r in rows if r.get("name") != name] + [row]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,120 @@
+"""Where an evaluation's prices come from: predictions made elsewhere, a baseline, a run, an ensemble.
+Each source returns a `Scored`: the label, the model's texts and prices, and the settings to record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import distributed as dist
+from ..errors import PricetuneError
+from ..metrics import parse_price
+from .report import item_title
+
+
+def read_predictions(path: Path) -> tuple[list[str], list[float], list[str], list[float | None]]:
+    """A jsonl of predictions made elsewhere: `prediction` (text or number) and `price` (or `completion`)."""
+    from ..data import completion_price, iter_jsonl
+
+    titles, truths, texts, guesses = [], [], [], []
+    for n, (where, row) in enumerate(iter_jsonl(path), start=1):
+        if not isinstance(row, dict) or "prediction" not in row:
+            raise PricetuneError(f"{where}: each line needs a 'prediction' (text or number)")
+        truth = row.get("price", row.get("completion"))
+        try:
+            truths.append(completion_price(truth))
+        except ValueError as e:
+            raise PricetuneError(f"{where}: the truth ('price', else 'completion') is unusable: {e}") from None
+        text = row["prediction"]
+        texts.append(text if isinstance(text, str) else json.dumps(text))
+        guesses.append(parse_price(text))
+        titles.append(str(row.get("title") or item_title(row.get("prompt", "")) or f"item {n}"))
+    if not truths:
+        raise PricetuneError(f"{path}: no predictions")
+    return titles, truths, texts, guesses
+
+
+@dataclass
+class Scored:
+    """What one evaluation source produced for the items."""
+
+    label: str
+    texts: list[str]
+    guesses: list[float | None]
+    settings: dict
+    llm_only: bool
+
+
+def split_items(ns, dataset: str):
+    from ..data import load_rows
+
+    splits, _ = load_rows(dataset, ns.on_bad_rows)  # validated before any model is loaded
+    if not splits.get(ns.split):
+        raise PricetuneError(f"dataset {dataset} has no {ns.split} split (found: {', '.join(splits)})")
+    return splits, splits[ns.split][: ns.limit or None]
+
+
+def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
+    from ..baselines import TfidfEmbedRidge, TfidfRidge, constant
+
+    splits = {**splits, "train": splits.get("train", [])[: ns.train_size or None]}
+    if ns.train_on_val:
+        if ns.split == "val":
+            raise PricetuneError("--train-on-val fits the baseline on the val rows; score it on test")
+        if ns.baseline == "tfidf-embed":
+            raise PricetuneError("--train-on-val is for --baseline tfidf, median or mean")
+        if not splits.get("val"):
+            raise PricetuneError("--train-on-val needs a val split to train on; the dataset has none")
+    if ns.baseline == "tfidf-embed":
+        base = ns.base_model or "smollm2-135m"
+        model = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=base, precision=ns.precision,
+                                    batch_size=ns.batch_size)
+        guesses = model.predict([r["prompt"] for r in items], progress=True)
+        return Scored("TF-IDF + base embeddings + ridge", [f"{g:.2f}" for g in guesses], guesses,
+                      {"baseline": "tfidf-embed", "base_model": base, "layer": model.layer, "weight": model.weight,
+                       "alpha": model.alpha, "val_mae": round(model.val_mae, 2),
+                       "val_mae_by_setting": {k: round(v, 2) for k, v in model.val_mae_by_setting.items()}},
+                      False)
+    if ns.baseline == "tfidf":
+        model = TfidfRidge.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val)
+        guesses = model.predict([r["prompt"] for r in items])
+        texts = [f"{g:.2f}" for g in guesses]
+        scores = ", ".join(f"{a:g}: ${m:,.2f}" for a, m in model.val_mae_by_alpha.items())
+        return Scored("TF-IDF + ridge" + (" (refit on train + val)" if ns.train_on_val else ""), texts, guesses,
+                      {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores,
+                       "train_on_val": ns.train_on_val}, False)
+    rows, which = (splits.get("train", []) + splits["val"], "train + val") if ns.train_on_val else \
+        (splits.get("train", []), "train")
+    value = constant(rows, ns.baseline)
+    return Scored(f"constant {ns.baseline} {value:,.2f}", [f"{value:.2f}"] * len(items), [value] * len(items),
+                  {"baseline": f"{ns.baseline} of {len(rows)} {which} prices = {value:.2f}"}, False)
+
+
+def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
+    from ..inference import load_from_args
+
+    ns.run = run_dir
+    lm = load_from_args(ns)
+    # Under a launcher each process prices its share of the items; every item's draws are seeded
+    # by the item itself, so the split changes no price
+    out = dist.map_shared(lambda share: lm.price(share, ns.decode, ns.batch_size, ns.samples, progress=dist.is_main()),
+                          [r["prompt"] for r in items])
+    settings = dict(model=lm.label, objective=lm.objective, max_length=lm.max_length, batch_size=ns.batch_size)
+    label = lm.label
+    if lm.objective == "generate":
+        settings["decode"] = ns.decode
+        label += "" if ns.decode == "greedy" else f" ({ns.decode})"
+        if ns.decode == "median":
+            settings["samples"] = ns.samples
+    return Scored(label, [t for t, _ in out], [p for _, p in out], settings, llm_only=not ns.no_adapter)
+
+
+def from_ensemble(ns, items: list[dict]) -> Scored:
+    from ..ensemble import Ensemble
+
+    ens = Ensemble.load(ns.ensemble)
+    guesses = dist.map_shared(lambda share: ens.predict(share, progress=dist.is_main()), [r["prompt"] for r in items])
+    members = ", ".join(f"{m.spec} x{w:.2f}" for m, w in zip(ens.members, ens.weights))
+    return Scored(f"ensemble {Path(ns.ensemble).name}", ["" if g is None else f"{g:.2f}" for g in guesses], guesses,
+                  {"ensemble": str(ns.ensemble), "members": members}, ens.llm_only)
