@@ -1,0 +1,41 @@
+"""`pricetune prepare`: a raw product catalog in, a training set in the course's format out.
+
+    pricetune prepare catalog.csv --out data/mine                    # columns found by name
+    pricetune prepare export.csv --out data/mine --price-column cost --text-columns name,colour,notes
+    pricetune prepare McAuley-Lab/Amazon-Reviews-2023 --out data/appliances   # a Hub dataset (online)
+    pricetune train --dataset data/mine                              # reads the folder as it is
+
+SOURCE: a CSV, JSONL, JSON or parquet file, a folder of them, or a Hub dataset id. Rows are read in
+a stream (parquet by record batch, Hub datasets with streaming=True), so memory holds the kept items
+only. Each row becomes one item text: a `Title:` line, then `Category:`, `Brand:`, `Description:`,
+`Features:` and `Details:` lines from the columns of those names (or `main_category`, `store`), or
+one `Name: value` line per `--text-columns` column (the title, for de-duplication, is the one named
+title, name or product_name, if chosen); lists are joined, dicts rendered `key: value`.
+
+The course's curation, each step a setting (`pricetune prepare --help`), applied in this order and
+counted in the data card's funnel:
+  1. a usable price: present, numeric, within --min-price .. --max-price ($0.50 - $999.49);
+  2. text: detail keys that are noise dropped (part and model numbers, best-sellers rank, batteries,
+     dates first available), whitespace squashed, part-number-like tokens (7+ characters mixing
+     capital letters and digits) scrubbed, at least --min-chars characters left;
+  3. duplicates: the first item of each title, then of each text (its title taken out), is kept;
+  4. the text cut to --max-tokens tokens of the base model's tokenizer (the course kept ~110);
+  5. optional --balance: at most --balance-cap items per price band (20 bands, even in log price),
+     drawn by seed, so cheap items don't swamp the set;
+  6. a split by seed: --test and --val items, the rest train.
+Output: train/val/test.jsonl ({"prompt", "completion": "64.00", "price": 64.3}), prepare.json (the
+funnel and the settings), README.md (the data card), price_hist.png and token_hist.png.
+
+One file a part: `rules` (the curation, rule by rule), `read` (the sources, streamed), `card`, `run`
+(the pipeline and its command line).
+"""
+
+from .card import write_card
+from .read import read_source
+from .rules import (BANDS, Funnel, PrepareSettings, balance, curate, cut_to_tokens, item_text, make_item_prompt,
+                    parse_price, render_value, scrub_part_numbers, split, squash, to_row)
+from .run import add_prepare_arguments, prepare, prepare_cli
+
+__all__ = ["BANDS", "Funnel", "PrepareSettings", "add_prepare_arguments", "balance", "curate", "cut_to_tokens",
+           "item_text", "make_item_prompt", "parse_price", "prepare", "prepare_cli", "read_source", "render_value",
+           "scrub_part_numbers", "split", "squash", "to_row", "write_card"]

@@ -1,0 +1,236 @@
+"""The curation rules of `pricetune prepare`, one function each, pure where they can be (tested one by
+one in tests/test_prepare.py): price, text, duplicates (`curate`), the token cut, the balance, the split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..data import QUESTION, TRAILER, format_completion
+from ..errors import DataError
+
+
+NOISY_DETAIL_KEYS = ("part number", "model number", "item model", "best sellers rank", "batteries",
+                     "date first available", "asin", "upc", "manufacturer reference")
+PART_NUMBER = re.compile(r"\b(?=[A-Z0-9-]*[A-Z])(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{6,}\b")
+WHITESPACE = re.compile(r"\s+")
+FIELDS = {  # item line -> the column names it is read from, in order of preference
+    "Title": ("title", "name", "product_name"),
+    "Category": ("category", "main_category"),
+    "Brand": ("brand", "store", "manufacturer"),
+    "Description": ("description",),
+    "Features": ("features",),
+    "Details": ("details",),
+}
+PRICE_NAMES = ("price", "list_price", "cost")
+BANDS = 20
+
+
+@dataclass
+class PrepareSettings:
+    source: str
+    out: str
+    price_column: str | None = None
+    text_columns: list[str] | None = None
+    seed: int = 42
+    val: int = 500
+    test: int = 500
+    min_price: float = 0.5
+    max_price: float = 999.49
+    min_chars: int = 300
+    max_tokens: int = 110
+    balance: bool = False
+    balance_cap: int = 1000
+    base_model: str = "smollm2-135m"
+    limit: int | None = None
+
+
+@dataclass
+class Funnel:
+    read: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)  # reason -> first location
+
+    def drop(self, reason: str, where: str) -> None:
+        self.dropped[reason] += 1
+        self.examples.setdefault(reason, where)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure text rules (tested one by one)
+
+
+def squash(text: str) -> str:
+    return WHITESPACE.sub(" ", text).strip()
+
+
+def scrub_part_numbers(text: str) -> str:
+    """Remove tokens that look like part numbers (7+ characters of capitals and digits, both present)."""
+    return squash(PART_NUMBER.sub("", text))
+
+
+def render_value(value: Any) -> str:
+    """Lists joined, dicts as 'key: value' (noisy keys dropped), strings squashed."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in "[{" and stripped[-1:] in "]}":  # a list or dict stored as JSON text
+            try:
+                return render_value(json.loads(stripped))
+            except json.JSONDecodeError:
+                pass
+        return squash(value)
+    if isinstance(value, dict):
+        parts = [f"{squash(str(k))}: {render_value(v)}" for k, v in value.items()
+                 if not any(noise in str(k).lower() for noise in NOISY_DETAIL_KEYS) and render_value(v)]
+        return "; ".join(parts)
+    if isinstance(value, (list, tuple)):
+        return " ".join(p for p in (render_value(v) for v in value) if p)
+    return squash(str(value))
+
+
+def parse_price(value: Any) -> float | None:
+    """A catalog price: a number, or text like "$1,299.99"; None when there is none."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    m = re.fullmatch(r"\s*\$?\s*(\d[\d,]*(?:\.\d+)?)\s*", str(value))
+    return float(m.group(1).replace(",", "")) if m else None
+
+
+def item_text(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
+    """(title, the item's text lines) of a raw row."""
+    lowered = {str(k).lower(): v for k, v in row.items()}
+    if text_columns:
+        values = [(c, render_value(lowered.get(c.lower()))) for c in text_columns]
+        # the title (for de-duplication) is a column named like one, if any was chosen
+        title = next((v for c, v in values if c.lower() in FIELDS["Title"]), "")
+        lines = [(c.replace("_", " ").capitalize(), v) for c, v in values if v]
+        return title, "\n".join(f"{name}: {value}" for name, value in lines)
+    lines = []
+    for name, columns in FIELDS.items():
+        value = next((render_value(lowered[c]) for c in columns if c in lowered and render_value(lowered[c])), "")
+        if value:
+            lines.append((name, value))
+    title = next((v for n, v in lines if n == "Title"), "")
+    return title, "\n".join(f"{name}: {value}" for name, value in lines)
+
+
+def make_item_prompt(text: str) -> str:
+    return f"{QUESTION}\n\n{text}{TRAILER}"
+
+
+def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) -> list[dict]:
+    """Rules 1-3: price, text, duplicates. Returns {"title", "text", "price"} items."""
+    seen_titles: set[bytes] = set()
+    seen_texts: set[bytes] = set()
+    items = []
+    price_names = (s.price_column.lower(),) if s.price_column else PRICE_NAMES
+    for where, row in rows:
+        funnel.read += 1
+        if not isinstance(row, dict):
+            funnel.drop("unreadable row", where)
+            continue
+        lowered = {str(k).lower(): v for k, v in row.items()}
+        name = next((p for p in price_names if p in lowered), None)
+        if name is None:
+            if s.price_column:
+                raise DataError(f"{where}: no column {s.price_column!r} (columns: {', '.join(map(str, row))[:300]})")
+            funnel.drop("no price column", where)
+            continue
+        raw = lowered[name]
+        if raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, float) and math.isnan(raw)):
+            funnel.drop("missing price", where)
+            continue
+        price = parse_price(raw)
+        if price is None:
+            funnel.drop("non-numeric price", where)
+            continue
+        if not s.min_price <= price <= s.max_price:
+            funnel.drop("price out of range", where)
+            continue
+        title, text = item_text(row, s.text_columns)
+        text = "\n".join(scrub_part_numbers(line) for line in text.splitlines())
+        if not text.strip():
+            funnel.drop("empty text", where)
+            continue
+        if len(text) < s.min_chars:
+            funnel.drop("text too short", where)
+            continue
+        text = text[: s.max_tokens * 7]  # a character ceiling before tokenizing, as the course does
+        t_key = hashlib.blake2b(squash(title).lower().encode(), digest_size=16).digest()
+        # the same text under another title is the same product listed twice
+        x_key = hashlib.blake2b(text.replace(title, "", 1).lower().encode(), digest_size=16).digest()
+        if title and t_key in seen_titles:
+            funnel.drop("duplicate title", where)
+            continue
+        if x_key in seen_texts:
+            funnel.drop("duplicate text", where)
+            continue
+        seen_titles.add(t_key)
+        seen_texts.add(x_key)
+        items.append({"title": title, "text": text, "price": price})
+        if s.limit and len(items) >= s.limit:
+            break
+    return items
+
+
+def cut_to_tokens(items: list[dict], tokenizer, max_tokens: int, batch: int = 1000, progress: bool = True) -> list[int]:
+    """Rule 4, in place: each text cut to `max_tokens` tokens (at a token boundary). Returns the
+    token counts after the cut."""
+    from tqdm.auto import tqdm
+
+    counts = []
+    bar = tqdm(total=len(items), desc="tokenizing", unit="item", file=sys.stderr, disable=not progress)
+    for start in range(0, len(items), batch):
+        chunk = items[start:start + batch]
+        encoded = tokenizer([it["text"] for it in chunk], add_special_tokens=False)["input_ids"]
+        for it, ids in zip(chunk, encoded):
+            if len(ids) > max_tokens:
+                it["text"] = tokenizer.decode(ids[:max_tokens], skip_special_tokens=True).strip()
+            counts.append(min(len(ids), max_tokens))
+        bar.update(len(chunk))
+    bar.close()
+    return counts
+
+
+def balance(items: list[dict], cap: int, seed: int, lo: float, hi: float) -> list[dict]:
+    """Rule 5: at most `cap` items in each of BANDS price bands, even in log price, drawn by seed."""
+    rng = random.Random(seed)
+    span = math.log(hi) - math.log(lo)
+    bands: dict[int, list[dict]] = {}
+    for it in items:
+        b = min(BANDS - 1, int((math.log(it["price"]) - math.log(lo)) / span * BANDS))
+        bands.setdefault(b, []).append(it)
+    kept = []
+    for b in sorted(bands):
+        group = bands[b]
+        kept += group if len(group) <= cap else rng.sample(group, cap)
+    return kept
+
+
+def split(items: list[dict], val: int, test: int, seed: int) -> dict[str, list[dict]]:
+    """Rule 6: a shuffle by seed; test first, then val, the rest train."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    shuffled = [items[i] for i in order]
+    if len(shuffled) < val + test + 1:
+        raise DataError(f"only {len(shuffled)} items survived curation; too few for --test {test} and --val {val} "
+                        "plus a train split (lower them, or loosen --min-chars / the price range)")
+    return {"test": shuffled[:test], "val": shuffled[test:test + val], "train": shuffled[test + val:]}
+
+
+def to_row(item: dict) -> dict:
+    return {"prompt": make_item_prompt(item["text"]), "completion": format_completion(item["price"]),
+            "price": item["price"]}

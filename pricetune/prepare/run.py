@@ -1,0 +1,106 @@
+"""`pricetune prepare`, top to bottom: read, curate, cut, balance, split, write (nothing left behind on
+failure), and its command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from ..errors import DataError, PricetuneError
+from .card import write_card
+from .read import read_source
+from .rules import BANDS, PRICE_NAMES, Funnel, PrepareSettings, balance, curate, cut_to_tokens, split, to_row
+
+
+def prepare(s: PrepareSettings, log=print) -> dict:
+    """Run the pipeline; write the folder. Returns the record saved as prepare.json."""
+    from ..modeling import load_tokenizer
+
+    out = Path(s.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
+    if s.min_price <= 0 or s.max_price <= s.min_price:
+        raise PricetuneError("--min-price must be > 0 and below --max-price")
+    funnel = Funnel()
+    from tqdm.auto import tqdm
+
+    rows = tqdm(read_source(s.source), desc="reading", unit="row", file=sys.stderr, mininterval=1.0)
+    items = curate(rows, s, funnel)
+    rows.close()
+    if not items:
+        raise DataError(f"no item survived curation ({funnel.read} rows read; dropped: "
+                        f"{', '.join(f'{n} {r}' for r, n in funnel.dropped.most_common())})")
+    tokenizer = load_tokenizer(s.base_model)
+    tokens = cut_to_tokens(items, tokenizer, s.max_tokens)
+    for it, n in zip(items, tokens):
+        it["tokens"] = n
+    after_dedupe = len(items)
+    if s.balance:
+        items = balance(items, s.balance_cap, s.seed, s.min_price, s.max_price)
+    splits = split(items, s.val, s.test, s.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        for name, part in splits.items():
+            with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+                for it in part:
+                    f.write(json.dumps(to_row(it), ensure_ascii=False) + "\n")
+        record = {
+            "settings": asdict(s),
+            "funnel": {"read": funnel.read, "dropped": dict(funnel.dropped.most_common()),
+                       "kept_after_curation": after_dedupe,
+                       "dropped_by_balance": after_dedupe - len(items), "kept": len(items),
+                       "splits": {k: len(v) for k, v in splits.items()}},
+            "first_drop_of_each_reason": funnel.examples,
+        }
+        (out / "prepare.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        write_card(out, record, items, splits)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return record
+
+
+def add_prepare_arguments(p) -> None:
+    p.description = (
+        "Turn a raw product catalog (CSV, JSONL, JSON, parquet, a folder of them, or a Hub dataset) into "
+        "train/val/test files in the course's prompt/completion format, with the course's curation and a data card.")
+    d = PrepareSettings("", "")
+    p.add_argument("source", help="A file, a folder of files, or a Hub dataset id.")
+    p.add_argument("--out", required=True, help="New folder for train/val/test.jsonl and the data card.")
+    p.add_argument("--price-column", help=f"The price column (default: the first of {', '.join(PRICE_NAMES)}).")
+    p.add_argument("--text-columns", type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
+                   help="Columns that make the item text, each a 'Name: value' line (default: title, category, "
+                   "brand, description, features, details, found by name).")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"Seed for the split and --balance (default {d.seed}).")
+    p.add_argument("--val", type=int, default=d.val, help=f"Items in the val split (default {d.val}).")
+    p.add_argument("--test", type=int, default=d.test, help=f"Items in the test split (default {d.test}).")
+    p.add_argument("--min-price", type=float, default=d.min_price, help=f"Lowest price kept (default {d.min_price}).")
+    p.add_argument("--max-price", type=float, default=d.max_price, help=f"Highest price kept (default {d.max_price}).")
+    p.add_argument("--min-chars", type=int, default=d.min_chars,
+                   help=f"Shortest item text kept, in characters (default {d.min_chars}, the course's).")
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens,
+                   help=f"Item text cut to this many tokens of --base-model's tokenizer (default {d.max_tokens}).")
+    p.add_argument("--balance", action="store_true", help="Cap the items per price band (cheap items don't swamp the set).")
+    p.add_argument("--balance-cap", type=int, default=d.balance_cap,
+                   help=f"With --balance: items per band at most (default {d.balance_cap}; {BANDS} bands).")
+    p.add_argument("--base-model", default=d.base_model, help=f"Tokenizer for the cut (default {d.base_model}).")
+    p.add_argument("--limit", type=int, help="Stop after N kept items (a quick look at a huge catalog).")
+
+
+def prepare_cli(ns) -> int:
+    s = PrepareSettings(source=ns.source, out=ns.out, price_column=ns.price_column, text_columns=ns.text_columns,
+                        seed=ns.seed, val=ns.val, test=ns.test, min_price=ns.min_price, max_price=ns.max_price,
+                        min_chars=ns.min_chars, max_tokens=ns.max_tokens, balance=ns.balance,
+                        balance_cap=ns.balance_cap, base_model=ns.base_model, limit=ns.limit)
+    record = prepare(s)
+    f = record["funnel"]
+    print(f"read {f['read']:,} rows, kept {f['kept']:,}: train {f['splits']['train']:,}, val {f['splits']['val']:,}, "
+          f"test {f['splits']['test']:,}")
+    for reason, n in f["dropped"].items():
+        print(f"  dropped {n:,}: {reason}")
+    print(f"data: {ns.out}  (card: {ns.out}/README.md; train with: pricetune train --dataset {ns.out})")
+    return 0
