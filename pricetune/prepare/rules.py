@@ -131,6 +131,10 @@ def make_item_prompt(text: str) -> str:
     return f"{QUESTION}\n\n{text}{TRAILER}"
 
 
+# ------------------------------------------------------------------------------------------------
+# The pipeline's steps, rule by rule
+
+
 def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) -> list[dict]:
     """Rules 1-3: price, text, duplicates. Returns {"title", "text", "price"} items."""
     seen_titles: set[bytes] = set()
