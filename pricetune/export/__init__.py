@@ -16,13 +16,14 @@ __all__ = ["add_export_arguments", "export_cli"]  # the work itself: merge.expor
 
 
 def add_export_arguments(p) -> None:
+    from ..options import PRECISIONS
     from .to_gguf import QUANTS  # torch-free, as this whole function: `export --help` loads no model code
 
     p.add_argument("run_dir", help="The run directory (holds adapter_config.json and config.yaml).")
     p.add_argument("--out", required=True, help="New folder for the export (must not exist, or be empty).")
     p.add_argument("--format", default="transformers", choices=["transformers", "gguf"],
                    help="transformers: a merged model folder (default); gguf: one .gguf file and an Ollama Modelfile.")
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"],
+    p.add_argument("--dtype", default="bf16", choices=list(PRECISIONS),
                    help="transformers: weights' type in the saved model (default bf16; the merge runs in float32).")
     p.add_argument("--quant", default="q8_0", choices=list(QUANTS),
                    help="gguf: f16, q8_0 (default; both from the converter) or q4_k_m (needs llama.cpp's llama-quantize).")

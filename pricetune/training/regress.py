@@ -10,23 +10,22 @@ import torch
 from transformers import Trainer
 
 from ..config import RunConfig
-from ..regression import HEAD_FILE, head_outputs, regression_loss
+from ..regression import HEAD_FILE, PriceScale, head_outputs, regression_loss
 from .common import AtomicCheckpoints, shared_args
 
 
 class RegressionTrainer(AtomicCheckpoints, Trainer):
     """transformers' Trainer for the regress objective: L1 (or Huber, or dollars) on standardised log price,
-    the head read at the last prompt token or on the mean over the prompt (`pooling`)."""
+    the head read at the last prompt token or on the mean over the prompt, all as `scale` says."""
 
     checkpoint_files = (HEAD_FILE,)
     # The loss is a per-batch mean: Trainer divides it over accumulation steps (the seq-cls model's
     # **kwargs would otherwise make Trainer assume a loss already normalised by num_items_in_batch)
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, loss_kind: str = "l1", head_learning_rate: float | None = None, pooling: str = "last",
-                 spread: float = 1.0, **kwargs):
-        self.loss_kind, self.head_learning_rate, self.pooling = loss_kind, head_learning_rate, pooling
-        self.spread = spread  # the price scale's: the dollars loss turns outputs back into prices
+    def __init__(self, *args, scale: PriceScale, head_learning_rate: float | None = None, **kwargs):
+        # the scale carries the loss, the pooling, and the spread the dollars loss turns outputs back with
+        self.scale, self.head_learning_rate = scale, head_learning_rate
         self._total_train_tokens = 0
         super().__init__(*args, **kwargs)
 
@@ -45,8 +44,8 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = head_outputs(model, inputs["input_ids"], inputs.get("attention_mask"), self.pooling)
-        loss = regression_loss(outputs, inputs["labels"], self.loss_kind, self.spread)
+        outputs = head_outputs(model, inputs["input_ids"], inputs.get("attention_mask"), self.scale.pooling)
+        loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale)
         if model.training and "attention_mask" in inputs:
             self._total_train_tokens += int(inputs["attention_mask"].sum())
         return (loss, {"logits": outputs}) if return_outputs else loss

@@ -207,8 +207,7 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         trainer = RegressionTrainer(
             model=model, args=build_regress_args(cfg, run_dir, precision, device, has_eval=val_ds is not None),
             train_dataset=train_ds, eval_dataset=val_ds, data_collator=RegressionCollator(tokenizer.pad_token_id),
-            processing_class=tokenizer, callbacks=callbacks, loss_kind=cfg.regress_loss, pooling=cfg.regress_pooling,
-            head_learning_rate=cfg.head_learning_rate, spread=scale.scale,
+            processing_class=tokenizer, callbacks=callbacks, scale=scale, head_learning_rate=cfg.head_learning_rate,
         )
     else:
         args = build_sft_config(cfg, run_dir, precision, device, has_eval=val_ds is not None)
