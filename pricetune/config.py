@@ -64,7 +64,11 @@ class RunConfig(BaseModel):
         description="Data: demo (embedded diamonds), a Hub dataset id, a local directory with train/val/test, or a file.",
     )
     val_size: int = Field(500, description="Keep the first N rows of the validation split (0 = no eval).")
-    train_size: int | None = Field(None, description="Use only the first N training rows (default: all).")
+    train_size: int | None = Field(None, description="Use only N training rows (default: all); which N: train_sample.")
+    train_sample: Literal["first", "random"] = Field(
+        "first", description="Which train_size rows: the first N, as the reference takes them, or N drawn at random "
+        "(seeded by seed; nested, so a smaller N is a subset of a larger one: a learning curve).",
+    )
     train_on_val: bool = Field(
         False, description="Refit: once the settings are chosen on val, train on the train and val rows together "
         "(no evaluation during training; the run refuses to be scored or weighted on val, its own training rows).",

@@ -88,6 +88,26 @@ def test_csv_and_parquet_and_datasets_save(tmp_path, demo_splits):
     assert len(splits["train"]) == 10 and len(splits["test"]) == 2
 
 
+def test_train_sample_first_or_random(small_dataset_dir):
+    from pricetune.data import take_train
+
+    everything, _ = load_splits(str(small_dataset_dir), val_size=5)
+    rows = everything["train"]
+    first, _ = load_splits(str(small_dataset_dir), val_size=5, train_size=10)
+    assert first["train"] == rows[:10]
+    drawn, _ = load_splits(str(small_dataset_dir), val_size=5, train_size=10, train_sample="random", seed=3)
+    index = [rows.index(r) for r in drawn["train"]]
+    assert len(index) == 10 and index == sorted(index) and index != list(range(10))  # file order, not the first 10
+    assert drawn["val"] == everything["val"] and drawn["test"] == everything["test"]  # only train is sampled
+    # nested: a learning curve's smaller sample lies inside its larger one; another seed draws other rows
+    assert all(r in take_train(rows, 30, "random", 3) for r in drawn["train"])
+    assert take_train(rows, 10, "random", 4) != drawn["train"]
+    assert take_train(rows, 10, "random", 3) == drawn["train"]
+    assert take_train(rows, 500, "random", 3) == rows and take_train(rows, None) == rows
+    with pytest.raises(ValueError, match="first or random"):
+        take_train(rows, 5, "last")
+
+
 def test_amazon_items_if_present():
     from .conftest import SHARED_AMAZON
 

@@ -57,6 +57,18 @@ def test_median_baseline(small_dataset_dir, tmp_path):
     assert m["mae"] == pytest.approx(sum(abs(med - t) for t in test) / len(test))
 
 
+def test_median_baseline_on_a_random_train_sample(small_dataset_dir, tmp_path):
+    from pricetune.data import load_splits
+
+    out = tmp_path / "base"
+    assert main(["evaluate", "--baseline", "median", "--dataset", str(small_dataset_dir), "--limit", "0",
+                 "--train-size", "9", "--train-sample", "random", "--seed", "5", "--output-dir", str(out)]) == 0
+    splits, _ = load_splits(str(small_dataset_dir), val_size=0, train_size=9, train_sample="random", seed=5)
+    med = statistics.median(r["price"] for r in splits["train"])  # the same nine rows `train --train-sample` draws
+    assert med != statistics.median(r["price"] for r in load_splits(str(small_dataset_dir), 0, 9)[0]["train"])
+    assert json.loads((out / "settings.json").read_text())["baseline"] == f"median of 9 train prices = {med:.2f}"
+
+
 def test_compare(tmp_path):
     dirs = []
     for name, preds in [("a", PREDICTIONS), ("b", PREDICTIONS[:2])]:

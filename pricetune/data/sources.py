@@ -126,8 +126,13 @@ def load_splits(
     train_size: int | None = None,
     on_bad_rows: str = "error",
     need: tuple[str, ...] = ("train",),
+    train_sample: str = "first",
+    seed: int = 42,
 ) -> tuple[dict[str, list[dict]], BadRows]:
-    """Train / val (first val_size rows) / test, as the reference recipe takes them."""
+    """Train / val (first val_size rows) / test, as the reference recipe takes them.
+
+    train_size keeps the first N train rows, or with train_sample="random" N rows drawn with `seed`
+    (kept in file order)."""
     splits, bad = load_rows(source, on_bad_rows)
     missing = [s for s in need if not splits.get(s)]
     if val_size > 0 and "train" in need and not splits.get("val"):
@@ -140,5 +145,22 @@ def load_splits(
     if "val" in splits:
         splits["val"] = splits["val"][:val_size]
     if train_size is not None and "train" in splits:
-        splits["train"] = splits["train"][:train_size]
+        splits["train"] = take_train(splits["train"], train_size, train_sample, seed)
     return splits, bad
+
+
+def take_train(rows: list[dict], n: int | None, sample: str = "first", seed: int = 42) -> list[dict]:
+    """N of the train rows: the first N, or N drawn at random with `seed`, in file order.
+
+    The draw is a prefix of one seeded permutation, so the rows for a smaller N are among those for a
+    larger one: the points of a learning curve differ by the added rows only. Files are often sorted
+    (by source, by date), which makes the first N a poor sample of the whole."""
+    if sample not in ("first", "random"):
+        raise ValueError(f"train sample must be first or random (got {sample!r})")
+    if n is None or n >= len(rows):
+        return list(rows)
+    if sample == "first":
+        return rows[:n]
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    return [rows[i] for i in sorted(order[:n])]

@@ -32,7 +32,11 @@ def add_evaluate_arguments(p) -> None:
                    "frozen --base-model's (default smollm2-135m) mean hidden state after one layer, one ridge (layer, "
                    "weight and alpha chosen on val; one forward pass of the base per item).")
     p.add_argument("--train-size", type=int, metavar="N",
-                   help="Baselines: fit on the first N train rows only (to match a run trained on N rows).")
+                   help="Baselines: fit on N train rows only (to match a run trained on N rows).")
+    p.add_argument("--train-sample", default="first", choices=["first", "random"],
+                   help="Baselines with --train-size: the first N train rows, or N drawn with --seed (as `train "
+                   "--train-sample` draws them).")
+    p.add_argument("--seed", type=int, default=42, help="Seed of --train-sample random (default 42, train's default).")
     p.add_argument("--train-on-val", action="store_true",
                    help="Baselines tfidf, median, mean: the refit to put beside a run trained with --train-on-val "
                    "(alpha still chosen on val, then the fit uses train + val); scored on test only.")

@@ -57,8 +57,9 @@ def split_items(ns, dataset: str):
 
 def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
     from ..baselines import TfidfEmbedRidge, TfidfRidge, constant
+    from ..data import take_train
 
-    splits = {**splits, "train": splits.get("train", [])[: ns.train_size or None]}
+    splits = {**splits, "train": take_train(splits.get("train", []), ns.train_size, ns.train_sample, ns.seed)}
     if ns.train_on_val:
         if ns.split == "val":
             raise PricetuneError("--train-on-val fits the baseline on the val rows; score it on test")
@@ -83,7 +84,8 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
         scores = ", ".join(f"{a:g}: ${m:,.2f}" for a, m in model.val_mae_by_alpha.items())
         return Scored("TF-IDF + ridge" + (" (refit on train + val)" if ns.train_on_val else ""), texts, guesses,
                       {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores,
-                       "train_on_val": ns.train_on_val}, False)
+                       "train_on_val": ns.train_on_val, "train_rows": len(splits["train"]),
+                       "train_sample": ns.train_sample if ns.train_size else "all", "seed": ns.seed}, False)
     rows, which = (splits.get("train", []) + splits["val"], "train + val") if ns.train_on_val else \
         (splits.get("train", []), "train")
     value = constant(rows, ns.baseline)

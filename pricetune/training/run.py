@@ -83,7 +83,7 @@ def plan(cfg: RunConfig) -> str:
             if cfg.objective == "regress"
             else " (SFT: the model writes the price)"),
         f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
-        + (f", train: first {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
+        + (f", train: {cfg.train_sample} {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
         + (" + the val rows: a refit, no evaluation" if cfg.train_on_val else "")
         + f", max_length {cfg.max_length})",
         f"device:    {describe_device()}, precision {precision}, optimizer {optim}",
@@ -140,7 +140,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         log(f"notice: {notice}")
 
     # 2. data: validated before any weights are loaded
-    splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows)
+    splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows,
+                              train_sample=cfg.train_sample, seed=cfg.seed)
     if bad:
         log(f"skipped {sum(bad.counts.values())} invalid row(s): {bad.summary()}")
     val_rows = splits.get("val", [])[: cfg.val_size]
