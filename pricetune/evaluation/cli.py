@@ -79,6 +79,10 @@ def evaluate_cli(ns) -> int:
         raise PricetuneError("--limit must be >= 0")
     if ns.samples < 1:
         raise PricetuneError("--samples must be >= 1")
+    if ns.train_size is not None and ns.train_size <= 0:
+        raise PricetuneError(f"--train-size must be > 0 (got {ns.train_size})")
+    if (ns.train_size or ns.train_sample != "first") and not ns.baseline:
+        raise PricetuneError("--train-size and --train-sample choose a --baseline's train rows; a run's are in its config")
     if sum(bool(x) for x in (ns.predictions, ns.baseline, ns.ensemble)) > 1:
         raise PricetuneError("choose one source: --predictions, --baseline or --ensemble")
     if ns.train_on_val and not ns.baseline:
