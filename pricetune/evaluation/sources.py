@@ -60,6 +60,8 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
     from ..data import take_train
 
     splits = {**splits, "train": take_train(splits.get("train", []), ns.train_size, ns.train_sample, ns.seed)}
+    drawn = {"train_rows": len(splits["train"]), "train_sample": ns.train_sample if ns.train_size else "all",
+             "seed": ns.seed}
     if ns.train_on_val:
         if ns.split == "val":
             raise PricetuneError("--train-on-val fits the baseline on the val rows; score it on test")
@@ -75,7 +77,7 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
         return Scored("TF-IDF + base embeddings + ridge", [f"{g:.2f}" for g in guesses], guesses,
                       {"baseline": "tfidf-embed", "base_model": base, "layer": model.layer, "weight": model.weight,
                        "alpha": model.alpha, "val_mae": round(model.val_mae, 2),
-                       "val_mae_by_setting": {k: round(v, 2) for k, v in model.val_mae_by_setting.items()}},
+                       "val_mae_by_setting": {k: round(v, 2) for k, v in model.val_mae_by_setting.items()}, **drawn},
                       False)
     if ns.baseline == "tfidf":
         model = TfidfRidge.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val)
@@ -84,13 +86,12 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
         scores = ", ".join(f"{a:g}: ${m:,.2f}" for a, m in model.val_mae_by_alpha.items())
         return Scored("TF-IDF + ridge" + (" (refit on train + val)" if ns.train_on_val else ""), texts, guesses,
                       {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores,
-                       "train_on_val": ns.train_on_val, "train_rows": len(splits["train"]),
-                       "train_sample": ns.train_sample if ns.train_size else "all", "seed": ns.seed}, False)
+                       "train_on_val": ns.train_on_val, **drawn}, False)
     rows, which = (splits.get("train", []) + splits["val"], "train + val") if ns.train_on_val else \
         (splits.get("train", []), "train")
     value = constant(rows, ns.baseline)
     return Scored(f"constant {ns.baseline} {value:,.2f}", [f"{value:.2f}"] * len(items), [value] * len(items),
-                  {"baseline": f"{ns.baseline} of {len(rows)} {which} prices = {value:.2f}"}, False)
+                  {"baseline": f"{ns.baseline} of {len(rows)} {which} prices = {value:.2f}", **drawn}, False)
 
 
 def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
