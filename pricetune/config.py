@@ -81,14 +81,23 @@ class RunConfig(BaseModel):
     # --- objective -------------------------------------------------------------------------------
     objective: Literal["generate", "regress"] = Field(
         "generate",
-        description="generate: the reference's SFT, the model writes the price as text. regress: a scalar head "
-        "on the last prompt token (sequence classification, 1 label) trained on log price; pricing is one "
-        "forward pass.",
+        description="generate: the reference's SFT, the model writes the price as text. regress: a head on the "
+        "prompt's hidden state (sequence classification: 1 label, or a histogram's bins) trained on log price; "
+        "pricing is one forward pass.",
     )
-    regress_loss: Literal["l1", "huber", "dollars"] = Field(
+    regress_loss: Literal["l1", "huber", "dollars", "bins"] = Field(
         "l1", description="regress: the loss. l1 (or huber) on standardised log price; l1's optimum is the median, "
         "as MAE wants. dollars: the absolute error of the price itself, the course's metric (same optimum; the dear "
-        "items weigh by their dollars).",
+        "items weigh by their dollars). bins: the head predicts a histogram over log price (regress_bins outputs), "
+        "cross-entropy against a Gaussian around each price (HL-Gauss), priced at the distribution's median.",
+    )
+    regress_bins: int = Field(
+        64, description="regress_loss bins: how many equal bins of log price the head predicts, spanning the "
+        "training prices.",
+    )
+    regress_bin_sigma: float = Field(
+        0.75, description="regress_loss bins: the width of the Gaussian each training price is spread into, in bin "
+        "widths (HL-Gauss recommends 0.75; wider smooths the target).",
     )
     regress_pooling: Literal["last", "mean"] = Field(
         "last", description="regress: what the head reads: the last prompt token's hidden state (transformers' "
@@ -174,6 +183,12 @@ class RunConfig(BaseModel):
             problems.append(f"regress_layers must be > 0 (got {self.regress_layers})")
         if self.regress_layers is not None and self.objective != "regress":
             problems.append("regress_layers needs objective: regress (a causal LM keeps all its layers)")
+        if self.regress_loss == "bins" and self.regress_bins < 2:
+            problems.append(f"regress_bins must be >= 2 for regress_loss: bins (got {self.regress_bins})")
+        if self.regress_bin_sigma <= 0:
+            problems.append(f"regress_bin_sigma must be > 0 (got {self.regress_bin_sigma})")
+        if self.regress_loss == "bins" and self.regress_head_init == "probe":
+            problems.append("regress_head_init: probe fits one output; a histogram head (regress_loss: bins) starts at random")
         if self.regress_head_init != "random" and self.objective != "regress":
             problems.append("regress_head_init needs objective: regress (a causal LM has no scalar head)")
         if self.train_on_val and self.val_size == 0:

@@ -217,14 +217,15 @@ def load_base_model(
     pad_token_id: int | None = None,
     quant_storage: str = "uint8",
     num_layers: int | None = None,
+    num_labels: int = 1,
 ):
     """The base model, quantized as asked: on CUDA placed by `pick_device_map`, else on the CPU/MPS.
 
     objective "generate": a causal LM. "regress": the same weights under a sequence-classification
-    head with one output (transformers reads it at the last non-padding token, which is why the
-    model must know `pad_token_id`); the new head stays unquantized. `num_layers` (regress only)
-    builds the model with the base's first N decoder layers; the later layers' weights are not
-    loaded."""
+    head with `num_labels` outputs (one, or a histogram's bins; transformers reads it at the last
+    non-padding token, which is why the model must know `pad_token_id`); the new head stays
+    unquantized. `num_layers` (regress only) builds the model with the base's first N decoder
+    layers; the later layers' weights are not loaded."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     device = device or detect_device()
@@ -234,7 +235,7 @@ def load_base_model(
                                skip=REGRESSION_HEAD if objective == "regress" else None, quant_storage=quant_storage)
     device_map = pick_device_map(device)
     auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
-    head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
+    head = dict(num_labels=num_labels, pad_token_id=pad_token_id) if objective == "regress" else {}
     if num_layers is not None and objective != "regress":
         raise PricetuneError("only a regress model can keep fewer layers than its base")
     try:

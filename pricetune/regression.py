@@ -28,6 +28,14 @@ val), and its weights become the head's. The head has no bias, so the ridge's in
 scale's center. Fine-tuning then starts from the probe's prices, not from a constant.
 
     pricetune train --config amazon-regress --regress-head-init probe --head-learning-rate 5e-4
+
+`regress_loss: bins` gives the head `regress_bins` outputs instead of one: a histogram over log
+price (equal bins spanning the training prices), trained with cross-entropy against a Gaussian
+spread over the bins around each item's price (HL-Gauss, Imani & White 2018; Farebrother et al.
+2024), and priced at the median of the predicted distribution, the answer MAE wants, read between
+bin edges. The bins' span is saved in `regression_head.json` with the rest of the scale.
+
+    pricetune train --config amazon-regress --regress-loss bins --output-dir runs/amazon-regress-bins
 """
 
 from __future__ import annotations
@@ -50,6 +58,10 @@ HUBER_DELTA = 1.0  # in standardised units: L1 beyond one spread, squared inside
 # dollars: outputs this many spreads above the center are priced as if there (exp of more would
 # overflow float32 long before any real price)
 MAX_STANDARD_OUTPUT = 30.0
+# bins: the histogram spans the training targets plus this much (standardised units) either side, and
+# by default each target is spread over it as a Gaussian this many bin widths wide (HL-Gauss's 0.75)
+BIN_MARGIN = 0.5
+BIN_SIGMA_WIDTHS = 0.75
 
 
 @dataclass(frozen=True)
@@ -61,25 +73,47 @@ class PriceScale:
     loss: str = "l1"
     pooling: str = "last"  # which hidden state the head reads: the last prompt token's, or the mean
     layers: int | None = None  # the base's first N decoder layers carry the head (None: all of them)
+    bins: int = 1  # the head's outputs: 1 (a standardised log price) or a histogram's logits
+    low: float | None = None  # bins: the histogram's span, in standardised units
+    high: float | None = None
+    sigma: float | None = None  # bins: the training targets' Gaussian spread, in bin widths
 
     @classmethod
-    def fit(cls, prices: list[float], loss: str = "l1", pooling: str = "last", layers: int | None = None) -> PriceScale:
+    def fit(cls, prices: list[float], loss: str = "l1", pooling: str = "last", layers: int | None = None,
+            bins: int = 1, sigma: float = BIN_SIGMA_WIDTHS) -> PriceScale:
         logs = [math.log1p(p) for p in prices]
         if not logs:
             raise PricetuneError("the regress objective needs training prices")
+        if (loss == "bins") != (bins > 1):
+            raise PricetuneError(f"loss {loss!r} with {bins} head outputs: the bins loss needs at least 2, the others 1")
         center = statistics.median(logs)
         # mean absolute deviation from the median: the spread L1 sees (never 0: one price is allowed)
         scale = statistics.fmean(abs(x - center) for x in logs) or 1.0
-        return cls(center=center, scale=scale, loss=loss, pooling=pooling, layers=layers)
+        if bins > 1 and not sigma > 0:
+            raise PricetuneError(f"the bins loss needs a Gaussian spread > 0 bin widths (got {sigma})")
+        low = high = None
+        if bins > 1:
+            low, high = (min(logs) - center) / scale - BIN_MARGIN, (max(logs) - center) / scale + BIN_MARGIN
+        return cls(center=center, scale=scale, loss=loss, pooling=pooling, layers=layers, bins=bins, low=low, high=high,
+                   sigma=sigma if bins > 1 else None)
 
     def target(self, price: float) -> float:
         return (math.log1p(price) - self.center) / self.scale
 
+    def edges(self, device=None) -> torch.Tensor:
+        """The bins' edges in standardised units, bins + 1 of them."""
+        return torch.linspace(self.low, self.high, self.bins + 1, device=device)
+
     def price(self, output: torch.Tensor) -> torch.Tensor:
+        """Prices from head outputs: [batch] standardised log prices, or [batch, bins] logits."""
+        if output.dim() == 2:
+            output = histogram_median(output, self.edges(output.device))
         return torch.expm1(self.center + self.scale * output.float()).clamp(min=0.0)
 
     def save(self, directory: str | Path) -> None:
-        payload = {"formula": "price = expm1(center + scale * model_output)", **asdict(self)}
+        formula = ("price = expm1(center + scale * m), m the median of softmax(model_output) spread evenly over "
+                   "`bins` equal bins from low to high" if self.bins > 1 else "price = expm1(center + scale * model_output)")
+        payload = {"formula": formula, **asdict(self)}
         (Path(directory) / HEAD_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -94,11 +128,39 @@ class PriceScale:
         layers = data.get("layers")  # files written before layers existed used them all
         if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers <= 0):
             raise PricetuneError(f"{path}: layers {layers!r} is not a positive whole number")
+        bins = data.get("bins", 1)  # files written before bins existed have a single output
+        if not isinstance(bins, int) or isinstance(bins, bool) or bins <= 0:
+            raise PricetuneError(f"{path}: bins {bins!r} is not a positive whole number")
+        low, high, sigma = data.get("low"), data.get("high"), data.get("sigma")
+        if bins > 1 and not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
+            raise PricetuneError(f"{path}: {bins} bins need a span low < high (got {low!r}, {high!r})")
         return cls(center=float(data["center"]), scale=float(data["scale"]), loss=data.get("loss", "l1"),
-                   pooling=pooling, layers=layers)
+                   pooling=pooling, layers=layers, bins=bins, low=low, high=high,
+                   sigma=(float(sigma) if sigma is not None else BIN_SIGMA_WIDTHS) if bins > 1 else None)
 
 
-def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l1", spread: float = 1.0) -> torch.Tensor:
+def histogram_median(logits: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """[batch] medians of the distributions [batch, bins] logits put on the bins between `edges`
+    (bins + 1), each bin's mass spread evenly over it: where the cumulative mass reaches one half."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    cdf = probs.cumsum(-1)
+    at = (cdf < 0.5).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)  # the bin holding the median
+    below = (cdf - probs).gather(-1, at)
+    inside = ((0.5 - below) / probs.gather(-1, at).clamp(min=1e-12)).clamp(0.0, 1.0)
+    edges = edges.float()
+    return (edges[at] + inside * (edges[at + 1] - edges[at])).squeeze(-1)
+
+
+def gaussian_bin_targets(targets: torch.Tensor, edges: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[batch, bins]: the mass of a Gaussian around each target (sd `sigma`) that falls in each bin,
+    renormalised to the histogram's span (HL-Gauss's target distribution)."""
+    cdf = torch.special.ndtr((edges.float()[None, :] - targets.float()[:, None]) / sigma)
+    mass = cdf[:, 1:] - cdf[:, :-1]
+    return mass / (cdf[:, -1:] - cdf[:, :1]).clamp(min=1e-12)
+
+
+def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l1", spread: float = 1.0,
+                    edges: torch.Tensor | None = None, sigma: float = BIN_SIGMA_WIDTHS) -> torch.Tensor:
     """The loss between head outputs and standardised log-price targets (`PriceScale.target`).
 
     l1: mean absolute distance in standardised log price. huber: the same, squared within one spread.
@@ -106,7 +168,15 @@ def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l
     exp(spread * target)|, which is |(1 + guess) - (1 + truth)| / (1 + center price): the course's
     metric in units of the median price. Its optimum is the median, as l1's, but each item counts by
     its dollars, so the dear items, where most of the error is, pull hardest (on amazon-items that
-    priced val level with l1 and left the dear items as far under: docs/RESULTS.md). `spread` is the scale's."""
+    priced val level with l1 and left the dear items as far under: docs/RESULTS.md). `spread` is the scale's.
+    bins: outputs are [batch, bins] logits over the histogram between `edges`; the cross-entropy
+    against each target's Gaussian spread over the bins (`gaussian_bin_targets`), `sigma` bin widths wide."""
+    if kind == "bins":
+        if edges is None or outputs.dim() != 2 or outputs.shape[-1] != len(edges) - 1:
+            raise PricetuneError("the bins loss needs [batch, bins] outputs and the bins' edges")
+        edges = edges.to(outputs.device)
+        spread_over = gaussian_bin_targets(targets.reshape(-1), edges, sigma * float(edges[1] - edges[0]))
+        return -(spread_over * torch.log_softmax(outputs.float(), dim=-1)).sum(-1).mean()
     outputs, targets = outputs.float().reshape(-1), targets.float().reshape(-1)
     if kind == "huber":
         return F.huber_loss(outputs, targets, delta=HUBER_DELTA)
@@ -159,19 +229,22 @@ class RegressionCollator:
 
 def head_outputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                  pooling: str = "last") -> torch.Tensor:
-    """The head's output for each row of a right-padded batch, shape [batch]: read at the last real
-    token (`last`, transformers' own sequence-classification output) or on the mean of the final
-    hidden states over the real tokens (`mean`)."""
+    """The head's output for each row of a right-padded batch, shape [batch] ([batch, bins] for a
+    histogram head): read at the last real token (`last`, transformers' own sequence-classification
+    output) or on the mean of the final hidden states over the real tokens (`mean`)."""
     mask = attention_mask
     if attention_mask is not None and is_right_padded(attention_mask):
         # causal attention never lets a real token see the padding after it; transformers finds the
         # last real token from input_ids, so the mask changes nothing but the attention kernel
         attention_mask = None
     if pooling == "last":
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits.reshape(-1)
-    pooled = mean_over_tokens(final_states(model, input_ids, attention_mask), mask if mask is not None else torch.ones_like(input_ids))
-    head = score_layer(model)
-    return head(pooled.to(next(head.parameters()).dtype)).reshape(-1)
+        out = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    else:
+        pooled = mean_over_tokens(final_states(model, input_ids, attention_mask),
+                                  mask if mask is not None else torch.ones_like(input_ids))
+        head = score_layer(model)
+        out = head(pooled.to(next(head.parameters()).dtype))
+    return out.reshape(-1) if out.shape[-1] == 1 else out
 
 
 def final_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -271,6 +344,8 @@ def init_head_from_probe(model, tokenizer, train_rows: list[dict], val_rows: lis
     must then be standardised by the returned scale."""
     if not val_rows:
         raise PricetuneError("regress_head_init: probe chooses its ridge alpha on the val split; this dataset has none")
+    if scale.bins > 1:
+        raise PricetuneError("regress_head_init: probe fits a single output; a histogram head (regress_loss: bins) starts at random")
     was_training = model.training
     model.eval()
     feats = {name: pooled_features(model, tokenizer, [r["prompt"] for r in rows], max_length, scale.pooling,

@@ -44,9 +44,9 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
     assert not (tmp_path / "m2").exists()
 
 
-@pytest.mark.parametrize("pooling,layers", [("last", None), ("mean", 1)])
+@pytest.mark.parametrize("pooling,layers,loss", [("last", None, "l1"), ("mean", 1, "l1"), ("mean", None, "bins")])
 def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
-                                                                pooling, layers):
+                                                                pooling, layers, loss):
     from transformers import AutoModelForSequenceClassification
 
     from pricetune.config import resolve_config
@@ -58,12 +58,13 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
     run = tmp_path / "run"
     train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective="regress",
                                                          quantization="none", max_length=64, regress_pooling=pooling,
-                                                         regress_layers=layers)),
+                                                         regress_layers=layers, regress_loss=loss, regress_bins=8)),
           log=lambda _: None)
     out = tmp_path / "merged"
     assert main(["export", str(run), "--out", str(out), "--dtype", "fp32", "--check", "4"]) == 0
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()  # no PEFT, no pricetune
     assert model.config.num_hidden_layers == (layers or 2)  # a cut base ships cut
+    assert model.config.num_labels == (8 if loss == "bins" else 1)  # a histogram head ships its bins
     prompts = [r["prompt"] for r in demo_splits["test"][:4]]
     scale = PriceScale.load(out)
     assert scale.pooling == pooling

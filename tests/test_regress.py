@@ -90,6 +90,74 @@ def test_mean_pooling_reads_the_mean_hidden_state_whatever_the_padding(tiny_mode
     assert not torch.allclose(pooled, last), "mean pooling read the same state as the last token"
 
 
+def test_a_histogram_heads_price_is_the_median_of_its_bins():
+    from pricetune.regression import PriceScale, gaussian_bin_targets, histogram_median
+
+    edges = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0])
+    big = 50.0  # a logit that puts all the mass on one bin
+    one_bin = torch.tensor([[big, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, big]])
+    assert histogram_median(one_bin, edges).tolist() == pytest.approx([0.5, 3.5], abs=1e-4)  # the bin's middle
+    # half the mass on bins 0 and 2: the median is where bin 0 ends; a quarter each: half-way into bin 1
+    two = torch.log(torch.tensor([[0.5, 1e-9, 0.5, 1e-9], [0.25, 0.25, 0.25, 0.25]]))
+    assert histogram_median(two, edges).tolist() == pytest.approx([1.0, 2.0], abs=1e-4)
+    # the targets: a Gaussian's mass per bin, symmetric around a target at an edge, summing to 1
+    spread = gaussian_bin_targets(torch.tensor([2.0, 0.7]), edges, 0.75)
+    assert spread.sum(-1).tolist() == pytest.approx([1.0, 1.0])
+    assert spread[0, 1] == pytest.approx(spread[0, 2]) and spread[0, 0] == pytest.approx(spread[0, 3])
+    assert int(spread[1].argmax()) == 0
+    # a scale with bins spans the training prices, and its price() reads the median off the logits
+    prices = [5.0, 20.0, 50.0, 400.0]
+    scale = PriceScale.fit(prices, loss="bins", bins=8)
+    lo, hi = scale.target(5.0), scale.target(400.0)
+    assert scale.low < lo and scale.high > hi and scale.bins == 8
+    e = scale.edges()
+    logits = torch.full((1, 8), -50.0)
+    logits[0, 3] = 50.0
+    assert float(scale.price(logits)[0]) == pytest.approx(math.expm1(scale.center + scale.scale * float(e[3] + e[4]) / 2),
+                                                          rel=1e-4)
+    with pytest.raises(PricetuneError, match="bins"):
+        PriceScale.fit(prices, loss="bins", bins=1)
+
+
+def test_the_bins_loss_is_cross_entropy_against_a_gaussian_by_hand(tiny_model_dir, tokenizer, demo_splits):
+    from pricetune.modeling import build_lora_config, load_base_model
+    from pricetune.regression import PriceScale, RegressionCollator, tokenize_regression_rows
+    from pricetune.training import RegressionTrainer
+
+    from peft import get_peft_model
+
+    rows = demo_splits["train"][:3]
+    scale = PriceScale.fit([r["price"] for r in demo_splits["train"][:50]], loss="bins", pooling="mean", bins=6,
+                           sigma=2.0)
+    base = load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress",
+                           pad_token_id=tokenizer.pad_token_id, num_labels=6)
+    model = get_peft_model(base, build_lora_config(4, 8, 0.0, ["q_proj"], "regress")).eval()
+    torch.nn.init.normal_(model.get_base_model().score.modules_to_save["default"].weight)
+    batch = RegressionCollator(tokenizer.pad_token_id)(list(tokenize_regression_rows(tokenizer, rows, 128, scale)))
+    edges = [scale.low + (scale.high - scale.low) * i / 6 for i in range(7)]
+    sigma = 2.0 * (edges[1] - edges[0])  # the scale's spread, in bin widths
+    phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
+    with torch.no_grad():
+        by_hand = []
+        for r, ids, mask in zip(rows, batch["input_ids"], batch["attention_mask"]):
+            hidden = model.get_base_model().model(ids[mask.bool()][None]).last_hidden_state[0].mean(0)
+            logits = model.get_base_model().score(hidden).tolist()
+            log_z = math.log(sum(math.exp(v) for v in logits))
+            y = (math.log1p(r["price"]) - scale.center) / scale.scale
+            cdf = [phi((e - y) / sigma) for e in edges]
+            mass = [(b - a) / (cdf[-1] - cdf[0]) for a, b in zip(cdf, cdf[1:])]
+            by_hand.append(-sum(m * (v - log_z) for m, v in zip(mass, logits)))
+        loss = RegressionTrainer.compute_loss(type("T", (), {"scale": scale})(), model, batch)
+    assert float(loss) == pytest.approx(sum(by_hand) / 3, rel=1e-4)
+
+
+def test_the_bins_loss_needs_a_random_head_and_two_bins():
+    for bad, match in ((dict(regress_bins=1), "regress_bins"), (dict(regress_head_init="probe"), "histogram"),
+                       (dict(regress_bin_sigma=0), "regress_bin_sigma")):
+        with pytest.raises(PricetuneError, match=match):
+            resolve_config("demo", overrides=dict(objective="regress", regress_loss="bins", **bad))
+
+
 def test_a_base_cut_to_n_layers_is_the_full_base_read_after_layer_n(tiny_model_dir, tokenizer):
     from pricetune.modeling import load_base_model
 
@@ -109,9 +177,10 @@ def test_a_base_cut_to_n_layers_is_the_full_base_read_after_layer_n(tiny_model_d
         load_base_model(str(tiny_model_dir), "none", "fp32", num_layers=1)
 
 
-@pytest.mark.parametrize("pooling,layers", [("last", None), ("mean", None), ("mean", 1)])
+@pytest.mark.parametrize("pooling,layers,loss", [("last", None, "l1"), ("mean", None, "l1"), ("mean", 1, "l1"),
+                                                ("last", None, "bins"), ("mean", None, "bins")])
 def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
-                                                        pooling, layers):
+                                                        pooling, layers, loss):
     from pricetune.inference import Pricer
     from pricetune.regression import PriceScale
     from pricetune.training import train
@@ -119,14 +188,18 @@ def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_da
     out = tmp_path / "regress-run"
     cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective="regress",
                                                          quantization="none", max_steps=4, max_length=64,
-                                                         regress_pooling=pooling, regress_layers=layers))
+                                                         regress_pooling=pooling, regress_layers=layers,
+                                                         regress_loss=loss, regress_bins=16, regress_bin_sigma=3.0))
     summary = train(cfg, log=lambda _: None)
     assert summary["objective"] == "regress" and (out / "regression_head.json").is_file()
     assert PriceScale.load(out).pooling == pooling and PriceScale.load(out).layers == layers
+    assert PriceScale.load(out).bins == (16 if loss == "bins" else 1)
+    assert PriceScale.load(out).sigma == (3.0 if loss == "bins" else None)  # a resumed run trains as it began
     assert (out / "checkpoint-4" / "regression_head.json").is_file()  # a checkpoint prices on its own
     prompts = [r["prompt"] for r in demo_splits["test"][:6]]
     pricer = Pricer.from_run(str(out), batch_size=4)
     assert pricer.loaded.model.config.num_hidden_layers == (layers or 2)
+    assert pricer.loaded.model.config.num_labels == PriceScale.load(out).bins
     first = pricer.price_many(prompts)
     again = Pricer.from_run(str(out), batch_size=1).price_many(prompts)
     assert first == pytest.approx(again, rel=1e-5)

@@ -91,13 +91,14 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
     log(f"loading {cfg.base_model} (float32) and the adapter from {run}")
     tokenizer = load_tokenizer(cfg.base_model)
     base = load_base_model(cfg.base_model, "none", "fp32", objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
-                           num_layers=scale.layers if scale else None)
+                           num_layers=scale.layers if scale else None, num_labels=scale.bins if scale else 1)
     model = PeftModel.from_pretrained(base, str(run)).eval()
     ids = torch.tensor([encode_prompt(tokenizer, make_prompt(PROBE), cfg.max_length)])
     with torch.no_grad():
-        before = model(input_ids=ids).logits[0, -1]
+        # a causal LM: the next-token logits; a regress model: the head's outputs (one, or each bin's)
+        before = model(input_ids=ids).logits[0] if regress else model(input_ids=ids).logits[0, -1]
         merged = model.merge_and_unload()
-        after = merged(input_ids=ids).logits[0, -1]
+        after = merged(input_ids=ids).logits[0] if regress else merged(input_ids=ids).logits[0, -1]
     diff = float((before - after).abs().max())
     if diff > 1e-3 * max(1.0, float(before.abs().max())):
         raise PricetuneError(f"the merged model disagrees with base + adapter (max logit difference {diff:.2e})")

@@ -121,7 +121,8 @@ def load_model(
     precision = pick_precision(precision)
     tokenizer = load_tokenizer(base_model, padding_side="left")
     model = load_base_model(base_model, quantization, precision, objective=objective,
-                            pad_token_id=tokenizer.pad_token_id, num_layers=scale.layers if scale else None)
+                            pad_token_id=tokenizer.pad_token_id, num_layers=scale.layers if scale else None,
+                            num_labels=scale.bins if scale else 1)
     if adapter_path is not None:
         model = load_adapter(model, adapter_path, quantized=quantization != "none")
     model.eval()

@@ -15,13 +15,20 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
     if cfg.objective == "regress":
         hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling, regress_layers=cfg.regress_layers,
                   regress_head_init=cfg.regress_head_init)
+        if cfg.regress_loss == "bins":
+            hp.update(regress_bins=cfg.regress_bins, regress_bin_sigma=cfg.regress_bin_sigma)
     rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
     read = "the last prompt token" if cfg.regress_pooling == "last" else "the mean over the prompt's tokens"
     if cfg.regress_layers is not None:
         read += f" after the base's first {cfg.regress_layers} decoder layers (the rest are not used)"
-    how = (f"a scalar head on {read} gives the price (regress objective: "
-           "price = expm1(center + scale * output), `regression_head.json`)." if cfg.objective == "regress"
-           else 'the adapter completes the price ("64.00").')
+    if cfg.objective != "regress":
+        how = 'the adapter completes the price ("64.00").'
+    elif cfg.regress_loss == "bins":
+        how = (f"a head on {read} gives a histogram over log price ({cfg.regress_bins} bins), and its median the "
+               "price (regress objective, bins loss: the span and formula in `regression_head.json`).")
+    else:
+        how = (f"a scalar head on {read} gives the price (regress objective: "
+               "price = expm1(center + scale * output), `regression_head.json`).")
     rows_used = (f"{summary['train_rows']} rows of train + val: a refit, settings chosen on val beforehand"
                  if cfg.train_on_val else f"{summary['train_rows']} train rows, {summary['val_rows']} val rows")
     card = f"""---

@@ -1,6 +1,6 @@
 """The regress objective's trainer: transformers' Trainer on a sequence-classification model whose
-scalar head reads the prompt's hidden state (last token or mean), L1 or Huber on log price, or the
-absolute error in dollars."""
+head reads the prompt's hidden state (last token or mean): one output trained with L1 or Huber on
+log price or the absolute error in dollars, or a histogram over log price trained with cross-entropy."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import torch
 from transformers import Trainer
 
 from ..config import RunConfig
-from ..regression import HEAD_FILE, PriceScale, head_outputs, regression_loss
+from ..regression import BIN_SIGMA_WIDTHS, HEAD_FILE, PriceScale, head_outputs, regression_loss
 from .common import AtomicCheckpoints, shared_args
 
 
 class RegressionTrainer(AtomicCheckpoints, Trainer):
-    """transformers' Trainer for the regress objective: L1 (or Huber, or dollars) on standardised log price,
+    """transformers' Trainer for the regress objective: L1 (or Huber, dollars, bins) on standardised log price,
     the head read at the last prompt token or on the mean over the prompt, all as `scale` says."""
 
     checkpoint_files = (HEAD_FILE,)
@@ -45,7 +45,9 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = head_outputs(model, inputs["input_ids"], inputs.get("attention_mask"), self.scale.pooling)
-        loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale)
+        edges = self.scale.edges(outputs.device) if self.scale.bins > 1 else None
+        loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale, edges,
+                               self.scale.sigma or BIN_SIGMA_WIDTHS)
         if model.training and "attention_mask" in inputs:
             self._total_train_tokens += int(inputs["attention_mask"].sum())
         return (loss, {"logits": outputs}) if return_outputs else loss

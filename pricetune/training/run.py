@@ -77,7 +77,8 @@ def plan(cfg: RunConfig) -> str:
         f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
         f"on {', '.join(cfg.lora_targets)} ({targets})",
         f"objective: {cfg.objective}" + (
-            f" (scalar head on the {cfg.regress_pooling} hidden state"
+            (f" ({cfg.regress_bins}-bin histogram head" if cfg.regress_loss == "bins" else " (scalar head")
+            + f" on the {cfg.regress_pooling} hidden state"
             + (f" of layer {cfg.regress_layers}" if cfg.regress_layers else "")
             + f", log price, {cfg.regress_loss} loss)"
             if cfg.objective == "regress"
@@ -161,7 +162,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         scale = PriceScale.load(cfg.run_dir)  # the run's own: a probe-initialised head moved the center off the median
     elif regress:
         scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling,
-                               cfg.regress_layers)
+                               cfg.regress_layers, cfg.regress_bins if cfg.regress_loss == "bins" else 1,
+                               cfg.regress_bin_sigma)
 
     def tokenize(rows: list[dict]):
         if regress:
@@ -185,7 +187,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     set_seed(cfg.seed)
     model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
                             objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
-                            quant_storage=cfg.bnb_4bit_quant_storage, num_layers=cfg.regress_layers)
+                            quant_storage=cfg.bnb_4bit_quant_storage, num_layers=cfg.regress_layers,
+                            num_labels=scale.bins if regress else 1)
     check_targets(model, cfg.lora_targets)
     keep_one_4bit_layout(model)
     if regress and cfg.regress_head_init == "probe" and not resuming:
