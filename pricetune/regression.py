@@ -89,10 +89,10 @@ class PriceScale:
         center = statistics.median(logs)
         # mean absolute deviation from the median: the spread L1 sees (never 0: one price is allowed)
         scale = statistics.fmean(abs(x - center) for x in logs) or 1.0
-        if bins > 1 and not sigma > 0:
-            raise PricetuneError(f"the bins loss needs a Gaussian spread > 0 bin widths (got {sigma})")
         low = high = None
         if bins > 1:
+            if not sigma > 0:
+                raise PricetuneError(f"the bins loss needs a Gaussian spread > 0 bin widths (got {sigma})")
             low, high = (min(logs) - center) / scale - BIN_MARGIN, (max(logs) - center) / scale + BIN_MARGIN
         return cls(center=center, scale=scale, loss=loss, pooling=pooling, layers=layers, bins=bins, low=low, high=high,
                    sigma=sigma if bins > 1 else None)

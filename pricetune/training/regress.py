@@ -10,7 +10,7 @@ import torch
 from transformers import Trainer
 
 from ..config import RunConfig
-from ..regression import BIN_SIGMA_WIDTHS, HEAD_FILE, PriceScale, head_outputs, regression_loss
+from ..regression import HEAD_FILE, PriceScale, head_outputs, regression_loss
 from .common import AtomicCheckpoints, shared_args
 
 
@@ -45,9 +45,8 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = head_outputs(model, inputs["input_ids"], inputs.get("attention_mask"), self.scale.pooling)
-        edges = self.scale.edges(outputs.device) if self.scale.bins > 1 else None
-        loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale, edges,
-                               self.scale.sigma or BIN_SIGMA_WIDTHS)
+        bins = dict(edges=self.scale.edges(outputs.device), sigma=self.scale.sigma) if self.scale.bins > 1 else {}
+        loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale, **bins)
         if model.training and "attention_mask" in inputs:
             self._total_train_tokens += int(inputs["attention_mask"].sum())
         return (loss, {"logits": outputs}) if return_outputs else loss
