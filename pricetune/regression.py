@@ -126,17 +126,21 @@ class PriceScale:
         if pooling not in POOLINGS:
             raise PricetuneError(f"{path}: pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         layers = data.get("layers")  # files written before layers existed used them all
-        if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers <= 0):
-            raise PricetuneError(f"{path}: layers {layers!r} is not a positive whole number")
-        bins = data.get("bins", 1)  # files written before bins existed have a single output
-        if not isinstance(bins, int) or isinstance(bins, bool) or bins <= 0:
-            raise PricetuneError(f"{path}: bins {bins!r} is not a positive whole number")
+        if layers is not None:
+            _check_positive_whole(path, "layers", layers)
+        bins = _check_positive_whole(path, "bins", data.get("bins", 1))  # older files: a single output
         low, high, sigma = data.get("low"), data.get("high"), data.get("sigma")
         if bins > 1 and not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
             raise PricetuneError(f"{path}: {bins} bins need a span low < high (got {low!r}, {high!r})")
         return cls(center=float(data["center"]), scale=float(data["scale"]), loss=data.get("loss", "l1"),
                    pooling=pooling, layers=layers, bins=bins, low=low, high=high,
                    sigma=(float(sigma) if sigma is not None else BIN_SIGMA_WIDTHS) if bins > 1 else None)
+
+
+def _check_positive_whole(path: Path, name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise PricetuneError(f"{path}: {name} {value!r} is not a positive whole number")
+    return value
 
 
 def histogram_median(logits: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
