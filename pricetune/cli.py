@@ -8,6 +8,7 @@
     pricetune evaluate RUN_DIR [--limit 200] [--decode greedy|expected|median]
     pricetune evaluate --baseline tfidf --dataset ../shared/data/amazon-items --limit 0
     pricetune ensemble --dataset DIR --member RUN_DIR --member tfidf --out ENS_DIR
+    pricetune ensemble --refit ENS_DIR --swap RUN_DIR=REFIT_RUN_DIR --out ENS_REFIT   # same weights, train + val
     pricetune predict --run RUN_DIR "Title: ..."
     pricetune serve --run RUN_DIR --port 8000   # POST /price {"description": "..."}
     pricetune export RUN_DIR --out merged/  # adapter folded into the base: a plain transformers model

@@ -469,6 +469,123 @@ def test_an_ensemble_with_a_tfidf_embed_member_saves_it_and_prices_without_the_d
     assert Pricer.from_ensemble(str(tmp_path / "ens")).price_many(["Title: a steel large red cup"])[0] > 0
 
 
+def test_a_refit_tfidf_embed_keeps_its_settings_and_learns_from_val_too(tiny_model_dir):
+    from pricetune.baselines import TfidfEmbedRidge
+
+    train, val, test = _synthetic(120, 1), _synthetic(40, 2), _synthetic(30, 3)
+    fit = {"base_model": str(tiny_model_dir), "max_length": 64, "precision": "fp32", "progress": False,
+           "weights": (0.05, 1.0), "alphas": (0.03, 10.0)}
+    chosen = TfidfEmbedRidge.fit(train, val, **fit)
+    refit = TfidfEmbedRidge.fit(train, val, refit=True, **fit)
+    assert (refit.layer, refit.weight, refit.alpha) == (chosen.layer, chosen.weight, chosen.alpha)
+    assert refit.val_mae_by_setting == pytest.approx(chosen.val_mae_by_setting)
+    prompts = [r["prompt"] for r in test]
+    assert refit.predict(prompts) != pytest.approx(chosen.predict(prompts))
+    # the refit is that setting fit on train + val, nothing else
+    one = {**fit, "layers": [chosen.layer], "weights": (chosen.weight,), "alphas": (chosen.alpha,)}
+    both = TfidfEmbedRidge.fit(train + val, val, **one)
+    assert refit.predict(prompts) == pytest.approx(both.predict(prompts), rel=1e-4)
+
+
+def _ensemble_data(tmp_path):
+    data = tmp_path / "data"
+    write_jsonl(data / "train.jsonl", _synthetic(200, 1))
+    write_jsonl(data / "val.jsonl", _synthetic(40, 2))
+    write_jsonl(data / "test.jsonl", _synthetic(40, 3))
+    return data
+
+
+def test_a_refit_ensemble_keeps_the_weights_refits_its_members_and_is_scored_on_test_only(tmp_path):
+    import json
+    import statistics
+
+    from pricetune.baselines import TfidfRidge
+    from pricetune.cli import main
+    from pricetune.ensemble import Ensemble, Member, fit_ensemble, refit_ensemble
+    from pricetune.inference import Pricer
+
+    data = _ensemble_data(tmp_path)
+    rows = {s: [json.loads(line) for line in (data / f"{s}.jsonl").read_text().splitlines()] for s in ("train", "val")}
+    source = fit_ensemble(str(data), [Member("tfidf"), Member("median"), Member("mean")], tmp_path / "ens",
+                          log=lambda _: None)
+    source["weights"] = [0.55, 0.45, 0.0]  # as if val had chosen these: a constant kept, one left out
+    (tmp_path / "ens" / "ensemble.json").write_text(json.dumps(source))
+    record = refit_ensemble(tmp_path / "ens", {}, tmp_path / "refit", log=lambda _: None)
+    assert [(m["spec"], w) for m, w in zip(record["members"], record["weights"])] == [("tfidf", 0.55), ("median", 0.45)]
+    assert record["train_on_val"] and record["source_val_mae"] == source["val_mae"]
+    # each classical member fit again on train + val with the setting val chose
+    chosen = TfidfRidge.load(tmp_path / "ens" / "tfidf.joblib")
+    refit = TfidfRidge.load(tmp_path / "refit" / "tfidf.joblib")
+    by_hand = TfidfRidge.fit(rows["train"] + rows["val"], rows["val"], alphas=(chosen.alpha,))
+    prompts = [r["prompt"] for r in _synthetic(20, 7)]
+    assert refit.alpha == chosen.alpha and refit.predict(prompts) == pytest.approx(by_hand.predict(prompts))
+    both = [r["price"] for r in rows["train"] + rows["val"]]
+    assert record["constants"] == {"median": pytest.approx(statistics.median(both))}
+    assert record["constants"]["median"] != pytest.approx(source["constants"]["median"])
+    # it prices, and it is scored on test only: its members trained on val
+    ens = Ensemble.load(tmp_path / "refit")
+    assert ens.train_on_val and Pricer.from_ensemble(str(tmp_path / "refit")).price_many(["Title: a steel cup"])[0] > 0
+    assert main(["evaluate", "--ensemble", str(tmp_path / "refit"), "--split", "val", "--limit", "0",
+                 "--output-dir", str(tmp_path / "eval-val")]) == 2
+    assert main(["evaluate", "--ensemble", str(tmp_path / "refit"), "--limit", "0",
+                 "--output-dir", str(tmp_path / "eval-test")]) == 0
+    assert json.loads((tmp_path / "eval-test" / "metrics.json").read_text())["n"] == 40
+    with pytest.raises(PricetuneError, match="already a refit"):
+        refit_ensemble(tmp_path / "refit", {}, tmp_path / "refit2", log=lambda _: None)
+    assert main(["ensemble", "--refit", str(tmp_path / "ens"), "--member", "tfidf", "--out", str(tmp_path / "x")]) == 2
+    assert main(["ensemble", "--dataset", str(data), "--member", "tfidf", "--member", "median", "--swap", "a=b",
+                 "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_refit_ensemble_swaps_each_weighted_run_for_a_refit_of_its_recipe(tiny_model_dir, tmp_path):
+    import json
+
+    from pricetune.baselines import TfidfRidge
+    from pricetune.cli import main
+    from pricetune.ensemble import Ensemble, refit_ensemble
+
+    data = _ensemble_data(tmp_path)
+
+    def run(name, **extra):  # a run directory as far as the refit reads it: its saved config
+        out = tmp_path / name
+        out.mkdir()
+        cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, data, out, objective="regress",
+                                                             quantization="none", **extra))
+        (out / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        return str(out)
+
+    a, b = run("run-a"), run("run-b", seed=7)
+    refit_a, other_seed = run("refit-a", train_on_val=True, save_steps=5), run("refit-a7", train_on_val=True, seed=7)
+    not_refit, other_rank = run("again-a"), run("refit-r16", train_on_val=True, lora_r=16, lora_alpha=32)
+    source = tmp_path / "ens"
+    source.mkdir()
+    TfidfRidge.fit(_synthetic(200, 1), _synthetic(40, 2), alphas=(1.0,)).save(source / "tfidf.joblib")
+    (source / "ensemble.json").write_text(json.dumps({
+        "dataset": str(data), "fit_on": "val split, 40 items", "val_mae": 3.0, "constants": {},
+        "members": [{"spec": a, "kind": "run"}, {"spec": b, "kind": "run"}, {"spec": "tfidf", "kind": "tfidf"}],
+        "weights": [0.6, 0.0, 0.4]}))
+
+    def refit(swaps, out="refit"):
+        return refit_ensemble(source, swaps, tmp_path / out, log=lambda _: None)
+
+    with pytest.raises(PricetuneError, match="--swap"):
+        refit({})  # the weighted run needs its refit
+    with pytest.raises(PricetuneError, match="weight 0"):
+        refit({a: refit_a, b: other_seed})  # b is left out: nothing to swap
+    with pytest.raises(PricetuneError, match="did not train on the val split"):
+        refit({a: not_refit})
+    with pytest.raises(PricetuneError, match="lora_alpha, lora_r"):
+        refit({a: other_rank})
+    assert not (tmp_path / "refit").exists()
+    record = refit({a: other_seed})  # another seed of the same recipe is still its refit
+    assert record["members"][0] == {"spec": other_seed, "kind": "run", "decode": "greedy", "samples": 64,
+                                    "refit_of": a}
+    assert [m["spec"] for m in record["members"]] == [other_seed, "tfidf"] and record["weights"] == [0.6, 0.4]
+    assert Ensemble.load(tmp_path / "refit").train_on_val
+    assert main(["ensemble", "--refit", str(source), "--swap", f"{a}={refit_a}", "--out", str(tmp_path / "r2")]) == 0
+    assert main(["ensemble", "--refit", str(source), "--swap", "no-equals-sign", "--out", str(tmp_path / "r3")]) == 2
+
+
 def test_evaluate_scores_the_tfidf_embed_baseline(tiny_model_dir, small_dataset_dir, tmp_path):
     import json
 
@@ -482,6 +599,15 @@ def test_evaluate_scores_the_tfidf_embed_baseline(tiny_model_dir, small_dataset_
     assert len(settings["val_mae_by_setting"]) == 24  # 2 layers x 4 weights x 3 alphas, all on record
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 16 and math.isfinite(metrics["mae"])
+    # the refit: the same choice on val, then fit on train + val
+    refit = tmp_path / "refit"
+    assert main(["evaluate", "--baseline", "tfidf-embed", "--base-model", str(tiny_model_dir), "--precision", "fp32",
+                 "--dataset", str(small_dataset_dir), "--limit", "0", "--train-on-val", "--output-dir", str(refit)]) == 0
+    refit_settings = json.loads((refit / "settings.json").read_text())
+    assert refit_settings["train_on_val"] and not settings["train_on_val"]
+    assert (refit_settings["layer"], refit_settings["weight"], refit_settings["alpha"]) == \
+        (settings["layer"], settings["weight"], settings["alpha"])
+    assert json.loads((refit / "metrics.json").read_text())["mae"] != pytest.approx(metrics["mae"])
 
 
 def test_ensemble_fit_is_the_grid_point_combine_scores_best():

@@ -72,9 +72,10 @@ class TfidfEmbedRidge:
     @classmethod
     def fit(cls, train: list[dict], val: list[dict], base_model: str = DEFAULT_BASE, max_length: int = 192,
             precision: str = "auto", layers: list[int] | None = None, weights=WEIGHTS, alphas=ALPHAS,
-            batch_size: int = 32, progress: bool = True) -> TfidfEmbedRidge:
+            batch_size: int = 32, progress: bool = True, refit: bool = False) -> TfidfEmbedRidge:
         """Read train and val through the base once, then fit a ridge on train for every (layer,
-        weight, alpha); keep the one with the lowest MAE on val."""
+        weight, alpha); keep the one with the lowest MAE on val. `refit`: then fit that setting again
+        on train + val (vocabulary, scaler and ridge), for a model scored on test only."""
         import numpy as np
         from sklearn.linear_model import Ridge
         from sklearn.preprocessing import StandardScaler
@@ -110,6 +111,15 @@ class TfidfEmbedRidge:
                     if best is None or scores[name] < scores[best[0]]:
                         best = (name, layer, weight, alpha, standard, ridge)
         _, layer, weight, alpha, standard, ridge = best
+        if refit:
+            i = layers.index(layer)
+            rows = train + val
+            both = np.concatenate([states["train"][:, i], states["val"][:, i]])
+            vectorizer = tfidf_features()
+            text_both = vectorizer.fit_transform([item_text(r["prompt"]) for r in rows])
+            standard = StandardScaler().fit(both)
+            ridge = Ridge(alpha=alpha).fit(design(text_both, standard.transform(both) * weight),
+                                           np.log1p([r["price"] for r in rows]))
         return cls(base_model, max_length, precision, layer, weight, alpha, vectorizer, standard, ridge, scores,
                    batch_size, _reader=(base, tokenizer))
 

@@ -38,8 +38,8 @@ def add_evaluate_arguments(p) -> None:
                    "--train-sample` draws them).")
     p.add_argument("--seed", type=int, default=42, help="Seed of --train-sample random (default 42, train's default).")
     p.add_argument("--train-on-val", action="store_true",
-                   help="Baselines tfidf, median, mean: the refit to put beside a run trained with --train-on-val "
-                   "(alpha still chosen on val, then the fit uses train + val); scored on test only.")
+                   help="Baselines: the refit to put beside a run trained with --train-on-val (settings such as "
+                   "alpha still chosen on val, then the fit uses train + val); scored on test only.")
     p.add_argument("--ensemble", metavar="DIR", help="Score an ensemble made by `pricetune ensemble`.")
     p.add_argument("--compare", nargs="+", metavar="EVAL_DIR",
                    help="Put several evaluation directories side by side; when they scored the same items, also "
@@ -106,6 +106,12 @@ def evaluate_cli(ns) -> int:
             ns.adapter = ns.target
         if run_dir and ns.split == "val":
             refuse_val_of_refit(run_paths(run_dir)[0], "evaluating it")
+        if ns.ensemble and ns.split == "val":
+            from ..ensemble import Ensemble
+
+            if Ensemble.load(ns.ensemble).train_on_val:
+                raise PricetuneError(f"{ns.ensemble} is a refit: its members trained on the val split, so scoring it "
+                                     "on val would judge it on its own training rows; score it on test")
         dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
         if dataset is None and ns.ensemble:
             dataset = json.loads((Path(ns.ensemble) / "ensemble.json").read_text())["dataset"]

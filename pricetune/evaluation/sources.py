@@ -65,18 +65,17 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
     if ns.train_on_val:
         if ns.split == "val":
             raise PricetuneError("--train-on-val fits the baseline on the val rows; score it on test")
-        if ns.baseline == "tfidf-embed":
-            raise PricetuneError("--train-on-val is for --baseline tfidf, median or mean")
         if not splits.get("val"):
             raise PricetuneError("--train-on-val needs a val split to train on; the dataset has none")
     if ns.baseline == "tfidf-embed":
         base = ns.base_model or "smollm2-135m"
         model = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=base, precision=ns.precision,
-                                    batch_size=ns.batch_size)
+                                    batch_size=ns.batch_size, refit=ns.train_on_val)
         guesses = model.predict([r["prompt"] for r in items], progress=True)
-        return Scored("TF-IDF + base embeddings + ridge", [f"{g:.2f}" for g in guesses], guesses,
+        return Scored("TF-IDF + base embeddings + ridge" + (" (refit on train + val)" if ns.train_on_val else ""),
+                      [f"{g:.2f}" for g in guesses], guesses,
                       {"baseline": "tfidf-embed", "base_model": base, "layer": model.layer, "weight": model.weight,
-                       "alpha": model.alpha, "val_mae": round(model.val_mae, 2),
+                       "alpha": model.alpha, "train_on_val": ns.train_on_val, "val_mae": round(model.val_mae, 2),
                        "val_mae_by_setting": {k: round(v, 2) for k, v in model.val_mae_by_setting.items()}, **drawn},
                       False)
     if ns.baseline == "tfidf":

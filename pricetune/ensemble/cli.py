@@ -1,0 +1,57 @@
+"""`pricetune ensemble`: fit weights on val, or refit a fitted ensemble's members on train + val."""
+
+from __future__ import annotations
+
+from ..errors import PricetuneError
+from .fit import fit_ensemble
+from .members import Member
+from .refit import parse_swaps, refit_ensemble
+
+
+def add_ensemble_arguments(p) -> None:
+    p.description = ("Combine several price models (runs and classical baselines) with weights fit on the "
+                     "validation split only; evaluate the result with `pricetune evaluate --ensemble DIR`. With "
+                     "--refit, keep a fitted ensemble's weights and train its members again on train + val.")
+    p.add_argument("--dataset", help="Dataset with train and val splits (as `train --dataset`). Not with --refit: "
+                   "the refit uses the source ensemble's.")
+    p.add_argument("--member", action="append", metavar="RUN|tfidf|tfidf-embed|median|mean",
+                   help="A member: a run directory (or one of its checkpoint-N folders), tfidf, tfidf-embed, median or "
+                   "mean (see `pricetune evaluate --help`, --baseline). Repeat.")
+    p.add_argument("--out", required=True, help="New folder for ensemble.json (and the fitted baselines' SPEC.joblib).")
+    p.add_argument("--refit", metavar="ENS_DIR",
+                   help="Refit this fitted ensemble: the same weights, its classical members fit again on train + val "
+                   "with the settings val chose, its weighted runs swapped for their refits (--swap). Members of "
+                   "weight 0 are left out; the result is scored on test only.")
+    p.add_argument("--swap", action="append", default=[], metavar="RUN=REFIT_RUN",
+                   help="With --refit: the run trained with --train-on-val (same recipe) that replaces a weighted run "
+                   "of the source ensemble. Repeat, once for each weighted run.")
+    p.add_argument("--base-model", default="smollm2-135m",
+                   help="The frozen base a tfidf-embed member reads (default: the embedded smollm2-135m).")
+    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
+                   help="How generate runs price (regress runs have one way).")
+    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
+    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
+
+
+def ensemble_cli(ns) -> int:
+    if ns.refit:
+        if ns.member or ns.dataset:
+            raise PricetuneError("--refit keeps the source ensemble's members and dataset; drop --member and --dataset")
+        record = refit_ensemble(ns.refit, parse_swaps(ns.swap), ns.out, batch_size=ns.batch_size)
+        for m, w in zip(record["members"], record["weights"]):
+            was = f"   (refit of {m['refit_of']})" if "refit_of" in m else "   (refit on train + val)"
+            print(f"  {m['spec']:<40} weight {w:.2f}{was}")
+        print(f"  weights fit on val by {ns.refit} (val MAE ${record['source_val_mae']:,.2f}, before the refit)")
+        print(f"ensemble: {ns.out} (score it on test: pricetune evaluate --ensemble {ns.out} --limit 0)")
+        return 0
+    if ns.swap:
+        raise PricetuneError("--swap names a refit run for --refit; without --refit there is nothing to swap")
+    if not ns.dataset or not ns.member:
+        raise PricetuneError("an ensemble needs --dataset and at least two --member (or --refit ENS_DIR)")
+    members = [Member(s, ns.decode, ns.samples, ns.batch_size, ns.base_model) for s in ns.member]
+    record = fit_ensemble(ns.dataset, members, ns.out)
+    for m, w, mae in zip(record["members"], record["weights"], record["member_val_mae"]):
+        print(f"  {m['spec']:<40} weight {w:.2f}   val MAE ${mae:,.2f}")
+    print(f"  ensemble val MAE ${record['val_mae']:,.2f}")
+    print(f"ensemble: {ns.out}")
+    return 0

@@ -1,0 +1,141 @@
+"""An ensemble's members and a saved ensemble folder: what each member is, how it is made ready to
+price, and how a folder's `ensemble.json` prices prompts with its weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import PricetuneError
+from .weights import combine
+
+FITTED = ("tfidf", "tfidf-embed")  # classical members fit on the train split, saved as SPEC.joblib
+CLASSICAL = (*FITTED, "median", "mean")
+
+
+@dataclass
+class Member:
+    """One model of an ensemble: `spec` is a run directory or tfidf / tfidf-embed / median / mean."""
+
+    spec: str
+    decode: str = "greedy"
+    samples: int = 64
+    batch_size: int = 16
+    base_model: str = "smollm2-135m"  # the frozen base a tfidf-embed member reads
+
+    @property
+    def classical(self) -> bool:
+        return self.spec in CLASSICAL
+
+    def describe(self) -> dict:
+        d = {"spec": self.spec, "kind": self.spec if self.classical else "run"}
+        if not self.classical:
+            d.update(decode=self.decode, samples=self.samples)
+        if self.spec == "tfidf-embed":
+            d["base_model"] = self.base_model
+        return d
+
+
+class Predictor:
+    """A member made ready to price prompts: a fitted baseline, or a loaded run."""
+
+    def __init__(self, member: Member, folder: Path | None = None, splits: dict | None = None,
+                 constant_value: float | None = None):
+        """`constant_value`: a saved ensemble's mean/median member, which needs no dataset."""
+        self.member = member
+        if member.spec in ("median", "mean") and constant_value is not None:
+            self.value = constant_value
+        elif member.spec in FITTED:
+            from ..baselines import TfidfEmbedRidge, TfidfRidge
+
+            kind = TfidfRidge if member.spec == "tfidf" else TfidfEmbedRidge
+            saved = folder / f"{member.spec}.joblib" if folder is not None else None
+            if saved is not None and saved.is_file():
+                self.fitted = kind.load(saved)
+                if kind is TfidfEmbedRidge:
+                    self.fitted.reader()  # load the base now, not on the first request a server gets
+            elif splits is None:
+                raise PricetuneError(f"the {member.spec} member needs the dataset to fit on")
+            elif kind is TfidfRidge:
+                self.fitted = TfidfRidge.fit(splits["train"], splits.get("val", []))
+            else:
+                self.fitted = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=member.base_model,
+                                                  batch_size=member.batch_size)
+        elif member.spec in ("median", "mean"):
+            from ..baselines import constant
+
+            if splits is None:
+                raise PricetuneError(f"the {member.spec} member needs the dataset")
+            self.value = constant(splits["train"], member.spec)
+        else:
+            from ..inference import load_model
+
+            self.lm = load_model(run=member.spec)
+
+    def predict(self, prompts: list[str], progress: bool = False) -> list[float | None]:
+        spec = self.member.spec
+        if spec in FITTED:
+            return self.fitted.predict(prompts, progress)
+        if spec in ("median", "mean"):
+            return [self.value] * len(prompts)
+        out = self.lm.price(prompts, self.member.decode, self.member.batch_size, self.member.samples, progress)
+        return [p for _, p in out]
+
+
+@dataclass
+class Ensemble:
+    members: list[Member]
+    weights: list[float]
+    folder: Path
+    constants: dict
+    train_on_val: bool = False  # a refit: its members trained on the val rows, so it is scored on test only
+
+    @property
+    def llm_only(self) -> bool:
+        return not any(m.classical for m, w in zip(self.members, self.weights) if w > 0)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Ensemble:
+        folder = Path(folder)
+        path = folder / "ensemble.json"
+        if not path.is_file():
+            raise PricetuneError(f"{folder} is not an ensemble folder (no ensemble.json); make one with `pricetune ensemble`")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        members = [Member(m["spec"], m.get("decode", "greedy"), m.get("samples", 64)) for m in data["members"]]
+        return cls(members, data["weights"], folder, data.get("constants", {}), data.get("train_on_val", False))
+
+    def predictors(self) -> list[Predictor | None]:
+        """Loaded members (None for those of weight 0: they are not loaded at all)."""
+        out = []
+        for m, w in zip(self.members, self.weights):
+            if w == 0:
+                out.append(None)
+            elif m.spec in ("median", "mean"):
+                out.append(Predictor(m, constant_value=self.constants[m.spec]))
+            else:
+                out.append(Predictor(m, self.folder))
+        return out
+
+    def predict(self, prompts: list[str], predictors=None, progress: bool = False) -> list[float | None]:
+        predictors = predictors or self.predictors()
+        prices = [p.predict(prompts, progress) if p is not None else [None] * len(prompts) for p in predictors]
+        return combine(self.weights, prices)
+
+
+def refuse_filled(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
+
+
+@contextmanager
+def new_folder(out: Path):
+    """Make `out` for an ensemble; if filling it fails (or is interrupted), remove it again."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
