@@ -83,7 +83,7 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
 
     source, out = Path(source), Path(out)
     ens = Ensemble.load(source)
-    record = json.loads((source / "ensemble.json").read_text(encoding="utf-8"))
+    record = ens.record
     if ens.train_on_val:
         raise PricetuneError(f"{source} is already a refit; refit the ensemble it came from ({record.get('refit_of')})")
     refuse_filled(out)

@@ -106,15 +106,17 @@ def evaluate_cli(ns) -> int:
             ns.adapter = ns.target
         if run_dir and ns.split == "val":
             refuse_val_of_refit(run_paths(run_dir)[0], "evaluating it")
-        if ns.ensemble and ns.split == "val":
+        ensemble = None
+        if ns.ensemble:
             from ..ensemble import Ensemble
 
-            if Ensemble.load(ns.ensemble).train_on_val:
+            ensemble = Ensemble.load(ns.ensemble)
+            if ensemble.train_on_val and ns.split == "val":
                 raise PricetuneError(f"{ns.ensemble} is a refit: its members trained on the val split, so scoring it "
                                      "on val would judge it on its own training rows; score it on test")
         dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
-        if dataset is None and ns.ensemble:
-            dataset = json.loads((Path(ns.ensemble) / "ensemble.json").read_text())["dataset"]
+        if dataset is None and ensemble is not None:
+            dataset = ensemble.record["dataset"]
         if dataset is None:
             raise PricetuneError("which items? pass --dataset (or evaluate a run directory, which knows its own)")
         splits, items = split_items(ns, dataset)
@@ -122,8 +124,8 @@ def evaluate_cli(ns) -> int:
         categories = [item_category(r["prompt"]) for r in items]
         if ns.baseline:
             scored = from_baseline(ns, splits, items)
-        elif ns.ensemble:
-            scored = from_ensemble(ns, items)
+        elif ensemble is not None:
+            scored = from_ensemble(ns, ensemble, items)
         else:
             scored = from_model(ns, run_dir, items)
         settings = {"dataset": dataset, "split": ns.split, "limit": ns.limit}

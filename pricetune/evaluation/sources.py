@@ -112,10 +112,8 @@ def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
     return Scored(label, [t for t, _ in out], [p for _, p in out], settings, llm_only=not ns.no_adapter)
 
 
-def from_ensemble(ns, items: list[dict]) -> Scored:
-    from ..ensemble import Ensemble
-
-    ens = Ensemble.load(ns.ensemble)
+def from_ensemble(ns, ens, items: list[dict]) -> Scored:
+    """`ens`: the loaded `Ensemble` named by `--ensemble`."""
     guesses = dist.map_shared(lambda share: ens.predict(share, progress=dist.is_main()), [r["prompt"] for r in items])
     members = ", ".join(f"{m.spec} x{w:.2f}" for m, w in zip(ens.members, ens.weights))
     return Scored(f"ensemble {Path(ns.ensemble).name}", ["" if g is None else f"{g:.2f}" for g in guesses], guesses,
