@@ -419,14 +419,19 @@ def test_tfidf_embed_baseline_reads_the_words_and_picks_its_settings_on_val(tiny
         TfidfEmbedRidge.fit(train, [], **fit)
 
 
-def test_ensemble_weights_depend_on_val_only(tmp_path):
-    from pricetune.ensemble import Member, combine, fit_ensemble, fit_weights
-    from pricetune.inference import Pricer
-
+def _ensemble_data(tmp_path):
     data = tmp_path / "data"
     write_jsonl(data / "train.jsonl", _synthetic(200, 1))
     write_jsonl(data / "val.jsonl", _synthetic(40, 2))
     write_jsonl(data / "test.jsonl", _synthetic(40, 3))
+    return data
+
+
+def test_ensemble_weights_depend_on_val_only(tmp_path):
+    from pricetune.ensemble import Member, combine, fit_ensemble, fit_weights
+    from pricetune.inference import Pricer
+
+    data = _ensemble_data(tmp_path)
     members = [Member("tfidf"), Member("median")]
     first = fit_ensemble(str(data), members, tmp_path / "ens1", log=lambda _: None)
     write_jsonl(data / "test.jsonl", _synthetic(40, 4)[:10])  # other test rows
@@ -452,10 +457,7 @@ def test_an_ensemble_with_a_tfidf_embed_member_saves_it_and_prices_without_the_d
     from pricetune.ensemble import Ensemble, Member, fit_ensemble
     from pricetune.inference import Pricer
 
-    data = tmp_path / "data"
-    write_jsonl(data / "train.jsonl", _synthetic(200, 1))
-    write_jsonl(data / "val.jsonl", _synthetic(40, 2))
-    write_jsonl(data / "test.jsonl", _synthetic(40, 3))
+    data = _ensemble_data(tmp_path)
     members = [Member("tfidf-embed", base_model=str(tiny_model_dir)), Member("median")]
     record = fit_ensemble(str(data), members, tmp_path / "ens", log=lambda _: None)
     assert record["members"][0] == {"spec": "tfidf-embed", "kind": "tfidf-embed", "base_model": str(tiny_model_dir)}
@@ -485,14 +487,6 @@ def test_a_refit_tfidf_embed_keeps_its_settings_and_learns_from_val_too(tiny_mod
     one = {**fit, "layers": [chosen.layer], "weights": (chosen.weight,), "alphas": (chosen.alpha,)}
     both = TfidfEmbedRidge.fit(train + val, val, **one)
     assert refit.predict(prompts) == pytest.approx(both.predict(prompts), rel=1e-4)
-
-
-def _ensemble_data(tmp_path):
-    data = tmp_path / "data"
-    write_jsonl(data / "train.jsonl", _synthetic(200, 1))
-    write_jsonl(data / "val.jsonl", _synthetic(40, 2))
-    write_jsonl(data / "test.jsonl", _synthetic(40, 3))
-    return data
 
 
 def test_a_refit_ensemble_keeps_the_weights_refits_its_members_and_is_scored_on_test_only(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PricetuneError
@@ -90,9 +90,16 @@ class Ensemble:
     members: list[Member]
     weights: list[float]
     folder: Path
-    constants: dict
-    train_on_val: bool = False  # a refit: its members trained on the val rows, so it is scored on test only
-    record: dict = field(default_factory=dict)  # ensemble.json as saved (dataset, fit_on, val MAE, ...)
+    record: dict  # ensemble.json as saved (dataset, fit_on, val MAE, constants, ...)
+
+    @property
+    def constants(self) -> dict:
+        return self.record.get("constants", {})
+
+    @property
+    def train_on_val(self) -> bool:
+        """A refit: its members trained on the val rows, so it is scored on test only."""
+        return self.record.get("train_on_val", False)
 
     @property
     def llm_only(self) -> bool:
@@ -106,7 +113,7 @@ class Ensemble:
             raise PricetuneError(f"{folder} is not an ensemble folder (no ensemble.json); make one with `pricetune ensemble`")
         data = json.loads(path.read_text(encoding="utf-8"))
         members = [Member(m["spec"], m.get("decode", "greedy"), m.get("samples", 64)) for m in data["members"]]
-        return cls(members, data["weights"], folder, data.get("constants", {}), data.get("train_on_val", False), data)
+        return cls(members, data["weights"], folder, data)
 
     def predictors(self) -> list[Predictor | None]:
         """Loaded members (None for those of weight 0: they are not loaded at all)."""
