@@ -99,6 +99,10 @@ class RunConfig(BaseModel):
         0.75, description="regress_loss bins: the width of the Gaussian each training price is spread into, in bin "
         "widths (HL-Gauss recommends 0.75; wider smooths the target).",
     )
+    regress_huber_delta: float = Field(
+        1.0, description="regress_loss huber: where the loss turns from squared to absolute, in standardised log "
+        "price (the training prices' mean absolute deviation from their median); larger is closer to squared error.",
+    )
     regress_pooling: Literal["last", "mean"] = Field(
         "last", description="regress: what the head reads: the last prompt token's hidden state (transformers' "
         "sequence classification) or the mean of the final hidden states over the prompt's tokens.",
@@ -187,6 +191,8 @@ class RunConfig(BaseModel):
             problems.append(f"regress_bins must be >= 2 for regress_loss: bins (got {self.regress_bins})")
         if self.regress_bin_sigma <= 0:
             problems.append(f"regress_bin_sigma must be > 0 (got {self.regress_bin_sigma})")
+        if self.regress_huber_delta <= 0:
+            problems.append(f"regress_huber_delta must be > 0 (got {self.regress_huber_delta})")
         if self.regress_loss == "bins" and self.regress_head_init == "probe":
             problems.append("regress_head_init: probe fits one output; a histogram head (regress_loss: bins) starts at random")
         if self.regress_head_init != "random" and self.objective != "regress":

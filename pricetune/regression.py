@@ -54,7 +54,7 @@ from .errors import PricetuneError
 
 HEAD_FILE = "regression_head.json"
 POOLINGS = ("last", "mean")
-HUBER_DELTA = 1.0  # in standardised units: L1 beyond one spread, squared inside
+HUBER_DELTA = 1.0  # the default, in standardised units: L1 beyond one spread, squared inside
 # dollars: outputs this many spreads above the center are priced as if there (exp of more would
 # overflow float32 long before any real price)
 MAX_STANDARD_OUTPUT = 30.0
@@ -77,10 +77,11 @@ class PriceScale:
     low: float | None = None  # bins: the histogram's span, in standardised units
     high: float | None = None
     sigma: float | None = None  # bins: the training targets' Gaussian spread, in bin widths
+    delta: float | None = None  # huber: where the loss turns from squared to absolute, in standardised units
 
     @classmethod
     def fit(cls, prices: list[float], loss: str = "l1", pooling: str = "last", layers: int | None = None,
-            bins: int = 1, sigma: float = BIN_SIGMA_WIDTHS) -> PriceScale:
+            bins: int = 1, sigma: float = BIN_SIGMA_WIDTHS, delta: float = HUBER_DELTA) -> PriceScale:
         logs = [math.log1p(p) for p in prices]
         if not logs:
             raise PricetuneError("the regress objective needs training prices")
@@ -94,8 +95,10 @@ class PriceScale:
             if not sigma > 0:
                 raise PricetuneError(f"the bins loss needs a Gaussian spread > 0 bin widths (got {sigma})")
             low, high = (min(logs) - center) / scale - BIN_MARGIN, (max(logs) - center) / scale + BIN_MARGIN
+        if loss == "huber" and not delta > 0:
+            raise PricetuneError(f"the huber loss needs a delta > 0 standardised units (got {delta})")
         return cls(center=center, scale=scale, loss=loss, pooling=pooling, layers=layers, bins=bins, low=low, high=high,
-                   sigma=sigma if bins > 1 else None)
+                   sigma=sigma if bins > 1 else None, delta=delta if loss == "huber" else None)
 
     def target(self, price: float) -> float:
         return (math.log1p(price) - self.center) / self.scale
@@ -129,12 +132,17 @@ class PriceScale:
         if layers is not None:
             _check_positive_whole(path, "layers", layers)
         bins = _check_positive_whole(path, "bins", data.get("bins", 1))  # older files: a single output
-        low, high, sigma = data.get("low"), data.get("high"), data.get("sigma")
+        low, high, sigma, delta = data.get("low"), data.get("high"), data.get("sigma"), data.get("delta")
         if bins > 1 and not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high):
             raise PricetuneError(f"{path}: {bins} bins need a span low < high (got {low!r}, {high!r})")
-        return cls(center=float(data["center"]), scale=float(data["scale"]), loss=data.get("loss", "l1"),
+        loss = data.get("loss", "l1")
+        if loss == "huber" and delta is not None and not (isinstance(delta, (int, float)) and delta > 0):
+            raise PricetuneError(f"{path}: huber delta {delta!r} is not a number > 0")
+        return cls(center=float(data["center"]), scale=float(data["scale"]), loss=loss,
                    pooling=pooling, layers=layers, bins=bins, low=low, high=high,
-                   sigma=(float(sigma) if sigma is not None else BIN_SIGMA_WIDTHS) if bins > 1 else None)
+                   sigma=(float(sigma) if sigma is not None else BIN_SIGMA_WIDTHS) if bins > 1 else None,
+                   # files written before delta was saved trained with the default
+                   delta=(float(delta) if delta is not None else HUBER_DELTA) if loss == "huber" else None)
 
 
 def _check_positive_whole(path: Path, name: str, value) -> int:
@@ -164,10 +172,12 @@ def gaussian_bin_targets(targets: torch.Tensor, edges: torch.Tensor, sigma: floa
 
 
 def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l1", spread: float = 1.0,
-                    edges: torch.Tensor | None = None, sigma: float = BIN_SIGMA_WIDTHS) -> torch.Tensor:
+                    edges: torch.Tensor | None = None, sigma: float = BIN_SIGMA_WIDTHS,
+                    delta: float = HUBER_DELTA) -> torch.Tensor:
     """The loss between head outputs and standardised log-price targets (`PriceScale.target`).
 
-    l1: mean absolute distance in standardised log price. huber: the same, squared within one spread.
+    l1: mean absolute distance in standardised log price. huber: the same, squared within `delta`
+    spreads (torch's huber_loss: 0.5 r^2 inside, delta * (|r| - 0.5 delta) beyond).
     dollars: the mean absolute error of the prices themselves, |exp(spread * output) -
     exp(spread * target)|, which is |(1 + guess) - (1 + truth)| / (1 + center price): the course's
     metric in units of the median price. Its optimum is the median, as l1's, but each item counts by
@@ -183,7 +193,7 @@ def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l
         return -(spread_over * torch.log_softmax(outputs.float(), dim=-1)).sum(-1).mean()
     outputs, targets = outputs.float().reshape(-1), targets.float().reshape(-1)
     if kind == "huber":
-        return F.huber_loss(outputs, targets, delta=HUBER_DELTA)
+        return F.huber_loss(outputs, targets, delta=delta)
     if kind == "dollars":
         outputs = outputs.clamp(max=MAX_STANDARD_OUTPUT / spread)
         return (torch.exp(spread * outputs) - torch.exp(spread * targets)).abs().mean()

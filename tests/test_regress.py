@@ -1,5 +1,6 @@
 """The regress objective, the classical baselines and ensembles: quality's building blocks."""
 
+import json
 import math
 
 import pytest
@@ -58,6 +59,9 @@ def test_regression_loss_is_l1_on_standardised_log_price(tiny_model_dir, tokeniz
     assert float(loss) == pytest.approx(sum(by_hand) / 3, rel=1e-5)
     huber = regression_loss(torch.tensor([0.0, 3.0]), torch.tensor([0.5, 0.0]), "huber")
     assert float(huber) == pytest.approx((0.5 * 0.25 + (3.0 - 0.5)) / 2)
+    # delta 2: the 3.0 miss is still linear beyond 2 spreads, a 1.5 miss now squared
+    wide = regression_loss(torch.tensor([0.0, 3.0, 1.5]), torch.tensor([0.5, 0.0, 0.0]), "huber", delta=2.0)
+    assert float(wide) == pytest.approx((0.5 * 0.25 + 2.0 * (3.0 - 1.0) + 0.5 * 2.25) / 3)
     # dollars: the prices' absolute error over 1 + the center price, from the same standardised values
     guesses, truths = [30.0, 700.0], [50.0, 200.0]
     dollars = regression_loss(torch.tensor([scale.target(p) for p in guesses]),
@@ -158,6 +162,24 @@ def test_the_bins_loss_needs_a_random_head_and_two_bins():
             resolve_config("demo", overrides=dict(objective="regress", regress_loss="bins", **bad))
 
 
+def test_the_huber_delta_is_checked_saved_and_read_back(tmp_path):
+    from pricetune.regression import HEAD_FILE, HUBER_DELTA, PriceScale
+
+    with pytest.raises(PricetuneError, match="regress_huber_delta"):
+        resolve_config("demo", overrides=dict(objective="regress", regress_loss="huber", regress_huber_delta=0))
+    with pytest.raises(PricetuneError, match="delta"):
+        PriceScale.fit([5.0, 20.0, 50.0], loss="huber", delta=-1.0)
+    assert PriceScale.fit([5.0, 20.0, 50.0], loss="l1", delta=2.0).delta is None  # only huber has one
+    scale = PriceScale.fit([5.0, 20.0, 50.0], loss="huber", delta=2.5)
+    scale.save(tmp_path)
+    assert PriceScale.load(tmp_path) == scale
+    # a head file written before the delta was saved trained with the default
+    data = json.loads((tmp_path / HEAD_FILE).read_text())
+    del data["delta"]
+    (tmp_path / HEAD_FILE).write_text(json.dumps(data))
+    assert PriceScale.load(tmp_path).delta == HUBER_DELTA
+
+
 def test_a_base_cut_to_n_layers_is_the_full_base_read_after_layer_n(tiny_model_dir, tokenizer):
     from pricetune.modeling import load_base_model
 
@@ -178,7 +200,8 @@ def test_a_base_cut_to_n_layers_is_the_full_base_read_after_layer_n(tiny_model_d
 
 
 @pytest.mark.parametrize("pooling,layers,loss", [("last", None, "l1"), ("mean", None, "l1"), ("mean", 1, "l1"),
-                                                ("last", None, "bins"), ("mean", None, "bins")])
+                                                ("last", None, "bins"), ("mean", None, "bins"),
+                                                ("mean", None, "huber")])
 def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
                                                         pooling, layers, loss):
     from pricetune.inference import Pricer
@@ -189,12 +212,14 @@ def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_da
     cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective="regress",
                                                          quantization="none", max_steps=4, max_length=64,
                                                          regress_pooling=pooling, regress_layers=layers,
-                                                         regress_loss=loss, regress_bins=16, regress_bin_sigma=3.0))
+                                                         regress_loss=loss, regress_bins=16, regress_bin_sigma=3.0,
+                                                         regress_huber_delta=2.0))
     summary = train(cfg, log=lambda _: None)
     assert summary["objective"] == "regress" and (out / "regression_head.json").is_file()
     assert PriceScale.load(out).pooling == pooling and PriceScale.load(out).layers == layers
     assert PriceScale.load(out).bins == (16 if loss == "bins" else 1)
     assert PriceScale.load(out).sigma == (3.0 if loss == "bins" else None)  # a resumed run trains as it began
+    assert PriceScale.load(out).delta == (2.0 if loss == "huber" else None)
     assert (out / "checkpoint-4" / "regression_head.json").is_file()  # a checkpoint prices on its own
     prompts = [r["prompt"] for r in demo_splits["test"][:6]]
     pricer = Pricer.from_run(str(out), batch_size=4)

@@ -17,6 +17,8 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
                   regress_head_init=cfg.regress_head_init)
         if cfg.regress_loss == "bins":
             hp.update(regress_bins=cfg.regress_bins, regress_bin_sigma=cfg.regress_bin_sigma)
+        if cfg.regress_loss == "huber":
+            hp.update(regress_huber_delta=cfg.regress_huber_delta)
     rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
     read = "the last prompt token" if cfg.regress_pooling == "last" else "the mean over the prompt's tokens"
     if cfg.regress_layers is not None:

@@ -45,8 +45,11 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = head_outputs(model, inputs["input_ids"], inputs.get("attention_mask"), self.scale.pooling)
-        bins = dict(edges=self.scale.edges(outputs.device), sigma=self.scale.sigma) if self.scale.bins > 1 else {}
-        loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale, **bins)
+        if self.scale.bins > 1:
+            extra = dict(edges=self.scale.edges(outputs.device), sigma=self.scale.sigma)
+        else:
+            extra = dict(delta=self.scale.delta) if self.scale.loss == "huber" and self.scale.delta is not None else {}
+        loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale, **extra)
         if model.training and "attention_mask" in inputs:
             self._total_train_tokens += int(inputs["attention_mask"].sum())
         return (loss, {"logits": outputs}) if return_outputs else loss

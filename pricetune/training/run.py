@@ -163,7 +163,7 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     elif regress:
         scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling,
                                cfg.regress_layers, cfg.regress_bins if cfg.regress_loss == "bins" else 1,
-                               cfg.regress_bin_sigma)
+                               cfg.regress_bin_sigma, cfg.regress_huber_delta)
 
     def tokenize(rows: list[dict]):
         if regress:
