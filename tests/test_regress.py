@@ -362,6 +362,53 @@ def test_a_refit_tfidf_keeps_the_val_chosen_alpha_and_learns_from_val_too():
     assert refit.predict(prompts) == pytest.approx(both.predict(prompts))
 
 
+def test_tfidf_knn_prices_from_similar_items_and_picks_k_on_val():
+    from pricetune.baselines import TfidfKnn
+
+    train, val, test = _synthetic(300, 1), _synthetic(60, 2), _synthetic(60, 3)
+    model = TfidfKnn.fit(train, val, ks=(1, 5, 299, 500))  # 500 > the 300 train rows: skipped
+    assert set(model.val_mae_by_k) == {1, 5, 299} and model.k == min(model.val_mae_by_k, key=model.val_mae_by_k.get)
+    guesses = model.predict([r["prompt"] for r in test])
+    ratio = [g / r["price"] for g, r in zip(guesses, test)]
+    assert sorted(ratio)[len(ratio) // 2] == pytest.approx(1.0, abs=0.4)  # prices span 5..150: the words are read
+    assert model.val_mae_by_k[model.k] < model.val_mae_by_k[299]  # near neighbours beat the whole train split
+    # an item seen in training costs what it cost there: distance 0 takes all the weight
+    assert model.predict([train[7]["prompt"]])[0] == pytest.approx(train[7]["price"], rel=1e-6)
+    # the refit: the k val chose, fit on train + val
+    refit = TfidfKnn.fit(train, val, ks=(1, 5, 299), refit=True)
+    seen = {r["prompt"] for r in train}
+    new = next(r for r in val if r["prompt"] not in seen)  # a text only val has
+    assert refit.k == model.k and refit.predict([new["prompt"]])[0] == pytest.approx(new["price"], rel=1e-6)
+
+
+def test_an_ensemble_with_a_tfidf_knn_member_saves_and_refits_it(tmp_path):
+    import json
+
+    from pricetune.baselines import TfidfKnn
+    from pricetune.cli import main
+    from pricetune.ensemble import Member, fit_ensemble, refit_ensemble
+    from pricetune.inference import Pricer
+
+    data = _ensemble_data(tmp_path)
+    rows = {s: [json.loads(line) for line in (data / f"{s}.jsonl").read_text().splitlines()] for s in ("train", "val")}
+    record = fit_ensemble(str(data), [Member("tfidf-knn"), Member("median")], tmp_path / "ens", log=lambda _: None)
+    assert record["members"][0] == {"spec": "tfidf-knn", "kind": "tfidf-knn"} and record["weights"][0] > 0
+    chosen = TfidfKnn.load(tmp_path / "ens" / "tfidf-knn.joblib")
+    assert Pricer.from_ensemble(str(tmp_path / "ens")).price_many([rows["train"][0]["prompt"]])[0] > 0
+    refit_ensemble(tmp_path / "ens", {}, tmp_path / "refit", log=lambda _: None)
+    refit = TfidfKnn.load(tmp_path / "refit" / "tfidf-knn.joblib")
+    by_hand = TfidfKnn.fit(rows["train"] + rows["val"], rows["val"], ks=(chosen.k,))
+    prompts = [r["prompt"] for r in _synthetic(20, 7)]
+    assert refit.k == chosen.k and refit.predict(prompts) == pytest.approx(by_hand.predict(prompts))
+    # and from the command line, scored like any model
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--baseline", "tfidf-knn", "--dataset", str(data), "--limit", "0",
+                 "--output-dir", str(out)]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["baseline"] == "tfidf-knn" and settings["k"] == chosen.k
+    assert json.loads((out / "metrics.json").read_text())["n"] == 40
+
+
 def test_a_refit_run_trains_on_train_and_val_and_refuses_to_be_judged_on_val(tiny_model_dir, small_dataset_dir,
                                                                            tmp_path):
     from pricetune.cli import main

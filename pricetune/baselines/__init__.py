@@ -2,6 +2,7 @@
 
     pricetune evaluate --baseline tfidf --dataset ../shared/data/amazon-items --limit 0
     pricetune evaluate --baseline tfidf-embed --dataset ../shared/data/amazon-items --limit 0
+    pricetune evaluate --baseline tfidf-knn --dataset ../shared/data/amazon-items --limit 0
     pricetune evaluate --baseline median --dataset demo
 
     from pricetune.baselines import TfidfRidge
@@ -12,6 +13,8 @@
 - `tfidf-embed` (`embed.py`): the same TF-IDF features beside the frozen base model's mean hidden
   state after one layer, in one ridge regression: what a linear model makes of the words and of what
   the untrained language model reads in them.
+- `tfidf-knn` (`knn.py`): the same TF-IDF features, an item priced from its nearest train items
+  (cosine), k chosen on val: no pull toward the middle, a different error beside the ridge.
 - `mean` / `median`: a constant from the train split.
 
 Each fits on the train split only; any setting (regularisation, layer, weights) is chosen on the
@@ -21,6 +24,7 @@ read. None of them is `llm_only`.
 
 from .common import constant, item_text
 from .embed import TfidfEmbedRidge
+from .knn import TfidfKnn
 from .tfidf import TfidfRidge
 
-__all__ = ["TfidfEmbedRidge", "TfidfRidge", "constant", "item_text"]
+__all__ = ["TfidfEmbedRidge", "TfidfKnn", "TfidfRidge", "constant", "item_text"]

@@ -28,6 +28,28 @@ def tfidf_features():
     )
 
 
+def choose_on_val(name: str, make, settings, train: list[dict], val: list[dict], refit: bool = False):
+    """Fit `make(setting)` (a scikit-learn pipeline on item text -> log price) on `train` for each
+    setting and keep the one with the lowest MAE on `val`; `refit`: fit that setting again on train + val.
+    Returns (setting, fitted pipeline, {setting: val MAE})."""
+    if len(train) < 2:
+        raise PricetuneError(f"the {name} baseline needs at least 2 training rows")
+    if not val:
+        raise PricetuneError(f"the {name} baseline chooses its settings on a val split; the dataset has none")
+    x = [item_text(r["prompt"]) for r in train]
+    y = [math.log1p(r["price"]) for r in train]
+    val_x, val_prices = [item_text(r["prompt"]) for r in val], [r["price"] for r in val]
+    best, scores = None, {}
+    for setting in settings:
+        pipe = make(setting).fit(x, y)
+        scores[setting] = mae(val_prices, prices_from_logs(pipe.predict(val_x)))
+        if best is None or scores[setting] < scores[best[0]]:
+            best = (setting, pipe)
+    if refit:
+        best = (best[0], make(best[0]).fit(x + val_x, y + [math.log1p(p) for p in val_prices]))
+    return best[0], best[1], scores
+
+
 @dataclass
 class TfidfRidge:
     """TF-IDF features and a ridge regression on log price (scikit-learn), alpha chosen on val."""
@@ -48,23 +70,8 @@ class TfidfRidge:
             refit: bool = False) -> TfidfRidge:
         """Fit on `train` for each alpha; keep the one with the lowest MAE on `val`. `refit`: then fit
         that alpha again on train + val (features included), for a model scored on test only."""
-        if len(train) < 2:
-            raise PricetuneError("the tfidf baseline needs at least 2 training rows")
-        if not val:
-            raise PricetuneError("the tfidf baseline chooses its regularisation on a val split; the dataset has none")
-        x = [item_text(r["prompt"]) for r in train]
-        y = [math.log1p(r["price"]) for r in train]
-        val_x, val_prices = [item_text(r["prompt"]) for r in val], [r["price"] for r in val]
-        best, scores = None, {}
-        for alpha in alphas:
-            pipe = cls._pipeline(alpha).fit(x, y)
-            scores[alpha] = mae(val_prices, prices_from_logs(pipe.predict(val_x)))
-            if best is None or scores[alpha] < scores[best[0]]:
-                best = (alpha, pipe)
-        if refit:
-            val_y = [math.log1p(p) for p in val_prices]
-            best = (best[0], cls._pipeline(best[0]).fit(x + val_x, y + val_y))
-        return cls(pipeline=best[1], alpha=best[0], val_mae_by_alpha=scores)
+        alpha, pipe, scores = choose_on_val("tfidf", cls._pipeline, alphas, train, val, refit)
+        return cls(pipeline=pipe, alpha=alpha, val_mae_by_alpha=scores)
 
     def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
         from ..data import make_prompt

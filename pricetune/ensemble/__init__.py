@@ -14,11 +14,11 @@
     Pricer.from_ensemble("runs/ensemble").price("Title: ...")
 
 A member is a run directory (a generate run prices with `--decode`, a regress run with its head),
-`tfidf`, `tfidf-embed` (reading `--base-model`), `median` or `mean`. The combination is a weighted
+`tfidf`, `tfidf-embed` (reading `--base-model`), `tfidf-knn`, `median` or `mean`. The combination is a weighted
 mean of log(1 + price), weights on the simplex (non-negative, summing to 1) on a grid of step 1/20,
 the grid point with the lowest mean absolute error on val wins; ties go to the earlier grid point.
 `ensemble.json` records the members, their val MAE, the weights and the dataset; a fitted baseline
-member is saved beside it (`tfidf.joblib`, `tfidf-embed.joblib`) so the ensemble prices without the
+member is saved beside it (`tfidf.joblib`, `tfidf-embed.joblib`, `tfidf-knn.joblib`) so the ensemble prices without the
 training data.
 
 Modes, one file each: `fit` (weights on val), `refit` (the same weights, every member trained on

@@ -14,9 +14,9 @@ def add_ensemble_arguments(p) -> None:
                      "--refit, keep a fitted ensemble's weights and train its members again on train + val.")
     p.add_argument("--dataset", help="Dataset with train and val splits (as `train --dataset`). Not with --refit: "
                    "the refit uses the source ensemble's.")
-    p.add_argument("--member", action="append", metavar="RUN|tfidf|tfidf-embed|median|mean",
-                   help="A member: a run directory (or one of its checkpoint-N folders), tfidf, tfidf-embed, median or "
-                   "mean (see `pricetune evaluate --help`, --baseline). Repeat.")
+    p.add_argument("--member", action="append", metavar="RUN|tfidf|tfidf-embed|tfidf-knn|median|mean",
+                   help="A member: a run directory (or one of its checkpoint-N folders), tfidf, tfidf-embed, tfidf-knn, "
+                   "median or mean (see `pricetune evaluate --help`, --baseline). Repeat.")
     p.add_argument("--out", required=True, help="New folder for ensemble.json (and the fitted baselines' SPEC.joblib).")
     p.add_argument("--refit", metavar="ENS_DIR",
                    help="Refit this fitted ensemble: the same weights, its classical members fit again on train + val "

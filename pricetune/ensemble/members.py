@@ -12,13 +12,13 @@ from pathlib import Path
 from ..errors import PricetuneError
 from .weights import combine
 
-FITTED = ("tfidf", "tfidf-embed")  # classical members fit on the train split, saved as SPEC.joblib
+FITTED = ("tfidf", "tfidf-embed", "tfidf-knn")  # classical members fit on the train split, saved as SPEC.joblib
 CLASSICAL = (*FITTED, "median", "mean")
 
 
 @dataclass
 class Member:
-    """One model of an ensemble: `spec` is a run directory or tfidf / tfidf-embed / median / mean."""
+    """One model of an ensemble: `spec` is a run directory or tfidf / tfidf-embed / tfidf-knn / median / mean."""
 
     spec: str
     decode: str = "greedy"
@@ -49,9 +49,9 @@ class Predictor:
         if member.spec in ("median", "mean") and constant_value is not None:
             self.value = constant_value
         elif member.spec in FITTED:
-            from ..baselines import TfidfEmbedRidge, TfidfRidge
+            from ..baselines import TfidfEmbedRidge, TfidfKnn, TfidfRidge
 
-            kind = TfidfRidge if member.spec == "tfidf" else TfidfEmbedRidge
+            kind = {"tfidf": TfidfRidge, "tfidf-embed": TfidfEmbedRidge, "tfidf-knn": TfidfKnn}[member.spec]
             saved = folder / f"{member.spec}.joblib" if folder is not None else None
             if saved is not None and saved.is_file():
                 self.fitted = kind.load(saved)
@@ -59,8 +59,8 @@ class Predictor:
                     self.fitted.reader()  # load the base now, not on the first request a server gets
             elif splits is None:
                 raise PricetuneError(f"the {member.spec} member needs the dataset to fit on")
-            elif kind is TfidfRidge:
-                self.fitted = TfidfRidge.fit(splits["train"], splits.get("val", []))
+            elif kind is not TfidfEmbedRidge:
+                self.fitted = kind.fit(splits["train"], splits.get("val", []))
             else:
                 self.fitted = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=member.base_model,
                                                   batch_size=member.batch_size)

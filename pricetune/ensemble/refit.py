@@ -8,7 +8,7 @@ Once val has chosen every setting and the weights, its rows can teach too, as `t
 lets them for one run (AutoGluon's `refit_full` does the same for its ensembles). The weights stay as
 val chose them: no clean split is left to fit them again on. Each member of weight above 0 is
 trained again on train + val with the settings val chose for it: a classical member here (tfidf:
-its alpha; tfidf-embed: its layer, weight and alpha; median / mean: the constant of both splits),
+its alpha; tfidf-embed: its layer, weight and alpha; tfidf-knn: its k; median / mean: the constant of both splits),
 and a run by swapping in its refit, a run of the same recipe trained with `--train-on-val`, checked
 against the original's saved config. Members of weight 0 are left out. `ensemble.json` records the
 source folder, what each member was refit from and the source's val MAE; the ensemble refuses to be
@@ -78,7 +78,7 @@ def check_refit_run(original: str, refit: str) -> None:
 def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, batch_size: int = 16,
                    log=print) -> dict:
     """The ensemble at `source`, its weighted members trained on train + val, saved at `out`."""
-    from ..baselines import TfidfEmbedRidge, TfidfRidge, constant
+    from ..baselines import TfidfEmbedRidge, TfidfKnn, TfidfRidge, constant
     from ..data import load_splits
 
     source, out = Path(source), Path(out)
@@ -117,6 +117,10 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
                 log(f"refitting tfidf on {len(train)} train + {len(val)} val items")
                 chosen = TfidfRidge.load(source / "tfidf.joblib")
                 TfidfRidge.fit(train, val, alphas=(chosen.alpha,), refit=True).save(out / "tfidf.joblib")
+            elif m.spec == "tfidf-knn":
+                log(f"refitting tfidf-knn on {len(train)} train + {len(val)} val items")
+                chosen = TfidfKnn.load(source / "tfidf-knn.joblib")
+                TfidfKnn.fit(train, val, ks=(chosen.k,), refit=True).save(out / "tfidf-knn.joblib")
             elif m.spec == "tfidf-embed":
                 log(f"refitting tfidf-embed on {len(train)} train + {len(val)} val items")
                 chosen = TfidfEmbedRidge.load(source / "tfidf-embed.joblib")

@@ -26,11 +26,12 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--limit", type=int, default=200, help="Score the first N items (default 200, the course's; 0 = all).")
     p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run directory).")
     p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price).")
-    p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-embed"],
+    p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-embed", "tfidf-knn"],
                    help="Score a classical baseline: the train split's mean or median; TF-IDF + ridge on log price "
                    "(fit on train, regularisation chosen on val); tfidf-embed: the same TF-IDF features beside the "
                    "frozen --base-model's (default smollm2-135m) mean hidden state after one layer, one ridge (layer, "
-                   "weight and alpha chosen on val; one forward pass of the base per item).")
+                   "weight and alpha chosen on val; one forward pass of the base per item); tfidf-knn: the same TF-IDF "
+                   "features, an item priced from its k most similar train items (cosine, k chosen on val).")
     p.add_argument("--train-size", type=int, metavar="N",
                    help="Baselines: fit on N train rows only (to match a run trained on N rows).")
     p.add_argument("--train-sample", default="first", choices=["first", "random"],

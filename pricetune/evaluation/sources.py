@@ -56,7 +56,7 @@ def split_items(ns, dataset: str):
 
 
 def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
-    from ..baselines import TfidfEmbedRidge, TfidfRidge, constant
+    from ..baselines import TfidfEmbedRidge, TfidfKnn, TfidfRidge, constant
     from ..data import take_train
 
     splits = {**splits, "train": take_train(splits.get("train", []), ns.train_size, ns.train_sample, ns.seed)}
@@ -85,6 +85,14 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
         scores = ", ".join(f"{a:g}: ${m:,.2f}" for a, m in model.val_mae_by_alpha.items())
         return Scored("TF-IDF + ridge" + (" (refit on train + val)" if ns.train_on_val else ""), texts, guesses,
                       {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores,
+                       "train_on_val": ns.train_on_val, **drawn}, False)
+    if ns.baseline == "tfidf-knn":
+        model = TfidfKnn.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val)
+        guesses = model.predict([r["prompt"] for r in items])
+        scores = ", ".join(f"{k}: ${m:,.2f}" for k, m in model.val_mae_by_k.items())
+        return Scored("TF-IDF nearest neighbours" + (" (refit on train + val)" if ns.train_on_val else ""),
+                      [f"{g:.2f}" for g in guesses], guesses,
+                      {"baseline": "tfidf-knn", "k": model.k, "val_mae_by_k": scores,
                        "train_on_val": ns.train_on_val, **drawn}, False)
     rows, which = (splits.get("train", []) + splits["val"], "train + val") if ns.train_on_val else \
         (splits.get("train", []), "train")

@@ -1,0 +1,65 @@
+"""TF-IDF nearest neighbours: an item costs what the most similar train items cost.
+
+The same TF-IDF features as `tfidf.py`; an item's log price is the mean of the log prices of its k
+nearest train items by cosine distance, each weighted by 1 / distance (scikit-learn's
+`KNeighborsRegressor`). k is chosen on the validation split by mean absolute error. A ridge draws
+every price toward the middle; neighbours do not, so a dear item with dear look-alikes keeps its
+price, which makes it a different kind of error to put beside the ridge in an ensemble.
+
+    pricetune evaluate --baseline tfidf-knn --dataset ../shared/data/amazon-items --limit 0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import item_text, prices_from_logs
+from .tfidf import choose_on_val, tfidf_features
+
+NEIGHBOURS = (3, 5, 10, 20)
+
+
+@dataclass
+class TfidfKnn:
+    """TF-IDF features and a k-nearest-neighbours regression on log price, k chosen on val."""
+
+    pipeline: object
+    k: int
+    val_mae_by_k: dict[int, float] = field(default_factory=dict)
+
+    @staticmethod
+    def _pipeline(k: int):
+        from sklearn.neighbors import KNeighborsRegressor
+        from sklearn.pipeline import make_pipeline
+
+        # brute force: cosine distance on sparse rows has no tree index, and a few thousand rows need none
+        return make_pipeline(tfidf_features(),
+                             KNeighborsRegressor(n_neighbors=k, metric="cosine", algorithm="brute", weights="distance"))
+
+    @classmethod
+    def fit(cls, train: list[dict], val: list[dict], ks: tuple[int, ...] = NEIGHBOURS, refit: bool = False) -> TfidfKnn:
+        """Fit on `train` for each k (those above the train size are skipped); keep the k with the lowest
+        MAE on `val`. `refit`: then fit that k again on train + val, for a model scored on test only."""
+        usable = tuple(k for k in ks if k <= len(train)) or (max(1, len(train)),)
+        k, pipe, scores = choose_on_val("tfidf-knn", cls._pipeline, usable, train, val, refit)
+        return cls(pipeline=pipe, k=k, val_mae_by_k=scores)
+
+    def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
+        from ..data import make_prompt
+
+        return prices_from_logs(self.pipeline.predict([item_text(make_prompt(p)) for p in prompts]))
+
+    def save(self, path: str | Path) -> Path:
+        import joblib
+
+        path = Path(path)
+        joblib.dump({"pipeline": self.pipeline, "k": self.k, "val_mae_by_k": self.val_mae_by_k}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TfidfKnn:
+        import joblib
+
+        data = joblib.load(path)
+        return cls(pipeline=data["pipeline"], k=data["k"], val_mae_by_k=data["val_mae_by_k"])
