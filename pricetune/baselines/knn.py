@@ -41,7 +41,7 @@ class TfidfKnn:
     def fit(cls, train: list[dict], val: list[dict], ks: tuple[int, ...] = NEIGHBOURS, refit: bool = False) -> TfidfKnn:
         """Fit on `train` for each k (those above the train size are skipped); keep the k with the lowest
         MAE on `val`. `refit`: then fit that k again on train + val, for a model scored on test only."""
-        usable = tuple(k for k in ks if k <= len(train)) or (max(1, len(train)),)
+        usable = tuple(k for k in ks if k <= len(train)) or (len(train),)
         k, pipe, scores = choose_on_val("tfidf-knn", cls._pipeline, usable, train, val, refit)
         return cls(pipeline=pipe, k=k, val_mae_by_k=scores)
 

@@ -48,7 +48,7 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
         if self.scale.bins > 1:
             extra = dict(edges=self.scale.edges(outputs.device), sigma=self.scale.sigma)
         else:
-            extra = dict(delta=self.scale.delta) if self.scale.loss == "huber" and self.scale.delta is not None else {}
+            extra = dict(delta=self.scale.delta) if self.scale.loss == "huber" else {}
         loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale, **extra)
         if model.training and "attention_mask" in inputs:
             self._total_train_tokens += int(inputs["attention_mask"].sum())
