@@ -12,16 +12,14 @@ price, which makes it a different kind of error to put beside the ridge in an en
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .common import item_text, prices_from_logs
-from .tfidf import choose_on_val, tfidf_features
+from .tfidf import TextPipelineModel, choose_on_val, tfidf_features
 
 NEIGHBOURS = (3, 5, 10, 20)
 
 
 @dataclass
-class TfidfKnn:
+class TfidfKnn(TextPipelineModel):
     """TF-IDF features and a k-nearest-neighbours regression on log price, k chosen on val."""
 
     pipeline: object
@@ -44,22 +42,3 @@ class TfidfKnn:
         usable = tuple(k for k in ks if k <= len(train)) or (len(train),)
         k, pipe, scores = choose_on_val("tfidf-knn", cls._pipeline, usable, train, val, refit)
         return cls(pipeline=pipe, k=k, val_mae_by_k=scores)
-
-    def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
-        from ..data import make_prompt
-
-        return prices_from_logs(self.pipeline.predict([item_text(make_prompt(p)) for p in prompts]))
-
-    def save(self, path: str | Path) -> Path:
-        import joblib
-
-        path = Path(path)
-        joblib.dump({"pipeline": self.pipeline, "k": self.k, "val_mae_by_k": self.val_mae_by_k}, path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> TfidfKnn:
-        import joblib
-
-        data = joblib.load(path)
-        return cls(pipeline=data["pipeline"], k=data["k"], val_mae_by_k=data["val_mae_by_k"])

@@ -8,7 +8,7 @@ chosen on the validation split by mean absolute error, the fit itself uses the t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import PricetuneError
@@ -50,8 +50,34 @@ def choose_on_val(name: str, make, settings, train: list[dict], val: list[dict],
     return best[0], best[1], scores
 
 
+class TextPipelineModel:
+    """What the TF-IDF baselines share: a fitted scikit-learn `pipeline` on item text -> log price,
+    priced from prompts, saved with joblib as a dict of the dataclass's fields."""
+
+    pipeline: object
+
+    def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
+        from ..data import make_prompt
+
+        return prices_from_logs(self.pipeline.predict([item_text(make_prompt(p)) for p in prompts]))
+
+    def save(self, path: str | Path) -> Path:
+        import joblib
+
+        path = Path(path)
+        joblib.dump({f.name: getattr(self, f.name) for f in fields(self)}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path):
+        import joblib
+
+        data = joblib.load(path)
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
 @dataclass
-class TfidfRidge:
+class TfidfRidge(TextPipelineModel):
     """TF-IDF features and a ridge regression on log price (scikit-learn), alpha chosen on val."""
 
     pipeline: object
@@ -72,22 +98,3 @@ class TfidfRidge:
         that alpha again on train + val (features included), for a model scored on test only."""
         alpha, pipe, scores = choose_on_val("tfidf", cls._pipeline, alphas, train, val, refit)
         return cls(pipeline=pipe, alpha=alpha, val_mae_by_alpha=scores)
-
-    def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
-        from ..data import make_prompt
-
-        return prices_from_logs(self.pipeline.predict([item_text(make_prompt(p)) for p in prompts]))
-
-    def save(self, path: str | Path) -> Path:
-        import joblib
-
-        path = Path(path)
-        joblib.dump({"pipeline": self.pipeline, "alpha": self.alpha, "val_mae_by_alpha": self.val_mae_by_alpha}, path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> TfidfRidge:
-        import joblib
-
-        data = joblib.load(path)
-        return cls(pipeline=data["pipeline"], alpha=data["alpha"], val_mae_by_alpha=data["val_mae_by_alpha"])
