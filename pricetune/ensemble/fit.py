@@ -39,7 +39,8 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
         for m in members:
             log(f"pricing {len(val)} val items with {m.spec}")
             predictor = Predictor(m, splits=splits)
-            prices = predictor.predict(prompts, progress=m.spec not in ("tfidf", "tfidf-knn", "median", "mean"))
+            # a progress bar where a model reads each item: the runs, and tfidf-embed's frozen base
+            prices = predictor.predict(prompts, progress=not m.classical or m.spec == "tfidf-embed")
             if m.spec in FITTED:
                 predictor.fitted.save(out / f"{m.spec}.joblib")
             if m.spec in ("median", "mean"):
