@@ -15,6 +15,9 @@ def add_model_arguments(p) -> None:
                    help="Quantization of the base (default: as the run was trained, else 4bit).")
     p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="Compute precision (default: auto, as in training).")
+    p.add_argument("--no-merge", action="store_true",
+                   help="Keep the LoRA adapter beside an unquantized base instead of merging it into the weights "
+                        "(the computation as trained, slower; merged, a price moves by about 1%% in bf16).")
     p.add_argument("--decode", default="greedy", choices=list(DECODES),
                    help="greedy (the course's); expected: probability-weighted mean of the most likely prices; "
                         "median: median of 64 prices drawn from the model (best MAE).")

@@ -3,6 +3,8 @@
 
 import json
 
+import pytest
+
 from pricetune.cli import main
 
 
@@ -29,3 +31,37 @@ def test_bench_eval_runs(tiny_model_dir, small_dataset_dir, tmp_path):
     r = json.loads(out.read_text())
     assert r["items"] == 6 and r["agreement"] == 1.0  # fp32: batched greedy == one-by-one
     assert r["prefill_only"]["items_per_second"] > 0 and r["speedup_ceiling"] > 0
+
+
+def test_bench_eval_of_a_regress_run_times_the_adapter_beside_and_merged(tiny_model_dir, small_dataset_dir, tmp_path):
+    from pricetune.config import resolve_config
+    from pricetune.training import train
+
+    from .conftest import tiny_overrides
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective="regress",
+                                                          quantization="none", max_steps=2, max_length=64)),
+          log=lambda _: None)
+    out = tmp_path / "merge.json"
+    assert main(["bench", "eval", "--run", str(run), "--dataset", str(small_dataset_dir), "--quantization", "none",
+                 "--precision", "fp32", "--limit", "0", "--eval-batch-size", "4", "--repeats", "2", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["split"] == "val" and r["items"] > 0 and r["repeats"] == 2
+    for side in ("adapter", "merged"):
+        assert r[side]["items_per_second"] > 0 and len(r[side]["seconds"]) == 2 and r[side]["mae"] > 0
+    assert r["price_change"]["max_relative"] < 1e-4  # fp32: merging changes no price
+    assert r["merged"]["mae"] == pytest.approx(r["adapter"]["mae"], rel=1e-4)
+
+
+def test_bench_eval_of_a_regress_run_needs_an_unquantized_base(tiny_model_dir, small_dataset_dir, tmp_path, capsys):
+    from pricetune.config import resolve_config
+    from pricetune.training import train
+
+    from .conftest import tiny_overrides
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective="regress",
+                                                          max_steps=1, max_length=64)), log=lambda _: None)
+    assert main(["bench", "eval", "--run", str(run), "--dataset", str(small_dataset_dir)]) != 0
+    assert "--quantization none" in capsys.readouterr().err

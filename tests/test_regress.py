@@ -728,3 +728,45 @@ def test_probe_says_what_is_wrong_with_its_dataset(tmp_path, capsys):
     assert main(["--dataset", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "nowhere" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("objective", ["regress", "generate"])
+def test_an_unquantized_base_prices_the_same_with_its_adapter_merged(tiny_model_dir, small_dataset_dir, tmp_path,
+                                                                    demo_splits, objective):
+    from pricetune.inference import load_model
+    from pricetune.training import train
+
+    out = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective=objective,
+                                                          quantization="none", max_steps=3, max_length=64)),
+          log=lambda _: None)
+    prompts = [r["prompt"] for r in demo_splits["test"][:6]]
+    beside = load_model(run=str(out), precision="fp32", merge=False)
+    merged = load_model(run=str(out), precision="fp32")
+    assert hasattr(beside.model, "peft_config") and not hasattr(merged.model, "peft_config")
+    assert merged.merged and not beside.merged
+    assert not any("lora_" in n for n, _ in merged.model.named_parameters())
+    a, b = beside.price(prompts, batch_size=3), merged.price(prompts, batch_size=3)
+    if objective == "regress":  # fp32: the merged sum rounds as the separate one does, to ~1e-6
+        assert [p for _, p in b] == pytest.approx([p for _, p in a], rel=1e-4)
+        assert len({p for _, p in a}) > 1
+    else:
+        assert [t for t, _ in b] == [t for t, _ in a]
+    # the run's own tokenizer, read from its directory, is the one the base's file gives
+    from pricetune.modeling import load_tokenizer
+
+    base = load_tokenizer(str(tiny_model_dir))
+    assert merged.tokenizer(prompts).input_ids == base(prompts).input_ids
+    assert merged.tokenizer.pad_token == base.pad_token and merged.tokenizer.padding_side == "left"
+
+
+def test_a_4bit_base_keeps_its_adapter_beside_it(tiny_model_dir, small_dataset_dir, tmp_path):
+    from pricetune.inference import load_model
+    from pricetune.training import train
+
+    out = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective="regress",
+                                                          max_steps=1, max_length=64)), log=lambda _: None)
+    loaded = load_model(run=str(out))  # merging would round the LoRA update to nf4
+    assert hasattr(loaded.model, "peft_config") and not loaded.merged
+    assert any("Linear4bit" in type(m).__name__ for m in loaded.model.modules())

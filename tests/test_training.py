@@ -83,8 +83,11 @@ def test_train_cli_writes_the_run_directory(tiny_model_dir, small_dataset_dir, t
                 "train_tokens_per_second", "train_seconds"]:
         assert summary[key] is not None, key
     assert summary["steps"] == 2
+    assert 0 < summary["val_seconds"] < summary["train_seconds"]  # three val passes within the training time
     records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in r for r in records) and any("eval_loss" in r for r in records)
+    closing = [r for r in records if "eval_loss" in r and r["step"] == 2]  # eval_steps 1: logged at the last step
+    assert len(closing) == 1 and closing[0]["eval_loss"] == summary["final_eval_loss"]  # and not evaluated again
     assert "lora_r: 8" in (out / "config.yaml").read_text()
     assert "validation loss before training" in (out / "README.md").read_text()
     # the run is not silently overwritten
@@ -105,6 +108,25 @@ def test_train_cli_writes_the_run_directory(tiny_model_dir, small_dataset_dir, t
     assert eval_dir.parent == out and json.loads((eval_dir / "metrics.json").read_text())["n"] == 8
     for name in ["predictions.jsonl", "scatter.png", "error_trend.png", "report.html"]:
         assert (eval_dir / name).is_file()
+
+
+def test_the_closing_eval_loss_is_evaluated_only_when_the_last_step_logged_none():
+    from types import SimpleNamespace
+
+    from pricetune.training.run import closing_eval_loss
+
+    class Trainer:
+        def __init__(self, history):
+            self.state, self.calls = SimpleNamespace(log_history=history, global_step=30), 0
+
+        def evaluate(self):
+            self.calls += 1
+            return {"eval_loss": 0.5}
+
+    logged = Trainer([{"step": 20, "eval_loss": 0.9}, {"step": 30, "loss": 0.7}, {"step": 30, "eval_loss": 0.6}])
+    assert closing_eval_loss(logged) == 0.6 and logged.calls == 0
+    stale = Trainer([{"step": 20, "eval_loss": 0.9}, {"step": 30, "loss": 0.7}])  # eval_steps 20 of 30 steps
+    assert closing_eval_loss(stale) == 0.5 and stale.calls == 1
 
 
 def _lora_model(tiny_model_dir, seed=0):

@@ -2,6 +2,7 @@
 
     pricetune bench train --steps 8 --batch-size 16 --json bench/results/train.json
     pricetune bench eval --limit 64 --run runs/<a run> --json bench/results/eval.json
+    pricetune bench eval --limit 0 --run runs/<a regress run> --quantization none --json bench/results/merge.json
 
 Data: ../shared/data/amazon-items when it is beside the checkout, else the embedded demo data.
 
@@ -267,9 +268,11 @@ def bench_eval(opts: dict) -> dict:
     from pricetune.metrics import parse_price
 
     lm = load_model(run=opts.get("run"), base_model=None if opts.get("run") else opts["model"],
-                    quantization=opts["quantization"], precision=opts.get("precision", "auto"))
+                    quantization=opts["quantization"], precision=opts.get("precision", "auto"), merge=False)
+    if lm.objective == "regress":
+        return bench_merge(opts, lm)
     splits, _ = load_rows(opts["dataset"])
-    prompts = [r["prompt"] for r in splits["test"][: opts["limit"]]]
+    prompts = [r["prompt"] for r in splits["test"][: opts["limit"] or None]]
     tok, model = lm.tokenizer, lm.model
 
     # reference: the course's loop, one item at a time, max_new_tokens 8, same (truncated) prompts
@@ -300,6 +303,47 @@ def bench_eval(opts: dict) -> dict:
     }
 
 
+def bench_merge(opts: dict, lm) -> dict:
+    """A regress run priced two ways, passes alternating so the machine's drift hits both alike: the
+    LoRA adapter beside the base, as it trained, and merged into the base's weights, as `load_model`
+    prices by default. Rows of the val split (a choice of setting is made on val), with each side's
+    MAE beside the price change merging makes."""
+    import copy
+    import dataclasses
+    import statistics
+
+    from pricetune.data import load_rows
+    from pricetune.errors import PricetuneError
+
+    if opts["quantization"] != "none":
+        raise PricetuneError("bench eval of a regress run compares its adapter with the adapter merged into "
+                             "the base, which needs an unquantized base: add --quantization none")
+    splits, _ = load_rows(opts["dataset"])
+    rows = splits.get("val") or splits["test"]
+    rows = rows[: opts["limit"] or None]
+    prompts, truths = [r["prompt"] for r in rows], [float(r["completion"]) for r in rows]
+    sides = {"adapter": lm, "merged": dataclasses.replace(lm, model=copy.deepcopy(lm.model).merge_and_unload(),
+                                                                 merged=True)}
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    prices: dict[str, list[float]] = {}
+    for _ in range(max(1, opts["repeats"])):
+        for name, side in sides.items():
+            start = time.perf_counter()
+            prices[name] = [p for _, p in side.price(prompts, batch_size=opts["eval_batch_size"])]
+            seconds[name].append(time.perf_counter() - start)
+    change = [abs(m - a) / max(a, 1e-9) for a, m in zip(prices["adapter"], prices["merged"])]
+    out = {"what": "eval (regress: adapter beside the base against merged into it)", "model": lm.label,
+           "dataset": opts["dataset"], "split": "val" if splits.get("val") else "test", "items": len(prompts),
+           "batch_size": opts["eval_batch_size"], "repeats": len(seconds["adapter"])}
+    for name in sides:
+        median = statistics.median(seconds[name])
+        out[name] = {"items_per_second": len(prompts) / median, "seconds": seconds[name],
+                     "mae": sum(abs(p - t) for p, t in zip(prices[name], truths)) / len(truths)}
+    out["speedup"] = statistics.median(seconds["adapter"]) / statistics.median(seconds["merged"])
+    out["price_change"] = {"mean_relative": sum(change) / len(change), "max_relative": max(change)}
+    return out
+
+
 def prefill_only_seconds(model, tokenizer, prompts: list[str], max_length: int, batch_size: int) -> float:
     """Time for one forward pass over every prompt, batched and sorted as pricetune batches them, the
     LM head at the last position only: work any exact greedy decoder has to do before its first
@@ -326,7 +370,8 @@ def prefill_only_seconds(model, tokenizer, prompts: list[str], max_length: int, 
 def add_bench_arguments(p) -> None:
     p.description = __doc__.split("\n\n")[0]
     p.add_argument("what", choices=["train", "eval", "serve"],
-                   help="train: training throughput; eval: generation speed; serve: the price API under load "
+                   help="train: training throughput; eval: generation speed (a regress run: its adapter beside the base "
+                   "against merged into it); serve: the price API under load "
                    "(pricetune/bench/serve.py).")
     p.add_argument("--steps", type=int, default=8, help="Optimizer steps per side (train; default 8).")
     p.add_argument("--batch-size", type=int, default=16, help="Training batch size, both sides (default 16).")
@@ -337,8 +382,10 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--dataset", default=None,
                    help="Default: ../shared/data/amazon-items (from the current directory) if present, else demo.")
     p.add_argument("--run", help="eval: a run directory whose adapter to use (default: the bare base model).")
-    p.add_argument("--limit", type=int, default=64, help="eval: number of test items (default 64).")
+    p.add_argument("--limit", type=int, default=64, help="eval: number of items, 0 for all (test items; val for a regress run; default 64).")
     p.add_argument("--eval-batch-size", type=int, default=32, help="eval: pricetune's batch size (default 32).")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="eval of a regress run: timed passes per side, alternating; the median counts (default 3).")
     p.add_argument("--seed", type=int, default=42, help="Seed, both sides.")
     p.add_argument("--clients", type=lambda v: [int(x) for x in v.split(",")], default=[1, 8, 32, 128],
                    help="serve: levels of concurrent clients (default 1,8,32,128).")

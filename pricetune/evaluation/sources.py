@@ -110,7 +110,8 @@ def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
     # by the item itself, so the split changes no price
     out = dist.map_shared(lambda share: lm.price(share, ns.decode, ns.batch_size, ns.samples, progress=dist.is_main()),
                           [r["prompt"] for r in items])
-    settings = dict(model=lm.label, objective=lm.objective, max_length=lm.max_length, batch_size=ns.batch_size)
+    settings = dict(model=lm.label, objective=lm.objective, max_length=lm.max_length, batch_size=ns.batch_size,
+                    adapter_merged=lm.merged)
     label = lm.label
     if lm.objective == "generate":
         settings["decode"] = ns.decode

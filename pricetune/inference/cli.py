@@ -15,7 +15,7 @@ def load_from_args(ns) -> LoadedModel:
             raise PricetuneError("--no-adapter needs --base-model")
         return load_model(base_model=ns.base_model, quantization=ns.quantization, precision=ns.precision)
     return load_model(run=getattr(ns, "run", None), adapter=ns.adapter, base_model=ns.base_model,
-                      quantization=ns.quantization, precision=ns.precision)
+                      quantization=ns.quantization, precision=ns.precision, merge=not ns.no_merge)
 
 
 def predict_cli(ns) -> int:

@@ -1,5 +1,5 @@
-"""Trainer callbacks of a run: a graceful stop on Ctrl-C / SIGTERM, metrics.jsonl, and the
-validation loss before the first step."""
+"""Trainer callbacks of a run: a graceful stop on Ctrl-C / SIGTERM, metrics.jsonl, the
+validation loss before the first step, and the time the validation passes take."""
 
 from __future__ import annotations
 
@@ -81,3 +81,14 @@ class OpeningLoss(TrainerCallback):
             self.log(f"validation loss before training: {self.loss:.4f}")
             if self.path is not None:
                 self.path.write_text(json.dumps({"eval_loss": self.loss}) + "\n")
+
+
+class ValTime(TrainerCallback):
+    """Seconds this session's validation passes took (the trainer's `eval_runtime`): part of a run's
+    training time that is not learning, reported apart in summary.json."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.seconds += float((metrics or {}).get("eval_runtime", 0.0))

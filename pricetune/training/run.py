@@ -37,7 +37,7 @@ from ..regression import (
     restandardise,
     tokenize_regression_rows,
 )
-from .callbacks import GracefulStop, MetricsLogger, OpeningLoss
+from .callbacks import GracefulStop, MetricsLogger, OpeningLoss, ValTime
 from .card import write_model_card
 from .common import find_checkpoint, resolve_optim
 from .generate import PricetuneTrainer, build_sft_config
@@ -256,6 +256,16 @@ class Interrupted(PricetuneError):
     """Training stopped on a signal after saving a checkpoint."""
 
 
+
+def closing_eval_loss(trainer) -> float:
+    """The validation loss after training: the one logged at the last step when an evaluation ran
+    there (eval_steps dividing the steps, as the shipped configs do), else a fresh evaluation; the
+    same loss either way, and the repeat would cost a pass over the val split (~50 s on the amazon items)."""
+    logged = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if logged and logged[-1].get("step") == trainer.state.global_step:
+        return logged[-1]["eval_loss"]
+    return trainer.evaluate()["eval_loss"]
+
 def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None = None,
           overwrite: bool = False) -> dict:
     """Fine-tune per `cfg`; returns the summary (also written to <run_dir>/summary.json).
@@ -293,6 +303,8 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
         log(f"validation loss before training: {opening.loss:.4f}")
     trainer.args.eval_on_start = has_val and opening.loss is None
     trainer.add_callback(opening)
+    val_time = ValTime()
+    trainer.add_callback(val_time)
     start = time.perf_counter()
     stop.install()
     try:
@@ -302,12 +314,13 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
     finally:
         stop.uninstall()
     seconds = time.perf_counter() - start
+    val_seconds = val_time.seconds  # before the closing evaluation, which may add one outside `seconds`
     if stop.requested:
         raise Interrupted(
             f"stopped on {stop.requested} at step {trainer.state.global_step}; checkpoint saved in {run_dir}.\n"
             f"  resume with: pricetune train --output-dir {run_dir} --resume"
         )
-    final = trainer.evaluate()["eval_loss"] if has_val else None
+    final = closing_eval_loss(trainer) if has_val else None
     trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors (rank 0 writes)
     tokens = dist.total(int(trainer._total_train_tokens))  # every process's tokens
     args = trainer.args
@@ -326,6 +339,7 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
         "train_tokens": tokens,
         "train_seconds": round(seconds, 2),
         "train_tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "val_seconds": round(val_seconds, 2),  # of train_seconds: the validation passes
         "world_size": args.world_size,
         "per_device_batch_size": args.per_device_train_batch_size,
         "grad_accum": args.gradient_accumulation_steps,
