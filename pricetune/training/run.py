@@ -256,7 +256,6 @@ class Interrupted(PricetuneError):
     """Training stopped on a signal after saving a checkpoint."""
 
 
-
 def closing_eval_loss(trainer) -> float:
     """The validation loss after training: the one logged at the last step when an evaluation ran
     there (eval_steps dividing the steps, as the shipped configs do), else a fresh evaluation; the
@@ -265,6 +264,7 @@ def closing_eval_loss(trainer) -> float:
     if logged and logged[-1].get("step") == trainer.state.global_step:
         return logged[-1]["eval_loss"]
     return trainer.evaluate()["eval_loss"]
+
 
 def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None = None,
           overwrite: bool = False) -> dict:
