@@ -319,8 +319,8 @@ def bench_merge(opts: dict, lm) -> dict:
         raise PricetuneError("bench eval of a regress run compares its adapter with the adapter merged into "
                              "the base, which needs an unquantized base: add --quantization none")
     splits, _ = load_rows(opts["dataset"])
-    rows = splits.get("val") or splits["test"]
-    rows = rows[: opts["limit"] or None]
+    split = "val" if splits.get("val") else "test"
+    rows = splits[split][: opts["limit"] or None]
     prompts, truths = [r["prompt"] for r in rows], [float(r["completion"]) for r in rows]
     sides = {"adapter": lm, "merged": dataclasses.replace(lm, model=copy.deepcopy(lm.model).merge_and_unload(),
                                                                  merged=True)}
@@ -333,7 +333,7 @@ def bench_merge(opts: dict, lm) -> dict:
             seconds[name].append(time.perf_counter() - start)
     change = [abs(m - a) / max(a, 1e-9) for a, m in zip(prices["adapter"], prices["merged"])]
     out = {"what": "eval (regress: adapter beside the base against merged into it)", "model": lm.label,
-           "dataset": opts["dataset"], "split": "val" if splits.get("val") else "test", "items": len(prompts),
+           "dataset": opts["dataset"], "split": split, "items": len(prompts),
            "batch_size": opts["eval_batch_size"], "repeats": len(seconds["adapter"])}
     for name in sides:
         median = statistics.median(seconds[name])
