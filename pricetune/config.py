@@ -128,6 +128,11 @@ class RunConfig(BaseModel):
     target_modules: str = Field(
         "attention", description="LoRA targets: attention, attention+mlp, or a comma-separated module list."
     )
+    lora_layers: int | None = Field(
+        None, description="LoRA in the top N decoder layers only (default: all). Without gradient checkpointing "
+        "backpropagation stops at the lowest adapted layer and the layers below run forward only, so fewer layers "
+        "train faster (with it, the inputs are given gradients and backpropagation runs through every layer).",
+    )
 
     # --- training (steps 5-6) ---------------------------------------------------------------------
     epochs: float = Field(1, description="Training epochs.")
@@ -183,6 +188,8 @@ class RunConfig(BaseModel):
             problems.append(f"lora_dropout must be in [0, 1) (got {self.lora_dropout})")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0 (got {self.learning_rate})")
+        if self.lora_layers is not None and self.lora_layers <= 0:
+            problems.append(f"lora_layers must be > 0 (got {self.lora_layers})")
         if self.regress_layers is not None and self.regress_layers <= 0:
             problems.append(f"regress_layers must be > 0 (got {self.regress_layers})")
         if self.regress_layers is not None and self.objective != "regress":

@@ -65,9 +65,10 @@ def test_cross_field_problems_listed_together():
     msg = str(e.value)
     assert "lora_r must be > 0" in msg and "batch_size must be > 0" in msg and "warmup_ratio" in msg
     with pytest.raises(ConfigError) as e:
-        resolve_config("demo", overrides={"objective": "generate", "regress_layers": 0})
+        resolve_config("demo", overrides={"objective": "generate", "regress_layers": 0, "lora_layers": 0})
     msg = str(e.value)
     assert "regress_layers must be > 0" in msg and "regress_layers needs objective: regress" in msg
+    assert "lora_layers must be > 0" in msg
 
 
 def test_missing_and_malformed_yaml(tmp_path):

@@ -28,6 +28,7 @@ from ..modeling import (
     load_base_model,
     load_tokenizer,
     pick_precision,
+    top_layers,
 )
 from ..regression import (
     HEAD_FILE,
@@ -75,7 +76,8 @@ def plan(cfg: RunConfig) -> str:
     sharded = dist.sharded_weights()
     lines = [
         f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
-        f"on {', '.join(cfg.lora_targets)} ({targets})",
+        f"on {', '.join(cfg.lora_targets)} ({targets})"
+        + (f", in the top {cfg.lora_layers} decoder layers only" if cfg.lora_layers else ""),
         f"objective: {cfg.objective}" + (
             (f" ({cfg.regress_bins}-bin histogram head" if cfg.regress_loss == "bins" else " (scalar head")
             + f" on the {cfg.regress_pooling} hidden state"
@@ -202,7 +204,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         if dist.is_main():
             (run_dir / "head_init.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     set_seed(cfg.seed)  # 4. LoRA, 5. SFTConfig, from the same state whatever loading drew
-    lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective)
+    lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective,
+                             layers=top_layers(model, cfg.lora_layers))
     callbacks = [MetricsLogger(run_dir / "metrics.jsonl")]
     if regress:
         if dist.is_main():

@@ -1,0 +1,97 @@
+"""Step time of the amazon-regress recipe with LoRA in all decoder layers against LoRA in the top N
+only (`lora_layers: N`), measured interleaved in one process so the machine's drift hits every variant
+alike.
+
+    python -m pricetune.bench.lora_depth bench/results/lora-depth-cpu.json --layers 30 20 15 [--repeats 3]
+    python -m pricetune.bench.lora_depth --layers 30 --repeats 0 --profile   # torch.profiler table of a step
+
+One model per variant, built by `pricetune train`'s own preparation from configs/amazon-regress.yaml
+(the amazon items when ../shared/data/amazon-items is there, else the demo data); the same batches of
+16 for every variant, bf16 autocast as training runs on this CPU. A step is forward + backward (the
+optimizer update, over fewer weights with fewer layers, is left out). Below the lowest adapted layer nothing needs
+a gradient, so autograd stops there: the layers below run forward only. Reports the median step time
+per variant and its speed against the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pricetune.bench.harness import bench_dataset
+from pricetune.config import config_path, resolve_config
+from pricetune.modeling import pick_precision
+from pricetune.training import prepare_trainer
+
+
+def build(tmp: str, layers: int, dataset: str):
+    cfg = resolve_config(yaml_path=config_path("amazon-regress"), overrides=dict(
+        dataset=dataset, output_dir=tmp, lora_layers=layers, train_size=256, val_size=0, push_to_hub=False))
+    trainer, _ = prepare_trainer(cfg, log=lambda _: None)
+    trainer.model.train()
+    return trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", nargs="?", help="JSON file to write")
+    ap.add_argument("--layers", type=int, nargs="+", default=[30, 20, 15],
+                    help="LoRA in the top N decoder layers, one variant per N (the base has 30: all of them).")
+    ap.add_argument("--batches", type=int, default=3, help="Batches of 16 timed per round.")
+    ap.add_argument("--repeats", type=int, default=3, help="Timed rounds (after one warm-up round).")
+    ap.add_argument("--profile", action="store_true", help="Print torch.profiler's table for 2 steps of the first variant.")
+    ns = ap.parse_args()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pick_precision("auto"))
+    dataset = bench_dataset()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {n: build(f"{tmp}/{n}", n, dataset) for n in ns.layers}
+        first = next(iter(trainers.values()))
+        batches = [b for _, b in zip(range(ns.batches), first.get_train_dataloader())]
+        tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        times = {n: [] for n in ns.layers}
+        for rep in range(ns.repeats + 1):  # the first round warms up
+            for n, trainer in trainers.items():
+                model = trainer.model
+                start = time.perf_counter()
+                for b in batches:
+                    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                        loss = trainer.compute_loss(model, b)
+                    loss.backward()
+                    model.zero_grad(set_to_none=True)
+                if rep:
+                    times[n].append((time.perf_counter() - start) / len(batches))
+        if ns.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for b in batches[:2]:
+                    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                        loss = first.compute_loss(first.model, b)
+                    loss.backward()
+                    first.model.zero_grad(set_to_none=True)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    if not ns.repeats:
+        return
+    base = statistics.median(times[ns.layers[0]])
+    result = {
+        "dataset": dataset, "tokens_per_batch": tokens / len(batches),
+        "variants": {f"lora_layers {n}": {
+            "median_step_seconds": statistics.median(t), "step_seconds": t,
+            "speedup_over_first": base / statistics.median(t),
+            "trainable_parameters": sum(p.numel() for p in trainers[n].model.parameters() if p.requires_grad),
+        } for n, t in times.items()},
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if ns.out:
+        Path(ns.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
