@@ -29,6 +29,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,43 @@ def bench_dataset() -> str:
     print(f"bench dataset: {chosen}" + ("" if chosen != "demo" else f" ({AMAZON} not found; pass --dataset)"),
           file=sys.stderr)
     return chosen
+
+
+def step_times(times: dict[str, list[float]], first: str, **extra: dict) -> dict:
+    """The interleaved benchmarks' figures: each variant's median step time and its speed against
+    `first`, with `extra` fields per variant ({field: {variant: value}})."""
+    base = statistics.median(times[first])
+    return {name: {"median_step_seconds": statistics.median(t), "step_seconds": t,
+                   "speedup_over_first": base / statistics.median(t),
+                   **{field: values[name] for field, values in extra.items()}} for name, t in times.items()}
+
+
+def backward_step(model, loss_of, batch: dict, dtype) -> None:
+    """One forward + backward pass under the training autocast (`dtype` None: none), the gradients
+    then dropped: the interleaved benchmarks time the passes, not the optimizer update."""
+    import torch
+
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        loss = loss_of(model, batch)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def report_json(result: dict, out: str | None) -> None:
+    """Print a benchmark's result, and write it to `out` when one is given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
+def profile_table(run, rows: int = 25) -> str:
+    """torch.profiler's table of what `run()` spent its CPU time on, by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def gemm_peak_gflops(precision: str, n: int = 2048, repeats: int = 5) -> float:

@@ -14,15 +14,12 @@ the same for every variant and is left out). Reports the median step time per va
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from pricetune.bench.harness import LITE_LORA, bench_dataset
+from pricetune.bench.harness import LITE_LORA, backward_step, bench_dataset, profile_table, report_json, step_times
 from pricetune.config import resolve_config
 from pricetune.modeling import pick_precision
 
@@ -71,32 +68,14 @@ def main() -> None:
                 model = trainer.model
                 start = time.perf_counter()
                 for b in batches:
-                    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                        loss, _ = completion_loss(model, b, drop_mask=spec["no_mask"])
-                    loss.backward()
-                    model.zero_grad(set_to_none=True)
+                    backward_step(model, lambda m, x: completion_loss(m, x, drop_mask=spec["no_mask"])[0], b, dtype)
                 if rep:
                     times[name].append((time.perf_counter() - start) / len(batches))
         if ns.profile:
-            from torch.profiler import ProfilerActivity, profile
-
-            model = trainer.model
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                for b in batches[:2]:
-                    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                        loss, _ = completion_loss(model, b)
-                    loss.backward()
-                    model.zero_grad(set_to_none=True)
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-    if not ns.repeats:
-        return
-    base = statistics.median(times[names[0]])
-    result = {name: {"median_step_seconds": statistics.median(t), "step_seconds": t,
-                     "speedup_over_first": base / statistics.median(t)} for name, t in times.items()}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if ns.out:
-        Path(ns.out).write_text(text + "\n")
+            print(profile_table(lambda: [backward_step(trainer.model, lambda m, x: completion_loss(m, x)[0], b, dtype)
+                                         for b in batches[:2]]))
+    if ns.repeats:
+        report_json(step_times(times, names[0]), ns.out)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,12 @@ per variant and its speed against the first.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from pricetune.bench.harness import bench_dataset
+from pricetune.bench.harness import backward_step, bench_dataset, profile_table, report_json, step_times
 from pricetune.config import config_path, resolve_config
 from pricetune.modeling import pick_precision
 from pricetune.training import prepare_trainer
@@ -60,37 +57,18 @@ def main() -> None:
                 model = trainer.model
                 start = time.perf_counter()
                 for b in batches:
-                    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                        loss = trainer.compute_loss(model, b)
-                    loss.backward()
-                    model.zero_grad(set_to_none=True)
+                    backward_step(model, trainer.compute_loss, b, dtype)
                 if rep:
                     times[n].append((time.perf_counter() - start) / len(batches))
         if ns.profile:
-            from torch.profiler import ProfilerActivity, profile
-
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                for b in batches[:2]:
-                    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                        loss = first.compute_loss(first.model, b)
-                    loss.backward()
-                    first.model.zero_grad(set_to_none=True)
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-    if not ns.repeats:
-        return
-    base = statistics.median(times[ns.layers[0]])
-    result = {
-        "dataset": dataset, "tokens_per_batch": tokens / len(batches),
-        "variants": {f"lora_layers {n}": {
-            "median_step_seconds": statistics.median(t), "step_seconds": t,
-            "speedup_over_first": base / statistics.median(t),
-            "trainable_parameters": sum(p.numel() for p in trainers[n].model.parameters() if p.requires_grad),
-        } for n, t in times.items()},
-    }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if ns.out:
-        Path(ns.out).write_text(text + "\n")
+            print(profile_table(lambda: [backward_step(first.model, first.compute_loss, b, dtype) for b in batches[:2]]))
+    if ns.repeats:
+        names = {n: f"lora_layers {n}" for n in ns.layers}
+        trainable = {names[n]: sum(p.numel() for p in t.model.parameters() if p.requires_grad)
+                     for n, t in trainers.items()}
+        report_json({"dataset": dataset, "tokens_per_batch": tokens / len(batches),
+                     "variants": step_times({names[n]: t for n, t in times.items()}, names[ns.layers[0]],
+                                            trainable_parameters=trainable)}, ns.out)
 
 
 if __name__ == "__main__":
