@@ -42,7 +42,8 @@ def main() -> None:
                     help="LoRA in the top N decoder layers, one variant per N (the base has 30: all of them).")
     ap.add_argument("--batches", type=int, default=3, help="Batches of 16 timed per round.")
     ap.add_argument("--repeats", type=int, default=3, help="Timed rounds (after one warm-up round).")
-    ap.add_argument("--profile", action="store_true", help="Print torch.profiler's table for 2 steps of the first variant.")
+    ap.add_argument("--profile", action="store_true",
+                    help="Print torch.profiler's table for 2 steps of the first variant.")
     ns = ap.parse_args()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pick_precision("auto"))
     dataset = bench_dataset()
@@ -61,7 +62,8 @@ def main() -> None:
                 if rep:
                     times[n].append((time.perf_counter() - start) / len(batches))
         if ns.profile:
-            print(profile_table(lambda: [backward_step(first.model, first.compute_loss, b, dtype) for b in batches[:2]]))
+            print(profile_table(lambda: [backward_step(first.model, first.compute_loss, b, dtype)
+                                         for b in batches[:2]]))
     if ns.repeats:
         names = {n: f"lora_layers {n}" for n in ns.layers}
         trainable = {names[n]: sum(p.numel() for p in t.model.parameters() if p.requires_grad)

@@ -9,9 +9,9 @@ from ..config import RunConfig
 
 def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
     hp = {k: getattr(cfg, k) for k in (
-        "objective", "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers", "epochs", "max_steps",
-        "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler", "weight_decay",
-        "optim", "max_grad_norm", "max_length", "seed")}
+        "objective", "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers",
+        "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler",
+        "weight_decay", "optim", "max_grad_norm", "max_length", "seed")}
     if cfg.objective == "regress":
         hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling, regress_layers=cfg.regress_layers,
                   regress_head_init=cfg.regress_head_init)
