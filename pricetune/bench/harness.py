@@ -348,10 +348,10 @@ def bench_merge(opts: dict, lm) -> dict:
     MAE beside the price change merging makes."""
     import copy
     import dataclasses
-    import statistics
 
     from pricetune.data import load_rows
     from pricetune.errors import PricetuneError
+    from pricetune.metrics import compute_metrics
 
     if opts["quantization"] != "none":
         raise PricetuneError("bench eval of a regress run compares its adapter with the adapter merged into "
@@ -376,7 +376,7 @@ def bench_merge(opts: dict, lm) -> dict:
     for name in sides:
         median = statistics.median(seconds[name])
         out[name] = {"items_per_second": len(prompts) / median, "seconds": seconds[name],
-                     "mae": sum(abs(p - t) for p, t in zip(prices[name], truths)) / len(truths)}
+                     "mae": compute_metrics(truths, prices[name])["mae"]}
     out["speedup"] = statistics.median(seconds["adapter"]) / statistics.median(seconds["merged"])
     out["price_change"] = {"mean_relative": sum(change) / len(change), "max_relative": max(change)}
     return out
