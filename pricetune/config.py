@@ -159,6 +159,12 @@ class RunConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         True, description="Recompute activations in the backward pass: less memory, ~30% more compute."
     )
+    torch_compile: bool = Field(
+        False, description="Compile each decoder layer with torch.compile (inductor) for training, the way "
+        "PyTorch's regional compilation does: the first steps wait about a minute for it, every step after runs "
+        "faster (python -m pricetune.bench.compile; docs/PERFORMANCE.md). On a CPU it needs a C++ compiler. The "
+        "compiled kernels are cached in the run's .cache/ (or where TORCHINDUCTOR_CACHE_DIR says).",
+    )
     fast: bool = Field(
         True, description="pricetune's fast path: logits only where the loss is, no attention mask on right-padded "
         "batches, leaner LoRA dropout/RMSNorm/SwiGLU/attention for backward (same maths; docs/PERFORMANCE.md). "

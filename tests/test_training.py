@@ -226,3 +226,46 @@ def test_lora_in_the_top_layers_only_stops_backpropagation_below_them(tiny_model
         prepare_trainer(resolve_config("demo", overrides=tiny_overrides(
             tiny_model_dir, small_dataset_dir, tmp_path / "too-deep", quantization="none", lora_layers=3)),
             log=lambda _: None)
+
+
+def test_a_compiled_run_trains_as_the_eager_run_and_saves_plain_weights(tiny_model_dir, small_dataset_dir, tmp_path,
+                                                                        demo_splits, monkeypatch):
+    """torch_compile: the same seed gives the eager run's losses and weights (inductor reorders float
+    sums, so close, not equal), the adapter is saved under PEFT's own names (no compile wrapper's
+    prefix), the compiled kernels are cached inside the run directory, and the run loads and prices
+    like any other."""
+    from safetensors.torch import load_file
+
+    from pricetune.inference import load_model
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # restored after the test
+    runs = {}
+    for compiled in (False, True):
+        out = tmp_path / ("compiled" if compiled else "eager")
+        cfg = resolve_config("demo", overrides=tiny_overrides(
+            tiny_model_dir, small_dataset_dir, out, objective="regress", quantization="none", max_steps=3,
+            max_length=64, torch_compile=compiled))
+        trainer, _ = prepare_trainer(cfg, log=lambda _: None)
+        trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        runs[compiled] = losses, load_file(str(out / "checkpoint-3" / "adapter_model.safetensors")), out
+    assert any((tmp_path / "compiled" / ".cache" / "inductor").iterdir())
+    assert not (tmp_path / "eager" / ".cache").exists()
+    (eager_losses, eager_weights, _), (losses, weights, out) = runs[False], runs[True]
+    assert len(losses) == 3 and losses == pytest.approx(eager_losses, rel=1e-3)
+    assert weights.keys() == eager_weights.keys()
+    for name, w in weights.items():
+        torch.testing.assert_close(w, eager_weights[name], rtol=1e-2, atol=1e-4)
+    prompts = [r["prompt"] for r in demo_splits["test"][:3]]
+    assert len(load_model(run=str(out / "checkpoint-3"), precision="fp32", merge=False).price(prompts, batch_size=3)) == 3
+
+
+def test_torch_compile_on_a_cpu_without_a_compiler_is_refused_before_loading(monkeypatch):
+    from pricetune.errors import PricetuneError
+    from pricetune.training.common import check_compiler
+
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(PricetuneError, match="needs a C\\+\\+ compiler.*--no-torch-compile"):
+        check_compiler(True, "cpu")
+    check_compiler(False, "cpu")  # off: nothing to build

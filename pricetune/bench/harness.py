@@ -49,6 +49,21 @@ def bench_dataset() -> str:
     return chosen
 
 
+def regress_trainer(out_dir: str, dataset: str, **overrides):
+    """A Trainer on configs/amazon-regress.yaml as `pricetune train` prepares it (256 train rows, no
+    val), in train mode: the interleaved benchmarks time its model's steps. Eager unless `overrides`
+    say torch_compile=True: a benchmark compiles the variants it compares itself."""
+    from pricetune.config import config_path, resolve_config
+    from pricetune.training import prepare_trainer
+
+    cfg = resolve_config(yaml_path=config_path("amazon-regress"), overrides=dict(
+        dataset=dataset, output_dir=out_dir, train_size=256, val_size=0, push_to_hub=False,
+        **{"torch_compile": False, **overrides}))
+    trainer, _ = prepare_trainer(cfg, log=lambda _: None)
+    trainer.model.train()
+    return trainer
+
+
 def step_times(times: dict[str, list[float]], first: str, **extra: dict) -> dict:
     """The interleaved benchmarks' figures: each variant's median step time and its speed against
     `first`, with `extra` fields per variant ({field: {variant: value}})."""

@@ -21,18 +21,9 @@ import time
 
 import torch
 
-from pricetune.bench.harness import backward_step, bench_dataset, profile_table, report_json, step_times
-from pricetune.config import config_path, resolve_config
+from pricetune.bench.harness import (backward_step, bench_dataset, profile_table, regress_trainer, report_json,
+                                     step_times)
 from pricetune.modeling import pick_precision
-from pricetune.training import prepare_trainer
-
-
-def build(tmp: str, layers: int, dataset: str):
-    cfg = resolve_config(yaml_path=config_path("amazon-regress"), overrides=dict(
-        dataset=dataset, output_dir=tmp, lora_layers=layers, train_size=256, val_size=0, push_to_hub=False))
-    trainer, _ = prepare_trainer(cfg, log=lambda _: None)
-    trainer.model.train()
-    return trainer
 
 
 def main() -> None:
@@ -48,7 +39,7 @@ def main() -> None:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pick_precision("auto"))
     dataset = bench_dataset()
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {n: build(f"{tmp}/{n}", n, dataset) for n in ns.layers}
+        trainers = {n: regress_trainer(f"{tmp}/{n}", dataset, lora_layers=n) for n in ns.layers}
         first = next(iter(trainers.values()))
         batches = [b for _, b in zip(range(ns.batches), first.get_train_dataloader())]
         tokens = sum(int(b["attention_mask"].sum()) for b in batches)

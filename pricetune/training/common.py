@@ -143,6 +143,44 @@ def resolve_optim(optim: str, device: str) -> tuple[str, str | None]:
     return optim, None
 
 
+def check_compiler(torch_compile: bool, device: str) -> None:
+    """Refuse torch_compile on a CPU without a C++ compiler, before the data and weights load: inductor
+    builds its CPU kernels with one, and would otherwise fail at the first step."""
+    candidates = [os.environ.get("CXX"), "c++", "g++", "clang++"]
+    if torch_compile and device == "cpu" and not any(shutil.which(c) for c in candidates if c):
+        raise PricetuneError("torch_compile on a CPU needs a C++ compiler (inductor builds its kernels with one): "
+                             "install g++ (or set CXX to one), or turn compiling off (--no-torch-compile)")
+
+
+def compile_layers(model) -> None:
+    """torch_compile: PyTorch's regional compilation. Each decoder layer is compiled in place with
+    inductor (`nn.Module.compile`); the layers are alike, so compiling costs about one layer's time
+    (under a minute here, where the whole model took four: bench.compile), the weights keep their
+    names for saving and loading, and the embeddings, head and loss run as they are."""
+    # A layer's graph has variants dynamo compiles one by one: training and evaluation (grad mode),
+    # the first layer (its input needs no gradient) and the rest, and the pieces around transformers'
+    # hidden-state capture. Past the default limit of 8 dynamo quietly runs new variants eagerly,
+    # which cost the run a third of the speed-up; the shapes are dynamic from the start instead of
+    # after a second length.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for layer in base.model.layers:
+        layer.compile(backend="inductor", dynamic=True)
+
+
+def keep_compile_cache_in(run_dir: Path) -> None:
+    """torch.compile's kernels cached in the run's own .cache/ (kept for a resume, removed when the run
+    finishes) instead of the system's temp folder, so a run writes only under its directory. A cache
+    the user chose (TORCHINDUCTOR_CACHE_DIR set to another folder) is left as it is; importing
+    inductor writes its default there, which does not count as a choice. Inductor reads the variable
+    when it compiles, and its compile workers inherit it."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(run_dir).resolve() / ".cache" / "inductor")
+
+
 def shared_args(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_eval: bool) -> dict:
     """The training arguments both objectives take from the config."""
     optim, _ = resolve_optim(cfg.optim, device)

@@ -40,7 +40,7 @@ from ..regression import (
 )
 from .callbacks import GracefulStop, MetricsLogger, OpeningLoss, ValTime
 from .card import write_model_card
-from .common import find_checkpoint, resolve_optim
+from .common import check_compiler, compile_layers, find_checkpoint, keep_compile_cache_in, resolve_optim
 from .generate import PricetuneTrainer, build_sft_config
 from .regress import RegressionTrainer, build_regress_args, peft_for_training
 
@@ -89,7 +89,8 @@ def plan(cfg: RunConfig) -> str:
         + (f", train: {cfg.train_sample} {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
         + (" + the val rows: a refit, no evaluation" if cfg.train_on_val else "")
         + f", max_length {cfg.max_length})",
-        f"device:    {describe_device()}, precision {precision}, optimizer {optim}",
+        f"device:    {describe_device()}, precision {precision}, optimizer {optim}"
+        + (", decoder layers compiled (torch.compile, inductor)" if cfg.torch_compile else ""),
         f"processes: {world}" + (" (under a launcher: DDP, rank 0 writes)" if world > 1 else "")
         + (f", weights sharded by {sharded}" if sharded else ""),
         f"batch:     global {per_device * accum * world} = {per_device} per device x {accum} accumulation step(s)"
@@ -141,6 +142,7 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     _, notice = resolve_optim(cfg.optim, device)
     if notice:
         log(f"notice: {notice}")
+    check_compiler(cfg.torch_compile, device)
 
     # 2. data: validated before any weights are loaded
     splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows,
@@ -182,6 +184,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         val_ds = tokenize(val_rows) if val_rows else None
         run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
     log(f"run directory: {run_dir}")
+    if cfg.torch_compile:
+        keep_compile_cache_in(run_dir)
     # Seeded before the model exists: a regress head is initialised as it loads, and TRL creates the
     # LoRA weights before Trainer seeds
     from transformers import set_seed
@@ -225,6 +229,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         )
     if cfg.fast and trainer_cls is None and not dist.sharded_weights():
         speed_up(trainer.model, **fastpath)
+    if cfg.torch_compile:  # after the fast path has put its layers in: they are what gets compiled
+        compile_layers(trainer.model)
     context = dict(run_dir=run_dir, tokenizer=tokenizer, device=device, precision=precision, bad=bad,
                    train_rows=len(train_ds), val_rows=len(val_rows))
     return trainer, context
@@ -355,7 +361,8 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
     }
     if not main:
         return summary
-    shutil.rmtree(run_dir / ".cache", ignore_errors=True)  # tokenized data, for the full preset ~0.7 GB
+    # tokenized data (for the full preset ~0.7 GB) and torch.compile's kernels
+    shutil.rmtree(run_dir / ".cache", ignore_errors=True)
     ctx["tokenizer"].save_pretrained(str(run_dir))
     write_model_card(run_dir, cfg, summary)
 
