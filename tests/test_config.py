@@ -144,6 +144,15 @@ def test_a_batch_that_cannot_be_split_is_refused():
         split_batch(32, 1, 3)
 
 
+def test_the_plan_warns_when_lora_dropout_would_make_compiled_layers_slow_on_a_cpu(capsys, monkeypatch):
+    monkeypatch.setattr("pricetune.training.run.detect_device", lambda: "cpu")
+    assert main(["train", "--config", "amazon-regress", "--lora-dropout", "0.1", "--dry-run"]) == 0
+    assert "LoRA dropout 0.1 with compiled layers" in capsys.readouterr().out
+    for quiet in (["--lora-dropout", "0"], ["--lora-dropout", "0.1", "--no-torch-compile"]):
+        assert main(["train", "--config", "amazon-regress", *quiet, "--dry-run"]) == 0
+        assert "compiled layers:" not in capsys.readouterr().out
+
+
 def test_dry_run_under_a_launcher_prints_the_distributed_plan(capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", "0")

@@ -2,6 +2,7 @@
 so the machine's drift hits every variant alike; and what compiling costs.
 
     python -m pricetune.bench.compile bench/results/compile-cpu.json [--batches 4] [--repeats 3]
+    python -m pricetune.bench.compile bench/results/compile-dropout-cpu.json --lora-dropout 0.1 --variants eager,layers
 
 Variants, each a model built by `pricetune train`'s own preparation from configs/amazon-regress.yaml
 (the amazon items when ../shared/data/amazon-items is there, else the demo data):
@@ -15,7 +16,9 @@ autocast as training runs on this CPU. A step is forward + backward; the optimiz
 for all, is left out. Each variant compiles into its own empty kernel cache, as a first run does.
 Reports each variant's median step time after the first round, its speed against eager, the first
 round's time (for a compiled variant: compiling, at each new shape until the shapes turn dynamic),
-and the steps a run must take before compiling has paid for itself.
+and the steps a run must take before compiling has paid for itself. `--lora-dropout` times every
+variant with that LoRA dropout instead of the config's 0 (the presets' 0.1 draws a mask for each
+adapted projection's input at every step).
 """
 
 from __future__ import annotations
@@ -32,20 +35,31 @@ from pricetune.bench.harness import backward_step, bench_dataset, regress_traine
 from pricetune.modeling import pick_precision
 from pricetune.training.common import compile_layers
 
+VARIANTS = ("eager", "layers", "whole model")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", nargs="?", help="JSON file to write")
     ap.add_argument("--batches", type=int, default=4, help="Batches of 16 timed per round (each its own length).")
     ap.add_argument("--repeats", type=int, default=3, help="Timed rounds after the first (compiling) round.")
+    ap.add_argument("--lora-dropout", type=float, default=None, help="LoRA dropout for every variant (default: the config's).")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"Comma-separated, eager first: {', '.join(VARIANTS)}.")
     ns = ap.parse_args()
+    names = [v.strip() for v in ns.variants.split(",")]
+    if names[0] != "eager" or not set(names) <= set(VARIANTS) or len(set(names)) < 2:
+        ap.error(f"--variants: eager first, then one or both of {VARIANTS[1:]}")
+    overrides = {} if ns.lora_dropout is None else {"lora_dropout": ns.lora_dropout}
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(pick_precision("auto"))
     dataset = bench_dataset()
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {name: regress_trainer(f"{tmp}/{name}", dataset) for name in ("eager", "layers", "whole model")}
-        compile_layers(trainers["layers"].model)
-        models = {"eager": trainers["eager"].model, "layers": trainers["layers"].model,
-                  "whole model": torch.compile(trainers["whole model"].model, backend="inductor")}
+        trainers = {name: regress_trainer(f"{tmp}/{name}", dataset, **overrides) for name in names}
+        models = {name: trainer.model for name, trainer in trainers.items()}
+        if "layers" in models:
+            compile_layers(models["layers"])
+        if "whole model" in models:
+            models["whole model"] = torch.compile(models["whole model"], backend="inductor")
         batches = [b for _, b in zip(range(ns.batches), trainers["eager"].get_train_dataloader())]
         lengths = [int(b["input_ids"].shape[1]) for b in batches]
         first, times = {}, {name: [] for name in models}
@@ -64,10 +78,11 @@ def main() -> None:
                 print(f"round {rep} {name}: {seconds / len(batches):.2f} s a step", flush=True)
     eager = statistics.median(times["eager"])
     payback = {}
-    for name in ("layers", "whole model"):
+    for name in names[1:]:
         saved = eager - statistics.median(times[name])
         payback[name] = (first[name] - first["eager"]) / saved if saved > 0 else None
     report_json({"dataset": dataset, "batch_lengths": lengths,
+                 "lora_dropout": trainers["eager"].model.peft_config["default"].lora_dropout,
                  "variants": step_times(times, "eager", first_round_seconds=first,
                                         steps_to_pay_back_compile=payback | {"eager": None})}, ns.out)
 

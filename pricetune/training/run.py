@@ -100,6 +100,11 @@ def plan(cfg: RunConfig) -> str:
     ]
     if notice:
         lines.append(f"notice:    {notice}")
+    if cfg.torch_compile and cfg.lora_dropout > 0 and device == "cpu":
+        # measured, not yet explained (docs/PERFORMANCE.md, "Compiled decoder layers")
+        lines.append(f"notice:    LoRA dropout {cfg.lora_dropout:g} with compiled layers: on a CPU a step ran slower "
+                     "than eager (python -m pricetune.bench.compile --lora-dropout 0.1: 0.76x; without dropout "
+                     "1.93x); --lora-dropout 0 or --no-torch-compile")
     if sharded and cfg.fast:
         lines.append(f"notice:    the fast path is off under {sharded} (it applies the LM head outside the "
                      "wrapped forward, which sharded weights do not allow); TRL's stock loss is used")
