@@ -152,6 +152,16 @@ def check_compiler(torch_compile: bool, device: str) -> None:
                              "install g++ (or set CXX to one), or turn compiling off (--no-torch-compile)")
 
 
+def compile_notice(cfg: RunConfig, device: str) -> str | None:
+    """What to tell a user who compiles with LoRA dropout on a CPU: the step got slower, not faster.
+    Measured, not yet explained (docs/PERFORMANCE.md, "Compiled decoder layers")."""
+    if cfg.torch_compile and cfg.lora_dropout > 0 and device == "cpu":
+        return (f"LoRA dropout {cfg.lora_dropout:g} with compiled layers: on a CPU a step ran slower than eager "
+                "(python -m pricetune.bench.compile --lora-dropout 0.1: 0.76x; without dropout 1.93x); "
+                "--lora-dropout 0 or --no-torch-compile")
+    return None
+
+
 def compile_layers(model) -> None:
     """torch_compile: PyTorch's regional compilation. Each decoder layer is compiled in place with
     inductor (`nn.Module.compile`); the layers are alike, so compiling costs about one layer's time

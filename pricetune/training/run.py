@@ -40,7 +40,9 @@ from ..regression import (
 )
 from .callbacks import GracefulStop, MetricsLogger, OpeningLoss, ValTime
 from .card import write_model_card
-from .common import check_compiler, compile_layers, find_checkpoint, keep_compile_cache_in, resolve_optim
+from .common import (
+    check_compiler, compile_layers, compile_notice, find_checkpoint, keep_compile_cache_in, resolve_optim,
+)
 from .generate import PricetuneTrainer, build_sft_config
 from .regress import RegressionTrainer, build_regress_args, peft_for_training
 
@@ -100,11 +102,8 @@ def plan(cfg: RunConfig) -> str:
     ]
     if notice:
         lines.append(f"notice:    {notice}")
-    if cfg.torch_compile and cfg.lora_dropout > 0 and device == "cpu":
-        # measured, not yet explained (docs/PERFORMANCE.md, "Compiled decoder layers")
-        lines.append(f"notice:    LoRA dropout {cfg.lora_dropout:g} with compiled layers: on a CPU a step ran slower "
-                     "than eager (python -m pricetune.bench.compile --lora-dropout 0.1: 0.76x; without dropout "
-                     "1.93x); --lora-dropout 0 or --no-torch-compile")
+    if compiling := compile_notice(cfg, device):
+        lines.append(f"notice:    {compiling}")
     if sharded and cfg.fast:
         lines.append(f"notice:    the fast path is off under {sharded} (it applies the LM head outside the "
                      "wrapped forward, which sharded weights do not allow); TRL's stock loss is used")
@@ -148,6 +147,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     if notice:
         log(f"notice: {notice}")
     check_compiler(cfg.torch_compile, device)
+    if compiling := compile_notice(cfg, device):
+        log(f"notice: {compiling}")
 
     # 2. data: validated before any weights are loaded
     splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows,
