@@ -73,6 +73,11 @@ class RunConfig(BaseModel):
         False, description="Refit: once the settings are chosen on val, train on the train and val rows together "
         "(no evaluation during training; the run refuses to be scored or weighted on val, its own training rows).",
     )
+    neighbours: int = Field(
+        0, description="Retrieval: add to each prompt the prices of its N most similar training items (TF-IDF "
+        "cosine; a training row never sees its own price). The run keeps those items (neighbours.json) and "
+        "looks new items up in them when it prices. 0: off, the reference's prompts.",
+    )
     max_length: int = Field(128, description="Maximum tokens per example; the item text is cut, never the price.")
     on_bad_rows: Literal["error", "skip"] = Field(
         "error", description="On an invalid data row: stop with its location (error) or skip and report it (skip)."
@@ -210,6 +215,8 @@ class RunConfig(BaseModel):
             problems.append("regress_head_init: probe fits one output; a histogram head (regress_loss: bins) starts at random")
         if self.regress_head_init != "random" and self.objective != "regress":
             problems.append("regress_head_init needs objective: regress (a causal LM has no scalar head)")
+        if self.neighbours < 0:
+            problems.append(f"neighbours must be >= 0 (got {self.neighbours})")
         if self.train_on_val and self.val_size == 0:
             problems.append("train_on_val needs val rows to add to training (val_size is 0)")
         if self.train_on_val and self.regress_head_init == "probe":

@@ -17,6 +17,7 @@ from typing import Callable
 
 from transformers import TrainerCallback
 
+from .data.neighbours import INDEX_FILE
 from .errors import PricetuneError
 
 # What goes to the Hub, and nothing else: the adapter (and a regress run's head scale), its tokenizer,
@@ -103,7 +104,12 @@ def stage_upload(run_dir: Path, staging: Path) -> list[str]:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, staging / name)
             names.append(name)
-    config = public_config(run_dir if (run_dir / "config.yaml").is_file() else run_dir.parent)
+    home = run_dir if (run_dir / "config.yaml").is_file() else run_dir.parent
+    # a run trained with neighbours prices by looking items up in its training items: they travel too
+    if (home / INDEX_FILE).is_file():
+        shutil.copy2(home / INDEX_FILE, staging / INDEX_FILE)
+        names.append(INDEX_FILE)
+    config = public_config(home)
     if config is not None:
         (staging / CONFIG_NAME).write_text(config, encoding="utf-8")
         names.append(CONFIG_NAME)

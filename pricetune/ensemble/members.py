@@ -30,6 +30,17 @@ class Member:
     def classical(self) -> bool:
         return self.spec in CLASSICAL
 
+    @property
+    def llm_only(self) -> bool:
+        """A fine-tuned model with no classical part: not a baseline, nor a run that reads its
+        neighbours' prices (a TF-IDF lookup) in each prompt."""
+        if self.classical:
+            return False
+        from ..config import load_run_config
+        from ..inference.load import run_paths
+
+        return not load_run_config(run_paths(self.spec)[0]).neighbours
+
     def describe(self) -> dict:
         d = {"spec": self.spec, "kind": self.spec if self.classical else "run"}
         if not self.classical:
@@ -103,7 +114,7 @@ class Ensemble:
 
     @property
     def llm_only(self) -> bool:
-        return not any(m.classical for m, w in zip(self.members, self.weights) if w > 0)
+        return all(m.llm_only for m, w in zip(self.members, self.weights) if w > 0)
 
     @classmethod
     def load(cls, folder: str | Path) -> Ensemble:

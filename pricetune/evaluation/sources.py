@@ -111,14 +111,15 @@ def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
     out = dist.map_shared(lambda share: lm.price(share, ns.decode, ns.batch_size, ns.samples, progress=dist.is_main()),
                           [r["prompt"] for r in items])
     settings = dict(model=lm.label, objective=lm.objective, max_length=lm.max_length, batch_size=ns.batch_size,
-                    adapter_merged=lm.merged)
+                    adapter_merged=lm.merged, neighbours=lm.neighbours.k if lm.neighbours is not None else 0)
     label = lm.label
     if lm.objective == "generate":
         settings["decode"] = ns.decode
         label += "" if ns.decode == "greedy" else f" ({ns.decode})"
         if ns.decode == "median":
             settings["samples"] = ns.samples
-    return Scored(label, [t for t, _ in out], [p for _, p in out], settings, llm_only=not ns.no_adapter)
+    return Scored(label, [t for t, _ in out], [p for _, p in out], settings,
+                  llm_only=not ns.no_adapter and lm.neighbours is None)
 
 
 def from_ensemble(ns, ens, items: list[dict]) -> Scored:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PricetuneError
+from ..data.neighbours import INDEX_FILE
 from ..hub import CONFIG_NAME
 from .generate import generate_prices
 
@@ -22,10 +23,16 @@ class LoadedModel:
     objective: str = "generate"
     scale: object = None  # regression.PriceScale for regress runs
     merged: bool = False  # the LoRA update folded into the base's weights (`load_model(merge=True)`)
+    neighbours: object = None  # data.neighbours.NeighbourIndex for runs trained with similar items' prices
+
+    def prompts_for(self, prompts: list[str]) -> list[str]:
+        """The prompts as the model was trained to read them: with similar items' prices if it was."""
+        return self.neighbours.add_to_prompts(prompts) if self.neighbours is not None else prompts
 
     def price(self, prompts: list[str], decode: str = "greedy", batch_size: int = 16, samples: int = 64,
               progress: bool = False) -> list[tuple[str, float | None]]:
         """(text, price) for each prompt: decoding for generate runs, one forward pass for regress."""
+        prompts = self.prompts_for(prompts)
         if self.objective == "regress":
             from ..regression import regress_prices
 
@@ -79,7 +86,7 @@ def load_model(
 
     max_length = 128
     adapter_path = None
-    objective, scale, merged = "generate", None, False
+    objective, scale, merged, index = "generate", None, False, None
     if run is not None:
         run_dir, adapter_dir = run_paths(run)
         cfg = load_run_config(run_dir)
@@ -91,6 +98,8 @@ def load_model(
         adapter_path = str(adapter_dir)
         label = run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}"
         objective = cfg.objective
+        if cfg.neighbours:
+            index = load_index(run_dir / INDEX_FILE, run)
         if objective == "regress":
             from ..regression import PriceScale
 
@@ -116,6 +125,8 @@ def load_model(
             trained = yaml.safe_load(pushed.read_text(encoding="utf-8")) or {}
             max_length = int(trained.get("max_length") or max_length)
             quantization = quantization or trained.get("quantization")
+            if trained.get("neighbours"):
+                index = load_index(beside_adapter(adapter, INDEX_FILE), adapter)
         if peft_cfg.task_type == "SEQ_CLS":  # a pushed regress run: its head's scale travels beside the adapter
             from ..regression import HEAD_FILE, PriceScale
 
@@ -141,4 +152,14 @@ def load_model(
     if objective == "generate":
         model.config.use_cache = True
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model, tokenizer, max_length, label, objective, scale, merged)
+    return LoadedModel(model, tokenizer, max_length, label, objective, scale, merged, index)
+
+
+def load_index(path: Path | None, source: str):
+    """The priced items a run trained with neighbours looks new items up in (`data.neighbours`)."""
+    from ..data.neighbours import NeighbourIndex
+
+    if path is None or not Path(path).is_file():
+        raise PricetuneError(f"{source} was trained with similar items' prices in its prompts (neighbours), but its "
+                             f"{INDEX_FILE} is missing: without those items it cannot price as it was trained")
+    return NeighbourIndex.load(path)

@@ -33,6 +33,9 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
                "price = expm1(center + scale * output), `regression_head.json`).")
     rows_used = (f"{summary['train_rows']} rows of train + val: a refit, settings chosen on val beforehand"
                  if cfg.train_on_val else f"{summary['train_rows']} train rows, {summary['val_rows']} val rows")
+    looked_up = (f" Each prompt also carries, after the question, the prices of the {cfg.neighbours} most similar "
+                 "training items (TF-IDF cosine); `neighbours.json` holds those items, and pricetune looks every new "
+                 "item up in them, so the file must travel with the adapter." if cfg.neighbours else "")
     card = f"""---
 base_model: {cfg.base_model}
 library_name: peft
@@ -43,7 +46,7 @@ tags: [pricetune, lora, price-prediction]
 A LoRA adapter that prices products from their descriptions, trained with
 [pricetune](https://github.com/) from `{cfg.base_model}` on `{cfg.dataset}`.
 
-Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $"; {how}
+Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $"; {how}{looked_up}
 
 | | |
 |---|---|

@@ -16,6 +16,7 @@ from .. import distributed as dist
 from .. import hub
 from ..config import RunConfig
 from ..data import load_splits, tokenize_rows
+from ..data.neighbours import NeighbourIndex
 from ..errors import PricetuneError
 from ..fastpath import speed_up
 from ..modeling import (
@@ -90,7 +91,8 @@ def plan(cfg: RunConfig) -> str:
         f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
         + (f", train: {cfg.train_sample} {cfg.train_size} rows" if cfg.train_size else ", train: all rows")
         + (" + the val rows: a refit, no evaluation" if cfg.train_on_val else "")
-        + f", max_length {cfg.max_length})",
+        + f", max_length {cfg.max_length})"
+        + (f"; each prompt with its {cfg.neighbours} most similar training items' prices" if cfg.neighbours else ""),
         f"device:    {describe_device()}, precision {precision}, optimizer {optim}"
         + (", decoder layers compiled (torch.compile, inductor)" if cfg.torch_compile else ""),
         f"processes: {world}" + (" (under a launcher: DDP, rank 0 writes)" if world > 1 else "")
@@ -163,6 +165,15 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         splits["train"] = splits["train"] + val_rows
         val_rows = []
         log(f"train_on_val: training on {len(splits['train'])} rows (train + val), no evaluation during training")
+    index = None
+    if cfg.neighbours:
+        # Each prompt gains its look-alikes' prices: a training row from the other training rows, val
+        # from the training rows, as a new item will be priced
+        index = NeighbourIndex.build(splits["train"], cfg.neighbours)
+        splits["train"] = index.add_to_rows(splits["train"], exclude_self=True)
+        val_rows = index.add_to_rows(val_rows)
+        log(f"neighbours: each prompt carries the prices of its {cfg.neighbours} most similar of "
+            f"{len(index.prices)} training items")
 
     # 3. tokenizer, tokenized splits (too-long prompts fail here, still before the weights), base
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
@@ -190,6 +201,8 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
         val_ds = tokenize(val_rows) if val_rows else None
         run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
     log(f"run directory: {run_dir}")
+    if index is not None and dist.is_main():
+        index.save(run_dir)
     if cfg.torch_compile:
         keep_compile_cache_in(run_dir)
     # Seeded before the model exists: a regress head is initialised as it loads, and TRL creates the

@@ -1,0 +1,135 @@
+"""Similar items' prices in the prompt: retrieval for the fine-tune, as the course's final pricer
+gives its model the prices of look-alike products.
+
+An index holds priced items (a run's train rows, or train + val for a refit); an item's prompt gains
+one line, right after the question, with the prices of its k most similar items in the index, most
+similar first:
+
+    What does this cost to the nearest dollar?
+
+    Similar items sold for: $24, $31, $19
+
+    Title: ...
+
+    Price is $
+
+Similarity is the cosine of the TF-IDF features the baselines use (`baselines.tfidf_features`).
+An item of the index itself never sees its own price: a training row is given its k most similar
+*other* rows (leave one out), so the model learns from neighbours as it will meet them on new items.
+The line goes before the item text because a long prompt is cut at the end of its item text
+(`encode_prompts`), and a causal model reads the prices before the words they should qualify.
+
+The index is saved as plain JSON (the items' text and prices; the TF-IDF is fit again on load, a few
+seconds for thousands of items), never as a pickle, so an index from the Hub runs no code.
+
+    from pricetune.data.neighbours import NeighbourIndex
+    index = NeighbourIndex.build(train_rows, k=3)
+    prompts = index.add_to_prompts(prompts)                   # new items
+    train_prompts = index.add_to_prompts(train_prompts, exclude_self=True)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PricetuneError
+from .rows import QUESTION, make_prompt
+
+INDEX_FILE = "neighbours.json"
+LINE_PREFIX = "Similar items sold for: "
+
+
+def neighbour_line(prices: list[float]) -> str:
+    """The line a prompt gains: the prices to the nearest dollar, most similar item first."""
+    return LINE_PREFIX + ", ".join(f"${price:.0f}" for price in prices)
+
+
+def insert_line(prompt: str, line: str) -> str:
+    """`prompt` (a full prompt) with `line` as its own paragraph right after the question line."""
+    head = QUESTION + "\n\n"
+    if not prompt.startswith(head):
+        raise PricetuneError("a prompt given neighbours' prices must open with the question line "
+                             f"{QUESTION!r}; write it as make_prompt() does")
+    return head + line + "\n\n" + prompt[len(head):]
+
+
+@dataclass
+class NeighbourIndex:
+    """Priced items to look prices up in: `texts` (their item text) and `prices`, `k` per prompt."""
+
+    texts: list[str]
+    prices: list[float]
+    k: int
+    _features: object = field(default=None, repr=False)
+    _matrix: object = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, rows: list[dict], k: int) -> NeighbourIndex:
+        """An index of dataset rows (each with a `prompt` and a `price`)."""
+        from ..baselines.common import item_text
+
+        if k < 1:
+            raise PricetuneError(f"neighbours must be at least 1 to build an index (got {k})")
+        if len(rows) <= k:
+            raise PricetuneError(f"an index for {k} neighbours needs more than {k} priced items (got {len(rows)})")
+        return cls([item_text(r["prompt"]) for r in rows], [float(r["price"]) for r in rows], k)
+
+    def _fit(self):
+        if self._features is None:
+            from ..baselines.tfidf import tfidf_features
+
+            self._features = tfidf_features()
+            self._matrix = self._features.fit_transform(self.texts)
+        return self._features, self._matrix
+
+    def neighbours(self, texts: list[str], exclude_self: bool = False) -> list[list[int]]:
+        """For each item text, the positions in the index of its k most similar items, most similar
+        first. `exclude_self`: `texts` are the index's own texts, in order, and an item is never its own
+        neighbour."""
+        from sklearn.neighbors import NearestNeighbors
+
+        features, matrix = self._fit()
+        if exclude_self and len(texts) != len(self.texts):
+            raise PricetuneError("exclude_self looks up the index's own items: pass all of its texts, in order")
+        # brute force on the sparse rows, as the TF-IDF neighbours baseline: no tree index for cosine
+        search = NearestNeighbors(metric="cosine", algorithm="brute").fit(matrix)
+        query = matrix if exclude_self else features.transform(texts)
+        _, found = search.kneighbors(query, n_neighbors=self.k + 1 if exclude_self else self.k)
+        out = []
+        for i, row in enumerate(found.tolist()):
+            if exclude_self:
+                # the item itself is usually first; with exact ties it may not be, or may be absent
+                row = [j for j in row if j != i][:self.k]
+            out.append(row)
+        return out
+
+    def add_to_prompts(self, prompts: list[str], exclude_self: bool = False) -> list[str]:
+        """Each prompt (a full prompt or a bare description) with its neighbours' prices added."""
+        from ..baselines.common import item_text
+
+        full = [make_prompt(p) for p in prompts]
+        found = self.neighbours([item_text(p) for p in full], exclude_self=exclude_self)
+        return [insert_line(p, neighbour_line([self.prices[j] for j in row])) for p, row in zip(full, found)]
+
+    def add_to_rows(self, rows: list[dict], exclude_self: bool = False) -> list[dict]:
+        """Copies of dataset rows with their prompts given neighbours' prices."""
+        prompts = self.add_to_prompts([r["prompt"] for r in rows], exclude_self=exclude_self)
+        return [{**r, "prompt": p} for r, p in zip(rows, prompts)]
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / INDEX_FILE
+        path.write_text(json.dumps({"k": self.k, "texts": self.texts, "prices": self.prices}), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeighbourIndex:
+        path = Path(path)
+        if path.is_dir():
+            path = path / INDEX_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(list(data["texts"]), [float(p) for p in data["prices"]], int(data["k"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise PricetuneError(f"could not read the neighbour index {path} ({type(e).__name__}: {e})") from None
