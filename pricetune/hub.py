@@ -21,7 +21,8 @@ from .data.neighbours import INDEX_FILE
 from .errors import PricetuneError
 
 # What goes to the Hub, and nothing else: the adapter (and a regress run's head scale), its tokenizer,
-# the model card, and the resolved config with local paths taken out (see `public_config`)
+# the model card, and the resolved config with local paths taken out (see `public_config`); for a run
+# trained with --neighbours, its neighbours.json too, the text and prices of its training items
 UPLOAD = ("adapter_config.json", "adapter_model.safetensors", "regression_head.json", "tokenizer.json",
           "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt",
           "tokenizer.model", "README.md")

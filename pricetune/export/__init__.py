@@ -48,7 +48,7 @@ def refuse_neighbour_runs(run_dir: str) -> None:
     if (home / "config.yaml").is_file() and load_run_config(str(home)).neighbours:
         raise PricetuneError(
             f"{run_dir} was trained with similar items' prices in its prompts (neighbours); an exported model "
-            "cannot look items up, so it would price worse than measured. Serve the run itself (pricetune serve "
+            "cannot look items up, so it would price worse than measured. Serve the run itself (pricetune serve --run "
             "RUN_DIR), or train without --neighbours to export")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PricetuneError
 from ..data.neighbours import INDEX_FILE
+from ..errors import PricetuneError
 from ..hub import CONFIG_NAME
 from .generate import generate_prices
 
