@@ -68,6 +68,7 @@ class NeighbourIndex:
     k: int
     _features: object = field(default=None, repr=False)
     _matrix: object = field(default=None, repr=False)
+    _search: object = field(default=None, repr=False)
 
     @classmethod
     def build(cls, rows: list[dict], k: int) -> NeighbourIndex:
@@ -80,27 +81,29 @@ class NeighbourIndex:
             raise PricetuneError(f"an index for {k} neighbours needs more than {k} priced items (got {len(rows)})")
         return cls([item_text(r["prompt"]) for r in rows], [float(r["price"]) for r in rows], k)
 
-    def _fit(self):
-        if self._features is None:
+    def fit(self) -> NeighbourIndex:
+        """The TF-IDF fit on the index's texts and the search made ready, once: a server does it as it
+        loads, not on its first request (the lookups call it too)."""
+        if self._search is None:
+            from sklearn.neighbors import NearestNeighbors
+
             from ..baselines.tfidf import tfidf_features
 
             self._features = tfidf_features()
             self._matrix = self._features.fit_transform(self.texts)
-        return self._features, self._matrix
+            # brute force on the sparse rows, as the TF-IDF neighbours baseline: no tree index for cosine
+            self._search = NearestNeighbors(metric="cosine", algorithm="brute").fit(self._matrix)
+        return self
 
     def neighbours(self, texts: list[str], exclude_self: bool = False) -> list[list[int]]:
         """For each item text, the positions in the index of its k most similar items, most similar
         first. `exclude_self`: `texts` are the index's own texts, in order, and an item is never its own
         neighbour."""
-        from sklearn.neighbors import NearestNeighbors
-
-        features, matrix = self._fit()
         if exclude_self and len(texts) != len(self.texts):
             raise PricetuneError("exclude_self looks up the index's own items: pass all of its texts, in order")
-        # brute force on the sparse rows, as the TF-IDF neighbours baseline: no tree index for cosine
-        search = NearestNeighbors(metric="cosine", algorithm="brute").fit(matrix)
-        query = matrix if exclude_self else features.transform(texts)
-        _, found = search.kneighbors(query, n_neighbors=self.k + 1 if exclude_self else self.k)
+        self.fit()
+        query = self._matrix if exclude_self else self._features.transform(texts)
+        _, found = self._search.kneighbors(query, n_neighbors=self.k + 1 if exclude_self else self.k)
         out = []
         for i, row in enumerate(found.tolist()):
             if exclude_self:

@@ -38,14 +38,12 @@ def add_export_arguments(p) -> None:
 def refuse_neighbour_runs(run_dir: str) -> None:
     """An exported model is the network alone: a run that reads its look-alikes' prices in each prompt
     (neighbours) would price without them, worse than it was measured, so it is not exported."""
-    from pathlib import Path
-
     from ..config import load_run_config
     from ..errors import PricetuneError
+    from ..inference.load import run_paths
 
-    run = Path(run_dir)
-    home = run if (run / "config.yaml").is_file() else run.parent
-    if (home / "config.yaml").is_file() and load_run_config(str(home)).neighbours:
+    home, _ = run_paths(run_dir)
+    if (home / "config.yaml").is_file() and load_run_config(home).neighbours:
         raise PricetuneError(
             f"{run_dir} was trained with similar items' prices in its prompts (neighbours); an exported model "
             "cannot look items up, so it would price worse than measured. Serve the run itself (pricetune serve --run "

@@ -162,4 +162,4 @@ def load_index(path: Path | None, source: str):
     if path is None or not Path(path).is_file():
         raise PricetuneError(f"{source} was trained with similar items' prices in its prompts (neighbours), but its "
                              f"{INDEX_FILE} is missing: without those items it cannot price as it was trained")
-    return NeighbourIndex.load(path)
+    return NeighbourIndex.load(path).fit()
