@@ -50,6 +50,8 @@ def test_an_item_finds_its_look_alikes_and_a_training_row_never_itself():
     assert twins.neighbours(twins.texts, exclude_self=True)[9] == [0]
     with pytest.raises(PricetuneError, match="all of its texts"):
         index.neighbours(index.texts[:3], exclude_self=True)
+    # a refit's val split is empty: nothing to look up, no error
+    assert index.neighbours([]) == [] and index.add_to_rows([]) == []
 
 
 def test_prompts_gain_their_neighbours_prices_and_the_index_survives_saving(tmp_path):
@@ -87,6 +89,13 @@ def test_a_run_with_neighbours_trains_prices_travels_and_is_not_exported(tiny_mo
     trainer, ctx = prepare_trainer(cfg, log=lambda _: None)
     first_row = ctx["tokenizer"].decode(trainer.train_dataset[0]["input_ids"])
     assert "Similar items sold for: $" in first_row
+    # a refit (train + val, no val left to look up) prepares too: its pool holds the val items as well
+    refit = tmp_path / "nbrs-refit"
+    refit_cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, refit,
+                                                               objective="regress", quantization="none", max_steps=2,
+                                                               max_length=96, neighbours=3, train_on_val=True))
+    refit_trainer, _ = prepare_trainer(refit_cfg, log=lambda _: None)
+    assert refit_trainer.eval_dataset is None and len(NeighbourIndex.load(refit).prices) == 48 + 8
     train(cfg, log=lambda _: None, overwrite=True)
     index = NeighbourIndex.load(out)
     assert index.k == 3 and len(index.prices) == 48  # the train rows, never val or test

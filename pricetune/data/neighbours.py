@@ -101,6 +101,8 @@ class NeighbourIndex:
         neighbour."""
         if exclude_self and len(texts) != len(self.texts):
             raise PricetuneError("exclude_self looks up the index's own items: pass all of its texts, in order")
+        if not texts:
+            return []  # a refit has no val rows to look up; scikit-learn refuses an empty query
         self.fit()
         query = self._matrix if exclude_self else self._features.transform(texts)
         _, found = self._search.kneighbors(query, n_neighbors=self.k + 1 if exclude_self else self.k)
