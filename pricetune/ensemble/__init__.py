@@ -14,10 +14,14 @@
     Pricer.from_ensemble("runs/ensemble").price("Title: ...")
 
 A member is a run directory (a generate run prices with `--decode`, a regress run with its head),
-`tfidf`, `tfidf-embed` (reading `--base-model`), `tfidf-knn`, `median` or `mean`. The combination is a weighted
-mean of log(1 + price), weights on the simplex (non-negative, summing to 1) on a grid of step 1/20,
-the grid point with the lowest mean absolute error on val wins; ties go to the earlier grid point.
-`ensemble.json` records the members, their val MAE, the weights and the dataset; a fitted baseline
+`tfidf`, `tfidf-embed` (reading `--base-model`), `tfidf-knn`, `median` or `mean`. The combination
+(`--combine`) is by default a weighted mean of log(1 + price), weights on the simplex (non-negative,
+summing to 1) on a grid of step 1/20, the grid point with the lowest mean absolute error on val
+winning (ties go to the earlier grid point); `--combine stack` fits a median regression of log price
+on the members' log prices instead (free weights and an intercept). Either is scored on val twice:
+in-sample, and cross-validated (5 folds, the combination fit on four), the figure to choose between
+them on. `ensemble.json` records the members, their val MAE, the weights (and intercept), both val
+MAEs and the dataset; a fitted baseline
 member is saved beside it (`tfidf.joblib`, `tfidf-embed.joblib`, `tfidf-knn.joblib`) so the ensemble prices without the
 training data.
 
@@ -30,7 +34,8 @@ from .cli import add_ensemble_arguments, ensemble_cli
 from .fit import fit_ensemble
 from .members import CLASSICAL, FITTED, Ensemble, Member, Predictor
 from .refit import refit_ensemble
-from .weights import GRID, combine, fit_weights, simplex_grid
+from .weights import GRID, METHODS, combine, cross_validated_mae, fit_combination, fit_stack, fit_weights, simplex_grid
 
-__all__ = ["CLASSICAL", "FITTED", "GRID", "Ensemble", "Member", "Predictor", "add_ensemble_arguments", "combine",
-           "ensemble_cli", "fit_ensemble", "fit_weights", "refit_ensemble", "simplex_grid"]
+__all__ = ["CLASSICAL", "FITTED", "GRID", "METHODS", "Ensemble", "Member", "Predictor", "add_ensemble_arguments",
+           "combine", "cross_validated_mae", "ensemble_cli", "fit_combination", "fit_ensemble", "fit_stack",
+           "fit_weights", "refit_ensemble", "simplex_grid"]

@@ -1,8 +1,11 @@
-"""Fitting an ensemble: each member prices the val split, the weights are the simplex grid point with
-the lowest val MAE, and the folder records what was combined.
+"""Fitting an ensemble: each member prices the val split, the combination is fit there (`weights`: the
+simplex grid point with the lowest val MAE; `stack`: a median regression), and the folder records what
+was combined, with the combination's cross-validated val MAE to compare ways of combining on.
 
     pricetune ensemble --dataset ../shared/data/amazon-items --member runs/amazon-regress --member tfidf \
         --out runs/ensemble
+    pricetune ensemble --dataset ../shared/data/amazon-items --member runs/amazon-regress --member tfidf \
+        --combine stack --out runs/ensemble-stack
 """
 
 from __future__ import annotations
@@ -13,15 +16,23 @@ from pathlib import Path
 
 from ..errors import PricetuneError
 from .members import FITTED, Member, Predictor, new_folder, refuse_filled
-from .weights import fit_weights
+from .weights import METHODS, cross_validated_mae, fit_combination
 
 
-def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print) -> dict:
-    """Price the val split with each member, fit the weights there, and save the ensemble folder."""
+def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print, combination: str = "weights",
+                 cv_repeats: int = 10) -> dict:
+    """Price the val split with each member, fit the combination there, and save the ensemble folder.
+    `cv_repeats`: cuts of val into 5 folds for the cross-validated val MAE (0: none)."""
     from ..data import load_splits
 
     out = Path(out)
     refuse_filled(out)
+    if combination not in METHODS:
+        raise PricetuneError(f"unknown combination {combination!r}; choose one of {', '.join(METHODS)}")
+    constant = [m.spec for m in members if m.spec in ("median", "mean")]
+    if combination == "stack" and constant:
+        raise PricetuneError(f"--combine stack fits its own intercept, which a constant member ({', '.join(constant)}) "
+                             "would only repeat; leave it out, or use --combine weights")
     if len(members) < 2:
         raise PricetuneError("an ensemble needs at least two --member")
     runs = [m.spec for m in members if not m.classical]
@@ -48,16 +59,26 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
             member_prices.append(prices)
             member_mae.append(statistics.fmean(abs((p or 0.0) - t) for p, t in zip(prices, truths)))
             del predictor
-        weights, val_mae = fit_weights(truths, member_prices)
+        try:
+            weights, intercept, val_mae = fit_combination(truths, member_prices, combination)
+        except ValueError as e:
+            raise PricetuneError(f"--combine {combination}: {e}") from None
         record = {
             "dataset": dataset,
             "fit_on": f"val split, {len(val)} items",
-            "combination": "weighted mean of log(1 + price), weights on a 1/20 simplex grid, lowest val MAE",
+            "method": combination,
+            "combination": METHODS[combination],
             "members": [m.describe() for m in members],
             "weights": weights,
+            "intercept": intercept,
             "member_val_mae": member_mae,
             "val_mae": val_mae,
             "constants": constants,
         }
+        if cv_repeats > 0:
+            log(f"cross-validating the combination on val ({cv_repeats} cuts into 5 folds)")
+            record["val_mae_cv"] = cross_validated_mae(truths, member_prices, combination, repeats=cv_repeats)
+            record["cv"] = (f"5 folds of val, {cv_repeats} random cuts (seed 0): each fold priced by the combination "
+                            "fit on the other four")
         (out / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record

@@ -104,6 +104,11 @@ class Ensemble:
     record: dict  # ensemble.json as saved (dataset, fit_on, val MAE, constants, ...)
 
     @property
+    def intercept(self) -> float:
+        """The stacked combination's intercept in log(1 + price); 0 for a weighted mean."""
+        return self.record.get("intercept", 0.0)
+
+    @property
     def constants(self) -> dict:
         return self.record.get("constants", {})
 
@@ -114,7 +119,7 @@ class Ensemble:
 
     @property
     def llm_only(self) -> bool:
-        return all(m.llm_only for m, w in zip(self.members, self.weights) if w > 0)
+        return all(m.llm_only for m, w in zip(self.members, self.weights) if w != 0)
 
     @classmethod
     def load(cls, folder: str | Path) -> Ensemble:
@@ -141,7 +146,7 @@ class Ensemble:
     def predict(self, prompts: list[str], predictors=None, progress: bool = False) -> list[float | None]:
         predictors = predictors or self.predictors()
         prices = [p.predict(prompts, progress) if p is not None else [None] * len(prompts) for p in predictors]
-        return combine(self.weights, prices)
+        return combine(self.weights, prices, self.intercept)
 
 
 def refuse_filled(out: Path) -> None:

@@ -6,7 +6,7 @@
 
 Once val has chosen every setting and the weights, its rows can teach too, as `train --train-on-val`
 lets them for one run (AutoGluon's `refit_full` does the same for its ensembles). The weights stay as
-val chose them: no clean split is left to fit them again on. Each member of weight above 0 is
+val chose them: no clean split is left to fit them again on. Each member of weight other than 0 is
 trained again on train + val with the settings val chose for it: a classical member here (tfidf:
 its alpha; tfidf-embed: its layer, weight and alpha; tfidf-knn: its k; median / mean: the constant of both splits),
 and a run by swapping in its refit, a run of the same recipe trained with `--train-on-val`, checked
@@ -87,7 +87,7 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
     if ens.train_on_val:
         raise PricetuneError(f"{source} is already a refit; refit the ensemble it came from ({record.get('refit_of')})")
     refuse_filled(out)
-    kept = [(m, w) for m, w in zip(ens.members, ens.weights) if w > 0]
+    kept = [(m, w) for m, w in zip(ens.members, ens.weights) if w != 0]
     runs = [m.spec for m, _ in kept if not m.classical]
     unweighted = [m.spec for m, w in zip(ens.members, ens.weights) if w == 0]
     for original in swaps:
@@ -99,8 +99,8 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
     for run in runs:
         match = [r for o, r in swaps.items() if same_path(o, run)]
         if not match:
-            raise PricetuneError(f"{run} has weight above 0 in {source}; name its refit with --swap {run}=REFIT_RUN "
-                                 "(trained with --train-on-val)")
+            raise PricetuneError(f"{run} has a weight other than 0 in {source}; name its refit with "
+                                 f"--swap {run}=REFIT_RUN (trained with --train-on-val)")
         check_refit_run(run, match[0])
         refits[run] = match[0]
     for m, _ in kept:
@@ -137,11 +137,13 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
         result = {
             "dataset": record["dataset"],
             "fit_on": f"weights from {source} ({record.get('fit_on', 'val split')}); members refit on train + val",
+            "method": record.get("method", "weights"),
             "combination": record.get("combination"),
             "refit_of": str(source),
             "train_on_val": True,
             "members": described,
             "weights": [w for _, w in kept],
+            "intercept": ens.intercept,
             "source_val_mae": record.get("val_mae"),
             "constants": constants,
         }

@@ -126,5 +126,7 @@ def from_ensemble(ns, ens, items: list[dict]) -> Scored:
     """`ens`: the loaded `Ensemble` named by `--ensemble`."""
     guesses = dist.map_shared(lambda share: ens.predict(share, progress=dist.is_main()), [r["prompt"] for r in items])
     members = ", ".join(f"{m.spec} x{w:.2f}" for m, w in zip(ens.members, ens.weights))
+    if ens.intercept:
+        members += f", intercept {ens.intercept:+.3f}"
     return Scored(f"ensemble {Path(ns.ensemble).name}", ["" if g is None else f"{g:.2f}" for g in guesses], guesses,
                   {"ensemble": str(ns.ensemble), "members": members}, ens.llm_only)

@@ -1,0 +1,101 @@
+"""Stacked ensembles (`pricetune ensemble --combine stack`) and the cross-validated val MAE that
+compares ways of combining. Classical members only: no model is loaded."""
+
+import json
+import math
+import random
+
+import pytest
+
+from .conftest import write_jsonl
+from .test_regress import _ensemble_data, _synthetic
+
+
+def test_a_stack_recovers_a_known_relation_in_log_price():
+    from pricetune.ensemble import combine, fit_stack
+
+    rng = random.Random(0)
+    a = [rng.uniform(5, 900) for _ in range(60)]
+    b = [rng.uniform(5, 900) for _ in range(60)]
+    truths = [math.expm1(0.3 + 0.8 * math.log1p(x) + 0.4 * math.log1p(y)) for x, y in zip(a, b)]
+    weights, intercept, mae = fit_stack(truths, [a, b])
+    assert weights == pytest.approx([0.8, 0.4], abs=1e-6) and intercept == pytest.approx(0.3, abs=1e-5)
+    assert mae == pytest.approx(0.0, abs=1e-3)
+    assert combine(weights, [a, b], intercept) == pytest.approx(truths, rel=1e-5)
+
+
+def test_combine_adds_the_intercept_and_hands_a_missing_members_weight_to_the_others():
+    from pricetune.ensemble import combine
+
+    x = 40.0
+    # two members of weight 0.6: the second has no price, so the first carries 1.2
+    assert combine([0.6, 0.6], [[x], [None]], 0.1) == [pytest.approx(math.expm1(0.1 + 1.2 * math.log1p(x)))]
+    assert combine([0.6, 0.6], [[x], [9.0]], 0.1) == [pytest.approx(math.expm1(0.1 + 0.6 * math.log1p(x)
+                                                                                 + 0.6 * math.log1p(9.0)))]
+    assert combine([0.5, 0.5], [[None], [None]]) == [None]
+
+
+def test_cross_validation_sees_through_a_fit_to_noise():
+    from pricetune.ensemble import cross_validated_mae, fit_combination
+
+    rng = random.Random(3)
+    truths = [rng.uniform(5, 500) for _ in range(40)]
+    noise = [[rng.uniform(5, 500) for _ in truths] for _ in range(6)]  # members that know nothing
+    _, _, in_sample = fit_combination(truths, noise, "stack")
+    held_out = cross_validated_mae(truths, noise, "stack", repeats=3)
+    assert held_out > in_sample * 1.1  # seven free parameters fit the noise of 40 items; held out, they do not
+    assert cross_validated_mae(truths, noise, "stack", repeats=3) == held_out  # seeded: the same cuts
+    # a relation the members really carry holds on held-out items too; both members price too high, so
+    # no mean of them can undo it, and a stack can
+    over = [[math.expm1(0.5 + math.log1p(t)) for t in truths], [math.expm1(0.2 + 1.2 * math.log1p(t)) for t in truths]]
+    assert cross_validated_mae(truths, over, "stack", repeats=2) < 1e-3
+    assert cross_validated_mae(truths, over, "weights", repeats=2) > 50
+
+
+def test_a_stacked_ensemble_fits_on_val_only_saves_prices_and_refits(tmp_path):
+    from pricetune.cli import main
+    from pricetune.ensemble import Ensemble, Member, combine, fit_ensemble, refit_ensemble
+    from pricetune.inference import Pricer
+
+    data = _ensemble_data(tmp_path)
+    members = [Member("tfidf"), Member("tfidf-knn")]
+    first = fit_ensemble(str(data), members, tmp_path / "ens1", log=lambda _: None, combination="stack", cv_repeats=2)
+    assert first["method"] == "stack" and first["intercept"] != 0 and "median regression" in first["combination"]
+    assert first["val_mae_cv"] >= first["val_mae"] > 0
+    write_jsonl(data / "test.jsonl", _synthetic(40, 4)[:10])  # other test rows: the same fit
+    second = fit_ensemble(str(data), members, tmp_path / "ens2", log=lambda _: None, combination="stack", cv_repeats=2)
+    assert (second["weights"], second["intercept"], second["val_mae_cv"]) == \
+        (first["weights"], first["intercept"], first["val_mae_cv"])
+    # the saved folder prices as the combination says, without the data
+    ens = Ensemble.load(tmp_path / "ens1")
+    prompts = [r["prompt"] for r in _synthetic(5, 7)]
+    by_member = [p.predict(prompts) if p is not None else [None] * len(prompts) for p in ens.predictors()]
+    assert Pricer.from_ensemble(str(tmp_path / "ens1")).price_many(prompts) == \
+        pytest.approx(combine(first["weights"], by_member, first["intercept"]))
+    # a refit keeps val's weights and intercept
+    refit = refit_ensemble(tmp_path / "ens1", {}, tmp_path / "refit", log=lambda _: None)
+    kept = [w for w in first["weights"] if w != 0]
+    assert refit["weights"] == kept and refit["intercept"] == first["intercept"] and refit["method"] == "stack"
+    # from the command line: fit, then scored like any model
+    assert main(["ensemble", "--dataset", str(data), "--member", "tfidf", "--member", "tfidf-knn", "--combine", "stack",
+                 "--cv-repeats", "1", "--out", str(tmp_path / "cli")]) == 0
+    saved = json.loads((tmp_path / "cli" / "ensemble.json").read_text())
+    assert saved["method"] == "stack" and "val_mae_cv" in saved
+    assert main(["evaluate", "--ensemble", str(tmp_path / "cli"), "--limit", "0",
+                 "--output-dir", str(tmp_path / "eval")]) == 0
+    assert "intercept" in json.loads((tmp_path / "eval" / "settings.json").read_text())["members"]
+
+
+def test_ensemble_refuses_a_bad_combination(tmp_path, capsys):
+    from pricetune.cli import main
+
+    data = _ensemble_data(tmp_path)
+    base = ["ensemble", "--dataset", str(data), "--member", "tfidf", "--member", "median"]
+    with pytest.raises(SystemExit):
+        main([*base, "--combine", "vote", "--out", str(tmp_path / "a")])
+    assert main([*base, "--cv-repeats", "-1", "--out", str(tmp_path / "b")]) == 2
+    assert "--cv-repeats" in capsys.readouterr().err
+    # a constant member is what the stack's intercept already is
+    assert main([*base, "--combine", "stack", "--out", str(tmp_path / "c")]) == 2
+    assert "intercept" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
