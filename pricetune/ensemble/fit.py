@@ -11,12 +11,11 @@ was combined, with the combination's cross-validated val MAE to compare ways of 
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 from ..errors import PricetuneError
 from .members import FITTED, Member, Predictor, new_folder, refuse_filled
-from .weights import METHODS, cross_validated_mae, fit_combination
+from .weights import METHODS, cross_validated_mae, fit_combination, mae_of
 
 
 def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print, combination: str = "weights",
@@ -57,7 +56,7 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
             if m.spec in ("median", "mean"):
                 constants[m.spec] = predictor.value
             member_prices.append(prices)
-            member_mae.append(statistics.fmean(abs((p or 0.0) - t) for p, t in zip(prices, truths)))
+            member_mae.append(mae_of(truths, prices))
             del predictor
         try:
             weights, intercept, val_mae = fit_combination(truths, member_prices, combination)
