@@ -76,7 +76,11 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
         }
         if cv_repeats > 0:
             log(f"cross-validating the combination on val ({cv_repeats} cuts into 5 folds)")
-            record["val_mae_cv"] = cross_validated_mae(truths, member_prices, combination, repeats=cv_repeats)
+            try:  # four fifths of a small val split may be too few items for a stack
+                record["val_mae_cv"] = cross_validated_mae(truths, member_prices, combination, repeats=cv_repeats)
+            except ValueError as e:
+                raise PricetuneError(f"--combine {combination}, cross-validating on val: {e} (--cv-repeats 0 "
+                                     "skips it)") from None
             record["cv"] = (f"5 folds of val, {cv_repeats} random cuts (seed 0): each fold priced by the combination "
                             "fit on the other four")
         (out / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
