@@ -65,3 +65,36 @@ def test_bench_eval_of_a_regress_run_needs_an_unquantized_base(tiny_model_dir, s
                                                           max_steps=1, max_length=64)), log=lambda _: None)
     assert main(["bench", "eval", "--run", str(run), "--dataset", str(small_dataset_dir)]) != 0
     assert "--quantization none" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("objective", ["generate", "regress"])
+def test_training_floor_counts_the_tokens_training_reads(objective, tiny_model_dir, small_dataset_dir, tmp_path):
+    from pricetune.bench.floor import training_floor
+    from pricetune.config import resolve_config
+    from pricetune.training import train
+
+    from .conftest import tiny_overrides
+
+    run = tmp_path / "run"
+    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective=objective,
+                                                          quantization="none", max_steps=-1, epochs=2, max_length=64))
+    floor = training_floor(cfg, log=lambda _: None)
+    assert not run.exists()  # the floor prepares its trainer elsewhere
+    train(cfg, log=lambda _: None)
+    summary = json.loads((run / "summary.json").read_text())
+    assert floor["train_rows"] == summary["train_rows"] and floor["epochs"] == 2
+    assert floor["train_tokens"] == summary["train_tokens"]  # every real token of both epochs, no padding
+    assert floor["floor_seconds"] == pytest.approx(
+        floor["flops_per_token"] * floor["train_tokens"] / (floor["gemm_peak_gflops"] * 1e9))
+    assert floor["flops_per_token"] > 0
+
+
+def test_training_floor_refuses_a_step_budget(tiny_model_dir, small_dataset_dir, tmp_path):
+    from pricetune.bench.floor import training_floor
+    from pricetune.config import resolve_config
+
+    from .conftest import tiny_overrides
+
+    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, tmp_path / "run"))
+    with pytest.raises(ValueError, match="whole epochs"):
+        training_floor(cfg)  # max_steps 2: no epoch count to multiply by
