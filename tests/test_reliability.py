@@ -333,13 +333,13 @@ def test_push_uploads_an_allowlist_and_a_config_without_local_paths(tmp_path):
 @pytest.mark.integration
 @pytest.mark.parametrize("objective", ["regress", "generate"])
 def test_resume_is_exact_on_the_default_path(tmp_path, objective):
-    """The default path: the embedded SmolLM2 in nf4, bf16 where the CPU has it, LoRA dropout through
-    the fused dropout, the length-grouped order, a train_size subset. Killed once checkpoint-4
-    exists (in the second epoch), resumed: the same losses and the same adapter. (The resumed run
-    skips the opening evaluation; bitsandbytes would have repacked its 4-bit weights there, see
-    modeling.keep_one_4bit_layout.)"""
-    args = ["train", "--preset", "demo", "--objective", objective, "--max-steps", "6", "--save-steps", "2",
-            "--eval-steps", "6", "--train-size", "40", "--val-size", "8", "--logging-steps", "1",
+    """The default path in nf4 (the demo preset trains unquantized; 4-bit is the harder case to resume):
+    the embedded SmolLM2, bf16 where the CPU has it, LoRA dropout through the fused dropout, the
+    length-grouped order, a train_size subset. Killed once checkpoint-4 exists (in the second epoch),
+    resumed: the same losses and the same adapter. (The resumed run skips the opening evaluation;
+    bitsandbytes would have repacked its 4-bit weights there, see modeling.keep_one_4bit_layout.)"""
+    args = ["train", "--preset", "demo", "--quantization", "4bit", "--objective", objective, "--max-steps", "6",
+            "--save-steps", "2", "--eval-steps", "6", "--train-size", "40", "--val-size", "8", "--logging-steps", "1",
             "--batch-size", "16", "--max-length", "64"]
     env = {"OMP_NUM_THREADS": "2"}
     full = _cli(args + ["--output-dir", str(tmp_path / "full")], env)
