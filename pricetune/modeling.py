@@ -284,6 +284,9 @@ def load_base_model(
                 )
             finally:
                 hf_logging.set_verbosity(previous)
+            # from_pretrained(None, ...) records "None" as where the model came from, and PEFT writes
+            # that into adapter_config.json as the base; the name it was loaded by loads it again
+            model.name_or_path = model.config.name_or_path = name
             del dense
             _return_freed_memory()  # the dense float32 copy: ~0.6 GB for SmolLM2 that glibc would keep
     except OSError as e:

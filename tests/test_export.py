@@ -93,6 +93,31 @@ def _smollm2_generate_run(run, data_dir):
     return run
 
 
+@pytest.mark.integration
+def test_a_smollm2_adapter_names_its_base_and_loads_from_its_own_files(tmp_path, small_dataset_dir, demo_splits):
+    """The embedded SmolLM2 is loaded from GGUF through from_pretrained(None, ...): its adapter must still
+    name its base, or a pushed adapter cannot be loaded without its run."""
+    from pricetune import hub
+    from pricetune.errors import PricetuneError
+    from pricetune.inference import Pricer
+
+    run = _smollm2_generate_run(tmp_path / "run", small_dataset_dir)
+    assert json.loads((run / "adapter_config.json").read_text())["base_model_name_or_path"] == "smollm2-135m"
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    hub.stage_upload(run, staged)  # the files a push uploads
+    prompts = [r["prompt"] for r in demo_splits["test"][:3]]
+    expected = Pricer.from_run(str(run), batch_size=3).price_many(prompts)
+    assert Pricer.from_hub(str(staged), batch_size=3).price_many(prompts) == pytest.approx(expected, rel=1e-5)
+    # an adapter saved before the base was named ("None") finds it in the run's config beside it
+    path = staged / "adapter_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "base_model_name_or_path": "None"}))
+    assert Pricer.from_hub(str(staged), batch_size=3).price_many(prompts) == pytest.approx(expected, rel=1e-5)
+    (staged / hub.CONFIG_NAME).unlink()  # and with no record of the base at all: say what to pass
+    with pytest.raises(PricetuneError, match="--base-model"):
+        Pricer.from_hub(str(staged))
+
+
 def _normalised_tensor_names(path):
     import re
 

@@ -113,16 +113,24 @@ def load_model(
             raise PricetuneError(
                 f"could not read adapter {adapter!r} ({type(e).__name__}); offline, pass --run RUN_DIR instead"
             ) from None
-        base_model = base_model or peft_cfg.base_model_name_or_path
         adapter_path = adapter
         label = adapter
         # a pushed run carries its config as CONFIG_NAME; a local run directory as config.yaml
         pushed = beside_adapter(adapter, CONFIG_NAME) or (
             beside_adapter(adapter, "config.yaml") if Path(adapter).is_dir() else None)
-        if pushed is not None:  # load and cut prompts as the run was trained
+        trained = {}
+        if pushed is not None:
             import yaml
 
             trained = yaml.safe_load(pushed.read_text(encoding="utf-8")) or {}
+        # adapters of the embedded SmolLM2 (loaded from GGUF) were saved with "None" as their base before
+        # pricetune named it in adapter_config.json; the run's config names it
+        recorded = peft_cfg.base_model_name_or_path
+        base_model = base_model or (recorded if recorded not in (None, "None") else trained.get("base_model"))
+        if base_model is None:
+            raise PricetuneError(f"adapter {adapter!r} does not say which base model it was trained on; "
+                                 "pass --base-model")
+        if trained:  # load and cut prompts as the run was trained
             max_length = int(trained.get("max_length") or max_length)
             quantization = quantization or trained.get("quantization")
             if trained.get("neighbours"):
