@@ -12,6 +12,7 @@ import json
 import sys
 
 import numpy as np
+from sklearn.neighbors import KNeighborsRegressor
 
 from pricetune.baselines.knn import TfidfKnn
 from pricetune.baselines.tfidf import TfidfRidge
@@ -42,13 +43,11 @@ def main(run: str, out: str) -> None:
     run_prices = loaded.price([r["prompt"] for r in val], batch_size=32)
     del loaded
 
-    # the same distance-weighted mean of log prices as the TF-IDF neighbours baseline, on cosine
-    similarity, train_log = val_x @ train_x.T, np.log1p([r["price"] for r in train])
-    knn = {}
-    for k in KS:
-        top = np.argsort(-similarity, 1)[:, :k]
-        w = 1 / np.maximum(1 - np.take_along_axis(similarity, top, 1), 1e-6)
-        knn[k] = list(np.expm1((w * train_log[top]).sum(1) / w.sum(1)))
+    # the same regressor as the TF-IDF neighbours baseline: distance-weighted mean of log prices, cosine
+    train_log = np.log1p([r["price"] for r in train])
+    knn = {k: list(np.expm1(KNeighborsRegressor(n_neighbors=k, metric="cosine", algorithm="brute",
+                                                weights="distance").fit(train_x, train_log).predict(val_x)))
+           for k in KS}
     members = [[p for _, p in run_prices], TfidfRidge.fit(train, val).predict([r["prompt"] for r in val]),
                TfidfKnn.fit(train, val).predict([r["prompt"] for r in val])]
     stacks = {}
