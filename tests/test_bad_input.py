@@ -100,6 +100,32 @@ def test_bad_model_path_and_bad_config(tmp_path, capsys, small_dataset_dir):
     assert "config file not found" in capsys.readouterr().err
 
 
+def test_evaluate_a_mistyped_run_directory_says_so(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "runs" / "nope"), "--output-dir", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "nope is not a run directory here" in err and "--dataset" in err
+    assert not (tmp_path / "e").exists()
+    assert main(["evaluate", "--output-dir", str(tmp_path / "e")]) == 2  # nothing named at all
+    assert "which items?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("form", ["parent exists", "absolute", "three parts"])
+def test_a_missing_local_adapter_is_refused_without_asking_the_hub(tmp_path, capsys, monkeypatch, form):
+    import huggingface_hub
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("asked the Hub for a local path")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    adapter = {"parent exists": "runs/nope", "absolute": str(tmp_path / "nope"), "three parts": "a/b/c"}[form]
+    assert main(["predict", "--adapter", adapter, "Title: a lamp"]) == 2
+    err = capsys.readouterr().err
+    assert f"adapter {adapter!r} not found" in err and "Traceback" not in err
+    assert ("runs/ is a folder here" in err) == (form == "parent exists")
+
+
 def test_bad_generation_options_stop_before_loading(tmp_path, capsys, small_dataset_dir):
     assert main(["evaluate", "--base-model", str(tmp_path / "nope"), "--no-adapter", "--dataset",
                  str(small_dataset_dir), "--decode", "median", "--samples", "0"]) == 2

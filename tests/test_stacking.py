@@ -98,4 +98,8 @@ def test_ensemble_refuses_a_bad_combination(tmp_path, capsys):
     # a constant member is what the stack's intercept already is
     assert main([*base, "--combine", "stack", "--out", str(tmp_path / "c")]) == 2
     assert "intercept" in capsys.readouterr().err
-    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    # a mistyped run is named before TF-IDF, listed first, is fitted
+    assert main([*base[:-2], "--member", str(tmp_path / "runs" / "nope"), "--out", str(tmp_path / "d")]) == 2
+    out, err = capsys.readouterr()
+    assert "nope is not a pricetune run directory" in err and "pricing" not in out
+    assert not any((tmp_path / p).exists() for p in "bcd")

@@ -36,10 +36,11 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
         raise PricetuneError("an ensemble needs at least two --member")
     runs = [m.spec for m in members if not m.classical]
     if runs:
-        from ..config import refuse_val_of_refit
+        from ..config import load_run_config, refuse_val_of_refit
         from ..inference import run_paths
 
-        for spec in runs:
+        for spec in runs:  # a mistyped run stops here, before any member is priced
+            load_run_config(run_paths(spec)[0])
             refuse_val_of_refit(run_paths(spec)[0], "fitting ensemble weights")
     splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
     val = splits["val"]

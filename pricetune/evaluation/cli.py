@@ -118,6 +118,10 @@ def evaluate_cli(ns) -> int:
         dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
         if dataset is None and ensemble is not None:
             dataset = ensemble.record["dataset"]
+        if dataset is None and ns.target and not run_dir:
+            # a mistyped run directory reads as a Hub adapter id; say both
+            raise PricetuneError(f"{ns.target} is not a run directory here; if it is an adapter on the Hub, pass "
+                                 "--dataset too (a run directory knows its own)")
         if dataset is None:
             raise PricetuneError("which items? pass --dataset (or evaluate a run directory, which knows its own)")
         splits, items = split_items(ns, dataset)

@@ -51,6 +51,19 @@ def run_paths(run: str) -> tuple[Path, Path]:
     return path, path
 
 
+def refuse_missing_local_adapter(adapter: str) -> None:
+    """Stop at once on an adapter that can only be a local path and is not there. A Hub id is
+    `user/name`; a path that cannot be one, or whose first folder exists here (`runs/nope`), is a
+    mistyped folder, and asking the Hub for it would only fail, after retries when offline."""
+    local = Path(adapter)
+    if local.exists():
+        return
+    hub_shaped = not local.is_absolute() and not adapter.startswith(".") and len(local.parts) == 2
+    if not hub_shaped or local.parent.is_dir():
+        hint = f" ({local.parent}/ is a folder here; for a Hub adapter of that name, run elsewhere)" if hub_shaped else ""
+        raise PricetuneError(f"adapter {adapter!r} not found: no such folder{hint}")
+
+
 def beside_adapter(adapter: str, name: str) -> Path | None:
     """The file `name` next to a local or Hub adapter (a Hub file lands in the Hub cache), or None."""
     local = Path(adapter)
@@ -107,6 +120,7 @@ def load_model(
     elif adapter is not None:
         from peft import PeftConfig
 
+        refuse_missing_local_adapter(adapter)
         try:
             peft_cfg = PeftConfig.from_pretrained(adapter)
         except Exception as e:  # network, auth, not found
