@@ -40,8 +40,9 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
         from ..inference import run_paths
 
         for spec in runs:  # a mistyped run stops here, before any member is priced
-            load_run_config(run_paths(spec)[0])
-            refuse_val_of_refit(run_paths(spec)[0], "fitting ensemble weights")
+            run_dir = run_paths(spec)[0]
+            load_run_config(run_dir)
+            refuse_val_of_refit(run_dir, "fitting ensemble weights")
     splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
     val = splits["val"]
     prompts, truths = [r["prompt"] for r in val], [r["price"] for r in val]
