@@ -32,7 +32,7 @@ from .errors import PricetuneError
 
 def _field_options(parser: argparse.ArgumentParser) -> list[str]:
     """One --option per RunConfig field, help text from the field's description."""
-    from .config import DEFAULT_PRESET, PRESETS, RunConfig
+    from .config import DEFAULT_PRESET, DEMO_DATA_ONLY, PRESETS, RunConfig
 
     group = parser.add_argument_group(
         f"config overrides (defaults < --preset < --config YAML < these; [default] is the {DEFAULT_PRESET} preset's)")
@@ -45,6 +45,9 @@ def _field_options(parser: argparse.ArgumentParser) -> list[str]:
         if get_origin(ann) in (Union, UnionType):  # Optional[X] -> X
             ann = next(a for a in get_args(ann) if a is not type(None))
         shown = PRESETS[DEFAULT_PRESET].get(name, field.default)
+        if name in DEMO_DATA_ONLY and DEFAULT_PRESET == "demo":
+            other = "all rows" if field.default is None else field.default
+            shown = f"{shown} on the demo data; {other} with another --dataset"
         # argparse %-formats help strings: a bare % in a description must be doubled
         help_text = f"{field.description} [default: {shown}]".replace("%", "%%")
         if get_origin(ann) is Literal:
@@ -127,6 +130,18 @@ def cmd_ensemble(ns, _names) -> int:
     return ensemble_cli(ns)
 
 
+def cmd_select(ns, _names) -> int:
+    from .ensemble.cli import select_cli
+
+    return select_cli(ns)
+
+
+def cmd_calibrate(ns, _names) -> int:
+    from .evaluation.calibrate import calibrate_cli
+
+    return calibrate_cli(ns)
+
+
 def cmd_predict(ns, _names) -> int:
     from .inference import predict_cli
 
@@ -140,7 +155,7 @@ def cmd_export(ns, _names) -> int:
 
 
 def cmd_serve(ns, _names) -> int:
-    from .serving import serve_cli
+    from .serving.cli import serve_cli
 
     return serve_cli(ns)
 
@@ -204,6 +219,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     add_ensemble_arguments(en)
     en.set_defaults(func=cmd_ensemble)
 
+    from .ensemble.cli import add_select_arguments
+
+    sl = sub.add_parser("select", help="choose on val, by a fixed rule, among members alone and combined")
+    add_select_arguments(sl)
+    sl.set_defaults(func=cmd_select)
+
+    from .evaluation.calibrate import add_calibrate_arguments
+
+    ca = sub.add_parser("calibrate", help="price ranges: calibrate a run or ensemble on the val split")
+    add_calibrate_arguments(ca)
+    ca.set_defaults(func=cmd_calibrate)
+
     pr = sub.add_parser("predict", help="price one description, or a jsonl file of items")
     add_predict_arguments(pr)
     pr.set_defaults(func=cmd_predict)
@@ -217,7 +244,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     add_export_arguments(ex)
     ex.set_defaults(func=cmd_export)
 
-    from .serving import add_serve_arguments
+    from .serving.cli import add_serve_arguments
 
     se = sub.add_parser("serve", help="the price API and its web page (FastAPI), batching concurrent requests",
                         description="Serve prices over HTTP: a web page at /, POST /price with {\"description\": ...} "
@@ -234,7 +261,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     return p, names
 
 
+# Libraries that log warnings a user can do nothing about: bitsandbytes, which PEFT imports whenever it is
+# installed, warns on every command on CPUs with AVX-512 BF16 that an optional Hub kernel is missing
+QUIET_LOGGERS = ("bitsandbytes",)
+
+
+def quiet_third_party() -> None:
+    import logging
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_third_party()
     parser, names = build_parser()
     ns = parser.parse_args(argv)
     try:

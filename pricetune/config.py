@@ -170,10 +170,11 @@ class RunConfig(BaseModel):
         "faster (python -m pricetune.bench.compile; docs/PERFORMANCE.md). On a CPU it needs a C++ compiler. The "
         "compiled kernels are cached in the run's .cache/ (or where TORCHINDUCTOR_CACHE_DIR says).",
     )
-    fast: bool = Field(
-        True, description="pricetune's fast path: logits only where the loss is, no attention mask on right-padded "
+    fast: bool | None = Field(
+        None, description="pricetune's fast path: logits only where the loss is, no attention mask on right-padded "
         "batches, leaner LoRA dropout/RMSNorm/SwiGLU/attention for backward (same maths; docs/PERFORMANCE.md). "
-        "Off = TRL's stock loss and layers."
+        "Off = TRL's stock loss and layers. Default (auto): on for a CPU, where it was measured; off on CUDA and "
+        "MPS, with torch_compile too, until a device check there has measured them (--fast turns both on)."
     )
     report_to: str = Field("none", description="Experiment tracking: none, tensorboard, wandb or trackio.")
 
@@ -420,3 +421,15 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
         return RunConfig(**load_yaml(path))
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, str(path))) from None
+
+
+def public_value(value) -> str | None:
+    """A dataset or base model as it may be shown to others: a local path becomes `<local: NAME>` (its
+    last part only: the folders above it can name the user or the machine); a Hub id or name stays."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.startswith((".", "/", "~")) or Path(text).exists():
+        return f"<local: {Path(text).name}>"
+    return text
+

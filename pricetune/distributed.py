@@ -28,6 +28,16 @@ def world_size(env=os.environ) -> int:
     return int(env.get("WORLD_SIZE", "1"))
 
 
+def repeated_rows(rows: int, per_device_batch: int, processes: int) -> int:
+    """Rows an epoch repeats under `processes` processes: accelerate's `even_batches` fills the last
+    uneven micro-batch round with rows from the epoch's start, so that every process takes the same
+    number of steps (DDP would hang otherwise). 0 for one process or a multiple of the round."""
+    if processes <= 1:
+        return 0
+    round_rows = per_device_batch * processes
+    return (-rows) % round_rows
+
+
 def rank(env=os.environ) -> int:
     return int(env.get("RANK", "0"))
 

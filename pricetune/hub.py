@@ -88,11 +88,11 @@ def public_config(run_dir: Path) -> str | None:
     if not path.is_file():
         return None
     cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    from .config import public_value
+
     cfg["output_dir"] = None
     for key in ("dataset", "base_model"):
-        value = str(cfg.get(key) or "")
-        if value.startswith((".", "/", "~")) or Path(value).exists():
-            cfg[key] = f"<local: {Path(value).name}>"
+        cfg[key] = public_value(cfg.get(key))
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
@@ -241,12 +241,11 @@ class CheckpointPusher(TrainerCallback):
             import tempfile
 
             snapshot = Path(tempfile.mkdtemp(prefix="pricetune-ckpt-"))
-            for name in UPLOAD:
-                if (checkpoint / name).is_file():
-                    shutil.copy2(checkpoint / name, snapshot / name)
-            config = public_config(Path(args.output_dir))
-            if config is not None:
-                (snapshot / "config.yaml").write_text(config, encoding="utf-8")
+            try:  # what the final push carries, neighbours.json included: a pushed checkpoint loads as it is
+                stage_upload(checkpoint, snapshot)
+            except PricetuneError:
+                shutil.rmtree(snapshot, ignore_errors=True)
+                return
             self.pending.append(self.pool.submit(self.push, snapshot, state.global_step))
 
     def push(self, checkpoint: Path, step: int) -> None:

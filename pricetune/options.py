@@ -30,6 +30,9 @@ def add_predict_arguments(p) -> None:
     p.description = "Price one description (a bare description is wrapped in the training prompt) or a jsonl file."
     p.add_argument("description", nargs="?", help="Item text; a full prompt ending in 'Price is $' is used as is.")
     p.add_argument("--run", metavar="RUN_DIR", help="A pricetune run directory.")
-    p.add_argument("--file", help="jsonl of items, each with a 'prompt' (or 'description') field.")
+    p.add_argument("--interval", type=float, metavar="COVERAGE",
+                   help="Also give a range that holds the true price for this share of items (e.g. 0.8); needs the "
+                   "run's calibration.json (`pricetune calibrate RUN`).")
+    p.add_argument("--file", help="jsonl of items, each with a 'prompt', 'description' or 'text' field (the first non-empty one is priced).")
     p.add_argument("--out", help="Where to write the priced jsonl (default: stdout).")
     add_model_arguments(p)

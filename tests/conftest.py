@@ -12,6 +12,14 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+
+@pytest.fixture(autouse=True)
+def own_test_ledger(tmp_path_factory, monkeypatch):
+    """Each test's evaluations of a test split go to a ledger of its own, never the user's."""
+    monkeypatch.setenv("PRICETUNE_LEDGER", str(tmp_path_factory.mktemp("ledger") / "test-ledger.jsonl"))
+
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_AMAZON = REPO.parent / "shared" / "data" / "amazon-items"
 

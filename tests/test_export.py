@@ -215,4 +215,7 @@ def test_gguf_does_not_apply_to_a_regress_run(tmp_path, capsys):
     run.mkdir()
     (run / "config.yaml").write_text(resolve_config("demo", overrides={"output_dir": str(run)}).to_yaml())
     assert main(["export", str(run), "--format", "gguf", "--out", str(tmp_path / "g")]) == 2
-    assert "no GGUF form" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    err = capsys.readouterr().err
+    assert "no GGUF form" in err and not (tmp_path / "g").exists()
+    # ... and says how such a run is deployed instead
+    assert "sequence-classification folder" in err and "pricetune serve" in err and "DEPLOY.md" in err

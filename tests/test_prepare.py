@@ -13,8 +13,8 @@ from pricetune.prepare import (
     PrepareSettings,
     balance,
     curate,
-    item_text,
-    parse_price,
+    catalog_text,
+    catalog_price,
     render_value,
     scrub_part_numbers,
     split,
@@ -38,9 +38,9 @@ def test_text_rules():
     details = {"Colour": "red", "Item model number": "X1", "Best Sellers Rank": "#3", "Batteries Required?": "No"}
     assert render_value(details) == "Colour: red"
     assert render_value('{"Weight": "2 kg", "Part Number": "P9"}') == "Weight: 2 kg"
-    assert parse_price("$1,299.99") == 1299.99 and parse_price(12) == 12.0
-    assert parse_price("call us") is None and parse_price(None) is None and parse_price(float("nan")) is None
-    title, text = item_text({"Title": "A  kettle", "main_category": "Home", "store": "Acme",
+    assert catalog_price("$1,299.99") == 1299.99 and catalog_price(12) == 12.0
+    assert catalog_price("call us") is None and catalog_price(None) is None and catalog_price(float("nan")) is None
+    title, text = catalog_text({"Title": "A  kettle", "main_category": "Home", "store": "Acme",
                              "features": ["1.7 l", "steel"], "price": 30}, None)
     assert title == "A kettle"
     assert text == "Title: A kettle\nCategory: Home\nBrand: Acme\nFeatures: 1.7 l steel"

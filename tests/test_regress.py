@@ -645,7 +645,7 @@ def test_a_refit_ensemble_swaps_each_weighted_run_for_a_refit_of_its_recipe(tiny
     assert not (tmp_path / "refit").exists()
     record = refit({a: other_seed})  # another seed of the same recipe is still its refit
     assert record["members"][0] == {"spec": other_seed, "kind": "run", "decode": "greedy", "samples": 64,
-                                    "refit_of": a}
+                                    "refit_of": a, "path": "../refit-a7"}  # found from the ensemble's folder
     assert [m["spec"] for m in record["members"]] == [other_seed, "tfidf"] and record["weights"] == [0.6, 0.4]
     assert Ensemble.load(tmp_path / "refit").train_on_val
     assert main(["ensemble", "--refit", str(source), "--swap", f"{a}={refit_a}", "--out", str(tmp_path / "r2")]) == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pricetune.cli import main
-from pricetune.serving import create_app
+from pricetune.serving.app import create_app
 
 KEY = "k" * 24
 
@@ -197,13 +197,14 @@ def test_32_concurrent_clients_get_the_one_by_one_prices(tiny_model_dir, demo_sp
     with Running(app) as srv:
         with ThreadPoolExecutor(32) as pool:
             replies = list(pool.map(lambda t: _call(srv.url + "/price", {"description": t}), texts))
-        batches = app.state.batcher.batches
+        batches = app.state.service.batcher.batches
     assert [r[0] for r in replies] == [200] * 32
     assert [r[1].get("price") for r in replies] == expected
     assert batches < 32  # concurrent clients shared batches
 
 
-def test_sigterm_finishes_the_request_in_flight_and_exits_0(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_finishes_the_request_in_flight_and_exits_0(tiny_model_dir, tmp_path, sig):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pricetune", "serve", "--base-model", str(tiny_model_dir), "--no-adapter",
@@ -219,7 +220,7 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(tiny_model_dir, tmp_
         t = threading.Thread(target=lambda: result.update(r=_call(url + "/price", {"description": "Title: a pen"})))
         t.start()
         time.sleep(0.5)  # the request waits in the batcher (max-wait 1.5 s) when SIGTERM comes
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         t.join(60)
         assert proc.wait(60) == 0
         assert result["r"][0] == 200 and "price" in result["r"][1]  # answered (an untrained model may give null)
@@ -332,3 +333,232 @@ def test_file_pricing_round_trip():
         assert status == 200 and [json.loads(l)["price"] for l in body["content"].splitlines()] == [5.0, 6.0]
         status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": "a,b\n1,2\n"})
         assert status == 400 and "description" in body["detail"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Hardening (issue review): each of these failed before its fix
+
+
+def test_requires_python_names_only_versions_the_suite_runs_on():
+    import tomllib
+
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(tomllib.loads(Path("pyproject.toml").read_text())["project"]["requires-python"])
+    # the suite runs on 3.11 (.ci/run, the Makefile's venv); 3.10's asyncio.TimeoutError is another class
+    assert "3.10.14" not in spec and f"{sys.version_info.major}.{sys.version_info.minor}.0" in spec
+
+
+def test_csv_rows_with_extra_fields_fail_alone_and_an_unreadable_file_is_a_400():
+    app = create_app(FakePricer(), "fake")
+    with Running(app) as srv:
+        content = "\ufeffsku,description\n1,a pen\n2,a cup,surplus\n3,a mug\n"  # and Excel's byte-order mark
+        status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": content})
+        assert status == 200 and body["priced"] == 2 and body["failed"] == 1, body
+        lines = body["content"].splitlines()
+        assert lines[0] == "sku,description,price,error"
+        assert lines[1].startswith("1,a pen,5.00") and "more field" in lines[2] and lines[3].startswith("3,a mug,5.00")
+        huge = "sku,description\n1," + "x" * 200_000 + "\n"  # over the csv module's field limit
+        status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": huge})
+        assert status == 400 and "CSV" in body["detail"], body
+        # U+2028 is legal inside a JSON string: it must not split a line
+        status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": '{"description": "a\u2028b"}\n'})
+        assert status == 200 and body["priced"] == 1, body
+
+
+def test_an_unexpected_failure_is_a_counted_500(monkeypatch):
+    import pricetune.serving.app as app_module
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app_module, "write_table", broken)
+    app = create_app(FakePricer(), "fake")
+    with Running(app) as srv:
+        status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": '{"description": "a pen"}\n'})
+        assert status == 500 and "boom" not in json.dumps(body)
+        metrics = urllib.request.urlopen(srv.url + "/metrics", timeout=10).read().decode()
+        assert 'pricetune_requests_total{path="/price/file",status="500"} 1.0' in metrics
+
+
+class FailingPricer:
+    """Every batch of more than one item raises; single items take `delay` seconds."""
+
+    def __init__(self, delay=0.0, always=False):
+        self.delay, self.always, self.calls = delay, always, []
+
+    def price_items(self, texts):
+        self.calls.append(len(texts))
+        if self.always or len(texts) > 1:
+            raise ValueError("secret-text " + texts[0])
+        time.sleep(self.delay)
+        return [1.0]
+
+
+def test_a_failed_batch_is_logged_without_its_text_and_its_retry_keeps_the_deadline(caplog):
+    from pricetune.serving.batcher import Batcher
+
+    pricer = FailingPricer(delay=0.2)
+    b = Batcher(pricer, batch_size=32, max_wait_ms=0)
+    try:
+        with caplog.at_level("WARNING", logger="pricetune.serving"):
+            future = b.submit([f"item {i}" for i in range(30)], time.monotonic() + 1.0)
+            with pytest.raises(Exception) as err:
+                future.result(timeout=20)
+        assert type(err.value).__name__ == "DeadlinePassed"
+        time.sleep(0.5)
+        assert len(pricer.calls) < 12, pricer.calls  # not 1 + 30: the retry stopped at the deadline
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert "ValueError" in logged and "secret-text" not in logged and "item 0" not in logged
+    finally:
+        b.stop()
+
+
+def test_health_fails_after_repeated_whole_batch_failures():
+    app = create_app(FailingPricer(always=True), "fake", max_wait_ms=0)
+    with Running(app) as srv:
+        assert _call(srv.url + "/health")[0] == 200
+        for _ in range(3):
+            status, body, _ = _call(srv.url + "/price", {"description": "x"})
+            assert status == 200 and body["price"] is None
+        status, body, _ = _call(srv.url + "/health")
+        assert status == 503 and body["status"] == "failing", body
+
+
+class GatedPricer:
+    """Blocks every batch until `gate` is set; records batch sizes."""
+
+    def __init__(self):
+        self.gate, self.batches = threading.Event(), []
+
+    def price_items(self, texts):
+        self.batches.append(len(texts))
+        self.gate.wait(20)
+        return [1.0] * len(texts)
+
+
+def test_the_queue_counts_descriptions_and_jobs_are_split_into_model_batches():
+    from pricetune.serving.batcher import Batcher
+    from pricetune.serving.batcher import Overloaded
+
+    pricer = GatedPricer()
+    b = Batcher(pricer, batch_size=4, max_wait_ms=0, max_queue=10)
+    try:
+        first = b.submit(["a"] * 4, time.monotonic() + 30)  # taken by the worker, which then blocks
+        deadline = time.monotonic() + 10
+        while not pricer.batches:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        waiting = b.submit(["b"] * 9, time.monotonic() + 30)
+        assert b.depth == 9
+        with pytest.raises(Overloaded):
+            b.submit(["c"] * 2, time.monotonic() + 30)  # 9 + 2 descriptions > 10, though only 2 jobs
+        pricer.gate.set()
+        assert len(first.result(10)) == 4 and len(waiting.result(10)) == 9
+        assert max(pricer.batches) <= 4 and sum(pricer.batches) == 13
+    finally:
+        pricer.gate.set()
+        b.stop()
+
+
+def test_a_cancelled_job_is_not_priced_on():
+    from pricetune.serving.batcher import Batcher
+
+    pricer = GatedPricer()
+    b = Batcher(pricer, batch_size=5, max_wait_ms=0)
+    try:
+        future = b.submit([f"x{i}" for i in range(50)], time.monotonic() + 30)
+        deadline = time.monotonic() + 10
+        while not pricer.batches:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        future.cancel()  # the client left while its first batch was being priced
+        pricer.gate.set()
+        time.sleep(0.5)
+        assert sum(pricer.batches) <= 10, pricer.batches
+    finally:
+        pricer.gate.set()
+        b.stop()
+
+
+def test_the_body_has_one_deadline_however_it_trickles_in():
+    app = create_app(FakePricer(), "fake", body_timeout_s=1.0)
+    with Running(app) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"POST /price HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n")
+            start, answer = time.monotonic(), b""
+            s.settimeout(0.3)
+            while time.monotonic() - start < 8 and b"\r\n" not in answer:
+                try:
+                    s.sendall(b"x")  # one byte every 0.3 s: each chunk arrives well within the deadline
+                    answer += s.recv(4096)
+                except (TimeoutError, socket.timeout):
+                    continue
+                except OSError:
+                    break
+        assert answer.split(b" ")[1] == b"408" and time.monotonic() - start < 4, answer[:80]
+
+
+def test_on_loopback_without_a_key_a_foreign_host_header_is_refused():
+    app = create_app(FakePricer(), "fake", allowed_hosts=("localhost", "127.0.0.1", "[::1]"))
+    with Running(app) as srv:
+        assert _call(srv.url + "/price", {"description": "x"})[0] == 200  # Host: 127.0.0.1:PORT
+        assert _call(srv.url + "/price", {"description": "x"}, {"Host": "attacker.example:8000"})[0] == 421
+        assert _call(srv.url + "/price", {"description": "x"}, {"Host": f"localhost:{srv.port}"})[0] == 200
+    from pricetune.serving.app import host_allowed
+
+    assert host_allowed("[::1]:8000", ("[::1]",)) and not host_allowed("[::2]:8000", ("[::1]",))
+
+
+def test_the_api_gives_a_calibrated_range_beside_the_price():
+    from pricetune import intervals
+
+    pricer = FakePricer()
+    app = create_app(pricer, "fake")
+    with Running(app) as srv:
+        status, body, _ = _call(srv.url + "/price", {"description": "a pen", "interval": 0.8})
+        assert status == 400 and "pricetune calibrate" in body["detail"]
+        assert _call(srv.url + "/health")[1]["ranges"] is False
+    pricer.calibration = intervals.fit([10.0 + i % 7 for i in range(200)], [12.0] * 200)
+    app = create_app(pricer, "fake")
+    with Running(app) as srv:
+        status, body, _ = _call(srv.url + "/price", {"description": "a pen", "interval": 0.8})
+        assert status == 200 and body["low"] <= body["price"] == 5.0 <= body["high"], body
+        status, body, _ = _call(srv.url + "/price", {"descriptions": ["a pen", "NOPRICE"], "interval": 0.8})
+        assert status == 200 and body["lows"][1] is None and body["lows"][0] <= 5.0 <= body["highs"][0], body
+        assert _call(srv.url + "/price", {"description": "a pen", "interval": 1.5})[0] == 400
+        assert _call(srv.url + "/health")[1]["ranges"] is True
+        assert "const RANGES = true" in urllib.request.urlopen(srv.url + "/", timeout=10).read().decode()
+
+
+def test_a_job_submitted_as_the_worker_dies_fails_at_once():
+    from pricetune.serving.batcher import Batcher, WorkerDown
+
+    pricer = GatedPricer()
+    b = Batcher(pricer, batch_size=1, max_wait_ms=0)
+    try:
+        # the worker's dying moment, with its thread still alive: from here a submit must be refused,
+        # and a job already queued failed, never left to wait for its deadline
+        queued = b.submit(["a"], time.monotonic() + 60)
+        b._die(RuntimeError("model gone"))
+        with pytest.raises(WorkerDown):
+            b.submit(["b"], time.monotonic() + 60)
+        with pytest.raises(WorkerDown):
+            queued.result(timeout=5)
+    finally:
+        pricer.gate.set()
+        b.stop()
+
+
+def test_serve_caps_open_connections(tmp_path, monkeypatch):
+    import uvicorn
+
+    from .test_regress import _ensemble_data
+    from pricetune.ensemble import Member, fit_ensemble
+
+    fit_ensemble(str(_ensemble_data(tmp_path)), [Member("tfidf"), Member("median")], tmp_path / "ens",
+                 log=lambda _: None, cv_repeats=0)
+    seen = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.update(config=self.config))
+    assert main(["serve", "--ensemble", str(tmp_path / "ens"), "--port", "0", "--max-connections", "7"]) == 0
+    assert seen["config"].limit_concurrency == 7

@@ -24,12 +24,14 @@ def test_a_stack_recovers_a_known_relation_in_log_price():
     assert combine(weights, [a, b], intercept) == pytest.approx(truths, rel=1e-5)
 
 
-def test_combine_adds_the_intercept_and_hands_a_missing_members_weight_to_the_others():
+def test_combine_adds_the_intercept_and_a_mean_hands_a_missing_members_weight_to_the_others():
     from pricetune.ensemble import combine
 
     x = 40.0
-    # two members of weight 0.6: the second has no price, so the first carries 1.2
-    assert combine([0.6, 0.6], [[x], [None]], 0.1) == [pytest.approx(math.expm1(0.1 + 1.2 * math.log1p(x)))]
+    # a weighted mean of two members: the second has no price, so the first carries all the weight
+    assert combine([0.5, 0.5], [[x], [None]]) == [pytest.approx(x)]
+    # a stack (an intercept): no price rather than a rescaled one
+    assert combine([0.6, 0.6], [[x], [None]], 0.1) == [None]
     assert combine([0.6, 0.6], [[x], [9.0]], 0.1) == [pytest.approx(math.expm1(0.1 + 0.6 * math.log1p(x)
                                                                                  + 0.6 * math.log1p(9.0)))]
     assert combine([0.5, 0.5], [[None], [None]]) == [None]
@@ -103,3 +105,30 @@ def test_ensemble_refuses_a_bad_combination(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "nope is not a pricetune run directory" in err and "pricing" not in out
     assert not any((tmp_path / p).exists() for p in "bcd")
+
+
+def test_a_stack_gives_no_price_where_a_weighted_member_gave_none():
+    from pricetune.ensemble import combine
+
+    # weights of both signs: rescaling the priced member's weight would be a wrong price (or an overflow)
+    assert combine([1.5, -0.5], [[100.0, 100.0], [None, 80.0]], 0.1) == \
+        [None, pytest.approx(math.expm1(0.1 + 1.5 * math.log1p(100.0) - 0.5 * math.log1p(80.0)))]
+    assert combine([1.5, 0.0], [[100.0], [None]], 0.1) == [pytest.approx(math.expm1(0.1 + 1.5 * math.log1p(100.0)))]
+
+
+def test_a_saved_ensemble_finds_its_runs_from_any_directory(tmp_path, monkeypatch):
+    from pricetune.ensemble import Ensemble, Member
+
+    (tmp_path / "work" / "runs" / "x").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work")
+    ens_dir = tmp_path / "work" / "ens"
+    ens_dir.mkdir()
+    record = {"members": [Member("runs/x").describe(ens_dir), Member("tfidf").describe(ens_dir)],
+              "weights": [0.5, 0.5], "dataset": "d"}
+    assert record["members"][0]["path"] == "../runs/x" and "path" not in record["members"][1]
+    (ens_dir / "ensemble.json").write_text(json.dumps(record))
+    (tmp_path / "srv").mkdir()
+    monkeypatch.chdir(tmp_path / "srv")  # as `serve --ensemble /srv/ens` started elsewhere
+    loaded = Ensemble.load(ens_dir)
+    assert loaded.members[0].spec == str((tmp_path / "work" / "runs" / "x").resolve())
+    assert loaded.members[1].spec == "tfidf"

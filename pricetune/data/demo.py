@@ -18,7 +18,7 @@ from .rows import QUESTION, TRAILER, format_completion
 def diamonds_csv() -> Path:
     spec = importlib.util.find_spec("plotnine")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("the demo data needs plotnine: pip install plotnine (make demo installs it)")
+        raise DataError("the demo data needs plotnine (the 'demo' extra): pip install 'pricetune[demo]' (make demo installs it)")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "diamonds.csv"
     if not path.is_file():
         raise DataError(f"plotnine is installed but {path} is missing; reinstall plotnine")

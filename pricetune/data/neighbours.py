@@ -43,6 +43,8 @@ from .rows import QUESTION, make_prompt
 
 INDEX_FILE = "neighbours.json"
 LINE_PREFIX = "Similar items sold for: "
+SPARE_FOR_TWINS = 8  # a training row with more exact duplicates than this gets fewer than k prices
+TWIN_DISTANCE = 1e-9  # cosine distance at or under which two texts are the same
 
 
 def neighbour_line(prices: list[float]) -> str:
@@ -104,15 +106,15 @@ class NeighbourIndex:
         if not texts:
             return []  # a refit has no val rows to look up; scikit-learn refuses an empty query
         self.fit()
-        query = self._matrix if exclude_self else self._features.transform(texts)
-        _, found = self._search.kneighbors(query, n_neighbors=self.k + 1 if exclude_self else self.k)
-        out = []
-        for i, row in enumerate(found.tolist()):
-            if exclude_self:
-                # the item itself is usually first; with exact ties it may not be, or may be absent
-                row = [j for j in row if j != i][:self.k]
-            out.append(row)
-        return out
+        if not exclude_self:
+            _, found = self._search.kneighbors(self._features.transform(texts), n_neighbors=self.k)
+            return found.tolist()
+        # A training row must not see its own price: not its own position, nor an exact twin (a duplicate
+        # row, distance 0), so a few more are asked for than kept
+        ask = min(len(self.texts), self.k + 1 + SPARE_FOR_TWINS)
+        distances, found = self._search.kneighbors(self._matrix, n_neighbors=ask)
+        return [[j for j, d in zip(row, dist) if j != i and d > TWIN_DISTANCE][:self.k]
+                for i, (row, dist) in enumerate(zip(found.tolist(), distances.tolist()))]
 
     def add_to_prompts(self, prompts: list[str], exclude_self: bool = False) -> list[str]:
         """Each prompt (a full prompt or a bare description) with its neighbours' prices added."""

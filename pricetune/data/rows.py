@@ -8,6 +8,7 @@ file readers (jsonl, json, csv, parquet) that report a bad row by file and line.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -145,11 +146,16 @@ def _read_jsonl(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
     yield from iter_jsonl(path, bad)
 
 
-def _read_json(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+def _decode(path: Path, data: bytes) -> str:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        return data.decode("utf-8-sig")  # a byte-order mark (Excel, Notepad) is not part of the first field
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {e.start}); re-save it as UTF-8") from None
+
+
+def _read_json(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    try:
+        data = json.loads(_decode(path, path.read_bytes()))
     except json.JSONDecodeError as e:
         # A .json file with one object per line is jsonl in disguise
         if e.msg == "Extra data":
@@ -165,11 +171,8 @@ def _read_json(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
 
 
 def _read_csv(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {e.start}); re-save it as UTF-8") from None
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    # newline="" hands line breaks to the csv module, which alone knows which are inside quoted fields
+    reader = csv.DictReader(io.StringIO(_decode(path, path.read_bytes()), newline=""))
     try:
         for row in reader:
             # line_num is the physical line just read; the header is line 1
@@ -182,11 +185,20 @@ def _read_parquet(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)  # streamed: a catalog can be large
+        n = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                n += 1
+                yield f"{path}: row {n}", row
     except Exception as e:  # pyarrow raises several unrelated types for a corrupt file
         raise DataError(f"{path}: not a readable parquet file ({e})") from None
-    for n, row in enumerate(table.to_pylist(), start=1):
-        yield f"{path}: row {n}", row
+
+
+def split_jsonl(text: str) -> list[str]:
+    """JSON Lines split on "\n" only: str.splitlines() would also split a string at U+2028 or U+0085,
+    which JSON allows unescaped."""
+    return text.split("\n")
 
 
 def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, Any]]:
@@ -194,11 +206,11 @@ def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, An
     `bad` and skipped when one is given; without one, the first such line raises DataError."""
     if not path.is_file():
         raise DataError(f"file not found: {path}")
-    with open(path, "rb") as f:
+    with open(path, "rb") as f:  # binary lines end at b"\n" only
         for n, raw in enumerate(f, start=1):
             where = f"{path}:{n}"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 if bad is None:
                     raise DataError(f"{where}: not UTF-8 text; re-save the file as UTF-8") from None
@@ -217,18 +229,41 @@ def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, An
 READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
 
 
+def iter_file(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    """(location, raw row) of one data file, by its suffix: the one reader for datasets and `prepare`."""
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
+    try:
+        yield from reader(path, bad)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+# Where an item's text is in a row given to predict, serve or the API: the first non-empty of these
+ITEM_TEXT_FIELDS = ("prompt", "description", "text")
+
+
+def item_text_of(row: Any) -> str | None:
+    """The item's text in an input row (a full prompt or a bare description); None when it has none."""
+    if not isinstance(row, dict):
+        return None
+    for key in ITEM_TEXT_FIELDS:
+        value = row.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
 def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None = None) -> list[dict]:
     """Read and validate one file. Raises DataError on bad rows unless on_bad_rows == "skip"."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise DataError(f"{path}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
     own = bad if bad is not None else BadRows()
     before = sum(own.counts.values())
     rows = []
-    for where, raw in reader(path, own):
+    for where, raw in iter_file(path, own):
         row = check_row(raw, where, own)
         if row is not None:
             rows.append(row)

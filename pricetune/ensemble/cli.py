@@ -26,6 +26,8 @@ def add_ensemble_arguments(p) -> None:
     p.add_argument("--cv-repeats", type=int, default=10,
                    help="Random cuts of val into 5 folds for the cross-validated val MAE (default 10; 0: skip it).")
     p.add_argument("--out", required=True, help="New folder for ensemble.json (and the fitted baselines' SPEC.joblib).")
+    p.add_argument("--train-size", type=int, metavar="N",
+                   help="Classical members learn from the first N train rows only (to match runs trained on N rows).")
     p.add_argument("--refit", metavar="ENS_DIR",
                    help="Refit this fitted ensemble: the same weights (and intercept), its classical members fit "
                    "again on train + val with the settings val chose, its weighted runs swapped for their refits (--swap). Members of "
@@ -61,7 +63,10 @@ def ensemble_cli(ns) -> int:
     members = [Member(s, ns.decode, ns.samples, ns.batch_size, ns.base_model) for s in ns.member]
     if ns.cv_repeats < 0:
         raise PricetuneError(f"--cv-repeats {ns.cv_repeats}: give 0 (no cross-validation) or more")
-    record = fit_ensemble(ns.dataset, members, ns.out, combination=ns.combine, cv_repeats=ns.cv_repeats)
+    if ns.train_size is not None and ns.train_size <= 0:
+        raise PricetuneError(f"--train-size must be > 0 (got {ns.train_size})")
+    record = fit_ensemble(ns.dataset, members, ns.out, combination=ns.combine, cv_repeats=ns.cv_repeats,
+                          train_size=ns.train_size)
     for m, w, mae in zip(record["members"], record["weights"], record["member_val_mae"]):
         print(f"  {m['spec']:<40} weight {w:.2f}   val MAE ${mae:,.2f}")
     if record["intercept"]:
@@ -69,4 +74,46 @@ def ensemble_cli(ns) -> int:
     cv = f", cross-validated ${record['val_mae_cv']:,.2f}" if "val_mae_cv" in record else ""
     print(f"  ensemble val MAE ${record['val_mae']:,.2f} (fit there{cv})")
     print(f"ensemble: {ns.out}")
+    return 0
+
+
+def add_select_arguments(p) -> None:
+    from .select import MAX_SUBSETS_OF
+
+    p.description = (
+        "Choose on val, by a rule fixed in the code: every member alone and every set of two or more members "
+        f"(of up to {MAX_SUBSETS_OF} listed) combined by weights and by stack, each scored by its cross-validated "
+        "val MAE; the lowest wins (ties: fewer members, then the earlier). Writes two picks as ensemble folders, "
+        "OUT/pipeline (any candidate) and OUT/llm_only (fine-tuned runs alone), and every candidate's figures in "
+        "OUT/select.json. Test is not read: score each pick on it once with `pricetune evaluate --ensemble`.")
+    p.add_argument("--dataset", required=True, help="Dataset with train and val splits (as `train --dataset`).")
+    p.add_argument("--member", action="append", required=True, metavar="RUN|tfidf|tfidf-embed|tfidf-knn|median|mean",
+                   help="A candidate member, as for `pricetune ensemble`. Repeat: every trained model belongs here.")
+    p.add_argument("--cv-repeats", type=int, default=10,
+                   help="Random cuts of val into 5 folds for the cross-validated val MAE (default 10).")
+    p.add_argument("--out", required=True, help="New folder for select.json and the picks.")
+    p.add_argument("--train-size", type=int, metavar="N",
+                   help="Classical members learn from the first N train rows only (to match runs trained on N rows).")
+    p.add_argument("--base-model", default="smollm2-135m", help="The frozen base a tfidf-embed member reads.")
+    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
+                   help="How generate runs price (regress runs have one way).")
+    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
+    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
+
+
+def select_cli(ns) -> int:
+    from .select import label, select
+
+    members = [Member(s, ns.decode, ns.samples, ns.batch_size, ns.base_model) for s in ns.member]
+    record = select(ns.dataset, members, ns.out, cv_repeats=ns.cv_repeats, train_size=ns.train_size)
+    cands = record["candidates"]
+    width = max(len(label(c)) for c in cands)
+    print(f"{'candidate':<{width}}  val MAE  cross-validated")
+    for c in sorted(cands, key=lambda c: c.get("val_mae_cv", float("inf"))):
+        figures = f"${c['val_mae']:>7,.2f}  ${c['val_mae_cv']:>7,.2f}" if "skipped" not in c else f"skipped: {c['skipped']}"
+        print(f"{label(c):<{width}}  {figures}")
+    print(f"rule: {record['rule']}")
+    for kind, i in record["picks"].items():
+        print(f"pick {kind}: {label(cands[i])} -> {ns.out}/{kind}  "
+              f"(score on test once: pricetune evaluate --ensemble {ns.out}/{kind} --limit 0)")
     return 0

@@ -18,12 +18,81 @@ from .members import FITTED, Member, Predictor, new_folder, refuse_filled
 from .weights import METHODS, cross_validated_mae, fit_combination, mae_of
 
 
-def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print, combination: str = "weights",
-                 cv_repeats: int = 10) -> dict:
-    """Price the val split with each member, fit the combination there, and save the ensemble folder.
-    `cv_repeats`: cuts of val into 5 folds for the cross-validated val MAE (0: none)."""
-    from ..data import load_splits
+def check_members(members: list[Member]) -> None:
+    """Every run member's config read and its val split untouched by training, before any member is
+    priced: a mistyped run stops here, not after TF-IDF was fitted and val priced."""
+    runs = [m.spec for m in members if not m.classical]
+    if runs:
+        from ..config import load_run_config, refuse_val_of_refit
+        from ..inference import run_paths
 
+        for spec in runs:
+            run_dir = run_paths(spec)[0]
+            load_run_config(run_dir)
+            refuse_val_of_refit(run_dir, "fitting ensemble weights")
+
+
+def price_val(dataset: str, members: list[Member], out: Path, log=print, train_size: int | None = None) -> dict:
+    """Each member's prices for the val split (once), the fitted baselines saved in `out` as SPEC.joblib
+    (fit on the first `train_size` train rows, as a run trained on that many). Returns {"truths",
+    "prices" (one list per member), "maes", "constants", "items"}."""
+    from ..data import load_splits, take_train
+
+    splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
+    splits["train"] = take_train(splits["train"], train_size)
+    val = splits["val"]
+    prompts, truths = [r["prompt"] for r in val], [r["price"] for r in val]
+    prices, maes, constants = [], [], {}
+    for m in members:
+        log(f"pricing {len(val)} val items with {m.spec}")
+        predictor = Predictor(m, splits=splits)
+        # a progress bar where a model reads each item: the runs, and tfidf-embed's frozen base
+        member_prices = predictor.predict(prompts, progress=not m.classical or m.spec == "tfidf-embed")
+        if m.spec in FITTED:
+            predictor.fitted.save(out / f"{m.spec}.joblib")
+        if m.spec in ("median", "mean"):
+            constants[m.spec] = predictor.value
+        prices.append(member_prices)
+        maes.append(mae_of(truths, member_prices))
+        del predictor
+    return {"truths": truths, "prices": prices, "maes": maes, "constants": constants, "items": len(val)}
+
+
+def combination_record(dataset: str, members: list[Member], out: Path, val: dict, combination: str,
+                       cv_repeats: int) -> dict:
+    """Fit `combination` of the members' val prices; the ensemble.json record (not yet written)."""
+    try:
+        weights, intercept, val_mae = fit_combination(val["truths"], val["prices"], combination)
+    except ValueError as e:
+        raise PricetuneError(f"--combine {combination}: {e}") from None
+    record = {
+        "dataset": dataset,
+        "fit_on": f"val split, {val['items']} items",
+        "method": combination,
+        "combination": METHODS[combination],
+        "members": [m.describe(out) for m in members],
+        "weights": weights,
+        "intercept": intercept,
+        "member_val_mae": val["maes"],
+        "val_mae": val_mae,
+        "constants": {k: v for k, v in val["constants"].items() if k in {m.spec for m in members}},
+    }
+    if cv_repeats > 0:
+        try:  # four fifths of a small val split may be too few items for a stack
+            record["val_mae_cv"] = cross_validated_mae(val["truths"], val["prices"], combination, repeats=cv_repeats)
+        except ValueError as e:
+            raise PricetuneError(f"--combine {combination}, cross-validating on val: {e} (--cv-repeats 0 "
+                                 "skips it)") from None
+        record["cv"] = (f"5 folds of val, {cv_repeats} random cuts (seed 0): each fold priced by the combination "
+                        "fit on the other four")
+    return record
+
+
+def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print, combination: str = "weights",
+                 cv_repeats: int = 10, train_size: int | None = None) -> dict:
+    """Price the val split with each member, fit the combination there, and save the ensemble folder.
+    `cv_repeats`: cuts of val into 5 folds for the cross-validated val MAE (0: none); `train_size`: the
+    classical members learn from the first N train rows only."""
     out = Path(out)
     refuse_filled(out)
     if combination not in METHODS:
@@ -34,56 +103,13 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
                              "would only repeat; leave it out, or use --combine weights")
     if len(members) < 2:
         raise PricetuneError("an ensemble needs at least two --member")
-    runs = [m.spec for m in members if not m.classical]
-    if runs:
-        from ..config import load_run_config, refuse_val_of_refit
-        from ..inference import run_paths
-
-        for spec in runs:  # a mistyped run stops here, before any member is priced
-            run_dir = run_paths(spec)[0]
-            load_run_config(run_dir)
-            refuse_val_of_refit(run_dir, "fitting ensemble weights")
-    splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
-    val = splits["val"]
-    prompts, truths = [r["prompt"] for r in val], [r["price"] for r in val]
-    member_prices, member_mae, constants = [], [], {}
+    check_members(members)
     with new_folder(out):
-        for m in members:
-            log(f"pricing {len(val)} val items with {m.spec}")
-            predictor = Predictor(m, splits=splits)
-            # a progress bar where a model reads each item: the runs, and tfidf-embed's frozen base
-            prices = predictor.predict(prompts, progress=not m.classical or m.spec == "tfidf-embed")
-            if m.spec in FITTED:
-                predictor.fitted.save(out / f"{m.spec}.joblib")
-            if m.spec in ("median", "mean"):
-                constants[m.spec] = predictor.value
-            member_prices.append(prices)
-            member_mae.append(mae_of(truths, prices))
-            del predictor
-        try:
-            weights, intercept, val_mae = fit_combination(truths, member_prices, combination)
-        except ValueError as e:
-            raise PricetuneError(f"--combine {combination}: {e}") from None
-        record = {
-            "dataset": dataset,
-            "fit_on": f"val split, {len(val)} items",
-            "method": combination,
-            "combination": METHODS[combination],
-            "members": [m.describe() for m in members],
-            "weights": weights,
-            "intercept": intercept,
-            "member_val_mae": member_mae,
-            "val_mae": val_mae,
-            "constants": constants,
-        }
+        val = price_val(dataset, members, out, log, train_size)
         if cv_repeats > 0:
             log(f"cross-validating the combination on val ({cv_repeats} cuts into 5 folds)")
-            try:  # four fifths of a small val split may be too few items for a stack
-                record["val_mae_cv"] = cross_validated_mae(truths, member_prices, combination, repeats=cv_repeats)
-            except ValueError as e:
-                raise PricetuneError(f"--combine {combination}, cross-validating on val: {e} (--cv-repeats 0 "
-                                     "skips it)") from None
-            record["cv"] = (f"5 folds of val, {cv_repeats} random cuts (seed 0): each fold priced by the combination "
-                            "fit on the other four")
+        record = combination_record(dataset, members, out, val, combination, cv_repeats)
+        if train_size:
+            record["classical_train_rows"] = train_size
         (out / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record

@@ -4,6 +4,7 @@ price, and how a folder's `ensemble.json` prices prompts with its weights."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,10 +42,14 @@ class Member:
 
         return not load_run_config(run_paths(self.spec)[0]).neighbours
 
-    def describe(self) -> dict:
+    def describe(self, folder: Path | None = None) -> dict:
+        """The member as ensemble.json records it; a local run also by its path from `folder` (the
+        ensemble's), so the ensemble loads from any working directory."""
         d = {"spec": self.spec, "kind": self.spec if self.classical else "run"}
         if not self.classical:
             d.update(decode=self.decode, samples=self.samples)
+            if folder is not None and Path(self.spec).exists():
+                d["path"] = os.path.relpath(Path(self.spec).resolve(), Path(folder).resolve())
         if self.spec == "tfidf-embed":
             d["base_model"] = self.base_model
         return d
@@ -128,7 +133,10 @@ class Ensemble:
         if not path.is_file():
             raise PricetuneError(f"{folder} is not an ensemble folder (no ensemble.json); make one with `pricetune ensemble`")
         data = json.loads(path.read_text(encoding="utf-8"))
-        members = [Member(m["spec"], m.get("decode", "greedy"), m.get("samples", 64)) for m in data["members"]]
+        # "path" is relative to the folder; files written before it was recorded name runs from the
+        # directory they were made in
+        members = [Member(str((folder / m["path"]).resolve()) if "path" in m else m["spec"], m.get("decode", "greedy"),
+                          m.get("samples", 64)) for m in data["members"]]
         return cls(members, data["weights"], folder, data)
 
     def predictors(self) -> list[Predictor | None]:

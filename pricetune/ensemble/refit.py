@@ -79,7 +79,7 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
                    log=print) -> dict:
     """The ensemble at `source`, its weighted members trained on train + val, saved at `out`."""
     from ..baselines import TfidfEmbedRidge, TfidfKnn, TfidfRidge, constant
-    from ..data import load_splits
+    from ..data import load_splits, take_train
 
     source, out = Path(source), Path(out)
     ens = Ensemble.load(source)
@@ -108,7 +108,8 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
             raise PricetuneError(f"{source} has no {m.spec}.joblib: the settings val chose for it are unknown")
 
     splits, _ = load_splits(record["dataset"], val_size=10**9, need=("train", "val"))
-    train, val = splits["train"], splits["val"]
+    # the baselines learn from the rows they learnt from before (the first N, if the fit said so), plus val
+    train, val = take_train(splits["train"], record.get("classical_train_rows")), splits["val"]
     described, constants = [], {}
     with new_folder(out):
         for m, _ in kept:
@@ -133,7 +134,7 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
             elif m.spec in ("median", "mean"):
                 constants[m.spec] = constant(train + val, m.spec)
             was = {"refit_of": m.spec} if m.spec in refits else {"refit": "train + val"}
-            described.append({**member.describe(), **was})
+            described.append({**member.describe(out), **was})
         result = {
             "dataset": record["dataset"],
             "fit_on": f"weights from {source} ({record.get('fit_on', 'val split')}); members refit on train + val",

@@ -41,15 +41,25 @@ def simplex_grid(k: int, steps: int = GRID) -> list[tuple[float, ...]]:
 
 def combine(weights: list[float], member_prices: list[list[float | None]],
             intercept: float = 0.0) -> list[float | None]:
-    """log(1 + guess) = intercept + the weighted sum of the members' log(1 + price), for each item. A
-    member without a price for an item gives its weight to the others in proportion (the priced members'
-    weighted mean, times the sum of all the weights: on the simplex, simply their weighted mean)."""
+    """log(1 + guess) = intercept + the weighted sum of the members' log(1 + price), for each item.
+
+    A weighted mean (weights >= 0, no intercept): a member without a price for an item gives its weight
+    to the others in proportion (the priced members' weighted mean). A stack (free weights, an
+    intercept): no such rescaling is sound (weights of both signs can sum to about zero), so an item
+    that a weighted member did not price gets no price (None)."""
     whole = sum(weights)
+    stacked = intercept != 0.0 or any(w < 0 for w in weights)
     out = []
     for prices in zip(*member_prices):
+        if stacked and any(p is None for w, p in zip(weights, prices) if w != 0):
+            out.append(None)
+            continue
         pairs = [(w, math.log1p(max(p, 0.0))) for w, p in zip(weights, prices) if p is not None and w != 0]
         total = sum(w for w, _ in pairs)
-        out.append(math.expm1(intercept + whole * sum(w * x for w, x in pairs) / total) if total > 0 else None)
+        if stacked:
+            out.append(math.expm1(intercept + sum(w * x for w, x in pairs)))
+        else:
+            out.append(math.expm1(whole * sum(w * x for w, x in pairs) / total) if total > 0 else None)
     return out
 
 

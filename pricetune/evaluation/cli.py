@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import datetime
 from pathlib import Path
 
 from .. import distributed as dist
+from .. import intervals
 from ..errors import PricetuneError
+from . import ledger
 from .compare import compare_cli
 from .report import item_category, item_title, print_table, score, write_outputs
 from .sources import Scored, from_baseline, from_ensemble, from_model, read_predictions, split_items
@@ -23,7 +26,8 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("target", nargs="?", help="A run directory (or its checkpoint-N folder), or a Hub adapter id (user/name).")
     p.add_argument("--dataset", help="Dataset source as `train --dataset` takes it (default: the run's).")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="Split to score (default test).")
-    p.add_argument("--limit", type=int, default=200, help="Score the first N items (default 200, the course's; 0 = all).")
+    p.add_argument("--limit", type=int, default=200, help="Score the first N items (default 200, the course's; 0 = all: every result table in the docs "
+                   "scores all of a split's items).")
     p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run directory).")
     p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price).")
     p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-embed", "tfidf-knn"],
@@ -50,6 +54,10 @@ def add_evaluate_arguments(p) -> None:
                    help="Also record this result as a row of a leaderboard file (replacing a row of the same --name).")
     p.add_argument("--name", help="The row's name in --leaderboard (default: the label).")
     p.add_argument("--on-bad-rows", default="error", choices=["error", "skip"], help="As for train.")
+    p.add_argument("--interval", type=float, default=0.8, metavar="COVERAGE",
+                   help="For a run or ensemble with a calibration.json (`pricetune calibrate`): also score its price "
+                   "ranges at this coverage: how often they held the true price, and how wide they were, overall "
+                   "and per price band (default 0.8).")
     add_model_arguments(p)
 
 
@@ -69,13 +77,7 @@ def _default_out(ns, label: str) -> Path:
     return Path("runs") / f"{name}-{safe_name(label)}"
 
 
-def evaluate_cli(ns) -> int:
-    """Score one source on a split. Under torchrun / accelerate launch the model's work is split
-    across the processes and rank 0 writes the results (the same files as one process)."""
-    if dist.launched() and (ns.compare or ns.predictions or ns.baseline) and not dist.is_main():
-        return 0  # nothing to share out: rank 0 does it alone
-    if ns.compare:
-        return compare_cli(ns)
+def check_arguments(ns) -> None:
     if ns.limit < 0:
         raise PricetuneError("--limit must be >= 0")
     if ns.samples < 1:
@@ -91,6 +93,63 @@ def evaluate_cli(ns) -> int:
     if ns.output_dir and Path(ns.output_dir).exists() and (
             not Path(ns.output_dir).is_dir() or any(Path(ns.output_dir).iterdir())):
         raise PricetuneError(f"{ns.output_dir} already exists and is not empty; choose another --output-dir")
+
+
+def source_dataset(ns):
+    """(run directory or None, loaded ensemble or None, the dataset to score on), refusing what would
+    judge a model on its own training rows."""
+    from ..config import load_run_config, refuse_val_of_refit
+    from ..inference import run_paths
+
+    run_dir = ns.target if ns.target and Path(ns.target).is_dir() else None
+    if ns.target and not run_dir and not ns.adapter:
+        ns.adapter = ns.target
+    if run_dir and ns.split == "val":
+        refuse_val_of_refit(run_paths(run_dir)[0], "evaluating it")
+    ensemble = None
+    if ns.ensemble:
+        from ..ensemble import Ensemble
+
+        ensemble = Ensemble.load(ns.ensemble)
+        if ensemble.train_on_val and ns.split == "val":
+            raise PricetuneError(f"{ns.ensemble} is a refit: its members trained on the val split, so scoring it "
+                                 "on val would judge it on its own training rows; score it on test")
+    dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
+    if dataset is None and ensemble is not None:
+        dataset = ensemble.record["dataset"]
+    if dataset is None and ns.target and not run_dir:
+        # a mistyped run directory reads as a Hub adapter id; say both
+        raise PricetuneError(f"{ns.target} is not a run directory here; if it is an adapter on the Hub, pass "
+                             "--dataset too (a run directory knows its own)")
+    if dataset is None:
+        raise PricetuneError("which items? pass --dataset (or evaluate a run directory, which knows its own)")
+    return run_dir, ensemble, dataset
+
+
+def announce_split(ns, splits: dict) -> tuple[Path, str] | None:
+    """Before a test split is scored: how often it was scored before. Returns (ledger, fingerprint) to
+    record this look in, for a test split."""
+    if ns.split == "train":
+        print("warning: scoring the train split: every model here learnt from these items (a --neighbours run "
+              "even finds each item itself in its look-up), so the figures say nothing about new items",
+              file=sys.stderr)
+    if ns.split != "test":
+        return None
+    path, mark = ledger.ledger_path(ns.leaderboard), ledger.fingerprint(splits["test"])
+    before = ledger.looks(path, mark)
+    print(f"test split {mark}: scored {len(before)} time(s) before (ledger: {path})", file=sys.stderr)
+    return path, mark
+
+
+def evaluate_cli(ns) -> int:
+    """Score one source on a split. Under torchrun / accelerate launch the model's work is split
+    across the processes and rank 0 writes the results (the same files as one process)."""
+    if dist.launched() and (ns.compare or ns.predictions or ns.baseline) and not dist.is_main():
+        return 0  # nothing to share out: rank 0 does it alone
+    if ns.compare:
+        return compare_cli(ns)
+    check_arguments(ns)
+    look = None
     if ns.predictions:
         titles, truths, texts, guesses = read_predictions(Path(ns.predictions))
         n = ns.limit or len(truths)
@@ -99,32 +158,10 @@ def evaluate_cli(ns) -> int:
         categories = None
         settings = {"limit": ns.limit}
     else:
-        from ..config import load_run_config, refuse_val_of_refit
-        from ..inference import run_paths
-
-        run_dir = ns.target if ns.target and Path(ns.target).is_dir() else None
-        if ns.target and not run_dir and not ns.adapter:
-            ns.adapter = ns.target
-        if run_dir and ns.split == "val":
-            refuse_val_of_refit(run_paths(run_dir)[0], "evaluating it")
-        ensemble = None
-        if ns.ensemble:
-            from ..ensemble import Ensemble
-
-            ensemble = Ensemble.load(ns.ensemble)
-            if ensemble.train_on_val and ns.split == "val":
-                raise PricetuneError(f"{ns.ensemble} is a refit: its members trained on the val split, so scoring it "
-                                     "on val would judge it on its own training rows; score it on test")
-        dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
-        if dataset is None and ensemble is not None:
-            dataset = ensemble.record["dataset"]
-        if dataset is None and ns.target and not run_dir:
-            # a mistyped run directory reads as a Hub adapter id; say both
-            raise PricetuneError(f"{ns.target} is not a run directory here; if it is an adapter on the Hub, pass "
-                                 "--dataset too (a run directory knows its own)")
-        if dataset is None:
-            raise PricetuneError("which items? pass --dataset (or evaluate a run directory, which knows its own)")
+        run_dir, ensemble, dataset = source_dataset(ns)
         splits, items = split_items(ns, dataset)
+        if dist.is_main():
+            look = announce_split(ns, splits)
         titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
         categories = [item_category(r["prompt"]) for r in items]
         if ns.baseline:
@@ -138,25 +175,51 @@ def evaluate_cli(ns) -> int:
     if not dist.is_main():
         return 0
     metrics, rows = score(titles, truths, scored.texts, scored.guesses, categories)
+    calibration = source_calibration(ns)
+    if calibration is not None:
+        metrics["interval"] = intervals.coverage_report(truths, scored.guesses, calibration, ns.interval)
     out = _default_out(ns, scored.label)
     write_outputs(out, scored.label, metrics, rows, settings)
+    if look is not None:
+        ledger.record(*look, dataset=settings["dataset"], what=ns.name or scored.label, n=metrics["n"],
+                      mae=metrics["mae"])
     if ns.leaderboard:
         record_leaderboard(Path(ns.leaderboard), ns.name or scored.label, settings.get("split", "-"), metrics,
-                           scored.llm_only)
-    print_table(scored.label, ["value"], [metrics])
+                           scored.llm_only, settings.get("dataset"))
+    print_table(scored.label, ["value"], [{k: v for k, v in metrics.items() if k != "interval"}])
+    if calibration is not None:
+        r = metrics["interval"]
+        by_band = ", ".join(f"{b['covered']:.0%}" for b in r["bands"] if b["items"])
+        print(f"{ns.interval:.0%} price ranges: held the true price for {r['covered']:.1%} of {r['items']} items "
+              f"(by band: {by_band}), mean width ${r['mean_width']:,.2f}")
     print(f"eval: {out}")
     return 0
 
 
-def record_leaderboard(path: Path, name: str, split: str, metrics: dict, llm_only: bool) -> None:
-    """Add (or replace, by name) one row: what was scored, the command that scored it, the figures."""
+def source_calibration(ns) -> dict | None:
+    """The calibration saved with the run or ensemble scored, if any."""
+    from ..inference import run_paths
+
+    if ns.ensemble:
+        return intervals.load(ns.ensemble)
+    if ns.target and Path(ns.target).is_dir() and not ns.baseline:
+        return intervals.load(run_paths(ns.target)[0])
+    return None
+
+
+def record_leaderboard(path: Path, name: str, split: str, metrics: dict, llm_only: bool,
+                       dataset: str | None = None) -> None:
+    """Add (or replace, by name) one row: what was scored, on which data, the command that scored it, the figures."""
     import shlex
-    import sys
 
     rows = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
     command = "pricetune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    row = {"name": name, "command": command, "split": split, "n": metrics["n"], "mae": round(metrics["mae"], 2),
+    interval = metrics.get("interval")
+    row = {"name": name, "dataset": Path(dataset).name if dataset else None, "command": command, "split": split, "n": metrics["n"], "mae": round(metrics["mae"], 2),
            "median_ae": round(metrics["median_ae"], 2), "rmsle": round(metrics["rmsle"], 4), "llm_only": llm_only}
+    if interval:
+        row.update(interval_coverage_asked=interval["coverage_asked"], interval_covered=round(interval["covered"], 4),
+                   interval_mean_width=round(interval["mean_width"], 2))
     rows = [r for r in rows if r.get("name") != name] + [row]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

@@ -11,6 +11,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from ..data.rows import split_jsonl
 from ..errors import PricetuneError
 from .report import print_table
 
@@ -70,7 +71,7 @@ def paired_against_first(dirs: list[Path], names: list[str]) -> dict | None:
     files = [d / "predictions.jsonl" for d in dirs]
     if not all(f.is_file() for f in files):
         return None
-    read = [[json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()] for f in files]
+    read = [[json.loads(line) for line in split_jsonl(f.read_text(encoding="utf-8")) if line.strip()] for f in files]
     items = [[(r["title"], r["truth"]) for r in rows] for rows in read]
     if any(i != items[0] for i in items[1:]):
         Console().print("(not paired: the evaluations scored different items)")

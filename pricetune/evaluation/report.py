@@ -158,6 +158,19 @@ def _breakdown_table(parts: list[dict], table_id: str) -> str:
     return f'<table id="{table_id}">{head}{body}</table>'
 
 
+def _interval_section(report: dict | None) -> str:
+    """The price ranges' coverage, overall and per band of guessed price (calibrated runs only)."""
+    if not report:
+        return ""
+    edges = [0.0, *report["band_edges"]]
+    rows = "".join(f"<tr><td>guessed from ${lo:,.0f}</td><td>{b['items']}</td><td>{b['covered']:.1%}</td>"
+                   f"<td>${b['mean_width']:,.2f}</td></tr>" for lo, b in zip(edges, report["bands"]) if b["items"])
+    return (f"<h2>Price ranges ({report['coverage_asked']:.0%}, calibrated on val)</h2><table id='interval'>"
+            f"<tr><th>band</th><th>items</th><th>held the true price</th><th>mean width</th></tr>"
+            f"<tr><td>all</td><td>{report['items']}</td><td>{report['covered']:.1%}</td>"
+            f"<td>${report['mean_width']:,.2f}</td></tr>{rows}</table>")
+
+
 def write_report(out: Path, label: str, metrics: dict, rows: list[dict], settings: dict,
                  parts: dict | None = None) -> None:
     table = "\n".join(f"<tr><td>{html.escape(name)}</td><td id='m-{k}'>{html.escape(fmt_metric(k, metrics.get(k)))}</td></tr>"
@@ -184,6 +197,7 @@ img {{ max-width: 100%; }} .charts {{ display: flex; flex-wrap: wrap; gap: 1em; 
 <p>Mean absolute error <b>{fmt_metric('mae', metrics['mae'])}</b> ± {fmt_metric('mae_ci95', metrics['mae_ci95'])}
 over {metrics['n']} items ({metrics['failed']} without a price, counted as $0).</p>
 <h2>Metrics</h2><table id="metrics">{table}</table>
+{_interval_section(metrics.get("interval"))}
 <h2>Charts</h2><div class="charts">{_img(out / 'scatter.png', 'truth vs prediction')}{_img(out / 'error_trend.png', 'running error')}</div>
 {"" if parts is None else "<h2>Where the error is</h2><h3>By true price</h3>" + _breakdown_table(parts["by_price_band"], "bands") + "<h3>By category</h3>" + _breakdown_table(parts["by_category"], "categories")}
 <h2>The 20 worst items</h2>

@@ -152,8 +152,13 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
         raise PricetuneError(f"--quant must be one of {', '.join(QUANTS)}")
     cfg = load_run_config(str(run))
     if cfg.objective == "regress":
-        raise PricetuneError("a regress run has no GGUF form (llama.cpp has no place for its price head); export "
-                             "it with --format transformers, a sequence-classification folder")
+        raise PricetuneError(
+            "a regress run has no GGUF form: llama.cpp runs language models, and this run prices with a head on "
+            "the hidden states. Deploy it as a sequence-classification folder instead: `pricetune export RUN --out "
+            "merged/` (the default --format transformers), then serve that with `pricetune serve --run RUN`, plain "
+            "transformers (AutoModelForSequenceClassification), or a server for classification models such as "
+            "vLLM's pooling runner; docs/DEPLOY.md, 'Regress runs', has the steps. A generate run "
+            "(--objective generate) exports to GGUF.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PricetuneError(f"{out} already exists and is not an empty folder; choose another --out")
     if quant == "q4_k_m" and shutil.which("llama-quantize") is None:

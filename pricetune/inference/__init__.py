@@ -29,10 +29,10 @@ from .decode import (
 )
 from .generate import MAX_NEW_TOKENS, generate_prices, left_padded
 from .load import LoadedModel, beside_adapter, load_model, run_paths
-from .pricer import Pricer
+from .pricer import Pricer, PriceRange
 
 __all__ = [
-    "DECODES", "MAX_NEW_TOKENS", "DigitVocab", "LoadedModel", "Pricer", "add_model_arguments",
+    "DECODES", "MAX_NEW_TOKENS", "DigitVocab", "LoadedModel", "PriceRange", "Pricer", "add_model_arguments",
     "add_predict_arguments", "beside_adapter", "digit_vocab", "generate_prices", "item_seed", "left_padded",
     "load_from_args", "load_model", "predict_cli", "price_distributions", "run_paths", "sample_prices",
     "weighted_price",

@@ -1,8 +1,23 @@
-"""`Pricer`, the Python API: a run, a Hub adapter or an ensemble, description in, dollars out."""
+"""`Pricer`, the Python API: a run, a Hub adapter or an ensemble, description in, dollars out.
+
+    pricer = Pricer.from_run("runs/x")
+    pricer.price("Title: ...")                    # 64.0
+    pricer.price("Title: ...", interval=0.8)      # PriceRange(price=64.0, low=41.2, high=99.1), after `pricetune calibrate`
+"""
 
 from __future__ import annotations
 
-from .load import LoadedModel, load_model
+from typing import NamedTuple
+
+from .. import intervals
+from ..errors import PricetuneError
+from .load import LoadedModel, load_model, run_paths
+
+
+class PriceRange(NamedTuple):
+    price: float
+    low: float | None  # None when the model gave no price
+    high: float | None
 
 
 class Pricer:
@@ -11,9 +26,15 @@ class Pricer:
     def __init__(self, loaded: LoadedModel, decode: str = "greedy", batch_size: int = 16, samples: int = 64):
         self.loaded, self.decode, self.batch_size, self.samples = loaded, decode, batch_size, samples
 
+    calibration: dict | None = None  # from `pricetune calibrate`: what price ranges need
+    where: str | None = None  # the folder `pricetune calibrate` writes to
+
     @classmethod
     def from_run(cls, run_dir: str, **kwargs) -> Pricer:
-        return cls(load_model(run=run_dir), **kwargs)
+        pricer = cls(load_model(run=run_dir), **kwargs)
+        pricer.where = str(run_paths(run_dir)[0])
+        pricer.calibration = intervals.load(pricer.where)
+        return pricer
 
     @classmethod
     def from_hub(cls, adapter_id: str, base_model: str | None = None, **kwargs) -> Pricer:
@@ -27,6 +48,7 @@ class Pricer:
         pricer = cls(None, **kwargs)
         pricer.ensemble = Ensemble.load(folder)
         pricer.members = pricer.ensemble.predictors()
+        pricer.where, pricer.calibration = folder, intervals.load(folder)
         return pricer
 
     ensemble = None
@@ -41,5 +63,19 @@ class Pricer:
         """Prices in input order; an answer without a number is 0.0, as in the course."""
         return [0.0 if p is None else float(p) for p in self.price_items(descriptions)]
 
-    def price(self, description: str) -> float:
+    def ranges(self, descriptions: list[str], coverage: float = 0.8) -> list[PriceRange]:
+        """Each price with its range at `coverage`, calibrated on the val split (docs: pricetune.intervals)."""
+        if self.calibration is None:
+            raise PricetuneError(f"no price ranges without a calibration: run `pricetune calibrate "
+                                 f"{self.where or 'RUN'}` first (it prices the val split once)")
+        out = []
+        for p in self.price_items(descriptions):
+            r = intervals.interval(p, self.calibration, coverage)
+            out.append(PriceRange(0.0 if p is None else float(p), *(r or (None, None))))
+        return out
+
+    def price(self, description: str, interval: float | None = None) -> float | PriceRange:
+        """The price; with `interval` (a coverage such as 0.8), a PriceRange(price, low, high)."""
+        if interval is not None:
+            return self.ranges([description], interval)[0]
         return self.price_many([description])[0]

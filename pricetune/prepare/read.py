@@ -3,8 +3,6 @@ folder of them, or a Hub dataset (streaming=True); each row comes with where it 
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,48 +20,22 @@ def _files(source: Path) -> list[Path]:
 
 
 def _read_file(path: Path) -> Iterator[tuple[str, Any]]:
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                for row in reader:
-                    yield f"{path}:{reader.line_num}", row
-        elif suffix in (".jsonl", ".json"):
-            with open(path, "rb") as f:
-                first = f.read(1)
-                f.seek(0)
-                if suffix == ".json" and first == b"[":
-                    for n, row in enumerate(json.load(f), start=1):
-                        yield f"{path}: row {n}", row
-                    return
-                for n, raw in enumerate(f, start=1):
-                    if raw.strip():
-                        try:
-                            yield f"{path}:{n}", json.loads(raw)
-                        except (json.JSONDecodeError, UnicodeDecodeError):
-                            yield f"{path}:{n}", None  # counted as an unreadable row
-        elif suffix == ".parquet":
-            import pyarrow.parquet as pq
+    """The rows of one file, as datasets are read; a line that is not JSON or not UTF-8 comes as None
+    (an unreadable row, counted by curation)."""
+    from ..data.rows import BadRows, iter_file
 
-            n = 0
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-                for row in batch.to_pylist():
-                    n += 1
-                    yield f"{path}: row {n}", row
-        else:
-            raise DataError(f"{path}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {e.start}); re-save it as UTF-8") from None
-    except (OSError, csv.Error, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: cannot be read ({type(e).__name__}: {str(e)[:200]})") from None
-    except Exception as e:  # pyarrow raises many types for a corrupt file
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"{path}: cannot be read ({type(e).__name__}: {str(e)[:200]})") from None
+    bad = BadRows()
+    seen = 0
+    for where, row in iter_file(path, bad):
+        for _ in range(sum(bad.counts.values()) - seen):
+            yield f"{path}: an unreadable line before {where.rsplit(':', 1)[-1]}", None
+        seen = sum(bad.counts.values())
+        yield where, row
+    for _ in range(sum(bad.counts.values()) - seen):
+        yield f"{path}: an unreadable line at the end", None
 
 
-def _read_hub(dataset_id: str) -> Iterator[tuple[str, Any]]:
+def _read_hub(dataset_id: str, config: str | None = None, split: str = "train") -> Iterator[tuple[str, Any]]:
     from ..data import hub_offline
 
     if hub_offline():
@@ -72,21 +44,25 @@ def _read_hub(dataset_id: str) -> Iterator[tuple[str, Any]]:
     from datasets import load_dataset
 
     try:
-        ds = load_dataset(dataset_id, split="train", streaming=True)
+        ds = load_dataset(dataset_id, config, split=split, streaming=True)
     except Exception as e:  # network, auth, not found: many types
-        raise DataError(f"could not open Hub dataset {dataset_id!r}: {type(e).__name__}: {str(e)[:200]}") from None
+        hint = ("" if config else "; a dataset with several configurations (one per category, say) needs "
+                "--hub-config NAME, and one without a 'train' split --hub-split NAME")
+        raise DataError(f"could not open Hub dataset {dataset_id!r}: {type(e).__name__}: {str(e)[:200]}{hint}") from None
     for n, row in enumerate(ds, start=1):
         yield f"{dataset_id} row {n}", row
 
 
-def read_source(source: str) -> Iterator[tuple[str, Any]]:
+def read_source(source: str, hub_config: str | None = None, hub_split: str = "train") -> Iterator[tuple[str, Any]]:
     from ..data import looks_local
 
     path = Path(source)
+    if path.exists() and hub_config:
+        raise DataError(f"--hub-config is for a Hub dataset; {source} is a local path")
     if path.exists():
         for f in _files(path):
             yield from _read_file(f)
     elif looks_local(source) or "/" not in source:
         raise DataError(f"source not found: {source} (no such file or folder)")
     else:
-        yield from _read_hub(source)
+        yield from _read_hub(source, hub_config, hub_split)

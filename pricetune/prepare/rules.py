@@ -50,6 +50,8 @@ class PrepareSettings:
     balance_cap: int = 1000
     base_model: str = "smollm2-135m"
     limit: int | None = None
+    hub_config: str | None = None
+    hub_split: str = "train"
 
 
 @dataclass
@@ -57,10 +59,30 @@ class Funnel:
     read: int = 0
     dropped: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)  # reason -> first location
+    extremes: dict = field(default_factory=dict)  # reason -> (least, most) of the measured value
 
-    def drop(self, reason: str, where: str) -> None:
+    def drop(self, reason: str, where: str, value: float | None = None) -> None:
         self.dropped[reason] += 1
         self.examples.setdefault(reason, where)
+        if value is not None:
+            lo, hi = self.extremes.get(reason, (value, value))
+            self.extremes[reason] = (min(lo, value), max(hi, value))
+
+    def hints(self) -> list[str]:
+        """For each reason rows were dropped, the option that keeps them, with a value that would."""
+        out = []
+        if "text too short" in self.extremes:
+            shortest = self.extremes["text too short"][0]
+            out.append(f"--min-chars {int(shortest)} keeps every item dropped as too short (the shortest text "
+                       f"has {int(shortest)} characters)")
+        if "price out of range" in self.extremes:
+            lo, hi = self.extremes["price out of range"]
+            out.append(f"--min-price / --max-price set the range kept (dropped prices ran from {lo:g} to {hi:g})")
+        if self.dropped.get("no price column"):
+            out.append(f"--price-column NAME names the price column (looked for: {', '.join(PRICE_NAMES)})")
+        if self.dropped.get("empty text"):
+            out.append("--text-columns a,b,c names the columns that make the item text")
+        return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -99,7 +121,7 @@ def render_value(value: Any) -> str:
     return squash(str(value))
 
 
-def parse_price(value: Any) -> float | None:
+def catalog_price(value: Any) -> float | None:
     """A catalog price: a number, or text like "$1,299.99"; None when there is none."""
     if value is None or isinstance(value, bool):
         return None
@@ -109,7 +131,7 @@ def parse_price(value: Any) -> float | None:
     return float(m.group(1).replace(",", "")) if m else None
 
 
-def item_text(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
+def catalog_text(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
     """(title, the item's text lines) of a raw row."""
     lowered = {str(k).lower(): v for k, v in row.items()}
     if text_columns:
@@ -157,20 +179,20 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
         if raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, float) and math.isnan(raw)):
             funnel.drop("missing price", where)
             continue
-        price = parse_price(raw)
+        price = catalog_price(raw)
         if price is None:
             funnel.drop("non-numeric price", where)
             continue
         if not s.min_price <= price <= s.max_price:
-            funnel.drop("price out of range", where)
+            funnel.drop("price out of range", where, price)
             continue
-        title, text = item_text(row, s.text_columns)
+        title, text = catalog_text(row, s.text_columns)
         text = "\n".join(scrub_part_numbers(line) for line in text.splitlines())
         if not text.strip():
             funnel.drop("empty text", where)
             continue
         if len(text) < s.min_chars:
-            funnel.drop("text too short", where)
+            funnel.drop("text too short", where, len(text))
             continue
         text = text[: s.max_tokens * 7]  # a character ceiling before tokenizing, as the course does
         t_key = hashlib.blake2b(squash(title).lower().encode(), digest_size=16).digest()
@@ -184,7 +206,7 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
             continue
         seen_titles.add(t_key)
         seen_texts.add(x_key)
-        items.append({"title": title, "text": text, "price": price})
+        items.append({"title": title, "text": text, "price": price, "where": where})
         if s.limit and len(items) >= s.limit:
             break
     return items
@@ -207,6 +229,21 @@ def cut_to_tokens(items: list[dict], tokenizer, max_tokens: int, batch: int = 10
         bar.update(len(chunk))
     bar.close()
     return counts
+
+
+def dedupe_prompts(items: list[dict], funnel: Funnel) -> list[dict]:
+    """Rule 4b: two items the token cut made identical (they differed only past the cut) are one
+    item, so the same prompt can never land in two splits."""
+    seen: set[bytes] = set()
+    kept = []
+    for it in items:
+        key = hashlib.blake2b(it["text"].lower().encode(), digest_size=16).digest()
+        if key in seen:
+            funnel.drop("duplicate after the token cut", it.get("where", "?"))
+            continue
+        seen.add(key)
+        kept.append(it)
+    return kept
 
 
 def balance(items: list[dict], cap: int, seed: int, lo: float, hi: float) -> list[dict]:

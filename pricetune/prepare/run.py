@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import DataError, PricetuneError
 from .card import write_card
 from .read import read_source
-from .rules import BANDS, PRICE_NAMES, Funnel, PrepareSettings, balance, curate, cut_to_tokens, split, to_row
+from .rules import BANDS, PRICE_NAMES, Funnel, PrepareSettings, balance, curate, cut_to_tokens, dedupe_prompts, split, to_row
 
 
 def prepare(s: PrepareSettings, log=print) -> dict:
@@ -26,16 +26,18 @@ def prepare(s: PrepareSettings, log=print) -> dict:
     funnel = Funnel()
     from tqdm.auto import tqdm
 
-    rows = tqdm(read_source(s.source), desc="reading", unit="row", file=sys.stderr, mininterval=1.0)
+    rows = tqdm(read_source(s.source, s.hub_config, s.hub_split), desc="reading", unit="row", file=sys.stderr, mininterval=1.0)
     items = curate(rows, s, funnel)
     rows.close()
     if not items:
+        hints = "".join(f"\n  {h}" for h in funnel.hints())
         raise DataError(f"no item survived curation ({funnel.read} rows read; dropped: "
-                        f"{', '.join(f'{n} {r}' for r, n in funnel.dropped.most_common())})")
+                        f"{', '.join(f'{n} {r}' for r, n in funnel.dropped.most_common())}){hints}")
     tokenizer = load_tokenizer(s.base_model)
     tokens = cut_to_tokens(items, tokenizer, s.max_tokens)
     for it, n in zip(items, tokens):
         it["tokens"] = n
+    items = dedupe_prompts(items, funnel)
     after_dedupe = len(items)
     if s.balance:
         items = balance(items, s.balance_cap, s.seed, s.min_price, s.max_price)
@@ -89,13 +91,18 @@ def add_prepare_arguments(p) -> None:
                    help=f"With --balance: items per band at most (default {d.balance_cap}; {BANDS} bands).")
     p.add_argument("--base-model", default=d.base_model, help=f"Tokenizer for the cut (default {d.base_model}).")
     p.add_argument("--limit", type=int, help="Stop after N kept items (a quick look at a huge catalog).")
+    p.add_argument("--hub-config", metavar="NAME",
+                   help="A Hub dataset's configuration (e.g. raw_meta_Appliances for McAuley-Lab/Amazon-Reviews-2023).")
+    p.add_argument("--hub-split", default=d.hub_split, metavar="NAME",
+                   help=f"A Hub dataset's split to read (default {d.hub_split}; Amazon-Reviews-2023's is 'full').")
 
 
 def prepare_cli(ns) -> int:
     s = PrepareSettings(source=ns.source, out=ns.out, price_column=ns.price_column, text_columns=ns.text_columns,
                         seed=ns.seed, val=ns.val, test=ns.test, min_price=ns.min_price, max_price=ns.max_price,
                         min_chars=ns.min_chars, max_tokens=ns.max_tokens, balance=ns.balance,
-                        balance_cap=ns.balance_cap, base_model=ns.base_model, limit=ns.limit)
+                        balance_cap=ns.balance_cap, base_model=ns.base_model, limit=ns.limit,
+                        hub_config=ns.hub_config, hub_split=ns.hub_split)
     record = prepare(s)
     f = record["funnel"]
     print(f"read {f['read']:,} rows, kept {f['kept']:,}: train {f['splits']['train']:,}, val {f['splits']['val']:,}, "

@@ -3,36 +3,39 @@
     POST /price        {"description": "..."}        -> {"price": 64.0}
                        {"descriptions": ["...", ...]} -> {"prices": [64.0, null], "errors": [null, "why"]}
     POST /price/file   {"format": "csv"|"jsonl", "content": "..."} -> the same rows with a price column
-    GET  /health       200 when the worker runs, 503 (with the reason) when it does not
+    GET  /health       200 when the worker runs and its batches succeed, 503 (with the reason) otherwise
     GET  /metrics      Prometheus text: requests by status, latency, batch sizes, queue depth
     GET  /             the web page;  GET /docs: the OpenAPI docs
 
 Bodies are read by the app itself, whatever their Content-Type (so `curl -d` works), with a size
-limit and a deadline for the body to arrive; every request has a deadline for its price (504 past
-it); a full queue answers 503 with Retry-After. With an API key, /price, /price/file and /metrics
-need `Authorization: Bearer <key>`, compared in constant time.
+limit and one deadline for the whole body; every request has one deadline for its prices (504 past
+it), however many model batches they take; a full queue answers 503 with Retry-After. With an API
+key, /price, /price/file and /metrics need `Authorization: Bearer <key>`, compared in constant time.
+Without one, `allowed_hosts` (set by `pricetune serve` on loopback) refuses requests whose Host header
+names another machine, so a web page elsewhere cannot reach the API through DNS rebinding.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import hmac
-import io
-import json
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .batcher import Batcher, DeadlinePassed, Overloaded, WorkerDown
+from .. import intervals
+from .batcher import Batcher, DeadlinePassed, Overloaded, WorkerDown, where_raised
+from .files import MAX_FILE_ROWS, read_table, row_text, write_table
 from .page import render
 
 MAX_ITEMS = 1024
-MAX_FILE_ROWS = 5000
 RETRY_AFTER_S = 1
+# asyncio.wait_for raises asyncio.TimeoutError, the builtin TimeoutError only from Python 3.11 on
+WAIT_TIMEOUT = (asyncio.TimeoutError, TimeoutError)
 
 
 class PriceRequest(BaseModel):
@@ -42,6 +45,9 @@ class PriceRequest(BaseModel):
     description: str | None = Field(None, description="One item's text, or a full prompt ending in 'Price is $'.")
     descriptions: list[str] | None = Field(None, min_length=1, max_length=MAX_ITEMS,
                                            description=f"1 to {MAX_ITEMS} item texts.")
+    interval: float | None = Field(None, gt=0, lt=1, description="Also a range holding the true price for this "
+                                   "share of items (e.g. 0.8): 'low' and 'high' beside 'price'. Needs a calibrated "
+                                   "model (`pricetune calibrate`).")
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -58,15 +64,19 @@ class PriceRequest(BaseModel):
 
 class PriceReply(BaseModel):
     price: float | None = Field(None, description="The price; null when this item could not be priced.")
+    low: float | None = Field(None, description="With 'interval': the range's low end.")
+    high: float | None = Field(None, description="With 'interval': the range's high end (null: no limit).")
     error: str | None = Field(None, description="Why there is no price, when there is none.")
     prices: list[float | None] | None = None
+    lows: list[float | None] | None = None
+    highs: list[float | None] | None = None
     errors: list[str | None] | None = None
 
 
 class FileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: str = Field(..., pattern="^(csv|jsonl)$")
-    content: str
+    content: str = Field(..., description=f"The file's text, at most {MAX_FILE_ROWS} rows.")
 
 
 class FileReply(BaseModel):
@@ -89,210 +99,262 @@ class Metrics:
                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
         self.batch = Histogram("pricetune_batch_items", "Descriptions priced per model batch",
                                registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-        self.queue = Gauge("pricetune_queue_depth", "Jobs waiting for the model", registry=self.registry)
+        self.queue = Gauge("pricetune_queue_depth", "Descriptions waiting for the model", registry=self.registry)
+
+
+@dataclass
+class Service:
+    """What the handlers share: the pricer, its limits, the metrics, and (while running) the batcher."""
+
+    pricer: object
+    label: str
+    api_key: str | None = None
+    batch_size: int = 16
+    max_wait_ms: float = 10.0
+    max_queue: int = 8192  # descriptions
+    request_timeout_s: float = 30.0
+    body_timeout_s: float = 10.0
+    max_body: int = 1 << 20
+    allowed_hosts: tuple[str, ...] | None = None  # None: any Host header
+    metrics: Metrics | None = None
+    batcher: Batcher | None = None
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+# ------------------------------------------------------------------------------------------------
+# Request plumbing
+
+
+def authorised(request: Request) -> None:
+    key = service_of(request).api_key
+    if key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.encode()):
+        raise HTTPException(401, "missing or wrong API key (send Authorization: Bearer <key>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def host_allowed(host_header: str, allowed: tuple[str, ...]) -> bool:
+    """The Host header's name (without its port; an IPv6 literal keeps its brackets) is one of `allowed`."""
+    host = host_header.strip().lower()
+    name = host[:host.index("]") + 1] if host.startswith("[") and "]" in host else host.split(":", 1)[0]
+    return name in allowed
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body, within the size limit and one deadline for all of it."""
+    svc = service_of(request)
+    length = request.headers.get("content-length")
+    if length is not None and int(length) > svc.max_body:  # h11 has already refused a garbled length
+        raise HTTPException(413, f"body over {svc.max_body} bytes")
+    chunks, size = [], 0
+    deadline = time.monotonic() + svc.body_timeout_s
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - time.monotonic()))
+        except StopAsyncIteration:
+            break
+        except WAIT_TIMEOUT:
+            raise HTTPException(408, f"the request body did not arrive within {svc.body_timeout_s:g} s") from None
+        size += len(chunk)
+        if size > svc.max_body:
+            raise HTTPException(413, f"body over {svc.max_body} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(model, body: bytes):
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg'].removeprefix('Value error, ')}"
+                             for err in e.errors())
+        raise HTTPException(400, problems) from None
+
+
+async def price_texts(request: Request, texts: list[str]) -> list[tuple[float | None, str | None]]:
+    """One outcome per text, under the request's one deadline; a client that leaves cancels its job."""
+    svc = service_of(request)
+    deadline = time.monotonic() + svc.request_timeout_s
+    late = HTTPException(504, f"no price within {svc.request_timeout_s:g} s")
+    try:
+        future = svc.batcher.submit(texts, deadline)
+    except Overloaded:
+        raise HTTPException(503, "the service is at capacity; retry shortly",
+                            headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    except WorkerDown as e:
+        raise HTTPException(503, str(e)) from None
+    waiting = asyncio.wrap_future(future)
+    try:
+        while True:  # wait, checking now and then whether the client is still there
+            try:
+                return await asyncio.wait_for(asyncio.shield(waiting), min(0.25, max(0.0, deadline - time.monotonic())))
+            except WAIT_TIMEOUT:
+                if time.monotonic() >= deadline:
+                    raise late from None
+                if await request.is_disconnected():
+                    raise HTTPException(499, "client closed the request") from None
+    except DeadlinePassed:
+        raise late from None
+    except WorkerDown as e:
+        raise HTTPException(503, str(e)) from None
+    finally:
+        future.cancel()  # a no-op once priced; otherwise its remaining descriptions are never priced
+
+
+# ------------------------------------------------------------------------------------------------
+# Handlers
+
+router = APIRouter()
+
+
+def body_schema(model) -> dict:
+    """The request schema for /docs: the handlers read their bodies themselves (any Content-Type)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def calibration_of(svc: Service) -> dict | None:
+    return getattr(svc.pricer, "calibration", None)
+
+
+def ranges_for(svc: Service, prices: list[float | None], coverage: float) -> tuple[list, list]:
+    """(lows, highs) at `coverage`; a 400 that says how to calibrate when the model is not."""
+    calibration = calibration_of(svc)
+    if calibration is None:
+        raise HTTPException(400, "this model has no calibration, so no price ranges: run `pricetune calibrate` on "
+                            "it and restart the service")
+    found = [intervals.interval(p, calibration, coverage) for p in prices]
+    # JSON has no infinity: an unbounded high end is null
+    return ([r[0] if r else None for r in found],
+            [r[1] if r and r[1] != float("inf") else None for r in found])
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page(request: Request):
+    svc = service_of(request)
+    return render(svc.label, svc.api_key is not None, ranges=calibration_of(svc) is not None)
+
+
+@router.get("/health")
+async def health(request: Request):
+    svc = service_of(request)
+    batcher = svc.batcher
+    body = {"model": svc.label, "batches": batcher.batches, "queue": batcher.depth,
+            "ranges": calibration_of(svc) is not None}
+    if not batcher.alive:
+        return JSONResponse({"status": "down", "error": batcher.error or "the pricing worker is not running",
+                             **body}, status_code=503)
+    if not batcher.healthy:
+        return JSONResponse({"status": "failing", "error": f"the last {batcher.failed_in_a_row} model batches "
+                             "failed (the server log says why)", **body}, status_code=503)
+    return {"status": "ok", **body}
+
+
+@router.get("/metrics", dependencies=[Depends(authorised)], include_in_schema=False)
+async def prometheus(request: Request):
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(service_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/price", response_model=PriceReply, response_model_exclude_unset=True,
+             dependencies=[Depends(authorised)], openapi_extra=body_schema(PriceRequest))
+async def price(request: Request):
+    start = time.perf_counter()
+    req = parse(PriceRequest, await read_body(request))
+    svc = service_of(request)
+    if req.interval is not None:
+        ranges_for(svc, [], req.interval)  # an uncalibrated model: refused before the model works
+    outcomes = await price_texts(request, req.texts)
+    svc.metrics.latency.labels("/price").observe(time.perf_counter() - start)
+    prices, errors = [p for p, _ in outcomes], [e for _, e in outcomes]
+    extra = {}
+    if req.interval is not None:
+        lows, highs = ranges_for(svc, prices, req.interval)
+        extra = dict(low=lows[0], high=highs[0]) if req.description is not None else dict(lows=lows, highs=highs)
+    if req.description is not None:
+        return PriceReply(price=prices[0], error=errors[0], **extra) if prices[0] is None \
+            else PriceReply(price=prices[0], **extra)
+    if any(errors):
+        return PriceReply(prices=prices, errors=errors, **extra)
+    return PriceReply(prices=prices, **extra)
+
+
+@router.post("/price/file", response_model=FileReply, dependencies=[Depends(authorised)],
+             openapi_extra=body_schema(FileRequest))
+async def price_file(request: Request):
+    start = time.perf_counter()
+    req = parse(FileRequest, await read_body(request))
+    try:
+        rows, columns, problems = read_table(req.format, req.content)
+    except ValueError as e:
+        raise HTTPException(400, str(e)) from None
+    outcomes: list[tuple[float | None, str | None]] = [(None, problems.get(i, "empty description"))
+                                                       for i in range(len(rows))]
+    texts = [row_text(r) if i not in problems else "" for i, r in enumerate(rows)]
+    todo = [i for i, t in enumerate(texts) if t]
+    if todo:  # one job: one deadline for the whole file
+        for i, outcome in zip(todo, await price_texts(request, [texts[i] for i in todo])):
+            outcomes[i] = outcome
+    service_of(request).metrics.latency.labels("/price/file").observe(time.perf_counter() - start)
+    return FileReply(content=write_table(req.format, rows, columns, outcomes),
+                     priced=sum(p is not None for p, _ in outcomes), failed=sum(p is None for p, _ in outcomes))
+
+
+# ------------------------------------------------------------------------------------------------
+# The app
+
+KNOWN_PATHS = {"/", "/price", "/price/file", "/health", "/metrics"}
+
+
+async def guard_and_count(request: Request, call_next):
+    """Refuse a foreign Host header, count every answer by path and status, 500s included."""
+    import logging
+
+    svc = service_of(request)
+    path = request.url.path if request.url.path in KNOWN_PATHS else "other"
+    if svc.allowed_hosts is not None and not host_allowed(request.headers.get("host", ""), svc.allowed_hosts):
+        response = JSONResponse({"detail": "this service answers only requests addressed to this machine "
+                                 f"({', '.join(svc.allowed_hosts)})"}, status_code=421)
+    else:
+        try:
+            response = await call_next(request)
+        except Exception as e:  # answered, counted and logged (without the request's text)
+            logging.getLogger("pricetune.serving").error("%s %s failed: %s", request.method, path, where_raised(e))
+            response = JSONResponse({"detail": "internal error (the server log says where)"}, status_code=500)
+    svc.metrics.requests.labels(path, str(response.status_code)).inc()
+    return response
 
 
 def create_app(pricer, label: str, api_key: str | None = None, batch_size: int = 16, max_wait_ms: float = 10.0,
-               max_queue: int = 64, request_timeout_s: float = 30.0, body_timeout_s: float = 10.0,
-               max_body: int = 1 << 20, cors_origins: list[str] | None = None) -> FastAPI:
+               max_queue: int = 8192, request_timeout_s: float = 30.0, body_timeout_s: float = 10.0,
+               max_body: int = 1 << 20, cors_origins: list[str] | None = None,
+               allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
     """The app around `pricer` (anything with `price_items(texts) -> list[float | None]`)."""
-    metrics = Metrics()
+    svc = Service(pricer, label, api_key, batch_size, max_wait_ms, max_queue, request_timeout_s, body_timeout_s,
+                  max_body, allowed_hosts, Metrics())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.batcher = Batcher(pricer, batch_size, max_wait_ms, max_queue, on_batch=metrics.batch.observe)
+        svc.batcher = Batcher(pricer, batch_size, max_wait_ms, max_queue, on_batch=svc.metrics.batch.observe)
         yield
         # uvicorn has stopped accepting and finished the requests in flight: drain and stop the worker
-        await asyncio.to_thread(app.state.batcher.stop)
+        await asyncio.to_thread(svc.batcher.stop)
 
     app = FastAPI(title="pricetune", summary="Prices products from their descriptions.", lifespan=lifespan,
                   version="1")
-    metrics.queue.set_function(lambda: app.state.batcher.depth if hasattr(app.state, "batcher") else 0)
-    app.state.metrics = metrics
+    app.state.service = svc
+    svc.metrics.queue.set_function(lambda: svc.batcher.depth if svc.batcher else 0)
+    app.middleware("http")(guard_and_count)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
-
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        path = request.url.path if request.url.path in {"/", "/price", "/price/file", "/health", "/metrics"} \
-            else "other"
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        return response
-
-    def authorised(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key (send Authorization: Bearer <key>)",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    async def read_body(request: Request) -> bytes:
-        length = request.headers.get("content-length")
-        if length is not None and int(length) > max_body:  # h11 has already refused a garbled length
-            raise HTTPException(413, f"body over {max_body} bytes")
-        chunks, size = [], 0
-        stream = request.stream().__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(stream.__anext__(), body_timeout_s)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise HTTPException(408, f"the request body did not arrive within {body_timeout_s:g} s") from None
-            size += len(chunk)
-            if size > max_body:
-                raise HTTPException(413, f"body over {max_body} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def parse(model, body: bytes):
-        try:
-            return model.model_validate_json(body)
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg'].removeprefix('Value error, ')}"
-                                 for err in e.errors())
-            raise HTTPException(400, problems) from None
-
-    async def price_texts(request: Request, texts: list[str]) -> list[tuple[float | None, str | None]]:
-        batcher: Batcher = request.app.state.batcher
-        try:
-            future = batcher.submit(texts, request_timeout_s)
-        except Overloaded:
-            raise HTTPException(503, "the service is at capacity; retry shortly",
-                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        except WorkerDown as e:
-            raise HTTPException(503, str(e)) from None
-        waiting = asyncio.wrap_future(future)
-        deadline = time.monotonic() + request_timeout_s
-        while True:  # wait, checking now and then whether the client is still there
-            try:
-                return await asyncio.wait_for(asyncio.shield(waiting), min(0.25, max(0.0, deadline - time.monotonic())))
-            except TimeoutError:
-                if time.monotonic() >= deadline:
-                    future.cancel()
-                    raise HTTPException(504, f"no price within {request_timeout_s:g} s") from None
-                if await request.is_disconnected():
-                    future.cancel()  # dropped before it costs model time, if it has not started
-                    raise HTTPException(499, "client closed the request") from None
-            except DeadlinePassed:
-                raise HTTPException(504, f"no price within {request_timeout_s:g} s") from None
-            except WorkerDown as e:
-                raise HTTPException(503, str(e)) from None
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page():
-        return render(label, api_key is not None)
-
-    @app.get("/health")
-    async def health(request: Request):
-        batcher: Batcher = request.app.state.batcher
-        body = {"model": label, "batches": batcher.batches, "queue": batcher.depth}
-        if not batcher.alive:
-            return JSONResponse({"status": "down", "error": batcher.error or "the pricing worker is not running",
-                                 **body}, status_code=503)
-        return {"status": "ok", **body}
-
-    @app.get("/metrics", dependencies=[Depends(authorised)], include_in_schema=False)
-    async def prometheus():
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/price", response_model=PriceReply, response_model_exclude_unset=True,
-              dependencies=[Depends(authorised)],
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": PriceRequest.model_json_schema()}}}})
-    async def price(request: Request):
-        start = time.perf_counter()
-        req = parse(PriceRequest, await read_body(request))
-        outcomes = await price_texts(request, req.texts)
-        metrics.latency.labels("/price").observe(time.perf_counter() - start)
-        if req.description is not None:
-            value, error = outcomes[0]
-            return PriceReply(price=value, error=error) if value is None else PriceReply(price=value)
-        errors = [e for _, e in outcomes]
-        if any(errors):
-            return PriceReply(prices=[p for p, _ in outcomes], errors=errors)
-        return PriceReply(prices=[p for p, _ in outcomes])
-
-    @app.post("/price/file", response_model=FileReply, dependencies=[Depends(authorised)],
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": FileRequest.model_json_schema()}}}})
-    async def price_file(request: Request):
-        start = time.perf_counter()
-        req = parse(FileRequest, await read_body(request))
-        rows, columns = read_table(req.format, req.content)
-        texts = [row_text(r) for r in rows]
-        outcomes: list[tuple[float | None, str | None]] = [(None, "empty description")] * len(rows)
-        todo = [i for i, t in enumerate(texts) if t]
-        for s in range(0, len(todo), MAX_ITEMS):
-            chunk = todo[s:s + MAX_ITEMS]
-            for i, outcome in zip(chunk, await price_texts(request, [texts[i] for i in chunk])):
-                outcomes[i] = outcome
-        metrics.latency.labels("/price/file").observe(time.perf_counter() - start)
-        return FileReply(content=write_table(req.format, rows, columns, outcomes),
-                         priced=sum(p is not None for p, _ in outcomes),
-                         failed=sum(p is None for p, _ in outcomes))
-
+    app.include_router(router)
     return app
-
-
-# ------------------------------------------------------------------------------------------------
-# Files of descriptions
-
-
-TEXT_FIELDS = ("description", "prompt", "text")
-
-
-def read_table(fmt: str, content: str) -> tuple[list[dict], list[str]]:
-    """Rows of a CSV or JSONL upload, and the CSV's columns in order."""
-    if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(content))
-        rows = list(reader)
-        columns = list(reader.fieldnames or [])
-        if not any(c in columns for c in TEXT_FIELDS):
-            raise HTTPException(400, f"the CSV needs a column named one of {', '.join(TEXT_FIELDS)} "
-                                f"(found: {', '.join(columns) or 'none'})")
-    else:
-        rows, columns = [], []
-        for n, line in enumerate(content.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HTTPException(400, f"line {n}: not JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise HTTPException(400, f"line {n}: each line must be a JSON object")
-            rows.append(row)
-    if not rows:
-        raise HTTPException(400, "the file holds no rows")
-    if len(rows) > MAX_FILE_ROWS:
-        raise HTTPException(413, f"at most {MAX_FILE_ROWS} rows per file (got {len(rows)})")
-    return rows, columns
-
-
-def row_text(row: dict) -> str:
-    for key in TEXT_FIELDS:
-        value = row.get(key)
-        if isinstance(value, str) and value.strip():
-            return value
-    return ""
-
-
-def write_table(fmt: str, rows: list[dict], columns: list[str], outcomes) -> str:
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns + [c for c in ("price", "error") if c not in columns])
-        writer.writeheader()
-        for row, (price, error) in zip(rows, outcomes):
-            writer.writerow({**row, "price": "" if price is None else f"{price:.2f}", "error": error or ""})
-        return out.getvalue()
-    return "".join(json.dumps({**row, "price": price, **({"error": error} if error else {})}) + "\n"
-                   for row, (price, error) in zip(rows, outcomes))

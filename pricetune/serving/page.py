@@ -41,6 +41,7 @@ item could not be priced).</p>
 </section>
 <script>
 const needsKey = __NEEDS_KEY__;
+const RANGES = __RANGES__;
 if (needsKey) document.getElementById('keybox').hidden = false;
 function headers() {
   const h = {'Content-Type': 'application/json'};
@@ -61,9 +62,16 @@ document.getElementById('one').addEventListener('submit', async (ev) => {
   const out = document.getElementById('price'), why = document.getElementById('why');
   out.className = ''; out.textContent = '…'; why.textContent = '';
   try {
-    const body = await call('/price', {description: document.getElementById('description').value});
+    const ask = {description: document.getElementById('description').value};
+    if (RANGES) ask.interval = 0.8;
+    const body = await call('/price', ask);
     if (body.price === null) { out.className = 'error'; out.textContent = 'no price'; why.textContent = body.error || ''; }
-    else out.textContent = money(body.price);
+    else {
+      out.textContent = money(body.price);
+      if (body.low !== undefined && body.low !== null)
+        why.textContent = '80% range: ' + money(body.low) + ' to ' + (body.high === null ? 'no limit' : money(body.high))
+          + ' (it held the true price for 80% of validation items)';
+    }
   } catch (e) { out.className = 'error'; out.textContent = 'error'; why.textContent = e.message; }
 });
 document.getElementById('gofile').addEventListener('click', async () => {
@@ -87,8 +95,10 @@ document.getElementById('gofile').addEventListener('click', async () => {
 """
 
 
-def render(model: str, needs_key: bool) -> str:
+def render(model: str, needs_key: bool, ranges: bool = False) -> str:
+    """The page; `ranges`: the model is calibrated, so the page asks for an 80% range with each price."""
     import html
     import json
 
-    return PAGE.replace("__MODEL__", html.escape(model)).replace("__NEEDS_KEY__", json.dumps(needs_key))
+    return (PAGE.replace("__MODEL__", html.escape(model)).replace("__NEEDS_KEY__", json.dumps(needs_key))
+            .replace("__RANGES__", json.dumps(ranges)))

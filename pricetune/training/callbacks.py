@@ -62,6 +62,17 @@ class MetricsLogger(TrainerCallback):
     def __init__(self, path: Path):
         self.path = path
 
+    def drop_after(self, step: int) -> None:
+        """On resuming from checkpoint `step`: the records of the steps after it (logged before the
+        interruption, and about to be logged again) leave the file, so no step appears twice."""
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").split("\n")
+        kept = [l for l in lines if l.strip() and json.loads(l).get("step", 0) <= step]
+        staged = self.path.with_suffix(".partial")
+        staged.write_text("".join(l + "\n" for l in kept), encoding="utf-8")
+        os.replace(staged, self.path)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
             record = {"step": state.global_step, "epoch": state.epoch, **logs}

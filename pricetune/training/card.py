@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import RunConfig, public_value
 
 
 def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
+    """The card is pushed with the adapter: it names the base and data as `public_config` does (a local
+    path only by its last part) and the run by its name, never by a folder of this machine."""
+    base, data = public_value(cfg.base_model), public_value(cfg.dataset)
+    repo = cfg.hub_model_id or f"{cfg.hub_user or 'HF_USER'}/{cfg.run_name}"
     hp = {k: getattr(cfg, k) for k in (
         "objective", "quantization", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers",
         "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler",
@@ -37,21 +41,21 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
                  "training items (TF-IDF cosine); `neighbours.json` holds those items, and pricetune looks every new "
                  "item up in them, so the file must travel with the adapter." if cfg.neighbours else "")
     card = f"""---
-base_model: {cfg.base_model}
+base_model: {base}
 library_name: peft
 tags: [pricetune, lora, price-prediction]
 ---
 # {cfg.run_name}
 
 A LoRA adapter that prices products from their descriptions, trained with
-[pricetune](https://github.com/) from `{cfg.base_model}` on `{cfg.dataset}`.
+pricetune from `{base}` on `{data}`.
 
 Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $"; {how}{looked_up}
 
 | | |
 |---|---|
-| base model | {cfg.base_model} ({cfg.quantization}) |
-| dataset | {cfg.dataset} ({rows_used}) |
+| base model | {base} ({cfg.quantization}) |
+| dataset | {data} ({rows_used}) |
 | steps | {summary['steps']} |
 | validation loss before training | {_fmt(summary['initial_eval_loss'])} |
 | validation loss after training | {_fmt(summary['final_eval_loss'])} |
@@ -64,8 +68,8 @@ Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $
 
 ## Use
 ```bash
-pricetune predict --run {run_dir} "Title: ...\\nCategory: ...\\nDescription: ..."
-pricetune evaluate {run_dir}
+pricetune predict --adapter {repo} "Title: ...\\nCategory: ...\\nDescription: ..."
+pricetune evaluate {repo} --dataset DATA   # DATA: a folder of train/val/test.jsonl in the same format
 ```
 """
     (run_dir / "README.md").write_text(card, encoding="utf-8")

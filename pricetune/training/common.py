@@ -230,3 +230,15 @@ def shared_args(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_
         use_cpu=device == "cpu",
         disable_tqdm=False,
     )
+
+
+def resolve_fast(cfg, device: str) -> tuple[bool, bool, str]:
+    """(fast path on, compile on, why): the fast path and compiling were measured on CPUs only, so on
+    another device they stay off unless the config asks for the fast path itself (`fast: true`)."""
+    if cfg.fast is not None:
+        return cfg.fast, cfg.torch_compile, "as the config sets it"
+    if device == "cpu":
+        return True, cfg.torch_compile, "auto: measured on CPUs (docs/PERFORMANCE.md)"
+    return False, False, (f"auto: not yet measured on {device}, so TRL's stock loss and layers, not compiled "
+                          "(--fast turns the fast path and the config's compiling on)")
+

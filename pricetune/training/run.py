@@ -42,7 +42,8 @@ from ..regression import (
 from .callbacks import GracefulStop, MetricsLogger, OpeningLoss, ValTime
 from .card import write_model_card
 from .common import (
-    check_compiler, compile_layers, compile_notice, find_checkpoint, keep_compile_cache_in, resolve_optim,
+    check_compiler, compile_layers, compile_notice, find_checkpoint, keep_compile_cache_in, resolve_fast,
+    resolve_optim,
 )
 from .generate import PricetuneTrainer, build_sft_config
 from .regress import RegressionTrainer, build_regress_args, peft_for_training
@@ -69,6 +70,8 @@ def oom_advice(cfg: RunConfig) -> str:
 def plan(cfg: RunConfig) -> str:
     """What `train` would do, without loading anything heavy."""
     device = detect_device()
+    fast, compiling_on, why = resolve_fast(cfg, device)
+    cfg = cfg.model_copy(update=dict(fast=fast, torch_compile=compiling_on))
     precision = pick_precision(cfg.precision)
     optim, notice = resolve_optim(cfg.optim, device)
     push = "yes, to " + (cfg.hub_model_id or f"<HF_USER>/{cfg.run_name}") + (
@@ -100,6 +103,7 @@ def plan(cfg: RunConfig) -> str:
         f"batch:     global {per_device * accum * world} = {per_device} per device x {accum} accumulation step(s)"
         f" x {world} process(es)",
         f"outputs:   {cfg.run_dir}/ (adapter, config.yaml, metrics.jsonl, summary.json, checkpoints)",
+        f"path:      {'fast' if fast and not sharded else 'stock'} ({why})",
         f"push:      {push}",
     ]
     if notice:
@@ -142,8 +146,12 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     drop_mask = fastpath.pop("no_mask", True)
     # 0. Hub login: nothing to do here; huggingface_hub reads HF_TOKEN (or its own login) on demand,
     #    and we never store the token.
-    # 1. precision, device and optimizer
+    # 1. precision, device, the path (fast or stock) and optimizer
     device = detect_device()
+    fast, compiling_on, why = resolve_fast(cfg, device)
+    if cfg.fast is None and device != "cpu":
+        log(f"notice: path: stock ({why})")
+    cfg = cfg.model_copy(update=dict(fast=fast, torch_compile=compiling_on))  # saved resolved, in config.yaml
     precision = pick_precision(cfg.precision)
     _, notice = resolve_optim(cfg.optim, device)
     if notice:
@@ -194,13 +202,17 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     if dist.launched():
         # Rank 0 makes the run directory and tokenizes into its cache; the others read that cache
         run_dir = cfg.run_dir if resuming else dist.on_main(lambda: prepare_run_dir(cfg, overwrite))
-        train_ds = dist.main_first(lambda: cached(run_dir, "train", tokenize, splits["train"], cfg))
-        val_ds = dist.main_first(lambda: cached(run_dir, "val", tokenize, val_rows, cfg)) if val_rows else None
+        train_ds = dist.main_first(lambda: cached(run_dir, "train", tokenize, splits["train"], cfg, scale))
+        val_ds = dist.main_first(lambda: cached(run_dir, "val", tokenize, val_rows, cfg, scale)) if val_rows else None
     else:
         train_ds = tokenize(splits["train"])
         val_ds = tokenize(val_rows) if val_rows else None
         run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
     log(f"run directory: {run_dir}")
+    per_device, _ = dist.split_batch(cfg.batch_size, cfg.grad_accum, dist.world_size())
+    if repeats := dist.repeated_rows(len(train_ds), per_device, dist.world_size()):
+        log(f"notice: each epoch repeats {repeats} of its {len(train_ds)} rows: the last round of micro-batches is "
+            f"filled up so that every one of the {dist.world_size()} processes takes the same steps")
     if index is not None and dist.is_main():
         index.save(run_dir)
     if cfg.torch_compile:
@@ -251,18 +263,24 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     if cfg.torch_compile:  # after the fast path has put its layers in: they are what gets compiled
         compile_layers(trainer.model)
     context = dict(run_dir=run_dir, tokenizer=tokenizer, device=device, precision=precision, bad=bad,
-                   train_rows=len(train_ds), val_rows=len(val_rows))
+                   train_rows=len(train_ds), val_rows=len(val_rows), fast=cfg.fast and not dist.sharded_weights(),
+                   compiled=cfg.torch_compile)
     return trainer, context
 
 
-def cached(run_dir: Path, split: str, tokenize: Callable[[list[dict]], Any], rows: list[dict], cfg: RunConfig):
+def cached(run_dir: Path, split: str, tokenize: Callable[[list[dict]], Any], rows: list[dict], cfg: RunConfig,
+           scale: PriceScale | None = None):
     """Tokenized rows, kept in <run_dir>/.cache/ so that the processes of a launched run tokenize
-    once. The key covers what changes the tokens, so a stale cache is never read."""
+    once. The key covers what changes the tokens or the targets (a regress run's price scale: a
+    resumed run's may differ from the one its first session tokenized with), so a stale cache is never read."""
+    import dataclasses
     import hashlib
 
     from datasets import load_from_disk
 
-    h = hashlib.sha256(json.dumps([cfg.base_model, cfg.objective, cfg.regress_loss, cfg.max_length]).encode())
+    key = [cfg.base_model, cfg.objective, cfg.regress_loss, cfg.max_length,
+           dataclasses.asdict(scale) if scale is not None else None]
+    h = hashlib.sha256(json.dumps(key).encode())
     for r in rows:
         h.update(f"{r['prompt']}\0{r['price']}\0".encode())
     path = run_dir / ".cache" / f"{split}-{h.hexdigest()[:16]}"
@@ -313,6 +331,8 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
         log(f"resuming from {checkpoint}")
     trainer, ctx = prepare_trainer(cfg, log, resuming=checkpoint is not None, overwrite=overwrite)
     run_dir, has_val = ctx["run_dir"], ctx["val_rows"] > 0
+    if checkpoint and main:
+        MetricsLogger(run_dir / "metrics.jsonl").drop_after(int(Path(checkpoint).name.rsplit("-", 1)[-1]))
     stop = GracefulStop()
     trainer.add_callback(stop)
     if cfg.push_to_hub and cfg.hub_strategy == "every_save" and main:
@@ -334,22 +354,32 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
     val_time = ValTime()
     trainer.add_callback(val_time)
     start = time.perf_counter()
+    # The handler stays until the run is written: a signal during the closing evaluation or the save
+    # lets them finish (a second one still exits at once), instead of discarding a finished run
     stop.install()
     try:
-        trainer.train(resume_from_checkpoint=checkpoint)
-    except torch.cuda.OutOfMemoryError:
-        raise PricetuneError(oom_advice(cfg) + f"\n  Checkpoints so far are in {run_dir}.") from None
+        try:
+            trainer.train(resume_from_checkpoint=checkpoint)
+        except torch.cuda.OutOfMemoryError:
+            raise PricetuneError(oom_advice(cfg) + f"\n  Checkpoints so far are in {run_dir}.") from None
+        seconds = time.perf_counter() - start
+        if stop.requested:
+            raise Interrupted(
+                f"stopped on {stop.requested} at step {trainer.state.global_step}; checkpoint saved in {run_dir}.\n"
+                f"  resume with: pricetune train --output-dir {run_dir} --resume"
+            )
+        return _finish(trainer, cfg, ctx, log, seconds, val_time.seconds, opening.loss, pusher, has_val)
     finally:
         stop.uninstall()
-    seconds = time.perf_counter() - start
-    val_seconds = val_time.seconds  # before the closing evaluation, which may add one outside `seconds`
-    if stop.requested:
-        raise Interrupted(
-            f"stopped on {stop.requested} at step {trainer.state.global_step}; checkpoint saved in {run_dir}.\n"
-            f"  resume with: pricetune train --output-dir {run_dir} --resume"
-        )
-    final = closing_eval_loss(trainer) if has_val else None
+
+
+def _finish(trainer, cfg: RunConfig, ctx: dict, log, seconds: float, val_seconds: float, opening_loss, pusher,
+            has_val: bool) -> dict:
+    """Step 7 and the record: the adapter saved (first: nothing after it can lose the run), the closing
+    validation loss, the summary, the card, the push."""
+    run_dir, main = ctx["run_dir"], dist.is_main()
     trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors (rank 0 writes)
+    final = closing_eval_loss(trainer) if has_val else None
     tokens = dist.total(int(trainer._total_train_tokens))  # every process's tokens
     args = trainer.args
     summary = {
@@ -362,7 +392,7 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
         "val_rows": ctx["val_rows"],
         "skipped_rows": dict(ctx["bad"].counts),
         "steps": trainer.state.global_step,
-        "initial_eval_loss": opening.loss,
+        "initial_eval_loss": opening_loss,
         "final_eval_loss": final,
         "train_tokens": tokens,
         "train_seconds": round(seconds, 2),
@@ -374,7 +404,8 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
         "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "precision": ctx["precision"],
         "device": ctx["device"],
-        "fast": cfg.fast,
+        "fast": ctx["fast"],
+        "compiled": ctx["compiled"],
         "objective": cfg.objective,
         "pushed_to": None,
     }

@@ -1,0 +1,135 @@
+"""`pricetune select`: every candidate the members offer, fit and scored on val; the picks by a rule fixed here.
+
+    pricetune select --dataset ../shared/data/amazon-18k --member runs/amazon-18k-regress --member tfidf \
+        --member median --out runs/select-18k
+    pricetune evaluate --ensemble runs/select-18k/pipeline --limit 0    # then test, once, for each pick
+    pricetune evaluate --ensemble runs/select-18k/llm_only --limit 0
+
+Candidates: each member alone, and every set of two or more members (of up to MAX_SUBSETS_OF members
+listed; beyond that, all of them and all the fine-tuned ones) combined by `weights` and, where no
+constant is among them, by `stack`. Each member prices val once; no candidate is left out: one that
+cannot be fit (a stack on too few items) is listed with the reason.
+
+The rule, fixed before any test figure exists: the lowest cross-validated val MAE (5 folds, `cv_repeats`
+random cuts, seed 0; a member alone fits nothing on val, so its val MAE is that figure); ties go to
+the candidate with fewer members, then to the one listed first. Two picks: `pipeline` among all
+candidates, `llm_only` among those made of fine-tuned runs alone (no baseline, no neighbour look-up).
+Each pick is written as an ensemble folder to score on test; select.json has every candidate's figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import PricetuneError
+from .fit import check_members, price_val
+from .members import FITTED, Member, new_folder, refuse_filled
+from .weights import METHODS, cross_validated_mae, fit_combination
+
+MAX_SUBSETS_OF = 6  # members; 2^6 - 7 = 57 sets, each fit 5 x cv_repeats times per method
+RULE = ("lowest cross-validated val MAE (5 folds, {repeats} cuts, seed 0; a member alone: its val MAE); ties: "
+        "fewer members, then the earlier candidate")
+
+
+def candidate_sets(members: list[Member]) -> list[tuple[int, ...]]:
+    """The member sets offered, as index tuples, in a fixed order: singles, then larger sets."""
+    n = len(members)
+    singles = [(i,) for i in range(n)]
+    if n <= MAX_SUBSETS_OF:
+        return singles + [s for k in range(2, n + 1) for s in itertools.combinations(range(n), k)]
+    llm = tuple(i for i, m in enumerate(members) if m.llm_only)
+    return singles + [tuple(range(n))] + ([llm] if len(llm) >= 2 and len(llm) < n else [])
+
+
+def score_candidates(members: list[Member], val: dict, cv_repeats: int) -> list[dict]:
+    """Every candidate's fit and figures on val."""
+    out = []
+    for subset in candidate_sets(members):
+        prices = [val["prices"][i] for i in subset]
+        names = [members[i].spec for i in subset]
+        llm_only = all(members[i].llm_only for i in subset)
+        if len(subset) == 1:
+            mae = val["maes"][subset[0]]
+            out.append(dict(members=list(subset), names=names, method="alone", weights=[1.0], intercept=0.0,
+                            val_mae=mae, val_mae_cv=mae, llm_only=llm_only))
+            continue
+        for method in METHODS:
+            row = dict(members=list(subset), names=names, method=method, llm_only=llm_only)
+            if method == "stack" and any(members[i].spec in ("median", "mean") for i in subset):
+                continue  # a stack's intercept is the constant: not offered, as `ensemble` refuses it
+            try:
+                weights, intercept, mae = fit_combination(val["truths"], prices, method)
+                cv = cross_validated_mae(val["truths"], prices, method, repeats=cv_repeats)
+                row.update(weights=weights, intercept=intercept, val_mae=mae, val_mae_cv=cv)
+            except ValueError as e:
+                row.update(skipped=str(e))
+            out.append(row)
+    return out
+
+
+def pick(candidates: list[dict], llm_only: bool = False) -> dict | None:
+    """The rule: lowest cross-validated val MAE, then fewer members, then the earlier candidate."""
+    pool = [c for c in candidates if "skipped" not in c and (c["llm_only"] or not llm_only)]
+    if not pool:
+        return None
+    return min(pool, key=lambda c: (round(c["val_mae_cv"], 6), len(c["members"]), candidates.index(c)))
+
+
+def write_pick(folder: Path, source: Path, dataset: str, members: list[Member], val: dict, chosen: dict,
+               kind: str) -> None:
+    """The pick as an ensemble folder (`evaluate --ensemble` scores it): its members, weights, and the
+    fitted baselines it needs."""
+    folder.mkdir()
+    chosen_members = [members[i] for i in chosen["members"]]
+    for m in chosen_members:
+        if m.spec in FITTED:
+            shutil.copy2(source / f"{m.spec}.joblib", folder / f"{m.spec}.joblib")
+    record = {
+        "dataset": dataset, "fit_on": f"val split, {val['items']} items", "selected_as": kind,
+        "method": chosen["method"] if chosen["method"] != "alone" else "weights",
+        "combination": METHODS.get(chosen["method"], "one member alone"),
+        "members": [m.describe(folder) for m in chosen_members], "weights": chosen["weights"],
+        "intercept": chosen["intercept"], "member_val_mae": [val["maes"][i] for i in chosen["members"]],
+        "val_mae": chosen["val_mae"], "val_mae_cv": chosen["val_mae_cv"],
+        "constants": {k: v for k, v in val["constants"].items() if k in {m.spec for m in chosen_members}},
+    }
+    (folder / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_repeats: int = 10,
+           train_size: int | None = None) -> dict:
+    """Price val with each member once, score every candidate, write the picks and select.json."""
+    out = Path(out)
+    refuse_filled(out)
+    if not members:
+        raise PricetuneError("select needs at least one --member")
+    if len({m.spec for m in members}) != len(members):
+        raise PricetuneError("a --member is listed twice")
+    if cv_repeats < 1:
+        raise PricetuneError(f"--cv-repeats {cv_repeats}: the rule needs cross-validated figures; give 1 or more")
+    check_members(members)
+    with new_folder(out):
+        val = price_val(dataset, members, out, log, train_size)
+        log(f"fitting and cross-validating the candidates on val ({cv_repeats} cuts into 5 folds)")
+        candidates = score_candidates(members, val, cv_repeats)
+        picks = {}
+        for kind, only in (("pipeline", False), ("llm_only", True)):
+            chosen = pick(candidates, llm_only=only)
+            if chosen is not None:
+                write_pick(out / kind, out, dataset, members, val, chosen, kind)
+                picks[kind] = candidates.index(chosen)
+        record = {"dataset": dataset, "rule": RULE.format(repeats=cv_repeats), "val_items": val["items"],
+                  "classical_train_rows": train_size or "all",
+                  "members": [{**m.describe(out), "val_mae": mae} for m, mae in zip(members, val["maes"])],
+                  "candidates": candidates, "picks": picks}
+        (out / "select.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record
+
+
+def label(candidate: dict) -> str:
+    names = [Path(n).name if n not in ("tfidf", "tfidf-embed", "tfidf-knn", "median", "mean") else n
+             for n in candidate["names"]]
+    return " + ".join(names) + ("" if candidate["method"] == "alone" else f" ({candidate['method']})")

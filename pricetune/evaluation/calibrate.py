@@ -1,0 +1,67 @@
+"""`pricetune calibrate`: price the val split once and save what price ranges need.
+
+    pricetune calibrate runs/<run>                 # -> runs/<run>/calibration.json
+    pricetune calibrate --ensemble runs/pick/pipeline
+
+The ranges are split conformal intervals on log price (`pricetune.intervals`): their promise rests on
+the val items being like new ones, so a run trained on val (a refit) cannot be calibrated there. An
+ensemble's weights were fit on the same val items, which makes its ranges a little narrow; its
+coverage on test (`pricetune evaluate`) says by how much.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import intervals
+from ..errors import PricetuneError
+
+
+def add_calibrate_arguments(p) -> None:
+    p.description = ("Price the val split once and save calibration.json in the run (or ensemble) folder: what "
+                     "`predict --interval`, `Pricer.price(..., interval=0.8)` and `evaluate` need for price ranges.")
+    p.add_argument("run", nargs="?", help="A run directory.")
+    p.add_argument("--ensemble", metavar="DIR", help="An ensemble folder instead.")
+    p.add_argument("--dataset", help="Whose val split (default: the run's or ensemble's dataset).")
+    p.add_argument("--bands", type=int, help="Price bands calibrated apart (default: up to 3, at least 100 val items each).")
+    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
+
+
+def calibrate_cli(ns) -> int:
+    from ..config import load_run_config, refuse_val_of_refit
+    from ..data import load_splits
+    from ..evaluation.ledger import fingerprint
+    from ..inference import Pricer, run_paths
+
+    if bool(ns.run) == bool(ns.ensemble):
+        raise PricetuneError("give a run directory or --ensemble DIR (one of them)")
+    if ns.ensemble:
+        from ..ensemble import Ensemble
+
+        ens = Ensemble.load(ns.ensemble)
+        if ens.train_on_val:
+            raise PricetuneError(f"{ns.ensemble} is a refit: its members trained on val, so val cannot calibrate it")
+        folder, dataset = Path(ns.ensemble), ns.dataset or ens.record["dataset"]
+        pricer = Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size)
+    else:
+        folder = run_paths(ns.run)[0]
+        refuse_val_of_refit(folder, "calibrating its ranges")
+        dataset = ns.dataset or load_run_config(folder).dataset
+        pricer = Pricer.from_run(ns.run, batch_size=ns.batch_size)
+    splits, _ = load_splits(dataset, val_size=10**9, need=("val",))
+    val = splits.get("val") or []
+    if not val:
+        raise PricetuneError(f"dataset {dataset} has no val split: price ranges are calibrated on one")
+    print(f"pricing {len(val)} val items")
+    guesses = pricer.price_items([r["prompt"] for r in val])
+    try:
+        calibration = intervals.fit([r["price"] for r in val], guesses, ns.bands)
+    except ValueError as e:
+        raise PricetuneError(str(e)) from None
+    calibration.update(dataset=dataset, val_fingerprint=fingerprint(val))
+    path = intervals.save(folder, calibration)
+    for c in (0.5, 0.8, 0.9):
+        widths = [intervals.half_width(e, c) for e in calibration["errors"]]
+        print(f"  {c:.0%} range: log(1 + guess) ± {' / '.join(f'{w:.2f}' for w in widths)} (by price band)")
+    print(f"calibration: {path} ({calibration['items']} val items, {len(calibration['errors'])} band(s))")
+    return 0

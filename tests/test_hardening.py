@@ -1,0 +1,217 @@
+"""Defects a review found in training, ensembles, pushes and data; each test failed before its fix."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.conftest import tiny_overrides, train_cli_args, write_jsonl
+
+
+def test_a_checkpoint_push_carries_the_neighbours_and_the_public_config(tmp_path, monkeypatch):
+    from pricetune import hub
+
+    run = tmp_path / "run"
+    (run / "checkpoint-4").mkdir(parents=True)
+    (run / "checkpoint-4" / "adapter_config.json").write_text("{}")
+    (run / "neighbours.json").write_text('{"texts": [], "prices": []}')
+    (run / "config.yaml").write_text(f"dataset: {tmp_path}/secret-folder/data\nbase_model: smollm2-135m\n")
+    pushed = {}
+
+    def fake_push(folder, repo_id, private, token, retries, log):
+        pushed["files"] = sorted(p.name for p in Path(folder).iterdir())
+        pushed["config"] = (Path(folder) / hub.CONFIG_NAME).read_text()
+
+    monkeypatch.setattr(hub, "push_folder", fake_push)
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    cfg = SimpleNamespace(run_name="r", hub_model_id="someone/r", hub_user=None, hub_private=True)
+    pusher = hub.CheckpointPusher(cfg, log=lambda _: None)
+    pusher.on_save(SimpleNamespace(output_dir=str(run)), SimpleNamespace(global_step=4), None)
+    pusher.wait()
+    assert "neighbours.json" in pushed["files"] and "adapter_config.json" in pushed["files"]
+    assert "secret-folder" not in pushed["config"] and str(tmp_path) not in pushed["config"]
+
+
+def test_the_model_card_names_no_local_folder(tmp_path):
+    from pricetune.config import resolve_config
+    from pricetune.training.card import write_model_card
+
+    data = tmp_path / "alice-private" / "catalog"
+    cfg = resolve_config("demo", overrides=dict(dataset=str(data), output_dir=str(tmp_path / "alice-private" / "run")))
+    write_model_card(tmp_path, cfg, dict(train_rows=5, val_rows=2, steps=1, initial_eval_loss=None,
+                                         final_eval_loss=None, precision="fp32", device="cpu"))
+    card = (tmp_path / "README.md").read_text()
+    assert "alice-private" not in card and str(tmp_path) not in card and "<local: catalog>" in card
+
+
+def test_metrics_of_steps_after_the_checkpoint_leave_on_resume(tmp_path):
+    from pricetune.training.callbacks import MetricsLogger
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0 / (s + 1)}) + "\n" for s in range(0, 11)))
+    MetricsLogger(path).drop_after(6)
+    assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == list(range(0, 7))
+
+
+def test_the_tokenized_cache_is_keyed_on_the_price_scale(tmp_path):
+    from pricetune.config import resolve_config
+    from pricetune.regression import PriceScale
+    from pricetune.training.run import cached
+
+    from datasets import Dataset
+
+    cfg = resolve_config("demo", overrides=dict(objective="regress"))
+    rows = [{"prompt": "p", "price": 10.0}]
+
+    def tokenize_with(scale):
+        return lambda rs: Dataset.from_list([{"target": scale.center} for _ in rs])
+
+    before, after = PriceScale(center=1.0, scale=1.0), PriceScale(center=2.5, scale=1.0)  # a probe moved the center
+    assert cached(tmp_path, "train", tokenize_with(before), rows, cfg, before)[0]["target"] == 1.0
+    # a resumed run, with its saved (moved) scale, gets targets standardised with that scale
+    assert cached(tmp_path, "train", tokenize_with(after), rows, cfg, after)[0]["target"] == 2.5
+
+
+# A SIGTERM arrives while the closing validation pass runs (patched in to fire there)
+SIGNAL_IN_FINAL_EVAL = """
+import os, signal, sys
+import pricetune.training.run as run
+real = run.closing_eval_loss
+def closing(trainer):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(trainer)
+run.closing_eval_loss = closing
+from pricetune.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_signal_during_the_closing_evaluation_keeps_the_finished_run(tmp_path, tiny_model_dir, small_dataset_dir):
+    overrides = tiny_overrides(tiny_model_dir, small_dataset_dir, tmp_path / "run", quantization="none",
+                               save_steps=2, eval_steps=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", SIGNAL_IN_FINAL_EVAL, *train_cli_args(overrides)], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["final_eval_loss"] is not None and (tmp_path / "run" / "adapter_model.safetensors").is_file()
+
+
+def test_the_rows_an_epoch_repeats_under_several_processes_are_counted():
+    from pricetune.distributed import repeated_rows
+
+    assert repeated_rows(100, 8, 1) == 0
+    assert repeated_rows(96, 8, 2) == 0  # 6 rounds of 2 x 8
+    assert repeated_rows(100, 8, 2) == 12  # the 7th round of 16 holds 4 new rows and 12 from the start
+
+
+def test_a_training_row_never_sees_its_exact_twins_price():
+    from pricetune.data.neighbours import NeighbourIndex
+
+    rows = [{"prompt": f"What does this cost to the nearest dollar?\n\nTitle: {t}\n\nPrice is $", "price": p}
+            for t, p in [("red kettle steel", 10.0), ("red kettle steel", 99.0), ("red kettle iron", 20.0),
+                         ("blue mug", 5.0), ("green lamp", 40.0)]]
+    index = NeighbourIndex.build(rows, 1)
+    found = index.neighbours([index.texts[i] for i in range(5)], exclude_self=True)
+    assert found[0] == [2] and found[1] == [2]  # not each other: the same text, the other's price
+    # a new item that matches a training item may see it: that is a lookup, not a leak
+    assert index.neighbours(["red kettle steel"])[0][0] in (0, 1)
+
+
+def test_train_help_says_which_defaults_belong_to_the_demo_data(capsys):
+    from pricetune.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("1920 on the demo data; all rows with another --dataset",
+                  "64 on the demo data; 500 with another --dataset", "64 on the demo data; 128 with another --dataset"):
+        assert shown in text
+
+
+def test_a_refusal_of_every_row_names_the_option_that_keeps_them(tmp_path):
+    from pricetune.errors import DataError
+    from pricetune.prepare import PrepareSettings, prepare
+
+    rows = [{"price": 10 + i, "title": f"house {i}", "city": "Abilene"} for i in range(30)]  # "Title: house 0": 14 chars
+    src = write_jsonl(tmp_path / "catalog.jsonl", rows)
+    with pytest.raises(DataError) as err:
+        prepare(PrepareSettings(str(src), str(tmp_path / "out")), log=lambda _: None)
+    assert "--min-chars 14 keeps every item" in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_two_items_the_token_cut_makes_one_prompt_are_one_item(tmp_path):
+    from pricetune.prepare import Funnel, dedupe_prompts
+
+    funnel = Funnel()
+    items = [{"text": "Title: A kettle", "price": 10.0, "where": "a:1"},
+             {"text": "title: a kettle", "price": 12.0, "where": "a:2"}, {"text": "Title: A mug", "price": 5.0}]
+    assert [it["price"] for it in dedupe_prompts(items, funnel)] == [10.0, 5.0]
+    assert funnel.dropped["duplicate after the token cut"] == 1
+
+
+def test_a_hub_dataset_takes_its_configuration_and_split(monkeypatch):
+    import datasets
+
+    from pricetune.cli import build_parser
+    from pricetune.prepare import read_source
+
+    asked = {}
+
+    def fake_load(path, name=None, split=None, streaming=False, **kw):
+        asked.update(path=path, name=name, split=split, streaming=streaming)
+        return iter([{"title": "a kettle", "price": 12.0}])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr("pricetune.data.hub_offline", lambda: False)
+    # docs/DATA.md's example, as the command line parses it
+    parser, _ = build_parser()
+    ns = parser.parse_args(["prepare", "McAuley-Lab/Amazon-Reviews-2023", "--hub-config", "raw_meta_Appliances",
+                            "--hub-split", "full", "--out", "data/appliances"])
+    rows = list(read_source(ns.source, ns.hub_config, ns.hub_split))
+    assert asked == dict(path="McAuley-Lab/Amazon-Reviews-2023", name="raw_meta_Appliances", split="full",
+                         streaming=True)
+    assert rows[0][1]["title"] == "a kettle"
+
+
+def test_readers_take_a_byte_order_mark_and_keep_u2028_inside_a_field(tmp_path):
+    from pricetune.data.rows import read_rows
+
+    prompt = "What does this cost to the nearest dollar?\\n\\nTitle: a\u2028b\\n\\nPrice is $"
+    csv_file = tmp_path / "train.csv"
+    csv_file.write_bytes(("\ufeffprompt,completion\n" + f'"{prompt}",12.00\n').encode("utf-8").replace(b"\\n", b"\n"))
+    rows = read_rows(csv_file)
+    assert len(rows) == 1 and rows[0]["price"] == 12.0 and "a\u2028b" in rows[0]["prompt"]
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + json.dumps({"prompt": prompt.replace("\\n", "\n"), "completion": "3.00"},
+                                                   ensure_ascii=False).encode("utf-8") + b"\n")
+    assert read_rows(jsonl)[0]["price"] == 3.0
+
+
+def test_the_fast_path_and_compiling_stay_off_where_they_were_never_measured():
+    from pricetune.config import resolve_config
+    from pricetune.training.common import resolve_fast
+
+    auto = resolve_config("demo", overrides=dict(torch_compile=True))
+    assert resolve_fast(auto, "cpu")[:2] == (True, True)
+    fast, compiled, why = resolve_fast(auto, "cuda")
+    assert (fast, compiled) == (False, False) and "not yet measured on cuda" in why and "--fast" in why
+    asked = resolve_config("demo", overrides=dict(torch_compile=True, fast=True))
+    assert resolve_fast(asked, "cuda")[:2] == (True, True)
+    assert resolve_fast(resolve_config("demo", overrides=dict(fast=False)), "cpu")[0] is False
+
+
+def test_the_dry_run_plan_names_the_path(monkeypatch):
+    import pricetune.training.run as run
+    from pricetune.config import resolve_config
+
+    cfg = resolve_config("lite")
+    assert "path:      fast (auto: measured on CPUs" in run.plan(cfg)
+    monkeypatch.setattr(run, "detect_device", lambda: "cuda")
+    monkeypatch.setattr(run, "describe_device", lambda: "cuda (faked)")
+    monkeypatch.setattr(run, "pick_precision", lambda p: "bf16")
+    assert "path:      stock (auto: not yet measured on cuda" in run.plan(cfg)

@@ -1,0 +1,84 @@
+"""Choosing on val, looking at test once: the test ledger and `pricetune select`."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_jsonl
+
+
+def test_the_ledger_counts_looks_per_test_split_and_val_writes_none(tmp_path, small_dataset_dir, capsys):
+    from pricetune.cli import main
+    from pricetune.evaluation import ledger
+
+    path = Path(os.environ["PRICETUNE_LEDGER"])
+    base = ["evaluate", "--baseline", "median", "--dataset", str(small_dataset_dir), "--limit", "0"]
+    assert main([*base, "--split", "val", "--output-dir", str(tmp_path / "v")]) == 0
+    assert not path.exists()  # val is for choosing: no look counted
+    assert main([*base, "--output-dir", str(tmp_path / "t1")]) == 0
+    assert "scored 0 time(s) before" in capsys.readouterr().err
+    assert main([*base, "--limit", "5", "--output-dir", str(tmp_path / "t2")]) == 0  # part of the split is a look too
+    assert "scored 1 time(s) before" in capsys.readouterr().err
+    lines = ledger.read(path)
+    assert len(lines) == 2 and lines[0]["fingerprint"] == lines[1]["fingerprint"] and lines[1]["n"] == 5
+    assert set(lines[0]) == {"time", "fingerprint", "dataset", "scored", "n", "mae"}
+    # another test split (other rows) is counted apart, whatever its folder
+    other = tmp_path / "other"
+    for name in ("train", "val"):
+        (other / name).parent.mkdir(parents=True, exist_ok=True)
+        (other / f"{name}.jsonl").write_text((small_dataset_dir / f"{name}.jsonl").read_text())
+    rows = [json.loads(l) for l in (small_dataset_dir / "test.jsonl").read_text().splitlines()]
+    write_jsonl(other / "test.jsonl", rows[1:])
+    assert main(["evaluate", "--baseline", "median", "--dataset", str(other), "--limit", "0",
+                 "--output-dir", str(tmp_path / "t3")]) == 0
+    assert "scored 0 time(s) before" in capsys.readouterr().err
+    # with --leaderboard, the ledger is the one beside it
+    board = tmp_path / "results" / "leaderboard.json"
+    assert main([*base, "--output-dir", str(tmp_path / "t4"), "--leaderboard", str(board), "--name", "median"]) == 0
+    assert len(ledger.read(board.parent / "test-ledger.jsonl")) == 1
+    assert json.loads(board.read_text())[0]["dataset"] == small_dataset_dir.name
+
+
+def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_path):
+    from pricetune.cli import main
+    from pricetune.ensemble import Member
+    from pricetune.ensemble.select import select
+
+    from .test_regress import _ensemble_data, _synthetic
+
+    data = _ensemble_data(tmp_path)
+    members = [Member("tfidf"), Member("tfidf-knn"), Member("median")]
+    first = select(str(data), members, tmp_path / "s1", log=lambda _: None, cv_repeats=2)
+    # every member is a candidate alone, and every set of two or three, by weights (and stack without median)
+    alone = [c for c in first["candidates"] if c["method"] == "alone"]
+    assert [c["names"] for c in alone] == [["tfidf"], ["tfidf-knn"], ["median"]]
+    methods = sorted((tuple(c["members"]), c["method"]) for c in first["candidates"] if c["method"] != "alone")
+    assert methods == [((0, 1), "stack"), ((0, 1), "weights"), ((0, 1, 2), "weights"), ((0, 2), "weights"),
+                       ((1, 2), "weights")]
+    best = first["candidates"][first["picks"]["pipeline"]]
+    assert best["val_mae_cv"] == min(c["val_mae_cv"] for c in first["candidates"] if "skipped" not in c)
+    assert "llm_only" not in first["picks"]  # no fine-tuned run among the members
+    assert (tmp_path / "s1" / "pipeline" / "ensemble.json").is_file()
+    # other test rows: the same choice, the same figures
+    write_jsonl(data / "test.jsonl", _synthetic(40, 99))
+    second = select(str(data), members, tmp_path / "s2", log=lambda _: None, cv_repeats=2)
+    assert second["candidates"] == first["candidates"] and second["picks"] == first["picks"]
+    # the pick is scored on test like any ensemble
+    assert main(["evaluate", "--ensemble", str(tmp_path / "s1" / "pipeline"), "--limit", "0",
+                 "--output-dir", str(tmp_path / "eval")]) == 0
+    assert main(["select", "--dataset", str(data), "--member", "tfidf", "--member", "tfidf", "--out",
+                 str(tmp_path / "s3")]) == 2  # listed twice
+
+
+def test_the_rule_prefers_the_lowest_cross_validated_figure_then_fewer_members():
+    from pricetune.ensemble.select import pick
+
+    c = [dict(members=[0], val_mae=10.0, val_mae_cv=10.0, llm_only=True),
+         dict(members=[1], val_mae=8.0, val_mae_cv=8.0, llm_only=False),
+         dict(members=[0, 1], val_mae=6.0, val_mae_cv=8.0, llm_only=False),  # better in-sample, level held out
+         dict(members=[0, 2], val_mae=5.0, val_mae_cv=9.0, llm_only=True),
+         dict(members=[0, 1, 2], skipped="too few items", llm_only=False)]
+    assert pick(c) is c[1]  # a tie on the held-out figure goes to fewer members
+    assert pick(c, llm_only=True) is c[3]
