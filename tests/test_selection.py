@@ -4,7 +4,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import write_jsonl
 
@@ -82,3 +81,17 @@ def test_the_rule_prefers_the_lowest_cross_validated_figure_then_fewer_members()
          dict(members=[0, 1, 2], skipped="too few items", llm_only=False)]
     assert pick(c) is c[1]  # a tie on the held-out figure goes to fewer members
     assert pick(c, llm_only=True) is c[3]
+
+
+def test_the_error_is_broken_down_by_the_rows_own_category_field(tmp_path, demo_splits):
+    from pricetune.cli import main
+
+    data = tmp_path / "data"
+    for name, rows in (("train", demo_splits["train"][:40]), ("val", demo_splits["val"][:10]),
+                       ("test", demo_splits["test"][:10])):
+        write_jsonl(data / f"{name}.jsonl", [{**r, "category": "Rings" if i % 2 else "Loose stones"}
+                                             for i, r in enumerate(rows)])
+    assert main(["evaluate", "--baseline", "median", "--dataset", str(data), "--limit", "0",
+                 "--output-dir", str(tmp_path / "eval")]) == 0
+    groups = {g["group"]: g["n"] for g in json.loads((tmp_path / "eval" / "breakdown.json").read_text())["by_category"]}
+    assert groups == {"Rings": 5, "Loose stones": 5}

@@ -135,7 +135,11 @@ def check_row(row: Any, where: str, bad: BadRows) -> dict | None:
     # Trained on the canonical whole-dollar form whatever the file says ("$1,299.00" -> "1299.00"): a
     # comma or a "$" would teach what the price decoders read as the end of the number
     completion = format_completion(completion_price(row["completion"]))
-    return {"prompt": prompt, "completion": completion, "price": float(price)}
+    out = {"prompt": prompt, "completion": completion, "price": float(price)}
+    category = row.get("category")
+    if isinstance(category, str) and category.strip():
+        out["category"] = category.strip()  # not trained on; evaluation breaks the error down by it
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

@@ -163,7 +163,8 @@ def evaluate_cli(ns) -> int:
         if dist.is_main():
             look = announce_split(ns, splits)
         titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
-        categories = [item_category(r["prompt"]) for r in items]
+        # the row's own category field where it has one, else the prompt's "Category:" line
+        categories = [r.get("category") or item_category(r["prompt"]) for r in items]
         if ns.baseline:
             scored = from_baseline(ns, splits, items)
         elif ensemble is not None:

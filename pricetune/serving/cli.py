@@ -13,7 +13,6 @@ API_KEY_ENV = "PRICETUNE_API_KEY"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
