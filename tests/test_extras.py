@@ -59,3 +59,14 @@ def test_a_third_party_warning_nobody_can_act_on_is_not_printed(capsys, tmp_path
     logging.getLogger("bitsandbytes.backends.cpu.ops").warning(
         "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'")
     assert "kernels-community" not in capsys.readouterr().err
+
+
+def test_a_baseline_evaluation_loads_no_model_library(tmp_path):
+    # bitsandbytes (and its warnings) come in with PEFT; a command that loads no model imports neither
+    code = ("import sys; from pricetune.cli import main; "
+            f"assert main(['evaluate', '--baseline', 'median', '--dataset', 'demo', '--limit', '5', '--output-dir', "
+            f"{str(tmp_path / 'e')!r}]) == 0; "
+            "print(sorted(m for m in ('bitsandbytes', 'peft', 'trl') if m in sys.modules))")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[]", (r.stdout[-500:], r.stderr[-2000:])

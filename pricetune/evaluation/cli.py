@@ -99,11 +99,12 @@ def source_dataset(ns):
     """(run directory or None, loaded ensemble or None, the dataset to score on), refusing what would
     judge a model on its own training rows."""
     from ..config import load_run_config, refuse_val_of_refit
-    from ..inference import run_paths
 
     run_dir = ns.target if ns.target and Path(ns.target).is_dir() else None
     if ns.target and not run_dir and not ns.adapter:
         ns.adapter = ns.target
+    if run_dir:  # imported only for a model: a baseline's evaluation loads no model library
+        from ..inference import run_paths
     if run_dir and ns.split == "val":
         refuse_val_of_refit(run_paths(run_dir)[0], "evaluating it")
     ensemble = None
@@ -199,11 +200,11 @@ def evaluate_cli(ns) -> int:
 
 def source_calibration(ns) -> dict | None:
     """The calibration saved with the run or ensemble scored, if any."""
-    from ..inference import run_paths
-
     if ns.ensemble:
         return intervals.load(ns.ensemble)
     if ns.target and Path(ns.target).is_dir() and not ns.baseline:
+        from ..inference import run_paths
+
         return intervals.load(run_paths(ns.target)[0])
     return None
 
