@@ -34,6 +34,7 @@ def main() -> None:
         ax.axhline(curve["constant median"], color="grey", ls="--", label="constant: train median")
     ax.set_xscale("log")
     ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("train rows (the first N)")
     ax.set_ylabel("val MAE ($, 1,000 items)")
     ax.set_title("amazon-18k: more rows, val MAE")
