@@ -14,7 +14,7 @@ mean absolute error the course scores. The standardisation is saved beside the a
 `regress_pooling: mean` makes the head read the mean of the final hidden states over the prompt's
 tokens instead of the last one (the same `score` layer, applied to the mean). On amazon-items it
 priced the val split at $65.17 against the last token's $66.62, same settings and seed
-(docs/results/amazon-items-history.md); `python -m pricetune.probe` asks the frozen base the same question before any
+(docs/results/history.md); `python -m pricetune.probe` asks the frozen base the same question before any
 training. The choice is saved in `regression_head.json`, and every pricing path honours it.
 
 `regress_layers: N` builds the model from the base's first N decoder layers only (the final norm
@@ -182,7 +182,7 @@ def regression_loss(outputs: torch.Tensor, targets: torch.Tensor, kind: str = "l
     exp(spread * target)|, which is |(1 + guess) - (1 + truth)| / (1 + center price): the course's
     metric in units of the median price. Its optimum is the median, as l1's, but each item counts by
     its dollars, so the dear items, where most of the error is, pull hardest (on amazon-items that
-    priced val level with l1 and left the dear items as far under: docs/results/amazon-items-history.md). `spread` is the scale's.
+    priced val level with l1 and left the dear items as far under: docs/results/history.md). `spread` is the scale's.
     bins: outputs are [batch, bins] logits over the histogram between `edges`; the cross-entropy
     against each target's Gaussian spread over the bins (`gaussian_bin_targets`), `sigma` bin widths wide."""
     if kind == "bins":
