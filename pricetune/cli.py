@@ -173,12 +173,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         "then evaluate it, predict with it and push it to the Hugging Face Hub.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    t = sub.add_parser("train", help="fine-tune a LoRA adapter (the reference recipe, steps 0-7)",
+                       description="Fine-tune a LoRA adapter. Values resolve as defaults < --preset < --config < options.")
+    names = add_train_arguments(t)
+    t.set_defaults(func=cmd_train)
+    for name, help_text, description, add_arguments, func in subcommands():
+        sp = sub.add_parser(name, help=help_text, description=description)
+        add_arguments(sp)
+        sp.set_defaults(func=func)
+    return p, names
 
+
+def add_train_arguments(t) -> list[str]:
+    """`train`'s own options, then one per config field; returns the fields' names."""
     from .config import CONFIG_DIR
 
     shipped = ", ".join(sorted(c.stem for c in CONFIG_DIR.glob("*.yaml")))
-    t = sub.add_parser("train", help="fine-tune a LoRA adapter (the reference recipe, steps 0-7)",
-                       description="Fine-tune a LoRA adapter. Values resolve as defaults < --preset < --config < options.")
     t.add_argument("--preset", choices=["demo", "lite", "full"], default=None,
                    help="Start from a preset: demo (embedded model and data, CPU; the default), "
                    "lite or full (the reference recipe).")
@@ -191,74 +201,51 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     t.add_argument("--overwrite", action="store_true",
                    help="Replace whatever --output-dir holds (a finished or interrupted run); without it such "
                    "a directory is refused, so two runs are never mixed.")
-    names = _field_options(t)
-    t.set_defaults(func=cmd_train)
+    return _field_options(t)
 
-    pu = sub.add_parser("push", help="push a finished run's adapter to the Hub (private by default)")
+
+def add_push_arguments(pu) -> None:
     pu.add_argument("run_dir", help="The run directory (holds adapter_config.json and config.yaml).")
     pu.add_argument("--repo-id", help="Target repo USER/NAME (default: HF_USER/<run name>, as in the reference).")
     pu.add_argument("--public", action="store_true", help="Create the repo as public (default: private).")
-    pu.set_defaults(func=cmd_push)
 
-    from .evaluation import add_evaluate_arguments
-    from .options import add_predict_arguments
 
-    ev = sub.add_parser("evaluate", help="price a test split and report error metrics, charts and an HTML page")
-    add_evaluate_arguments(ev)
-    ev.set_defaults(func=cmd_evaluate)
-
-    from .prepare import add_prepare_arguments
-
-    pp = sub.add_parser("prepare", help="turn a raw product catalog into a training set (with a data card)")
-    add_prepare_arguments(pp)
-    pp.set_defaults(func=cmd_prepare)
-
+def subcommands() -> list[tuple]:
+    """(name, help, description, add_arguments, handler) of every command but train, in --help's order."""
+    from .bench.harness import add_bench_arguments
     from .ensemble import add_ensemble_arguments
-
-    en = sub.add_parser("ensemble", help="combine runs and baselines with weights fit on the val split")
-    add_ensemble_arguments(en)
-    en.set_defaults(func=cmd_ensemble)
-
     from .ensemble.cli import add_select_arguments
-
-    sl = sub.add_parser("select", help="choose on val, by a fixed rule, among members alone and combined")
-    add_select_arguments(sl)
-    sl.set_defaults(func=cmd_select)
-
+    from .evaluation import add_evaluate_arguments
     from .evaluation.calibrate import add_calibrate_arguments
-
-    ca = sub.add_parser("calibrate", help="price ranges: calibrate a run or ensemble on the val split")
-    add_calibrate_arguments(ca)
-    ca.set_defaults(func=cmd_calibrate)
-
-    pr = sub.add_parser("predict", help="price one description, or a jsonl file of items")
-    add_predict_arguments(pr)
-    pr.set_defaults(func=cmd_predict)
-
     from .export import add_export_arguments
-
-    ex = sub.add_parser("export", help="ship a run: a merged transformers folder, or GGUF for llama.cpp / Ollama",
-                        description="Merge a run's LoRA adapter into its (unquantized) base and save a standalone "
-                        "transformers folder, or convert it to GGUF with llama.cpp's converter (plus an Ollama "
-                        "Modelfile). The result is reloaded and its prices checked against the merge.")
-    add_export_arguments(ex)
-    ex.set_defaults(func=cmd_export)
-
+    from .options import add_predict_arguments
+    from .prepare import add_prepare_arguments
     from .serving.cli import add_serve_arguments
 
-    se = sub.add_parser("serve", help="the price API and its web page (FastAPI), batching concurrent requests",
-                        description="Serve prices over HTTP: a web page at /, POST /price with {\"description\": ...} "
-                        "or {\"descriptions\": [...]}, POST /price/file, GET /health, GET /metrics, API docs at /docs. "
-                        "Concurrent requests share batches; a full queue answers 503.")
-    add_serve_arguments(se)
-    se.set_defaults(func=cmd_serve)
-
-    b = sub.add_parser("bench", help="benchmark pricetune against the reference recipe, side by side")
-    from pricetune.bench.harness import add_bench_arguments
-
-    add_bench_arguments(b)
-    b.set_defaults(func=cmd_bench)
-    return p, names
+    return [
+        ("push", "push a finished run's adapter to the Hub (private by default)", None, add_push_arguments, cmd_push),
+        ("evaluate", "price a test split and report error metrics, charts and an HTML page", None,
+         add_evaluate_arguments, cmd_evaluate),
+        ("prepare", "turn a raw product catalog into a training set (with a data card)", None,
+         add_prepare_arguments, cmd_prepare),
+        ("ensemble", "combine runs and baselines with weights fit on the val split", None,
+         add_ensemble_arguments, cmd_ensemble),
+        ("select", "choose on val, by a fixed rule, among members alone and combined", None,
+         add_select_arguments, cmd_select),
+        ("calibrate", "price ranges: calibrate a run or ensemble on the val split", None,
+         add_calibrate_arguments, cmd_calibrate),
+        ("predict", "price one description, or a jsonl file of items", None, add_predict_arguments, cmd_predict),
+        ("export", "ship a run: a merged transformers folder, or GGUF for llama.cpp / Ollama",
+         "Merge a run's LoRA adapter into its (unquantized) base and save a standalone transformers folder, or "
+         "convert it to GGUF with llama.cpp's converter (plus an Ollama Modelfile). The result is reloaded and its "
+         "prices checked against the merge.", add_export_arguments, cmd_export),
+        ("serve", "the price API and its web page (FastAPI), batching concurrent requests",
+         "Serve prices over HTTP: a web page at /, POST /price with {\"description\": ...} or {\"descriptions\": "
+         "[...]}, POST /price/file, GET /health, GET /metrics, API docs at /docs. Concurrent requests share "
+         "batches; a full queue answers 503.", add_serve_arguments, cmd_serve),
+        ("bench", "benchmark pricetune against the reference recipe, side by side", None, add_bench_arguments,
+         cmd_bench),
+    ]
 
 
 # Libraries that log warnings a user can do nothing about: bitsandbytes, which PEFT imports whenever it is

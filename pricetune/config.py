@@ -87,22 +87,12 @@ class RunConfig(BaseModel):
     objective: Literal["generate", "regress"] = Field(
         "generate",
         description="generate: the reference's SFT, the model writes the price as text. regress: a head on the "
-        "prompt's hidden state (sequence classification: 1 label, or a histogram's bins) trained on log price; "
+        "prompt's hidden state (sequence classification, one output) trained on log price; "
         "pricing is one forward pass.",
     )
-    regress_loss: Literal["l1", "huber", "dollars", "bins"] = Field(
-        "l1", description="regress: the loss. l1 (or huber) on standardised log price; l1's optimum is the median, "
-        "as MAE wants. dollars: the absolute error of the price itself, the course's metric (same optimum; the dear "
-        "items weigh by their dollars). bins: the head predicts a histogram over log price (regress_bins outputs), "
-        "cross-entropy against a Gaussian around each price (HL-Gauss), priced at the distribution's median.",
-    )
-    regress_bins: int = Field(
-        64, description="regress_loss bins: how many equal bins of log price the head predicts, spanning the "
-        "training prices.",
-    )
-    regress_bin_sigma: float = Field(
-        0.75, description="regress_loss bins: the width of the Gaussian each training price is spread into, in bin "
-        "widths (HL-Gauss recommends 0.75; wider smooths the target).",
+    regress_loss: Literal["l1", "huber"] = Field(
+        "l1", description="regress: the loss on standardised log price. l1: its optimum is the median, as MAE "
+        "wants. huber: squared within regress_huber_delta, absolute beyond (docs/RESULTS.md).",
     )
     regress_huber_delta: float = Field(
         1.0, description="regress_loss huber: where the loss turns from squared to absolute, in standardised log "
@@ -112,18 +102,8 @@ class RunConfig(BaseModel):
         "last", description="regress: what the head reads: the last prompt token's hidden state (transformers' "
         "sequence classification) or the mean of the final hidden states over the prompt's tokens.",
     )
-    regress_layers: int | None = Field(
-        None, description="regress: keep only the base's first N decoder layers (default: all); the head reads "
-        "the last kept one. A middle layer can carry more price than the last (python -m pricetune.probe), "
-        "and fewer layers train and price faster.",
-    )
     head_learning_rate: float | None = Field(
         None, description="regress: learning rate of the new scalar head (default: learning_rate)."
-    )
-    regress_head_init: Literal["random", "probe"] = Field(
-        "random", description="regress: how the head starts. random: transformers' initialisation. probe: a "
-        "ridge regression on the frozen base's pooled features of the train split (alpha chosen on val), so "
-        "fine-tuning starts from the linear probe's prices (LP-FT); costs one pass over train and val.",
     )
 
     # --- LoRA (step 4) -----------------------------------------------------------------------------
@@ -167,7 +147,7 @@ class RunConfig(BaseModel):
     torch_compile: bool = Field(
         False, description="Compile each decoder layer with torch.compile (inductor) for training, the way "
         "PyTorch's regional compilation does: the first steps wait about a minute for it, every step after runs "
-        "faster (python -m pricetune.bench.compile; docs/PERFORMANCE.md). On a CPU it needs a C++ compiler. The "
+        "faster (docs/PERFORMANCE.md). On a CPU it needs a C++ compiler. The "
         "compiled kernels are cached in the run's .cache/ (or where TORCHINDUCTOR_CACHE_DIR says).",
     )
     fast: bool | None = Field(
@@ -202,26 +182,12 @@ class RunConfig(BaseModel):
             problems.append(f"learning_rate must be > 0 (got {self.learning_rate})")
         if self.lora_layers is not None and self.lora_layers <= 0:
             problems.append(f"lora_layers must be > 0 (got {self.lora_layers})")
-        if self.regress_layers is not None and self.regress_layers <= 0:
-            problems.append(f"regress_layers must be > 0 (got {self.regress_layers})")
-        if self.regress_layers is not None and self.objective != "regress":
-            problems.append("regress_layers needs objective: regress (a causal LM keeps all its layers)")
-        if self.regress_loss == "bins" and self.regress_bins < 2:
-            problems.append(f"regress_bins must be >= 2 for regress_loss: bins (got {self.regress_bins})")
-        if self.regress_bin_sigma <= 0:
-            problems.append(f"regress_bin_sigma must be > 0 (got {self.regress_bin_sigma})")
         if self.regress_huber_delta <= 0:
             problems.append(f"regress_huber_delta must be > 0 (got {self.regress_huber_delta})")
-        if self.regress_loss == "bins" and self.regress_head_init == "probe":
-            problems.append("regress_head_init: probe fits one output; a histogram head (regress_loss: bins) starts at random")
-        if self.regress_head_init != "random" and self.objective != "regress":
-            problems.append("regress_head_init needs objective: regress (a causal LM has no scalar head)")
         if self.neighbours < 0:
             problems.append(f"neighbours must be >= 0 (got {self.neighbours})")
         if self.train_on_val and self.val_size == 0:
             problems.append("train_on_val needs val rows to add to training (val_size is 0)")
-        if self.train_on_val and self.regress_head_init == "probe":
-            problems.append("regress_head_init: probe chooses its alpha on val, which train_on_val trains on")
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             problems.append(f"head_learning_rate must be > 0 (got {self.head_learning_rate})")
         if not 0 <= self.warmup_ratio < 1:
@@ -299,6 +265,21 @@ DEMO_DATA_ONLY = ("train_size", "val_size", "max_length")  # demo preset values 
 # The shipped config files (the presets as YAML, and worked configs such as amazon-regress), installed
 # with the package: `--config amazon-regress` finds one by name from any directory
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+# Options that lost on val and left (docs/RESULTS.md, "Options that lost"). Saved runs and older config
+# files still name them: a key at the value that left the behaviour unchanged is dropped, any other refused.
+RETIRED = {"regress_bins": 64, "regress_bin_sigma": 0.75, "regress_layers": None, "regress_head_init": "random"}
+
+
+def drop_retired(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """`values` without the retired keys that hold their only remaining value."""
+    kept = {k: v for k, v in values.items() if k not in RETIRED}
+    changed = [f"{k}: {values[k]!r}" for k in RETIRED if k in values and values[k] != RETIRED[k]]
+    if changed:
+        raise ConfigError(f"{source}: {', '.join(changed)} is no longer offered (it lost on val: docs/RESULTS.md, "
+                          "\"Options that lost\"); remove it, or use the pricetune version that wrote it")
+    return kept
 
 
 def config_path(path: str | Path) -> Path:
@@ -382,7 +363,7 @@ def resolve_config(
 ) -> RunConfig:
     """Build the run config: defaults < preset < YAML < overrides (the command line)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    file_values = load_yaml(yaml_path) if yaml_path else {}
+    file_values = drop_retired(load_yaml(yaml_path), str(yaml_path)) if yaml_path else {}
     name = preset or overrides.get("preset") or file_values.get("preset") or DEFAULT_PRESET
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
@@ -418,7 +399,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a pricetune run directory (no config.yaml)")
     try:
-        return RunConfig(**load_yaml(path))
+        return RunConfig(**drop_retired(load_yaml(path), str(path)))
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, str(path))) from None
 

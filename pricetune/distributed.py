@@ -65,11 +65,11 @@ def state():
     """accelerate's process state; creating it joins the process group (gloo on CPU, nccl on CUDA).
     On a machine without an accelerator accelerate must be told it is a CPU run, or it runs the
     processes as unrelated single ones (as Trainer's `use_cpu` tells it)."""
+    import torch
     from accelerate import PartialState
 
-    from .modeling import detect_device
-
-    return PartialState(cpu=detect_device() == "cpu")
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return PartialState(cpu=not (torch.cuda.is_available() or mps))
 
 
 def agree(value: Any) -> Any:

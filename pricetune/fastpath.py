@@ -276,7 +276,7 @@ def speed_up(model: nn.Module, dropout: bool = True, swiglu: bool = True, attent
     becomes an Identity), each frozen RMSNorm by a `FastRMSNorm`, each SwiGLU MLP by a `FastSwiGLU`,
     and switch SDPA to `_cpu_training_attention`; returns what changed. Parameters are shared, never
     copied, so names, the optimizer and the saved adapter are unchanged. (The switches are for
-    pricetune/bench/ablation.py, which measures each change alone.)"""
+    bench/studies/ablation.py, which measures each change alone.)"""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     attn = attention and use_cpu_training_attention(base)
     dropouts = mlps = norms = 0

@@ -17,7 +17,7 @@ from typing import Callable
 
 from transformers import TrainerCallback
 
-from .data.neighbours import INDEX_FILE
+from .baselines.neighbours import INDEX_FILE
 from .errors import PricetuneError
 
 # What goes to the Hub, and nothing else: the adapter (and a regress run's head scale), its tokenizer,

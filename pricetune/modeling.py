@@ -222,16 +222,12 @@ def load_base_model(
     objective: str = "generate",
     pad_token_id: int | None = None,
     quant_storage: str = "uint8",
-    num_layers: int | None = None,
-    num_labels: int = 1,
 ):
     """The base model, quantized as asked: on CUDA placed by `pick_device_map`, else on the CPU/MPS.
 
     objective "generate": a causal LM. "regress": the same weights under a sequence-classification
-    head with `num_labels` outputs (one, or a histogram's bins; transformers reads it at the last
-    non-padding token, which is why the model must know `pad_token_id`); the new head stays
-    unquantized. `num_layers` (regress only) builds the model with the base's first N decoder
-    layers; the later layers' weights are not loaded."""
+    head with one output (transformers reads it at the last non-padding token, which is why the
+    model must know `pad_token_id`); the new head stays unquantized."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     device = device or detect_device()
@@ -239,56 +235,14 @@ def load_base_model(
     dtype = DTYPES[precision]
     quant = build_quant_config(quantization, precision, quant_type, double_quant,
                                skip=REGRESSION_HEAD if objective == "regress" else None, quant_storage=quant_storage)
-    device_map = pick_device_map(device)
-    auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
-    head = dict(num_labels=num_labels, pad_token_id=pad_token_id) if objective == "regress" else {}
-    if num_layers is not None and objective != "regress":
-        raise PricetuneError("only a regress model can keep fewer layers than its base")
+    head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
+    loading = dict(quantization_config=quant, dtype=dtype, device_map=pick_device_map(device))
     try:
         if src.gguf_file is None:
-            if num_layers is not None:
-                from transformers import AutoConfig
-
-                have = AutoConfig.from_pretrained(src.path).num_hidden_layers
-                head["num_hidden_layers"] = check_num_layers(name, have, num_layers)
-            model = auto.from_pretrained(
-                src.path, quantization_config=quant, dtype=dtype, device_map=device_map, **head
-            )
+            auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
+            model = auto.from_pretrained(src.path, **loading, **head)
         else:
-            # GGUF and bitsandbytes do not combine in from_pretrained: dequantize, then requantize in memory
-            # float32 is GGUF's native dequantization target; the requested dtype is applied afterwards
-            dense = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32)
-            dense.config.quantization_config = None
-            del dense.config.quantization_config
-            dense.config.name_or_path = name
-            # Reloading from the in-memory state dict also drops the GGUF quantizer, which refuses training
-            target = type(dense)
-            if objective == "regress":
-                from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
-
-                target = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(dense.config)]
-            if num_layers is not None:  # the GGUF's config came with it: reading it again costs seconds
-                head["num_hidden_layers"] = check_num_layers(name, dense.config.num_hidden_layers, num_layers)
-            for key, value in head.items():
-                setattr(dense.config, key, value)
-            from transformers.utils import logging as hf_logging
-
-            quiet = objective == "regress"  # the new head is "missing" and lm_head "unexpected", as they must be
-            previous = hf_logging.get_verbosity()
-            if quiet:
-                hf_logging.set_verbosity_error()
-            try:
-                model = target.from_pretrained(
-                    None, config=dense.config, state_dict=dense.state_dict(), quantization_config=quant,
-                    dtype=dtype, device_map=device_map,
-                )
-            finally:
-                hf_logging.set_verbosity(previous)
-            # from_pretrained(None, ...) records "None" as where the model came from, and PEFT writes
-            # that into adapter_config.json as the base; the name it was loaded by loads it again
-            model.name_or_path = model.config.name_or_path = name
-            del dense
-            _return_freed_memory()  # the dense float32 copy: ~0.6 GB for SmolLM2 that glibc would keep
+            model = _from_gguf(name, src, objective, head, loading)
     except OSError as e:
         if src.is_local:
             raise PricetuneError(f"could not load a model from {src.path}: {e}") from None
@@ -301,11 +255,37 @@ def load_base_model(
     return model
 
 
-def check_num_layers(name: str, have: int, num_layers: int) -> int:
-    """`num_layers`, if the base (`have` decoder layers) has at least that many."""
-    if not 0 < num_layers <= have:
-        raise PricetuneError(f"regress_layers {num_layers}: {name} has {have} decoder layers")
-    return num_layers
+def _from_gguf(name: str, src, objective: str, head: dict, loading: dict):
+    """A GGUF file's model. GGUF and bitsandbytes do not combine in from_pretrained: dequantize to
+    float32 (GGUF's native target; the requested dtype is applied after), then load again from the
+    in-memory state dict, which also drops the GGUF quantizer (it refuses training)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    dense = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32)
+    dense.config.quantization_config = None
+    del dense.config.quantization_config
+    dense.config.name_or_path = name
+    target = type(dense)
+    if objective == "regress":
+        from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+        target = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(dense.config)]
+    for key, value in head.items():
+        setattr(dense.config, key, value)
+    previous = hf_logging.get_verbosity()
+    if objective == "regress":  # the new head is "missing" and lm_head "unexpected", as they must be
+        hf_logging.set_verbosity_error()
+    try:
+        model = target.from_pretrained(None, config=dense.config, state_dict=dense.state_dict(), **loading)
+    finally:
+        hf_logging.set_verbosity(previous)
+    # from_pretrained(None, ...) records "None" as where the model came from, and PEFT writes that into
+    # adapter_config.json as the base; the name it was loaded by loads it again
+    model.name_or_path = model.config.name_or_path = name
+    del dense
+    _return_freed_memory()  # the dense float32 copy: ~0.6 GB for SmolLM2 that glibc would keep
+    return model
 
 
 def keep_one_4bit_layout(model) -> int:

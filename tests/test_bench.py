@@ -98,3 +98,46 @@ def test_training_floor_refuses_a_step_budget(tiny_model_dir, small_dataset_dir,
     cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, tmp_path / "run"))
     with pytest.raises(ValueError, match="whole epochs"):
         training_floor(cfg)  # max_steps 2: no epoch count to multiply by
+
+
+def test_the_device_check_runs_its_steps_on_a_cpu_with_a_tiny_model(tmp_path):
+    """`pricetune bench gpu --device cpu --tiny`: every step of the CUDA check, so it cannot rot."""
+    out = tmp_path / "gpu.json"
+    assert main(["bench", "gpu", "--device", "cpu", "--tiny", "--gpu-steps", "4", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["environment"]["torch"] and result["environment"]["gpu"] is None
+    for step in ("lite", "full"):
+        r = result[step]
+        assert r["reference"]["trainer"] == "SFTTrainer" and r["pricetune"]["trainer"] != "SFTTrainer"
+        assert r["reference"]["tokens_per_second"] > 0 and r["speedup"] > 0
+        # the same batches, the same random weights: the two paths' losses agree step by step
+        assert len(r["reference"]["losses"]) == len(r["pricetune"]["losses"]) >= 2
+        assert r["max_rel_loss_diff"] < 0.02, r["max_rel_loss_diff"]
+    assert result["full"]["grad_accum"] == 2 and result["full"]["lora"]["lora_r"] == 256
+    assert "reference" not in result["regress"] and result["regress"]["pricetune"]["tokens_per_second"] > 0
+    assert result["eval"]["generate"]["items_per_second"] > 0 and result["eval"]["regress"]["items_per_second"] > 0
+
+
+def test_the_device_check_refuses_what_it_cannot_run(capsys):
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["bench", "gpu"]) == 2
+        assert "--device cpu --tiny" in capsys.readouterr().err
+    assert main(["bench", "gpu", "--device", "cpu", "--full-micro-batch", "48"]) == 2
+    assert "divide" in capsys.readouterr().err
+
+
+def test_on_cuda_the_recipe_keeps_paged_adamw_and_a_4bit_config_in_its_precision():
+    import torch
+
+    from pricetune.modeling import build_quant_config
+    from pricetune.training.common import resolve_optim
+
+    assert resolve_optim("paged_adamw_32bit", "cuda") == ("paged_adamw_32bit", None)
+    optim, notice = resolve_optim("paged_adamw_32bit", "cpu")
+    assert optim == "adamw_torch" and "needs CUDA" in notice
+    q = build_quant_config("4bit", "bf16", skip=["score"])
+    assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
+    assert q.bnb_4bit_compute_dtype == torch.bfloat16 and q.llm_int8_skip_modules == ["score"]
+    assert build_quant_config("none", "bf16") is None

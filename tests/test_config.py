@@ -65,10 +65,9 @@ def test_cross_field_problems_listed_together():
     msg = str(e.value)
     assert "lora_r must be > 0" in msg and "batch_size must be > 0" in msg and "warmup_ratio" in msg
     with pytest.raises(ConfigError) as e:
-        resolve_config("demo", overrides={"objective": "generate", "regress_layers": 0, "lora_layers": 0})
+        resolve_config("demo", overrides={"regress_huber_delta": 0, "lora_layers": 0})
     msg = str(e.value)
-    assert "regress_layers must be > 0" in msg and "regress_layers needs objective: regress" in msg
-    assert "lora_layers must be > 0" in msg
+    assert "regress_huber_delta must be > 0" in msg and "lora_layers must be > 0" in msg
 
 
 def test_missing_and_malformed_yaml(tmp_path):
@@ -167,3 +166,24 @@ def test_dry_run_under_a_launcher_prints_the_distributed_plan(capsys, monkeypatc
     assert main(["train", "--preset", "lite", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "sharded by FSDP" in out and "fast path is off" in out
+
+
+def test_options_that_left_load_at_their_off_value_and_are_refused_otherwise(tmp_path):
+    from pricetune.config import load_run_config
+
+    run = tmp_path / "old-run"
+    run.mkdir()
+    saved = resolve_config("demo").model_dump()
+    # a run saved before the options left names them all, at the values that changed nothing
+    saved.update(regress_bins=64, regress_bin_sigma=0.75, regress_layers=None, regress_head_init="random")
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert load_run_config(run).objective == saved["objective"]
+    (run / "config.yaml").write_text(yaml.safe_dump({**saved, "regress_layers": 15}))
+    with pytest.raises(ConfigError, match="regress_layers: 15 is no longer offered"):
+        load_run_config(run)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("regress_head_init: probe\n")
+    with pytest.raises(ConfigError, match="regress_head_init: 'probe' is no longer offered.*RESULTS"):
+        resolve_config(yaml_path=mine)
+    with pytest.raises(ConfigError, match="regress_loss"):
+        resolve_config("demo", overrides={"regress_loss": "bins"})

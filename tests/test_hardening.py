@@ -59,7 +59,7 @@ def test_metrics_of_steps_after_the_checkpoint_leave_on_resume(tmp_path):
 
 def test_the_tokenized_cache_is_keyed_on_the_price_scale(tmp_path):
     from pricetune.config import resolve_config
-    from pricetune.regression import PriceScale
+    from pricetune.regress import PriceScale
     from pricetune.training.run import cached
 
     from datasets import Dataset
@@ -70,9 +70,9 @@ def test_the_tokenized_cache_is_keyed_on_the_price_scale(tmp_path):
     def tokenize_with(scale):
         return lambda rs: Dataset.from_list([{"target": scale.center} for _ in rs])
 
-    before, after = PriceScale(center=1.0, scale=1.0), PriceScale(center=2.5, scale=1.0)  # a probe moved the center
+    before, after = PriceScale(center=1.0, scale=1.0), PriceScale(center=2.5, scale=1.0)  # a resumed run's saved scale
     assert cached(tmp_path, "train", tokenize_with(before), rows, cfg, before)[0]["target"] == 1.0
-    # a resumed run, with its saved (moved) scale, gets targets standardised with that scale
+    # a resumed run, with its saved scale, gets targets standardised with that scale
     assert cached(tmp_path, "train", tokenize_with(after), rows, cfg, after)[0]["target"] == 2.5
 
 
@@ -110,7 +110,7 @@ def test_the_rows_an_epoch_repeats_under_several_processes_are_counted():
 
 
 def test_a_training_row_never_sees_its_exact_twins_price():
-    from pricetune.data.neighbours import NeighbourIndex
+    from pricetune.baselines.neighbours import NeighbourIndex
 
     rows = [{"prompt": f"What does this cost to the nearest dollar?\n\nTitle: {t}\n\nPrice is $", "price": p}
             for t, p in [("red kettle steel", 10.0), ("red kettle steel", 99.0), ("red kettle iron", 20.0),

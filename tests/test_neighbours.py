@@ -1,4 +1,4 @@
-"""Similar items' prices in the prompt (`data.neighbours`): the line, the lookup, and a run that trains,
+"""Similar items' prices in the prompt (`baselines.neighbours`): the line, the lookup, and a run that trains,
 prices, travels and refuses export with it."""
 
 import json
@@ -7,7 +7,7 @@ import pytest
 
 from pricetune.config import ConfigError, resolve_config
 from pricetune.data import format_completion, make_prompt
-from pricetune.data.neighbours import INDEX_FILE, NeighbourIndex, insert_line, neighbour_line
+from pricetune.baselines.neighbours import INDEX_FILE, NeighbourIndex, insert_line, neighbour_line
 from pricetune.errors import PricetuneError
 
 from .conftest import tiny_overrides

@@ -35,7 +35,7 @@ def test_regress_trains_lora_and_head_only_on_a_4bit_base(tiny_model_dir, small_
 
 def test_regression_loss_is_l1_on_standardised_log_price(tiny_model_dir, tokenizer, demo_splits):
     from pricetune.modeling import build_lora_config, load_base_model
-    from pricetune.regression import PriceScale, RegressionCollator, regression_loss, tokenize_regression_rows
+    from pricetune.regress import PriceScale, RegressionCollator, regression_loss, tokenize_regression_rows
     from pricetune.training import RegressionTrainer
 
     from peft import get_peft_model
@@ -62,16 +62,11 @@ def test_regression_loss_is_l1_on_standardised_log_price(tiny_model_dir, tokeniz
     # delta 2: the 3.0 miss is still linear beyond 2 spreads, a 1.5 miss now squared
     wide = regression_loss(torch.tensor([0.0, 3.0, 1.5]), torch.tensor([0.5, 0.0, 0.0]), "huber", delta=2.0)
     assert float(wide) == pytest.approx((0.5 * 0.25 + 2.0 * (3.0 - 1.0) + 0.5 * 2.25) / 3)
-    # dollars: the prices' absolute error over 1 + the center price, from the same standardised values
-    guesses, truths = [30.0, 700.0], [50.0, 200.0]
-    dollars = regression_loss(torch.tensor([scale.target(p) for p in guesses]),
-                              torch.tensor([scale.target(p) for p in truths]), "dollars", scale.scale)
-    assert float(dollars) == pytest.approx((20.0 + 500.0) / 2 / (1 + math.expm1(scale.center)), rel=1e-4)
 
 
 def test_mean_pooling_reads_the_mean_hidden_state_whatever_the_padding(tiny_model_dir, tokenizer, demo_splits):
     from pricetune.modeling import build_lora_config, load_base_model
-    from pricetune.regression import PriceScale, RegressionCollator, head_outputs, tokenize_regression_rows
+    from pricetune.regress import PriceScale, RegressionCollator, head_outputs, tokenize_regression_rows
 
     from peft import get_peft_model
 
@@ -94,76 +89,8 @@ def test_mean_pooling_reads_the_mean_hidden_state_whatever_the_padding(tiny_mode
     assert not torch.allclose(pooled, last), "mean pooling read the same state as the last token"
 
 
-def test_a_histogram_heads_price_is_the_median_of_its_bins():
-    from pricetune.regression import PriceScale, gaussian_bin_targets, histogram_median
-
-    edges = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0])
-    big = 50.0  # a logit that puts all the mass on one bin
-    one_bin = torch.tensor([[big, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, big]])
-    assert histogram_median(one_bin, edges).tolist() == pytest.approx([0.5, 3.5], abs=1e-4)  # the bin's middle
-    # half the mass on bins 0 and 2: the median is where bin 0 ends; a quarter each: half-way into bin 1
-    two = torch.log(torch.tensor([[0.5, 1e-9, 0.5, 1e-9], [0.25, 0.25, 0.25, 0.25]]))
-    assert histogram_median(two, edges).tolist() == pytest.approx([1.0, 2.0], abs=1e-4)
-    # the targets: a Gaussian's mass per bin, symmetric around a target at an edge, summing to 1
-    spread = gaussian_bin_targets(torch.tensor([2.0, 0.7]), edges, 0.75)
-    assert spread.sum(-1).tolist() == pytest.approx([1.0, 1.0])
-    assert spread[0, 1] == pytest.approx(spread[0, 2]) and spread[0, 0] == pytest.approx(spread[0, 3])
-    assert int(spread[1].argmax()) == 0
-    # a scale with bins spans the training prices, and its price() reads the median off the logits
-    prices = [5.0, 20.0, 50.0, 400.0]
-    scale = PriceScale.fit(prices, loss="bins", bins=8)
-    lo, hi = scale.target(5.0), scale.target(400.0)
-    assert scale.low < lo and scale.high > hi and scale.bins == 8
-    e = scale.edges()
-    logits = torch.full((1, 8), -50.0)
-    logits[0, 3] = 50.0
-    assert float(scale.price(logits)[0]) == pytest.approx(math.expm1(scale.center + scale.scale * float(e[3] + e[4]) / 2),
-                                                          rel=1e-4)
-    with pytest.raises(PricetuneError, match="bins"):
-        PriceScale.fit(prices, loss="bins", bins=1)
-
-
-def test_the_bins_loss_is_cross_entropy_against_a_gaussian_by_hand(tiny_model_dir, tokenizer, demo_splits):
-    from pricetune.modeling import build_lora_config, load_base_model
-    from pricetune.regression import PriceScale, RegressionCollator, tokenize_regression_rows
-    from pricetune.training import RegressionTrainer
-
-    from peft import get_peft_model
-
-    rows = demo_splits["train"][:3]
-    scale = PriceScale.fit([r["price"] for r in demo_splits["train"][:50]], loss="bins", pooling="mean", bins=6,
-                           sigma=2.0)
-    base = load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress",
-                           pad_token_id=tokenizer.pad_token_id, num_labels=6)
-    model = get_peft_model(base, build_lora_config(4, 8, 0.0, ["q_proj"], "regress")).eval()
-    torch.nn.init.normal_(model.get_base_model().score.modules_to_save["default"].weight)
-    batch = RegressionCollator(tokenizer.pad_token_id)(list(tokenize_regression_rows(tokenizer, rows, 128, scale)))
-    edges = [scale.low + (scale.high - scale.low) * i / 6 for i in range(7)]
-    sigma = 2.0 * (edges[1] - edges[0])  # the scale's spread, in bin widths
-    phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
-    with torch.no_grad():
-        by_hand = []
-        for r, ids, mask in zip(rows, batch["input_ids"], batch["attention_mask"]):
-            hidden = model.get_base_model().model(ids[mask.bool()][None]).last_hidden_state[0].mean(0)
-            logits = model.get_base_model().score(hidden).tolist()
-            log_z = math.log(sum(math.exp(v) for v in logits))
-            y = (math.log1p(r["price"]) - scale.center) / scale.scale
-            cdf = [phi((e - y) / sigma) for e in edges]
-            mass = [(b - a) / (cdf[-1] - cdf[0]) for a, b in zip(cdf, cdf[1:])]
-            by_hand.append(-sum(m * (v - log_z) for m, v in zip(mass, logits)))
-        loss = RegressionTrainer.compute_loss(type("T", (), {"scale": scale})(), model, batch)
-    assert float(loss) == pytest.approx(sum(by_hand) / 3, rel=1e-4)
-
-
-def test_the_bins_loss_needs_a_random_head_and_two_bins():
-    for bad, match in ((dict(regress_bins=1), "regress_bins"), (dict(regress_head_init="probe"), "histogram"),
-                       (dict(regress_bin_sigma=0), "regress_bin_sigma")):
-        with pytest.raises(PricetuneError, match=match):
-            resolve_config("demo", overrides=dict(objective="regress", regress_loss="bins", **bad))
-
-
 def test_the_huber_delta_is_checked_saved_and_read_back(tmp_path):
-    from pricetune.regression import HEAD_FILE, HUBER_DELTA, PriceScale
+    from pricetune.regress import HEAD_FILE, HUBER_DELTA, PriceScale
 
     with pytest.raises(PricetuneError, match="regress_huber_delta"):
         resolve_config("demo", overrides=dict(objective="regress", regress_loss="huber", regress_huber_delta=0))
@@ -178,141 +105,50 @@ def test_the_huber_delta_is_checked_saved_and_read_back(tmp_path):
     del data["delta"]
     (tmp_path / HEAD_FILE).write_text(json.dumps(data))
     assert PriceScale.load(tmp_path).delta == HUBER_DELTA
+    # files from before the histogram heads and cut bases left: their plain values load, others are refused
+    plain = {**data, "layers": None, "bins": 1, "low": None, "high": None, "sigma": None}
+    (tmp_path / HEAD_FILE).write_text(json.dumps(plain))
+    assert PriceScale.load(tmp_path).loss == "huber"
+    for retired in (dict(bins=64, low=-3.0, high=3.0, sigma=0.75), dict(layers=15)):
+        (tmp_path / HEAD_FILE).write_text(json.dumps({**plain, **retired}))
+        with pytest.raises(PricetuneError, match="no longer builds"):
+            PriceScale.load(tmp_path)
 
 
-def test_a_base_cut_to_n_layers_is_the_full_base_read_after_layer_n(tiny_model_dir, tokenizer):
-    from pricetune.modeling import load_base_model
-
-    full = load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress", pad_token_id=tokenizer.pad_token_id)
-    cut = load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress", pad_token_id=tokenizer.pad_token_id,
-                          num_layers=1)
-    assert len(cut.model.layers) == cut.config.num_hidden_layers == 1
-    ids = torch.tensor([tokenizer("Title: a steel cup")["input_ids"]])
-    with torch.no_grad():
-        states = full.model(ids, output_hidden_states=True).hidden_states
-        # the kept layer carries the base's weights (not a fresh init), and the final norm still applies
-        assert torch.allclose(cut.model(ids).last_hidden_state, full.model.norm(states[1]), atol=1e-5)
-        assert not torch.allclose(cut.model(ids).last_hidden_state, states[-1], atol=1e-3)
-    with pytest.raises(PricetuneError, match="has 2 decoder layers"):
-        load_base_model(str(tiny_model_dir), "none", "fp32", objective="regress", num_layers=3)
-    with pytest.raises(PricetuneError, match="regress"):
-        load_base_model(str(tiny_model_dir), "none", "fp32", num_layers=1)
-
-
-@pytest.mark.parametrize("pooling,layers,loss", [("last", None, "l1"), ("mean", None, "l1"), ("mean", 1, "l1"),
-                                                ("last", None, "bins"), ("mean", None, "bins"),
-                                                ("mean", None, "huber")])
+@pytest.mark.parametrize("pooling,loss", [("last", "l1"), ("mean", "l1"), ("mean", "huber")])
 def test_regress_run_saves_loads_and_prices_identically(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
-                                                        pooling, layers, loss):
+                                                        pooling, loss, capsys):
     from pricetune.inference import Pricer
-    from pricetune.regression import PriceScale
+    from pricetune.regress import PriceScale
     from pricetune.training import train
 
     out = tmp_path / "regress-run"
     cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective="regress",
                                                          quantization="none", max_steps=4, max_length=64,
-                                                         regress_pooling=pooling, regress_layers=layers,
-                                                         regress_loss=loss, regress_bins=16, regress_bin_sigma=3.0,
+                                                         regress_pooling=pooling, regress_loss=loss,
                                                          regress_huber_delta=2.0))
     summary = train(cfg, log=lambda _: None)
     assert summary["objective"] == "regress" and (out / "regression_head.json").is_file()
-    assert PriceScale.load(out).pooling == pooling and PriceScale.load(out).layers == layers
-    assert PriceScale.load(out).bins == (16 if loss == "bins" else 1)
-    assert PriceScale.load(out).sigma == (3.0 if loss == "bins" else None)  # a resumed run trains as it began
-    assert PriceScale.load(out).delta == (2.0 if loss == "huber" else None)
+    assert PriceScale.load(out).pooling == pooling and PriceScale.load(out).loss == loss
+    assert PriceScale.load(out).delta == (2.0 if loss == "huber" else None)  # a resumed run trains as it began
     assert (out / "checkpoint-4" / "regression_head.json").is_file()  # a checkpoint prices on its own
     prompts = [r["prompt"] for r in demo_splits["test"][:6]]
     pricer = Pricer.from_run(str(out), batch_size=4)
-    assert pricer.loaded.model.config.num_hidden_layers == (layers or 2)
-    assert pricer.loaded.model.config.num_labels == PriceScale.load(out).bins
+    assert pricer.loaded.model.config.num_labels == 1
     first = pricer.price_many(prompts)
     again = Pricer.from_run(str(out), batch_size=1).price_many(prompts)
     assert first == pytest.approx(again, rel=1e-5)
     assert len(set(first)) > 1 and all(p > 0 for p in first)
     assert Pricer.from_run(str(out / "checkpoint-4")).price_many(prompts) == pytest.approx(first, rel=1e-5)
-    # as an adapter (a pushed run's files): the head's scale, depth and the run's prompt length come with it
+    if pooling == "last":  # look-alikes from the rows the run trained on, beside its price
+        from pricetune.cli import main
+
+        capsys.readouterr()
+        assert main(["predict", "--run", str(out), "--similar", "2", prompts[0]]) == 0
+        said = capsys.readouterr().out.splitlines()
+        assert said[1] == "similar training items:" and len(said) == 4 and said[2].startswith("  $")
+    # as an adapter (a pushed run's files): the head's scale and the run's prompt length come with it
     assert Pricer.from_hub(str(out), batch_size=4).price_many(prompts) == pytest.approx(first, rel=1e-5)
-
-
-@pytest.mark.parametrize("pooling", ["last", "mean"])
-def test_a_probe_initialised_head_starts_at_the_ridge_probes_prices(tiny_model_dir, small_dataset_dir, tmp_path,
-                                                                   demo_splits, pooling):
-    import json
-
-    import numpy as np
-    from sklearn.linear_model import Ridge
-    from sklearn.preprocessing import StandardScaler
-
-    from pricetune.data import encode_prompts
-    from pricetune.regression import PriceScale, head_outputs
-    from pricetune.training import prepare_trainer
-
-    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, tmp_path / "run",
-                                                         objective="regress", quantization="none", max_length=64,
-                                                         regress_pooling=pooling, regress_head_init="probe"))
-    trainer, ctx = prepare_trainer(cfg, log=lambda _: None)
-    run = ctx["run_dir"]
-    figures, scale = json.loads((run / "head_init.json").read_text()), PriceScale.load(run)
-    train_rows, val_rows = demo_splits["train"][:48], demo_splits["val"][:8]
-    model = trainer.model.eval()
-    base = model.get_base_model()
-
-    def by_hand(rows):  # each prompt alone through the bare decoder, read as the head reads it
-        out = []
-        for ids in encode_prompts(trainer.processing_class, [r["prompt"] for r in rows], 64):
-            ids = torch.tensor([ids])
-            with torch.no_grad():
-                hidden = base.model(ids).last_hidden_state[0]
-            out.append((hidden[-1] if pooling == "last" else hidden.mean(0)).numpy())
-        return np.stack(out)
-
-    x = by_hand(train_rows)
-    standard = StandardScaler().fit(x)
-    ridge = Ridge(alpha=figures["alpha"]).fit(standard.transform(x), np.log1p([r["price"] for r in train_rows]))
-    expected = np.expm1(ridge.predict(standard.transform(by_hand(val_rows))))
-    batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(len(val_rows))])
-    with torch.no_grad():
-        got = scale.price(head_outputs(model, batch["input_ids"], batch["attention_mask"], pooling)).numpy()
-    assert got == pytest.approx(expected, rel=1e-3)  # the wrapped model's first prices are the probe's
-    truth = np.array([r["price"] for r in val_rows])
-    assert figures["val_mae"] == pytest.approx(float(np.abs(got - truth).mean()), rel=1e-3)
-    assert figures["alpha"] == float(min(figures["val_mae_by_alpha"], key=figures["val_mae_by_alpha"].get))
-    # targets standardised by the moved center, so the loss trains toward the prices it scores
-    assert [trainer.train_dataset[i]["labels"] for i in range(3)] == pytest.approx(
-        [scale.target(r["price"]) for r in train_rows[:3]], abs=1e-5)
-
-
-def test_a_probe_initialised_run_resumes_with_its_own_scale(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits):
-    import shutil
-
-    from pricetune.inference import Pricer
-    from pricetune.regression import PriceScale
-    from pricetune.training import train
-
-    def config(out):
-        return resolve_config("demo", overrides=tiny_overrides(
-            tiny_model_dir, small_dataset_dir, out, objective="regress", quantization="none", max_steps=4, save_steps=2,
-            max_length=64, regress_pooling="mean", regress_head_init="probe"))
-
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    train(config(whole), log=lambda _: None)
-    # a run stopped after checkpoint-2: its directory as training left it then
-    shutil.copytree(whole, cut, ignore=lambda d, names: [n for n in names if d == str(whole) and (
-        n in ("checkpoint-4", "summary.json", "README.md") or n.startswith("adapter_"))])
-    said = []
-    train(config(cut), log=said.append, resume="latest")
-    assert any("resuming from" in line for line in said)
-    assert not any("head initialised" in line for line in said), "a resumed run must not probe (and move its scale) again"
-    assert PriceScale.load(cut) == PriceScale.load(whole)
-    assert PriceScale.load(cut).center != PriceScale.fit([r["price"] for r in demo_splits["train"][:48]]).center
-    prompts = [r["prompt"] for r in demo_splits["test"][:6]]
-    assert Pricer.from_run(str(cut)).price_many(prompts) == pytest.approx(Pricer.from_run(str(whole)).price_many(prompts),
-                                                                         rel=1e-4)
-
-
-def test_probe_head_init_needs_the_regress_objective():
-    with pytest.raises(PricetuneError, match="regress_head_init needs objective: regress"):
-        resolve_config("demo", overrides={"objective": "generate", "regress_head_init": "probe"})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -436,27 +272,25 @@ def test_a_refit_run_trains_on_train_and_val_and_refuses_to_be_judged_on_val(tin
         fit_ensemble(str(small_dataset_dir), [Member(str(out)), Member("median")], tmp_path / "ens",
                      log=lambda _: None)
     assert not (tmp_path / "ens").exists()
-    for bad in (dict(val_size=0), dict(regress_head_init="probe")):
-        with pytest.raises(ConfigError, match="train_on_val"):
-            resolve_config("demo", overrides=dict(objective="regress", train_on_val=True, **bad))
+    with pytest.raises(ConfigError, match="train_on_val"):
+        resolve_config("demo", overrides=dict(objective="regress", train_on_val=True, val_size=0))
 
 
 def test_layer_readouts_are_each_layers_normed_mean_hidden_state(tiny_model_dir, tokenizer):
     from pricetune.data import encode_prompts, make_prompt
     from pricetune.modeling import load_base_model
-    from pricetune.regression import layer_readouts
+    from pricetune.baselines.embed import layer_readouts
 
     model = load_base_model(str(tiny_model_dir), "none", "fp32").eval()
     prompts = [make_prompt("Title: a steel cup"), make_prompt("Title: a much longer plastic cup, red, large, with a lid")]
-    got = layer_readouts(model, tokenizer, prompts, 64, [1, 2], last_token=True, progress=False)
-    assert got.shape == (2, 3, 64)
+    got = layer_readouts(model, tokenizer, prompts, 64, [1, 2], progress=False)
+    assert got.shape == (2, 2, 64)
     for row, ids in zip(got, encode_prompts(tokenizer, prompts, 64)):  # one at a time: no padding at all
         with torch.no_grad():
             states = model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
             normed_first = model.model.norm(states[1])
-        assert row[0] == pytest.approx(states[2][0, -1].numpy(), abs=1e-5)
-        assert row[1] == pytest.approx(normed_first[0].mean(0).numpy(), abs=1e-5)
-        assert row[2] == pytest.approx(states[2][0].mean(0).numpy(), abs=1e-5)
+        assert row[0] == pytest.approx(normed_first[0].mean(0).numpy(), abs=1e-5)
+        assert row[1] == pytest.approx(states[2][0].mean(0).numpy(), abs=1e-5)
     with pytest.raises(PricetuneError, match="2 decoder layers"):
         layer_readouts(model, tokenizer, prompts, 64, [3], progress=False)
 
@@ -691,43 +525,6 @@ def test_ensemble_fit_is_the_grid_point_combine_scores_best():
     by_hand = [statistics.fmean(abs((g or 0.0) - t) for g, t in zip(combine(list(w), members), truths)) for w in grid]
     weights, mae = fit_weights(truths, members, chunk=50)
     assert mae == pytest.approx(min(by_hand)) and tuple(weights) == grid[by_hand.index(min(by_hand))]
-
-
-# ------------------------------------------------------------------------------------------------
-# Probes of the frozen base (which read-out to train)
-
-
-def test_ridge_probe_recovers_a_linear_price_and_picks_alpha_on_val():
-    import numpy as np
-
-    from pricetune.probe import ridge_probe
-
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=8)
-    x = rng.normal(size=(300, 8))
-    prices = np.expm1(3.0 + 0.5 * x @ w)
-    result = ridge_probe(x[:200], prices[:200], x[200:], prices[200:])
-    constant = float(np.mean(np.abs(prices[200:] - np.median(prices[:200]))))
-    assert result["val_mae"] < 0.05 * constant
-    assert result["alpha"] == min(result["val_mae_by_alpha"], key=result["val_mae_by_alpha"].get)
-
-
-def test_probe_reads_the_last_token_and_every_layer_of_the_frozen_base(tiny_model_dir, small_dataset_dir):
-    from pricetune.probe import readout_names, run_probe
-
-    result = run_probe(str(tiny_model_dir), str(small_dataset_dir), max_length=64, progress=False)
-    assert list(result["readouts"]) == readout_names(2) == ["last token, final layer", "mean, layer 1", "mean, layer 2"]
-    maes = [r["val_mae"] for r in result["readouts"].values()]
-    assert all(math.isfinite(m) and m > 0 for m in maes)
-    assert len(set(maes)) == 3, "two read-outs gave the same fit"
-
-
-def test_probe_says_what_is_wrong_with_its_dataset(tmp_path, capsys):
-    from pricetune.probe import main
-
-    assert main(["--dataset", str(tmp_path / "nowhere")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and "nowhere" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("objective", ["regress", "generate"])

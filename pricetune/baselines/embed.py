@@ -10,12 +10,12 @@
 
 Each prompt goes once through the untrained base (default: the embedded SmolLM2-135M), encoded as
 training encodes it. The mean over its tokens of the hidden states after one decoder layer (through
-the final norm, as `python -m pricetune.probe` reads them), standardised on the train split and
+the final norm, as a base cut after that layer would give them), standardised on the train split and
 multiplied by a weight, stands beside the `tfidf` baseline's features, and one ridge regression on
 log(1 + price) reads both. The TF-IDF rows have norm sqrt(2), a standardised block of width d about
 sqrt(d), so the weight sets how much the ridge penalty lets the dense block speak against the sparse
-one. The layer (half, two thirds, three quarters of the depth, or the last: the probe found the
-price in the middle layers), the weight and alpha are chosen together on val by mean absolute error;
+one. The layer (half, two thirds, three quarters of the depth, or the last: linear probes of the frozen
+base found the price in the middle layers, docs/results/history.md), the weight and alpha are chosen together on val by mean absolute error;
 the fit itself reads the train split only.
 
 Fitting keeps four read-outs per train item in memory (float32: 4 x 576 x 4 bytes for SmolLM2-135M,
@@ -81,7 +81,6 @@ class TfidfEmbedRidge:
         from sklearn.preprocessing import StandardScaler
 
         from ..modeling import pick_precision
-        from ..regression import layer_readouts
 
         if len(train) < 2:
             raise PricetuneError("the tfidf-embed baseline needs at least 2 training rows")
@@ -135,7 +134,6 @@ class TfidfEmbedRidge:
 
     def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
         from ..data import make_prompt
-        from ..regression import layer_readouts
 
         if not prompts:
             return []
@@ -173,3 +171,35 @@ def design(text, dense):
     import scipy.sparse as sp
 
     return sp.hstack([text, sp.csr_matrix(dense)]).tocsr()
+
+
+def layer_readouts(model, tokenizer, prompts: list[str], max_length: int, layers, batch_size: int = 32,
+                   progress: bool = True, desc: str = "reading the base"):
+    """[n, k, hidden] float32 array, prompts in input order, encoded as training encodes them: for
+    each of `layers` (1-based decoder layers) the mean over the prompt's tokens of that layer's hidden
+    states, through the base's final norm as a base cut there would give them (the final layer's come
+    normed). `model`: a causal LM or its decoder."""
+    import numpy as np
+    import torch
+
+    from ..data import encode_prompts, in_length_order
+    from ..regress import RegressionCollator, mean_over_tokens
+
+    collate = RegressionCollator(tokenizer.pad_token_id)
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    device = next(decoder.parameters()).device
+    layers = list(layers)
+    n_layers = decoder.config.num_hidden_layers
+    if not all(0 < k <= n_layers for k in layers):
+        raise PricetuneError(f"layers {layers}: the base has {n_layers} decoder layers")
+
+    @torch.inference_mode()
+    def read(ids: list[list[int]]) -> list:
+        batch = collate([{"input_ids": x} for x in ids])
+        mask = batch["attention_mask"].to(device)
+        # hidden_states: the embeddings, then each layer's output; the last one already normed
+        states = decoder(input_ids=batch["input_ids"].to(device), output_hidden_states=True).hidden_states
+        out = [mean_over_tokens(states[k] if k == n_layers else decoder.norm(states[k]), mask) for k in layers]
+        return list(torch.stack(out, 1).cpu().numpy())
+
+    return np.stack(in_length_order(encode_prompts(tokenizer, prompts, max_length), batch_size, read, desc, progress))

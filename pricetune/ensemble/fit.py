@@ -11,11 +11,29 @@ was combined, with the combination's cross-validated val MAE to compare ways of 
 from __future__ import annotations
 
 import json
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PricetuneError
-from .members import FITTED, Member, Predictor, new_folder, refuse_filled
+from ..inference.ensemble import FITTED, Member, Predictor
 from .weights import METHODS, cross_validated_mae, fit_combination, mae_of
+
+
+def refuse_filled(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
+
+
+@contextmanager
+def new_folder(out: Path):
+    """Make `out` for an ensemble; if filling it fails (or is interrupted), remove it again."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def check_members(members: list[Member]) -> None:

@@ -21,7 +21,8 @@ import json
 from pathlib import Path
 
 from ..errors import PricetuneError
-from .members import FITTED, Ensemble, Member, new_folder, refuse_filled
+from ..inference.ensemble import FITTED, Ensemble, Member
+from .fit import new_folder, refuse_filled
 
 # Config keys a refit may set differently without changing the recipe: where and how the run is
 # recorded, how often it logs and saves, speed-only switches, and the seed (another draw of the

@@ -25,8 +25,8 @@ import shutil
 from pathlib import Path
 
 from ..errors import PricetuneError
-from .fit import check_members, price_val
-from .members import FITTED, Member, new_folder, refuse_filled
+from ..inference.ensemble import FITTED, Member
+from .fit import check_members, new_folder, price_val, refuse_filled
 from .weights import METHODS, cross_validated_mae, fit_combination
 
 MAX_SUBSETS_OF = 6  # members; 2^6 - 7 = 57 sets, each fit 5 x cv_repeats times per method

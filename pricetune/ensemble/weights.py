@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+from ..inference.ensemble import combine
+
 GRID = 20
 METHODS = {
     "weights": "weighted mean of log(1 + price), weights on a 1/20 simplex grid, lowest val MAE",
@@ -37,30 +39,6 @@ def simplex_grid(k: int, steps: int = GRID) -> list[tuple[float, ...]]:
                 yield (c, *rest)
 
     return [tuple(c / steps for c in cut) for cut in counts(k, steps)]
-
-
-def combine(weights: list[float], member_prices: list[list[float | None]],
-            intercept: float = 0.0) -> list[float | None]:
-    """log(1 + guess) = intercept + the weighted sum of the members' log(1 + price), for each item.
-
-    A weighted mean (weights >= 0, no intercept): a member without a price for an item gives its weight
-    to the others in proportion (the priced members' weighted mean). A stack (free weights, an
-    intercept): no such rescaling is sound (weights of both signs can sum to about zero), so an item
-    that a weighted member did not price gets no price (None)."""
-    whole = sum(weights)
-    stacked = intercept != 0.0 or any(w < 0 for w in weights)
-    out = []
-    for prices in zip(*member_prices):
-        if stacked and any(p is None for w, p in zip(weights, prices) if w != 0):
-            out.append(None)
-            continue
-        pairs = [(w, math.log1p(max(p, 0.0))) for w, p in zip(weights, prices) if p is not None and w != 0]
-        total = sum(w for w, _ in pairs)
-        if stacked:
-            out.append(math.expm1(intercept + sum(w * x for w, x in pairs)))
-        else:
-            out.append(math.expm1(whole * sum(w * x for w, x in pairs) / total) if total > 0 else None)
-    return out
 
 
 def mae_of(truths: list[float], guesses: list[float | None]) -> float:

@@ -16,8 +16,7 @@ A regress run exports as a plain sequence-classification folder (`AutoModelForSe
 one label) with `regression_head.json` beside it: price = expm1(center + scale * output). Its
 `pooling` says where `output` comes from: `last` is the folder's own `logits`; `mean` is its `score`
 layer applied to the mean of the final hidden states over the prompt's tokens (pricetune's `Pricer`
-does this; a plain transformers user must too; `pricetune_export.json` repeats it). A run trained
-with `regress_layers: N` ships cut: the folder holds (and its config declares) N decoder layers.
+does this; a plain transformers user must too; `pricetune_export.json` repeats it).
 
 After writing, the folder is loaded back as a user would load it, in the dtype it was written in, and
 its prices on the first `--check` val prompts are compared with the float32 merge's; the agreement
@@ -44,7 +43,7 @@ PROBE = "Title: 1.01 carat Ideal cut round diamond\nDescription: colour G, clari
 def _prices(model, tokenizer, prompts: list[str], cfg, scale) -> list[float | None]:
     """Prices as the run would give them: greedy text for generate, the head for regress."""
     if cfg.objective == "regress":
-        from ..regression import regress_prices
+        from ..regress import regress_prices
 
         return [p for _, p in regress_prices(model, tokenizer, prompts, scale, cfg.max_length, batch_size=8)]
     from ..inference import generate_prices
@@ -84,18 +83,18 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
     regress = cfg.objective == "regress"
     scale = None
     if regress:
-        from ..regression import HEAD_FILE, PriceScale
+        from ..regress import HEAD_FILE, PriceScale
 
         scale = PriceScale.load(run)
 
     log(f"loading {cfg.base_model} (float32) and the adapter from {run}")
     tokenizer = load_tokenizer(cfg.base_model)
-    base = load_base_model(cfg.base_model, "none", "fp32", objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
-                           num_layers=scale.layers if scale else None, num_labels=scale.bins if scale else 1)
+    base = load_base_model(cfg.base_model, "none", "fp32", objective=cfg.objective,
+                           pad_token_id=tokenizer.pad_token_id)
     model = PeftModel.from_pretrained(base, str(run)).eval()
     ids = torch.tensor([encode_prompt(tokenizer, make_prompt(PROBE), cfg.max_length)])
     with torch.no_grad():
-        # a causal LM: the next-token logits; a regress model: the head's outputs (one, or each bin's)
+        # a causal LM: the next-token logits; a regress model: the head's output
         before = model(input_ids=ids).logits[0] if regress else model(input_ids=ids).logits[0, -1]
         merged = model.merge_and_unload()
         after = merged(input_ids=ids).logits[0] if regress else merged(input_ids=ids).logits[0, -1]

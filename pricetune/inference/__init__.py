@@ -11,29 +11,29 @@
 One file per part: `load.py` (a run, an adapter or a bare base, ready to price), `generate.py`
 (generate runs: batched generation, `--decode greedy|expected|median`), `decode.py` (the digit-level
 price distributions the last two read), `pricer.py` (the Python API), `cli.py` (`pricetune predict`).
-A regress run prices with one forward pass per item (`pricetune.regression.regress_prices`).
+A regress run prices with one forward pass per item (`pricetune.regress.regress_prices`); an ensemble folder combines its members (`ensemble.py`).
 
 Generation truncates prompts exactly as training did (data.encode_prompt), sorts them by length so
 batches carry little padding, pads on the left, and stops a sequence as soon as its price is complete.
 """
 
-from ..options import DECODES, add_model_arguments, add_predict_arguments
-from .cli import load_from_args, predict_cli
-from .decode import (
-    DigitVocab,
-    digit_vocab,
-    item_seed,
-    price_distributions,
-    sample_prices,
-    weighted_price,
-)
-from .generate import MAX_NEW_TOKENS, generate_prices, left_padded
-from .load import LoadedModel, beside_adapter, load_model, run_paths
-from .pricer import Pricer, PriceRange
+from importlib import import_module
 
-__all__ = [
-    "DECODES", "MAX_NEW_TOKENS", "DigitVocab", "LoadedModel", "PriceRange", "Pricer", "add_model_arguments",
-    "add_predict_arguments", "beside_adapter", "digit_vocab", "generate_prices", "item_seed", "left_padded",
-    "load_from_args", "load_model", "predict_cli", "price_distributions", "run_paths", "sample_prices",
-    "weighted_price",
-]
+# Each public name and the module that defines it, imported on first use: `pricetune.ensemble` and the
+# command line's parser use this package's light parts (`ensemble.py`) without loading torch
+_EXPORTS = {
+    "DECODES": "..options", "add_model_arguments": "..options", "add_predict_arguments": "..options",
+    "load_from_args": ".cli", "predict_cli": ".cli",
+    "DigitVocab": ".decode", "digit_vocab": ".decode", "item_seed": ".decode", "price_distributions": ".decode",
+    "sample_prices": ".decode", "weighted_price": ".decode",
+    "MAX_NEW_TOKENS": ".generate", "generate_prices": ".generate", "left_padded": ".generate",
+    "LoadedModel": ".load", "beside_adapter": ".load", "load_model": ".load", "run_paths": ".load",
+    "Pricer": ".pricer", "PriceRange": ".pricer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name], __name__), name)

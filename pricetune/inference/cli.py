@@ -33,11 +33,32 @@ def interval_calibration(ns) -> dict | None:
     return calibration
 
 
+def similar_index(ns, lm: LoadedModel):
+    """The training items `--similar` looks in: the run's neighbours, else its dataset's rows; None without it."""
+    from .similar import check_k, index_of_run
+
+    if not check_k(ns.similar):
+        return None
+    if lm.neighbours is not None:
+        return lm.neighbours
+    if not getattr(ns, "run", None):
+        raise PricetuneError("--similar reads the training items of a run: pass --run RUN_DIR (an adapter carries "
+                             "them only when it trained with neighbours)")
+    return index_of_run(run_paths(ns.run)[0])
+
+
+def show_similar(found) -> list[str]:
+    return [f"  ${a.price:,.2f}  similarity {a.similarity:.2f}  {' '.join(a.text.split())[:100]}" for a in found]
+
+
 def predict_cli(ns) -> int:
     if bool(ns.description) == bool(ns.file):
         raise PricetuneError("give either a description or --file items.jsonl")
     if ns.samples < 1:
         raise PricetuneError("--samples must be >= 1")
+    from .similar import check_k
+
+    check_k(ns.similar)  # before anything loads
     items = []
     if ns.file:
         from ..data import iter_jsonl
@@ -52,16 +73,23 @@ def predict_cli(ns) -> int:
         items = [({"description": ns.description}, ns.description)]
     calibration = interval_calibration(ns)
     lm = load_from_args(ns)
+    index = similar_index(ns, lm)
     out = lm.price([t for _, t in items], ns.decode, ns.batch_size, ns.samples, progress=len(items) > 1)
     ranges = [intervals.interval(p, calibration, ns.interval) if calibration else None for _, p in out]
+    from .similar import look_alikes
+
+    alike = look_alikes(index, [t for _, t in items], ns.similar) if index is not None else [[] for _ in items]
     if not ns.file:
         (text, price), r = out[0], ranges[0]
         shown = f" ({ns.interval:.0%}: ${r[0]:,.2f} - ${r[1]:,.2f})" if r else ""
         print("no price in the answer: " + repr(text) if price is None else f"${price:,.2f}{shown}")
+        if alike[0]:
+            print("\n".join(["similar training items:", *show_similar(alike[0])]))
         return 0 if price is not None else 1
     lines = [json.dumps({**row, "prediction": text, "price_predicted": price,
-                         **({"price_low": r[0], "price_high": r[1]} if r else {})})
-             for (row, _), (text, price), r in zip(items, out, ranges)]
+                         **({"price_low": r[0], "price_high": r[1]} if r else {}),
+                         **({"similar": [vars(a) for a in found]} if index is not None else {})})
+             for (row, _), (text, price), r, found in zip(items, out, ranges, alike)]
     if ns.out:
         Path(ns.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"wrote {len(lines)} prices to {ns.out}")

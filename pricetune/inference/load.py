@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.neighbours import INDEX_FILE
+from ..baselines.neighbours import INDEX_FILE
 from ..errors import PricetuneError
 from ..hub import CONFIG_NAME
 from .generate import generate_prices
@@ -21,9 +21,9 @@ class LoadedModel:
     max_length: int
     label: str
     objective: str = "generate"
-    scale: object = None  # regression.PriceScale for regress runs
+    scale: object = None  # regress.PriceScale for regress runs
     merged: bool = False  # the LoRA update folded into the base's weights (`load_model(merge=True)`)
-    neighbours: object = None  # data.neighbours.NeighbourIndex for runs trained with similar items' prices
+    neighbours: object = None  # baselines.neighbours.NeighbourIndex for runs trained with similar items' prices
 
     def prompts_for(self, prompts: list[str]) -> list[str]:
         """The prompts as the model was trained to read them: with similar items' prices if it was."""
@@ -34,7 +34,7 @@ class LoadedModel:
         """(text, price) for each prompt: decoding for generate runs, one forward pass for regress."""
         prompts = self.prompts_for(prompts)
         if self.objective == "regress":
-            from ..regression import regress_prices
+            from ..regress import regress_prices
 
             return regress_prices(self.model, self.tokenizer, prompts, self.scale, self.max_length, batch_size,
                                   progress=progress)
@@ -78,6 +78,21 @@ def beside_adapter(adapter: str, name: str) -> Path | None:
         return None
 
 
+@dataclass
+class Source:
+    """What a run or an adapter says about loading it: the base, how it was trained to read prompts, the
+    adapter's path and how it prices (a regress head's scale; look-alike items' prices)."""
+
+    base_model: str | None
+    label: str
+    quantization: str | None = None
+    max_length: int = 128
+    adapter_path: str | None = None
+    objective: str = "generate"
+    scale: object = None
+    index: object = None
+
+
 def load_model(
     run: str | None = None,
     adapter: str | None = None,
@@ -94,92 +109,94 @@ def load_model(
     In bf16 the merged weights round differently, which moves a price by about 1% (the same benchmark
     reports it, with both sides' MAE). A quantized base keeps its adapter beside it: merging would
     round the update to 4 or 8 bits."""
-    from ..config import load_run_config
     from ..modeling import load_adapter, load_base_model, load_tokenizer, pick_precision
 
-    max_length = 128
-    adapter_path = None
-    objective, scale, merged, index = "generate", None, False, None
     if run is not None:
-        run_dir, adapter_dir = run_paths(run)
-        cfg = load_run_config(run_dir)
-        if not (adapter_dir / "adapter_config.json").is_file():
-            raise PricetuneError(f"{run} has no adapter yet (adapter_config.json); did training finish?")
-        base_model = base_model or cfg.base_model
-        quantization = quantization or cfg.quantization
-        max_length = cfg.max_length
-        adapter_path = str(adapter_dir)
-        label = run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}"
-        objective = cfg.objective
-        if cfg.neighbours:
-            index = load_index(run_dir / INDEX_FILE, run)
-        if objective == "regress":
-            from ..regression import PriceScale
-
-            scale = PriceScale.load(adapter_dir if (adapter_dir / "regression_head.json").is_file() else run_dir)
+        src = source_of_run(run)
     elif adapter is not None:
-        from peft import PeftConfig
-
-        refuse_missing_local_adapter(adapter)
-        try:
-            peft_cfg = PeftConfig.from_pretrained(adapter)
-        except Exception as e:  # network, auth, not found
-            raise PricetuneError(
-                f"could not read adapter {adapter!r} ({type(e).__name__}); offline, pass --run RUN_DIR instead"
-            ) from None
-        adapter_path = adapter
-        label = adapter
-        # a pushed run carries its config as CONFIG_NAME; a local run directory as config.yaml
-        pushed = beside_adapter(adapter, CONFIG_NAME) or (
-            beside_adapter(adapter, "config.yaml") if Path(adapter).is_dir() else None)
-        trained = {}
-        if pushed is not None:
-            import yaml
-
-            trained = yaml.safe_load(pushed.read_text(encoding="utf-8")) or {}
-        # adapters of the embedded SmolLM2 (loaded from GGUF) were saved with "None" as their base before
-        # pricetune named it in adapter_config.json; the run's config names it
-        recorded = peft_cfg.base_model_name_or_path
-        base_model = base_model or (recorded if recorded not in (None, "None") else trained.get("base_model"))
-        if base_model is None:
-            raise PricetuneError(f"adapter {adapter!r} does not say which base model it was trained on; "
-                                 "pass --base-model")
-        if trained:  # load and cut prompts as the run was trained
-            max_length = int(trained.get("max_length") or max_length)
-            quantization = quantization or trained.get("quantization")
-            if trained.get("neighbours"):
-                index = load_index(beside_adapter(adapter, INDEX_FILE), adapter)
-        if peft_cfg.task_type == "SEQ_CLS":  # a pushed regress run: its head's scale travels beside the adapter
-            from ..regression import HEAD_FILE, PriceScale
-
-            objective = "regress"
-            head = beside_adapter(adapter, HEAD_FILE)
-            scale = PriceScale.load(head.parent if head is not None else adapter)
+        src = source_of_adapter(adapter, base_model)
     elif base_model is not None:
-        label = f"{base_model} (no adapter)"
+        src = Source(base_model, f"{base_model} (no adapter)")
     else:
         raise PricetuneError("say what to load: a run directory, --adapter HUB_ID, or --base-model NAME --no-adapter")
-    quantization = quantization or "4bit"
+    base_model = base_model or src.base_model
+    quantization = quantization or src.quantization or "4bit"
     precision = pick_precision(precision)
-    tokenizer = load_tokenizer(base_model, padding_side="left", saved=adapter_path)
-    model = load_base_model(base_model, quantization, precision, objective=objective,
-                            pad_token_id=tokenizer.pad_token_id, num_layers=scale.layers if scale else None,
-                            num_labels=scale.bins if scale else 1)
-    if adapter_path is not None:
-        model = load_adapter(model, adapter_path, quantized=quantization != "none")
+    tokenizer = load_tokenizer(base_model, padding_side="left", saved=src.adapter_path)
+    model = load_base_model(base_model, quantization, precision, objective=src.objective,
+                            pad_token_id=tokenizer.pad_token_id)
+    merged = False
+    if src.adapter_path is not None:
+        model = load_adapter(model, src.adapter_path, quantized=quantization != "none")
         merged = merge and quantization == "none"
         if merged:
             model = model.merge_and_unload()
     model.eval()
-    if objective == "generate":
+    if src.objective == "generate":
         model.config.use_cache = True
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model, tokenizer, max_length, label, objective, scale, merged, index)
+    return LoadedModel(model, tokenizer, src.max_length, src.label, src.objective, src.scale, merged, src.index)
+
+
+def source_of_run(run: str) -> Source:
+    """A run directory (or one of its checkpoints), as its saved config describes it."""
+    from ..config import load_run_config
+
+    run_dir, adapter_dir = run_paths(run)
+    cfg = load_run_config(run_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise PricetuneError(f"{run} has no adapter yet (adapter_config.json); did training finish?")
+    src = Source(cfg.base_model, run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}",
+                 cfg.quantization, cfg.max_length, str(adapter_dir), cfg.objective)
+    if cfg.neighbours:
+        src.index = load_index(run_dir / INDEX_FILE, run)
+    if cfg.objective == "regress":
+        from ..regress import HEAD_FILE, PriceScale
+
+        src.scale = PriceScale.load(adapter_dir if (adapter_dir / HEAD_FILE).is_file() else run_dir)
+    return src
+
+
+def source_of_adapter(adapter: str, base_model: str | None) -> Source:
+    """A Hub or local adapter, with the config and files a pushed run carries beside it."""
+    from peft import PeftConfig
+
+    refuse_missing_local_adapter(adapter)
+    try:
+        peft_cfg = PeftConfig.from_pretrained(adapter)
+    except Exception as e:  # network, auth, not found
+        raise PricetuneError(
+            f"could not read adapter {adapter!r} ({type(e).__name__}); offline, pass --run RUN_DIR instead"
+        ) from None
+    # a pushed run carries its config as CONFIG_NAME; a local run directory as config.yaml
+    pushed = beside_adapter(adapter, CONFIG_NAME) or (
+        beside_adapter(adapter, "config.yaml") if Path(adapter).is_dir() else None)
+    trained = {}
+    if pushed is not None:
+        import yaml
+
+        trained = yaml.safe_load(pushed.read_text(encoding="utf-8")) or {}
+    # adapters of the embedded SmolLM2 (loaded from GGUF) were saved with "None" as their base before
+    # pricetune named it in adapter_config.json; the run's config names it
+    recorded = peft_cfg.base_model_name_or_path
+    base_model = base_model or (recorded if recorded not in (None, "None") else trained.get("base_model"))
+    if base_model is None:
+        raise PricetuneError(f"adapter {adapter!r} does not say which base model it was trained on; pass --base-model")
+    # load and cut prompts as the run was trained
+    src = Source(base_model, adapter, trained.get("quantization"), int(trained.get("max_length") or 128), adapter)
+    if trained.get("neighbours"):
+        src.index = load_index(beside_adapter(adapter, INDEX_FILE), adapter)
+    if peft_cfg.task_type == "SEQ_CLS":  # a pushed regress run: its head's scale travels beside the adapter
+        from ..regress import HEAD_FILE, PriceScale
+
+        head = beside_adapter(adapter, HEAD_FILE)
+        src.objective, src.scale = "regress", PriceScale.load(head.parent if head is not None else adapter)
+    return src
 
 
 def load_index(path: Path | None, source: str):
-    """The priced items a run trained with neighbours looks new items up in (`data.neighbours`)."""
-    from ..data.neighbours import NeighbourIndex
+    """The priced items a run trained with neighbours looks new items up in (`baselines.neighbours`)."""
+    from ..baselines.neighbours import NeighbourIndex
 
     if path is None or not Path(path).is_file():
         raise PricetuneError(f"{source} was trained with similar items' prices in its prompts (neighbours), but its "

@@ -3,6 +3,7 @@
     pricer = Pricer.from_run("runs/x")
     pricer.price("Title: ...")                    # 64.0
     pricer.price("Title: ...", interval=0.8)      # PriceRange(price=64.0, low=41.2, high=99.1), after `pricetune calibrate`
+    pricer.similar(["Title: ..."], k=3)           # the 3 training items most like it, with their prices
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import NamedTuple
 
 from .. import intervals
 from ..errors import PricetuneError
+from .ensemble import Ensemble
 from .load import LoadedModel, load_model, run_paths
+from .similar import LookAlike, index_of_ensemble, index_of_run, look_alikes
 
 
 class PriceRange(NamedTuple):
@@ -28,6 +31,7 @@ class Pricer:
 
     calibration: dict | None = None  # from `pricetune calibrate`: what price ranges need
     where: str | None = None  # the folder `pricetune calibrate` writes to
+    items = None  # the training items `similar` looks in (a NeighbourIndex), read on first use
 
     @classmethod
     def from_run(cls, run_dir: str, **kwargs) -> Pricer:
@@ -43,8 +47,6 @@ class Pricer:
     @classmethod
     def from_ensemble(cls, folder: str, **kwargs) -> Pricer:
         """An ensemble made by `pricetune ensemble`: its members priced and combined with its weights."""
-        from ..ensemble import Ensemble
-
         pricer = cls(None, **kwargs)
         pricer.ensemble = Ensemble.load(folder)
         pricer.members = pricer.ensemble.predictors()
@@ -79,3 +81,20 @@ class Pricer:
         if interval is not None:
             return self.ranges([description], interval)[0]
         return self.price_many([description])[0]
+
+    def similar(self, descriptions: list[str], k: int = 3) -> list[list[LookAlike]]:
+        """The k training items most like each description, with their prices (`inference.similar`)."""
+        if self.items is None:
+            self.items = self.training_items()
+        return look_alikes(self.items, descriptions, k)
+
+    def training_items(self):
+        """The items the model (or the ensemble's classical members) trained on, as a NeighbourIndex."""
+        if self.ensemble is not None:
+            return index_of_ensemble(self.ensemble.record)
+        if self.loaded is not None and self.loaded.neighbours is not None:
+            return self.loaded.neighbours
+        if self.where is not None:
+            return index_of_run(self.where)
+        raise PricetuneError("look-alike items need the training data, which an adapter from the Hub does not carry "
+                             "(unless it trained with neighbours): price from its run directory instead")

@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .. import intervals
+from ..inference.similar import MAX_SIMILAR, check_k
 from .batcher import Batcher, DeadlinePassed, Overloaded, WorkerDown, where_raised
 from .files import MAX_FILE_ROWS, read_table, row_text, write_table
 from .page import render
@@ -48,6 +49,9 @@ class PriceRequest(BaseModel):
     interval: float | None = Field(None, gt=0, lt=1, description="Also a range holding the true price for this "
                                    "share of items (e.g. 0.8): 'low' and 'high' beside 'price'. Needs a calibrated "
                                    "model (`pricetune calibrate`).")
+    similar: int | None = Field(None, ge=1, le=MAX_SIMILAR, description="Also the N training items most like each "
+                                "description, with their prices and similarity ('similar' beside 'price'). Needs a "
+                                "service started with `--similar`.")
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -62,15 +66,23 @@ class PriceRequest(BaseModel):
         return [self.description] if self.description is not None else list(self.descriptions)
 
 
+class LookAlikeReply(BaseModel):
+    text: str = Field(description="A training item's text, as the training data held it.")
+    price: float
+    similarity: float = Field(description="TF-IDF cosine similarity to the description, 0 to 1.")
+
+
 class PriceReply(BaseModel):
     price: float | None = Field(None, description="The price; null when this item could not be priced.")
     low: float | None = Field(None, description="With 'interval': the range's low end.")
     high: float | None = Field(None, description="With 'interval': the range's high end (null: no limit).")
     error: str | None = Field(None, description="Why there is no price, when there is none.")
+    similar: list[LookAlikeReply] | None = Field(None, description="With 'similar': the look-alike training items.")
     prices: list[float | None] | None = None
     lows: list[float | None] | None = None
     highs: list[float | None] | None = None
     errors: list[str | None] | None = None
+    similars: list[list[LookAlikeReply]] | None = None
 
 
 class FileRequest(BaseModel):
@@ -116,6 +128,7 @@ class Service:
     body_timeout_s: float = 10.0
     max_body: int = 1 << 20
     allowed_hosts: tuple[str, ...] | None = None  # None: any Host header
+    similar: int = 0  # look-alike training items a request may ask for, per description (0: none)
     metrics: Metrics | None = None
     batcher: Batcher | None = None
 
@@ -234,10 +247,20 @@ def ranges_for(svc: Service, prices: list[float | None], coverage: float) -> tup
             [r[1] if r and r[1] != float("inf") else None for r in found])
 
 
+def look_alikes_for(svc: Service, texts: list[str], k: int) -> list[list[dict]]:
+    """Each description's k look-alike training items; a 400 that says how when the service shows none."""
+    if svc.similar == 0:
+        raise HTTPException(400, "this service shows no look-alike items: start it with `pricetune serve ... "
+                            "--similar K` (they show the training data's text)")
+    if k > svc.similar:
+        raise HTTPException(400, f"this service shows at most {svc.similar} look-alike items per description")
+    return [[vars(a) for a in found] for found in svc.pricer.similar(texts, k)]
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def page(request: Request):
     svc = service_of(request)
-    return render(svc.label, svc.api_key is not None, ranges=calibration_of(svc) is not None)
+    return render(svc.label, svc.api_key is not None, ranges=calibration_of(svc) is not None, similar=svc.similar)
 
 
 @router.get("/health")
@@ -245,7 +268,10 @@ async def health(request: Request):
     svc = service_of(request)
     batcher = svc.batcher
     body = {"model": svc.label, "batches": batcher.batches, "queue": batcher.depth,
-            "ranges": calibration_of(svc) is not None}
+            "ranges": calibration_of(svc) is not None,
+            # look-alikes show training items' own text: whoever can call the service can read them
+            "similar": {"max": svc.similar, "items": len(svc.pricer.items.texts), "shows": "training data text"}
+            if svc.similar else None}
     if not batcher.alive:
         return JSONResponse({"status": "down", "error": batcher.error or "the pricing worker is not running",
                              **body}, status_code=503)
@@ -270,13 +296,17 @@ async def price(request: Request):
     svc = service_of(request)
     if req.interval is not None:
         ranges_for(svc, [], req.interval)  # an uncalibrated model: refused before the model works
+    alike = look_alikes_for(svc, [], req.similar) if req.similar else None  # the same: refused first
     outcomes = await price_texts(request, req.texts)
-    svc.metrics.latency.labels("/price").observe(time.perf_counter() - start)
     prices, errors = [p for p, _ in outcomes], [e for _, e in outcomes]
     extra = {}
     if req.interval is not None:
         lows, highs = ranges_for(svc, prices, req.interval)
         extra = dict(low=lows[0], high=highs[0]) if req.description is not None else dict(lows=lows, highs=highs)
+    if req.similar:
+        alike = await asyncio.to_thread(look_alikes_for, svc, req.texts, req.similar)
+        extra.update(dict(similar=alike[0]) if req.description is not None else dict(similars=alike))
+    svc.metrics.latency.labels("/price").observe(time.perf_counter() - start)
     if req.description is not None:
         return PriceReply(price=prices[0], error=errors[0], **extra) if prices[0] is None \
             else PriceReply(price=prices[0], **extra)
@@ -334,10 +364,13 @@ async def guard_and_count(request: Request, call_next):
 def create_app(pricer, label: str, api_key: str | None = None, batch_size: int = 16, max_wait_ms: float = 10.0,
                max_queue: int = 8192, request_timeout_s: float = 30.0, body_timeout_s: float = 10.0,
                max_body: int = 1 << 20, cors_origins: list[str] | None = None,
-               allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
-    """The app around `pricer` (anything with `price_items(texts) -> list[float | None]`)."""
+               allowed_hosts: tuple[str, ...] | None = None, similar: int = 0) -> FastAPI:
+    """The app around `pricer` (anything with `price_items(texts) -> list[float | None]`; with `similar`,
+    a `Pricer` whose training items are read here, before the first request)."""
     svc = Service(pricer, label, api_key, batch_size, max_wait_ms, max_queue, request_timeout_s, body_timeout_s,
-                  max_body, allowed_hosts, Metrics())
+                  max_body, allowed_hosts, similar=check_k(similar), metrics=Metrics())
+    if similar and pricer.items is None:
+        pricer.items = pricer.training_items()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

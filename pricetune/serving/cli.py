@@ -44,6 +44,10 @@ def add_serve_arguments(p) -> None:
                    help="Open connections at most; past that, new ones get 503 (default 256).")
     p.add_argument("--timeout", type=float, default=30.0, help="Seconds a request may wait for its price (504 after).")
     p.add_argument("--max-body-kb", type=int, default=1024, help="Largest request body in KiB (default 1024).")
+    p.add_argument("--similar", type=int, default=0, metavar="K",
+                   help="Let requests ask for up to K look-alike training items per description (the API's "
+                   "'similar', a list on the page; at most 20). They show the training data's own text: turn this "
+                   "on only where that data may be shown. Reads the run's neighbours.json or its dataset at start.")
     add_model_arguments(p)
 
 
@@ -89,7 +93,7 @@ def serve_cli(ns) -> int:
         label = lm.label + (f" ({ns.decode})" if lm.objective == "generate" else " (regress)")
     app = create_app(pricer, label, api_key=api_key, batch_size=ns.batch_size, max_wait_ms=ns.max_wait_ms,
                      max_queue=ns.max_queue, request_timeout_s=ns.timeout, max_body=ns.max_body_kb * 1024,
-                     cors_origins=ns.cors_origin,
+                     cors_origins=ns.cors_origin, similar=ns.similar,
                      allowed_hosts=LOOPBACK_NAMES if api_key is None and is_loopback(ns.host) else None)
     host, port = sock.getsockname()[:2]
     print(f"serving {label} on http://{host}:{port}/  (page at /, API docs at /docs; "

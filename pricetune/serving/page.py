@@ -18,6 +18,7 @@ button { font: inherit; padding: .45em 1.2em; margin-top: .5em; cursor: pointer;
 .error { color: #b00020; } .muted { color: #666; font-size: .9em; }
 section { border-top: 1px solid #ddd; margin-top: 1.6em; padding-top: 1em; }
 input[type=password] { font: inherit; padding: .3em; width: 22em; }
+#alikes li { margin: .3em 0; } #alikes .t { color: #444; }
 </style></head><body>
 <h1>pricetune</h1>
 <p class="sub">Price a product from its description with <b id="model">__MODEL__</b>.</p>
@@ -29,6 +30,9 @@ input[type=password] { font: inherit; padding: .3em; width: 22em; }
 </form>
 <div id="price" aria-live="polite"></div>
 <div id="why" class="muted"></div>
+<div id="alike" hidden><h2>Similar training items</h2>
+<p class="muted">The items the model trained on that read most like this one, with their prices.</p>
+<ol id="alikes"></ol></div>
 <section>
 <h2>A file of descriptions</h2>
 <p class="muted">CSV with a <code>description</code> (or <code>prompt</code>) column, or JSONL with one of those
@@ -42,6 +46,7 @@ item could not be priced).</p>
 <script>
 const needsKey = __NEEDS_KEY__;
 const RANGES = __RANGES__;
+const SIMILAR = __SIMILAR__;
 if (needsKey) document.getElementById('keybox').hidden = false;
 function headers() {
   const h = {'Content-Type': 'application/json'};
@@ -56,6 +61,18 @@ async function call(path, payload) {
   if (!r.ok) throw new Error(body.detail || body.error || ('HTTP ' + r.status));
   return body;
 }
+function showAlikes(items) {
+  // text nodes only: the items' text is data, never markup
+  const list = document.getElementById('alikes');
+  list.replaceChildren();
+  for (const a of items) {
+    const li = document.createElement('li'), t = document.createElement('span');
+    li.textContent = money(a.price) + ' (similarity ' + a.similarity.toFixed(2) + ') ';
+    t.className = 't'; t.textContent = a.text.replace(/\s+/g, ' ').slice(0, 160);
+    li.appendChild(t); list.appendChild(li);
+  }
+  document.getElementById('alike').hidden = items.length === 0;
+}
 const money = p => '$' + p.toLocaleString('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2});
 document.getElementById('one').addEventListener('submit', async (ev) => {
   ev.preventDefault();
@@ -64,7 +81,10 @@ document.getElementById('one').addEventListener('submit', async (ev) => {
   try {
     const ask = {description: document.getElementById('description').value};
     if (RANGES) ask.interval = 0.8;
+    if (SIMILAR) ask.similar = Math.min(SIMILAR, 5);
+    document.getElementById('alike').hidden = true;
     const body = await call('/price', ask);
+    showAlikes(body.similar || []);
     if (body.price === null) { out.className = 'error'; out.textContent = 'no price'; why.textContent = body.error || ''; }
     else {
       out.textContent = money(body.price);
@@ -95,10 +115,11 @@ document.getElementById('gofile').addEventListener('click', async () => {
 """
 
 
-def render(model: str, needs_key: bool, ranges: bool = False) -> str:
-    """The page; `ranges`: the model is calibrated, so the page asks for an 80% range with each price."""
+def render(model: str, needs_key: bool, ranges: bool = False, similar: int = 0) -> str:
+    """The page; `ranges`: the model is calibrated, so the page asks for an 80% range with each price;
+    `similar`: the service shows look-alike training items, and the page lists up to 5."""
     import html
     import json
 
     return (PAGE.replace("__MODEL__", html.escape(model)).replace("__NEEDS_KEY__", json.dumps(needs_key))
-            .replace("__RANGES__", json.dumps(ranges)))
+            .replace("__RANGES__", json.dumps(ranges)).replace("__SIMILAR__", json.dumps(similar)))

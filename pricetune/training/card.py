@@ -17,21 +17,13 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
         "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler",
         "weight_decay", "optim", "max_grad_norm", "max_length", "seed")}
     if cfg.objective == "regress":
-        hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling, regress_layers=cfg.regress_layers,
-                  regress_head_init=cfg.regress_head_init)
-        if cfg.regress_loss == "bins":
-            hp.update(regress_bins=cfg.regress_bins, regress_bin_sigma=cfg.regress_bin_sigma)
+        hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling)
         if cfg.regress_loss == "huber":
             hp.update(regress_huber_delta=cfg.regress_huber_delta)
     rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
     read = "the last prompt token" if cfg.regress_pooling == "last" else "the mean over the prompt's tokens"
-    if cfg.regress_layers is not None:
-        read += f" after the base's first {cfg.regress_layers} decoder layers (the rest are not used)"
     if cfg.objective != "regress":
         how = 'the adapter completes the price ("64.00").'
-    elif cfg.regress_loss == "bins":
-        how = (f"a head on {read} gives a histogram over log price ({cfg.regress_bins} bins), and its median the "
-               "price (regress objective, bins loss: the span and formula in `regression_head.json`).")
     else:
         how = (f"a scalar head on {read} gives the price (regress objective: "
                "price = expm1(center + scale * output), `regression_head.json`).")
@@ -71,6 +63,10 @@ Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $
 pricetune predict --adapter {repo} "Title: ...\\nCategory: ...\\nDescription: ..."
 pricetune evaluate {repo} --dataset DATA   # DATA: a folder of train/val/test.jsonl in the same format
 ```
+
+`pricetune predict --run RUN --similar K` and `pricetune serve --similar K` show, beside a price, the K
+training items most like the description: their text is the training data's own, so whoever can call
+such a service can read it.{" This adapter's `neighbours.json` holds the training items' text too." if cfg.neighbours else ""}
 """
     (run_dir / "README.md").write_text(card, encoding="utf-8")
 

@@ -157,7 +157,7 @@ def compile_notice(cfg: RunConfig, device: str) -> str | None:
     Measured, not yet explained (docs/PERFORMANCE.md, "Compiled decoder layers")."""
     if cfg.torch_compile and cfg.lora_dropout > 0 and device == "cpu":
         return (f"LoRA dropout {cfg.lora_dropout:g} with compiled layers: on a CPU a step ran slower than eager "
-                "(python -m pricetune.bench.compile --lora-dropout 0.1: 0.76x; without dropout 1.93x); "
+                "(python bench/studies/compile.py --lora-dropout 0.1: 0.76x; without dropout 1.93x); "
                 "--lora-dropout 0 or --no-torch-compile")
     return None
 
@@ -165,7 +165,7 @@ def compile_notice(cfg: RunConfig, device: str) -> str | None:
 def compile_layers(model) -> None:
     """torch_compile: PyTorch's regional compilation. Each decoder layer is compiled in place with
     inductor (`nn.Module.compile`); the layers are alike, so compiling costs about one layer's time
-    (under a minute here, where the whole model took four: bench.compile), the weights keep their
+    (under a minute here, where the whole model took four: bench/studies/compile.py), the weights keep their
     names for saving and loading, and the embeddings, head and loss run as they are."""
     # A layer's graph has variants dynamo compiles one by one: training and evaluation (grad mode),
     # the first layer (its input needs no gradient) and the rest, and the pieces around transformers'

@@ -1,6 +1,6 @@
 """The regress objective's trainer: transformers' Trainer on a sequence-classification model whose
-head reads the prompt's hidden state (last token or mean): one output trained with L1 or Huber on
-log price or the absolute error in dollars, or a histogram over log price trained with cross-entropy."""
+head reads the prompt's hidden state (last token or mean), one output trained with L1 or Huber on
+standardised log price."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import torch
 from transformers import Trainer
 
 from ..config import RunConfig
-from ..regression import HEAD_FILE, PriceScale, head_outputs, regression_loss
+from ..regress import HEAD_FILE, PriceScale, head_outputs
 from .common import AtomicCheckpoints, shared_args
 
 
 class RegressionTrainer(AtomicCheckpoints, Trainer):
-    """transformers' Trainer for the regress objective: L1 (or Huber, dollars, bins) on standardised log price,
+    """transformers' Trainer for the regress objective: L1 (or Huber) on standardised log price,
     the head read at the last prompt token or on the mean over the prompt, all as `scale` says."""
 
     checkpoint_files = (HEAD_FILE,)
@@ -24,7 +24,7 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args, scale: PriceScale, head_learning_rate: float | None = None, **kwargs):
-        # the scale carries the loss, the pooling, and the spread the dollars loss turns outputs back with
+        # the scale carries the loss and the pooling
         self.scale, self.head_learning_rate = scale, head_learning_rate
         self._total_train_tokens = 0
         super().__init__(*args, **kwargs)
@@ -45,11 +45,7 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = head_outputs(model, inputs["input_ids"], inputs.get("attention_mask"), self.scale.pooling)
-        if self.scale.bins > 1:
-            extra = dict(edges=self.scale.edges(outputs.device), sigma=self.scale.sigma)
-        else:
-            extra = dict(delta=self.scale.delta) if self.scale.loss == "huber" else {}
-        loss = regression_loss(outputs, inputs["labels"], self.scale.loss, self.scale.scale, **extra)
+        loss = self.scale.loss_of(outputs, inputs["labels"])
         if model.training and "attention_mask" in inputs:
             self._total_train_tokens += int(inputs["attention_mask"].sum())
         return (loss, {"logits": outputs}) if return_outputs else loss

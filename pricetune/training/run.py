@@ -16,7 +16,7 @@ from .. import distributed as dist
 from .. import hub
 from ..config import RunConfig
 from ..data import load_splits, tokenize_rows
-from ..data.neighbours import NeighbourIndex
+from ..baselines.neighbours import NeighbourIndex
 from ..errors import PricetuneError
 from ..fastpath import speed_up
 from ..modeling import (
@@ -31,14 +31,7 @@ from ..modeling import (
     pick_precision,
     top_layers,
 )
-from ..regression import (
-    HEAD_FILE,
-    PriceScale,
-    RegressionCollator,
-    init_head_from_probe,
-    restandardise,
-    tokenize_regression_rows,
-)
+from ..regress import HEAD_FILE, PriceScale, RegressionCollator, tokenize_regression_rows
 from .callbacks import GracefulStop, MetricsLogger, OpeningLoss, ValTime
 from .card import write_model_card
 from .common import (
@@ -85,10 +78,7 @@ def plan(cfg: RunConfig) -> str:
         f"on {', '.join(cfg.lora_targets)} ({targets})"
         + (f", in the top {cfg.lora_layers} decoder layers only" if cfg.lora_layers else ""),
         f"objective: {cfg.objective}" + (
-            (f" ({cfg.regress_bins}-bin histogram head" if cfg.regress_loss == "bins" else " (scalar head")
-            + f" on the {cfg.regress_pooling} hidden state"
-            + (f" of layer {cfg.regress_layers}" if cfg.regress_layers else "")
-            + f", log price, {cfg.regress_loss} loss)"
+            f" (scalar head on the {cfg.regress_pooling} hidden state, log price, {cfg.regress_loss} loss)"
             if cfg.objective == "regress"
             else " (SFT: the model writes the price)"),
         f"data:      {cfg.dataset} (val: first {cfg.val_size} rows"
@@ -142,123 +132,41 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     For the benchmarks: `trainer_cls` replaces the generate trainer (the reference side passes TRL's
     SFTTrainer); `fastpath` switches single fast-path changes off ({"no_mask": False, "attention":
     False, ...}); `seeded_order=False` keeps the stock batch order."""
-    fastpath = dict(fastpath or {})
-    drop_mask = fastpath.pop("no_mask", True)
+    from transformers import set_seed
+
     # 0. Hub login: nothing to do here; huggingface_hub reads HF_TOKEN (or its own login) on demand,
     #    and we never store the token.
-    # 1. precision, device, the path (fast or stock) and optimizer
-    device = detect_device()
-    fast, compiling_on, why = resolve_fast(cfg, device)
-    if cfg.fast is None and device != "cpu":
-        log(f"notice: path: stock ({why})")
-    cfg = cfg.model_copy(update=dict(fast=fast, torch_compile=compiling_on))  # saved resolved, in config.yaml
-    precision = pick_precision(cfg.precision)
-    _, notice = resolve_optim(cfg.optim, device)
-    if notice:
-        log(f"notice: {notice}")
-    check_compiler(cfg.torch_compile, device)
-    if compiling := compile_notice(cfg, device):
-        log(f"notice: {compiling}")
-
-    # 2. data: validated before any weights are loaded
-    splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows,
-                              train_sample=cfg.train_sample, seed=cfg.seed)
-    if bad:
-        log(f"skipped {sum(bad.counts.values())} invalid row(s): {bad.summary()}")
-    val_rows = splits.get("val", [])[: cfg.val_size]
-    if cfg.train_on_val:
-        # The refit: settings were chosen on val by earlier runs, so val's rows now teach instead of judge
-        if not val_rows:
-            raise PricetuneError(f"dataset {cfg.dataset}: train_on_val needs a val split to train on")
-        splits["train"] = splits["train"] + val_rows
-        val_rows = []
-        log(f"train_on_val: training on {len(splits['train'])} rows (train + val), no evaluation during training")
-    index = None
-    if cfg.neighbours:
-        # Each prompt gains its look-alikes' prices: a training row from the other training rows, val
-        # from the training rows, as a new item will be priced
-        index = NeighbourIndex.build(splits["train"], cfg.neighbours)
-        splits["train"] = index.add_to_rows(splits["train"], exclude_self=True)
-        val_rows = index.add_to_rows(val_rows)
-        log(f"neighbours: each prompt carries the prices of its {cfg.neighbours} most similar of "
-            f"{len(index.prices)} training items")
-
+    cfg, device, precision = choose_device_and_path(cfg, log)  # 1. device, precision, path, optimizer
+    train_rows, val_rows, bad, index = load_data(cfg, log)  # 2. validated before any weights load
     # 3. tokenizer, tokenized splits (too-long prompts fail here, still before the weights), base
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
-    regress = cfg.objective == "regress"
-    scale = None
-    if regress and resuming and (cfg.run_dir / HEAD_FILE).is_file():
-        scale = PriceScale.load(cfg.run_dir)  # the run's own: a probe-initialised head moved the center off the median
-    elif regress:
-        scale = PriceScale.fit([r["price"] for r in splits["train"]], cfg.regress_loss, cfg.regress_pooling,
-                               cfg.regress_layers, cfg.regress_bins if cfg.regress_loss == "bins" else 1,
-                               cfg.regress_bin_sigma, cfg.regress_huber_delta)
-
-    def tokenize(rows: list[dict]):
-        if regress:
-            return tokenize_regression_rows(tokenizer, rows, cfg.max_length, scale)
-        return tokenize_rows(tokenizer, rows, cfg.max_length)
-
-    if dist.launched():
-        # Rank 0 makes the run directory and tokenizes into its cache; the others read that cache
-        run_dir = cfg.run_dir if resuming else dist.on_main(lambda: prepare_run_dir(cfg, overwrite))
-        train_ds = dist.main_first(lambda: cached(run_dir, "train", tokenize, splits["train"], cfg, scale))
-        val_ds = dist.main_first(lambda: cached(run_dir, "val", tokenize, val_rows, cfg, scale)) if val_rows else None
-    else:
-        train_ds = tokenize(splits["train"])
-        val_ds = tokenize(val_rows) if val_rows else None
-        run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
-    log(f"run directory: {run_dir}")
-    per_device, _ = dist.split_batch(cfg.batch_size, cfg.grad_accum, dist.world_size())
-    if repeats := dist.repeated_rows(len(train_ds), per_device, dist.world_size()):
-        log(f"notice: each epoch repeats {repeats} of its {len(train_ds)} rows: the last round of micro-batches is "
-            f"filled up so that every one of the {dist.world_size()} processes takes the same steps")
+    scale = price_scale(cfg, train_rows, resuming) if cfg.objective == "regress" else None
+    run_dir, train_ds, val_ds = tokenize_splits(cfg, tokenizer, scale, train_rows, val_rows, resuming, overwrite, log)
     if index is not None and dist.is_main():
         index.save(run_dir)
+    if scale is not None and dist.is_main():
+        scale.save(run_dir)
     if cfg.torch_compile:
         keep_compile_cache_in(run_dir)
     # Seeded before the model exists: a regress head is initialised as it loads, and TRL creates the
     # LoRA weights before Trainer seeds
-    from transformers import set_seed
-
     set_seed(cfg.seed)
     model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
                             objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
-                            quant_storage=cfg.bnb_4bit_quant_storage, num_layers=cfg.regress_layers,
-                            num_labels=scale.bins if regress else 1)
+                            quant_storage=cfg.bnb_4bit_quant_storage)
     check_targets(model, cfg.lora_targets)
     keep_one_4bit_layout(model)
-    if regress and cfg.regress_head_init == "probe" and not resuming:
-        # LoRA starts as a no-op, so the probe fit on the bare base is the wrapped model's first answer
-        probed, figures = init_head_from_probe(model, tokenizer, splits["train"], val_rows, scale, cfg.max_length,
-                                               cfg.eval_batch_size or cfg.batch_size, progress=dist.is_main())
-        log(f"head initialised from a ridge probe on the train split: alpha {figures['alpha']:g}, "
-            f"val MAE ${figures['val_mae']:,.2f} before fine-tuning")
-        train_ds, val_ds = (restandardise(ds, scale, probed) if ds is not None else None for ds in (train_ds, val_ds))
-        scale = probed
-        if dist.is_main():
-            (run_dir / "head_init.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    set_seed(cfg.seed)  # 4. LoRA, 5. SFTConfig, from the same state whatever loading drew
+    set_seed(cfg.seed)  # 4. LoRA, from the same state whatever loading drew
     lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective,
                              layers=top_layers(model, cfg.lora_layers))
-    callbacks = [MetricsLogger(run_dir / "metrics.jsonl")]
-    if regress:
-        if dist.is_main():
-            scale.save(run_dir)
-        model = peft_for_training(model, lora, cfg)
-        trainer = RegressionTrainer(
-            model=model, args=build_regress_args(cfg, run_dir, precision, device, has_eval=val_ds is not None),
-            train_dataset=train_ds, eval_dataset=val_ds, data_collator=RegressionCollator(tokenizer.pad_token_id),
-            processing_class=tokenizer, callbacks=callbacks, scale=scale, head_learning_rate=cfg.head_learning_rate,
-        )
-    else:
-        args = build_sft_config(cfg, run_dir, precision, device, has_eval=val_ds is not None)
-        own = {} if trainer_cls is not None else dict(fast=cfg.fast and not dist.sharded_weights(), drop_mask=drop_mask, seeded_order=seeded_order)
-        trainer = (trainer_cls or PricetuneTrainer)(
-            model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
-            peft_config=lora, callbacks=callbacks, **own,
-        )
-    if cfg.fast and trainer_cls is None and not dist.sharded_weights():
+    # 5. the trainer (TrainingArguments / SFTConfig), then the fast path and compiled layers
+    fastpath = dict(fastpath or {})
+    drop_mask = fastpath.pop("no_mask", True)
+    fast = cfg.fast and trainer_cls is None and not dist.sharded_weights()
+    parts = dict(model=model, lora=lora, tokenizer=tokenizer, train_ds=train_ds, val_ds=val_ds, scale=scale)
+    trainer = build_trainer(cfg, run_dir, device, precision, parts, trainer_cls,
+                            dict(fast=fast, drop_mask=drop_mask, seeded_order=seeded_order))
+    if fast:
         speed_up(trainer.model, **fastpath)
     if cfg.torch_compile:  # after the fast path has put its layers in: they are what gets compiled
         compile_layers(trainer.model)
@@ -266,6 +174,103 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
                    train_rows=len(train_ds), val_rows=len(val_rows), fast=cfg.fast and not dist.sharded_weights(),
                    compiled=cfg.torch_compile)
     return trainer, context
+
+
+def choose_device_and_path(cfg: RunConfig, log) -> tuple[RunConfig, str, str]:
+    """Step 1: the device, the path (fast or stock, saved resolved in config.yaml), precision and the
+    optimizer's fallback, with a notice for each choice a user did not make."""
+    device = detect_device()
+    fast, compiling_on, why = resolve_fast(cfg, device)
+    if cfg.fast is None and device != "cpu":
+        log(f"notice: path: stock ({why})")
+    cfg = cfg.model_copy(update=dict(fast=fast, torch_compile=compiling_on))
+    _, notice = resolve_optim(cfg.optim, device)
+    if notice:
+        log(f"notice: {notice}")
+    check_compiler(cfg.torch_compile, device)
+    if compiling := compile_notice(cfg, device):
+        log(f"notice: {compiling}")
+    return cfg, device, pick_precision(cfg.precision)
+
+
+def load_data(cfg: RunConfig, log) -> tuple[list[dict], list[dict], Any, NeighbourIndex | None]:
+    """Step 2: the train and val rows as training reads them (val added to train for a refit; each
+    prompt with its look-alikes' prices when `neighbours` is set), the skipped rows, the index."""
+    splits, bad = load_splits(cfg.dataset, cfg.val_size, cfg.train_size, cfg.on_bad_rows,
+                              train_sample=cfg.train_sample, seed=cfg.seed)
+    if bad:
+        log(f"skipped {sum(bad.counts.values())} invalid row(s): {bad.summary()}")
+    train_rows, val_rows = splits["train"], splits.get("val", [])[: cfg.val_size]
+    if cfg.train_on_val:
+        # The refit: settings were chosen on val by earlier runs, so val's rows now teach instead of judge
+        if not val_rows:
+            raise PricetuneError(f"dataset {cfg.dataset}: train_on_val needs a val split to train on")
+        train_rows, val_rows = train_rows + val_rows, []
+        log(f"train_on_val: training on {len(train_rows)} rows (train + val), no evaluation during training")
+    index = None
+    if cfg.neighbours:
+        # Each prompt gains its look-alikes' prices: a training row from the other training rows, val
+        # from the training rows, as a new item will be priced
+        index = NeighbourIndex.build(train_rows, cfg.neighbours)
+        train_rows = index.add_to_rows(train_rows, exclude_self=True)
+        val_rows = index.add_to_rows(val_rows)
+        log(f"neighbours: each prompt carries the prices of its {cfg.neighbours} most similar of "
+            f"{len(index.prices)} training items")
+    return train_rows, val_rows, bad, index
+
+
+def price_scale(cfg: RunConfig, train_rows: list[dict], resuming: bool) -> PriceScale:
+    """A regress run's standardisation: the run's own when it resumes, else fit on its train prices."""
+    if resuming and (cfg.run_dir / HEAD_FILE).is_file():
+        return PriceScale.load(cfg.run_dir)
+    return PriceScale.fit([r["price"] for r in train_rows], cfg.regress_loss, cfg.regress_pooling,
+                          cfg.regress_huber_delta)
+
+
+def tokenize_splits(cfg: RunConfig, tokenizer, scale: PriceScale | None, train_rows: list[dict],
+                    val_rows: list[dict], resuming: bool, overwrite: bool, log):
+    """Step 3: (run_dir, train dataset, val dataset or None). Under a launcher rank 0 makes the run
+    directory and tokenizes into its cache, and the others read that cache."""
+
+    def tokenize(rows: list[dict]):
+        if scale is not None:
+            return tokenize_regression_rows(tokenizer, rows, cfg.max_length, scale)
+        return tokenize_rows(tokenizer, rows, cfg.max_length)
+
+    if dist.launched():
+        run_dir = cfg.run_dir if resuming else dist.on_main(lambda: prepare_run_dir(cfg, overwrite))
+        train_ds = dist.main_first(lambda: cached(run_dir, "train", tokenize, train_rows, cfg, scale))
+        val_ds = dist.main_first(lambda: cached(run_dir, "val", tokenize, val_rows, cfg, scale)) if val_rows else None
+    else:
+        train_ds = tokenize(train_rows)
+        val_ds = tokenize(val_rows) if val_rows else None
+        run_dir = cfg.run_dir if resuming else prepare_run_dir(cfg, overwrite)
+    log(f"run directory: {run_dir}")
+    per_device, _ = dist.split_batch(cfg.batch_size, cfg.grad_accum, dist.world_size())
+    if repeats := dist.repeated_rows(len(train_ds), per_device, dist.world_size()):
+        log(f"notice: each epoch repeats {repeats} of its {len(train_ds)} rows: the last round of micro-batches is "
+            f"filled up so that every one of the {dist.world_size()} processes takes the same steps")
+    return run_dir, train_ds, val_ds
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, device: str, precision: str, parts: dict, trainer_cls, own: dict):
+    """Step 5: the regress objective's Trainer, or the generate objective's SFT trainer (pricetune's,
+    with the `own` fast-path switches, or `trainer_cls` as given)."""
+    callbacks = [MetricsLogger(run_dir / "metrics.jsonl")]
+    has_eval = parts["val_ds"] is not None
+    if parts["scale"] is not None:
+        return RegressionTrainer(
+            model=peft_for_training(parts["model"], parts["lora"], cfg),
+            args=build_regress_args(cfg, run_dir, precision, device, has_eval=has_eval),
+            train_dataset=parts["train_ds"], eval_dataset=parts["val_ds"],
+            data_collator=RegressionCollator(parts["tokenizer"].pad_token_id), processing_class=parts["tokenizer"],
+            callbacks=callbacks, scale=parts["scale"], head_learning_rate=cfg.head_learning_rate,
+        )
+    return (trainer_cls or PricetuneTrainer)(
+        model=parts["model"], args=build_sft_config(cfg, run_dir, precision, device, has_eval=has_eval),
+        train_dataset=parts["train_ds"], eval_dataset=parts["val_ds"], processing_class=parts["tokenizer"],
+        peft_config=parts["lora"], callbacks=callbacks, **({} if trainer_cls is not None else own),
+    )
 
 
 def cached(run_dir: Path, split: str, tokenize: Callable[[list[dict]], Any], rows: list[dict], cfg: RunConfig,
@@ -278,7 +283,7 @@ def cached(run_dir: Path, split: str, tokenize: Callable[[list[dict]], Any], row
 
     from datasets import load_from_disk
 
-    key = [cfg.base_model, cfg.objective, cfg.regress_loss, cfg.max_length,
+    key = [cfg.base_model, cfg.objective, cfg.max_length,
            dataclasses.asdict(scale) if scale is not None else None]
     h = hashlib.sha256(json.dumps(key).encode())
     for r in rows:

@@ -13,11 +13,11 @@ import sys
 import numpy as np
 
 from pricetune.baselines.common import item_text
-from pricetune.data.neighbours import insert_line, neighbour_line
+from pricetune.baselines.neighbours import insert_line, neighbour_line
 from pricetune.data.rows import make_prompt
 from pricetune.data.sources import load_splits
 from pricetune.inference import load_model
-from pricetune.regression import regress_prices
+from pricetune.regress import regress_prices
 
 VARIANTS = [(0, 1, 2), (2, 1, 0), (0, 1, 3), (1, 0, 2), (0, 2, 3), (1, 2, 3), (1, 2, 0), (2, 0, 1), (0, 2, 1)]
 SCHEMES = {  # fixed before scoring: the same three prices in every order; three of the top four

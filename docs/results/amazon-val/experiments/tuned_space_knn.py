@@ -19,7 +19,7 @@ from pricetune.baselines.tfidf import TfidfRidge
 from pricetune.data.sources import load_splits
 from pricetune.ensemble.weights import cross_validated_mae, fit_combination
 from pricetune.inference import load_model
-from pricetune.regression import layer_readouts
+from pricetune.baselines.embed import layer_readouts
 
 KS = (3, 5, 10, 20, 40)
 

@@ -1,8 +1,8 @@
 """Step time of the amazon-regress recipe eager against compiled, measured interleaved in one process
 so the machine's drift hits every variant alike; and what compiling costs.
 
-    python -m pricetune.bench.compile bench/results/compile-cpu.json [--batches 4] [--repeats 3]
-    python -m pricetune.bench.compile bench/results/compile-dropout-cpu.json --lora-dropout 0.1 --variants eager,layers
+    python bench/studies/compile.py bench/results/compile-cpu.json [--batches 4] [--repeats 3]
+    python bench/studies/compile.py bench/results/compile-dropout-cpu.json --lora-dropout 0.1 --variants eager,layers
 
 Variants, each a model built by `pricetune train`'s own preparation from configs/amazon-regress.yaml
 (the amazon items when ../shared/data/amazon-items is there, else the demo data):
@@ -31,7 +31,8 @@ import time
 
 import torch
 
-from pricetune.bench.harness import backward_step, bench_dataset, regress_trainer, report_json, step_times
+from pricetune.bench.harness import bench_dataset, report_json
+from shared import backward_step, regress_trainer, step_times
 from pricetune.modeling import pick_precision
 from pricetune.training.common import compile_layers
 

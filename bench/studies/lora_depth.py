@@ -2,8 +2,8 @@
 only (`lora_layers: N`), measured interleaved in one process so the machine's drift hits every variant
 alike.
 
-    python -m pricetune.bench.lora_depth bench/results/lora-depth-cpu.json --layers 30 20 15 [--repeats 3]
-    python -m pricetune.bench.lora_depth --layers 30 --repeats 0 --profile   # torch.profiler table of a step
+    python bench/studies/lora_depth.py bench/results/lora-depth-cpu.json --layers 30 20 15 [--repeats 3]
+    python bench/studies/lora_depth.py --layers 30 --repeats 0 --profile   # torch.profiler table of a step
 
 One model per variant, built by `pricetune train`'s own preparation from configs/amazon-regress.yaml
 (the amazon items when ../shared/data/amazon-items is there, else the demo data); the same batches of
@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from pricetune.bench.harness import (backward_step, bench_dataset, profile_table, regress_trainer, report_json,
-                                     step_times)
+from pricetune.bench.harness import bench_dataset, report_json
+from shared import backward_step, profile_table, regress_trainer, step_times
 from pricetune.modeling import pick_precision
 
 

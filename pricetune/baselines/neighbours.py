@@ -26,7 +26,7 @@ preset's 400k rows would take hours on a CPU.
 The index is saved as plain JSON (the items' text and prices; the TF-IDF is fit again on load, a few
 seconds for thousands of items), never as a pickle, so an index from the Hub runs no code.
 
-    from pricetune.data.neighbours import NeighbourIndex
+    from pricetune.baselines.neighbours import NeighbourIndex
     index = NeighbourIndex.build(train_rows, k=3)
     prompts = index.add_to_prompts(prompts)                   # new items
     train_prompts = index.add_to_prompts(train_prompts, exclude_self=True)
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PricetuneError
-from .rows import QUESTION, make_prompt
+from ..data import QUESTION, make_prompt
 
 INDEX_FILE = "neighbours.json"
 LINE_PREFIX = "Similar items sold for: "
@@ -75,7 +75,7 @@ class NeighbourIndex:
     @classmethod
     def build(cls, rows: list[dict], k: int) -> NeighbourIndex:
         """An index of dataset rows (each with a `prompt` and a `price`)."""
-        from ..baselines.common import item_text
+        from .common import item_text
 
         if k < 1:
             raise PricetuneError(f"neighbours must be at least 1 to build an index (got {k})")
@@ -89,7 +89,7 @@ class NeighbourIndex:
         if self._search is None:
             from sklearn.neighbors import NearestNeighbors
 
-            from ..baselines.tfidf import tfidf_features
+            from .tfidf import tfidf_features
 
             self._features = tfidf_features()
             self._matrix = self._features.fit_transform(self.texts)
@@ -116,9 +116,18 @@ class NeighbourIndex:
         return [[j for j, d in zip(row, dist) if j != i and d > TWIN_DISTANCE][:self.k]
                 for i, (row, dist) in enumerate(zip(found.tolist(), distances.tolist()))]
 
+    def nearest(self, texts: list[str], k: int) -> list[list[tuple[int, float]]]:
+        """For each item text, its k most similar items of the index as (position, cosine similarity),
+        most similar first: what `--similar K` shows a user."""
+        if not texts:
+            return []
+        self.fit()
+        distances, found = self._search.kneighbors(self._features.transform(texts), n_neighbors=min(k, len(self.texts)))
+        return [[(j, 1.0 - d) for j, d in zip(row, dist)] for row, dist in zip(found.tolist(), distances.tolist())]
+
     def add_to_prompts(self, prompts: list[str], exclude_self: bool = False) -> list[str]:
         """Each prompt (a full prompt or a bare description) with its neighbours' prices added."""
-        from ..baselines.common import item_text
+        from .common import item_text
 
         full = [make_prompt(p) for p in prompts]
         found = self.neighbours([item_text(p) for p in full], exclude_self=exclude_self)

@@ -1,17 +1,16 @@
-"""An ensemble's members and a saved ensemble folder: what each member is, how it is made ready to
-price, and how a folder's `ensemble.json` prices prompts with its weights."""
+"""A saved ensemble, priced: what each member is, how it is made ready to price, and how a folder's
+`ensemble.json` combines their prices (`combine`). Fitting, choosing and refitting ensembles is
+`pricetune.ensemble`'s work; pricing with one is here, beside the single models it combines."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PricetuneError
-from .weights import combine
 
 FITTED = ("tfidf", "tfidf-embed", "tfidf-knn")  # classical members fit on the train split, saved as SPEC.joblib
 CLASSICAL = (*FITTED, "median", "mean")
@@ -38,7 +37,7 @@ class Member:
         if self.classical:
             return False
         from ..config import load_run_config
-        from ..inference.load import run_paths
+        from .load import run_paths
 
         return not load_run_config(run_paths(self.spec)[0]).neighbours
 
@@ -87,7 +86,7 @@ class Predictor:
                 raise PricetuneError(f"the {member.spec} member needs the dataset")
             self.value = constant(splits["train"], member.spec)
         else:
-            from ..inference import load_model
+            from .load import load_model
 
             self.lm = load_model(run=member.spec)
 
@@ -157,17 +156,25 @@ class Ensemble:
         return combine(self.weights, prices, self.intercept)
 
 
-def refuse_filled(out: Path) -> None:
-    if out.exists() and any(out.iterdir()):
-        raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
+def combine(weights: list[float], member_prices: list[list[float | None]],
+            intercept: float = 0.0) -> list[float | None]:
+    """log(1 + guess) = intercept + the weighted sum of the members' log(1 + price), for each item.
 
-
-@contextmanager
-def new_folder(out: Path):
-    """Make `out` for an ensemble; if filling it fails (or is interrupted), remove it again."""
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        yield out
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
+    A weighted mean (weights >= 0, no intercept): a member without a price for an item gives its weight
+    to the others in proportion (the priced members' weighted mean). A stack (free weights, an
+    intercept): no such rescaling is sound (weights of both signs can sum to about zero), so an item
+    that a weighted member did not price gets no price (None)."""
+    whole = sum(weights)
+    stacked = intercept != 0.0 or any(w < 0 for w in weights)
+    out = []
+    for prices in zip(*member_prices):
+        if stacked and any(p is None for w, p in zip(weights, prices) if w != 0):
+            out.append(None)
+            continue
+        pairs = [(w, math.log1p(max(p, 0.0))) for w, p in zip(weights, prices) if p is not None and w != 0]
+        total = sum(w for w, _ in pairs)
+        if stacked:
+            out.append(math.expm1(intercept + sum(w * x for w, x in pairs)))
+        else:
+            out.append(math.expm1(whole * sum(w * x for w, x in pairs) / total) if total > 0 else None)
+    return out

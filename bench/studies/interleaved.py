@@ -1,9 +1,9 @@
 """Step time of each fast-path change, measured interleaved in one process so machine drift hits all
-variants alike (pricetune/bench/ablation.py runs them minutes apart, one process each, which suits peak memory
+variants alike (bench/studies/ablation.py runs them minutes apart, one process each, which suits peak memory
 but lets a shared 2-core machine's speed drift blur changes of a few percent).
 
-    python -m pricetune.bench.interleaved bench/results/interleaved-cpu.json [--repeats 4]
-    python -m pricetune.bench.interleaved --only-final --repeats 0 --profile    # torch.profiler table of pricetune's step
+    python bench/studies/interleaved.py bench/results/interleaved-cpu.json [--repeats 4]
+    python bench/studies/interleaved.py --only-final --repeats 0 --profile    # torch.profiler table of pricetune's step
 
 One model per variant (the fast loss, no gradient checkpointing, fast-path changes switched on
 cumulatively), the same 3 batches of 16 x <=128 tokens from the amazon items (or the demo data), bf16
@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from pricetune.bench.harness import LITE_LORA, backward_step, bench_dataset, profile_table, report_json, step_times
+from pricetune.bench.harness import LITE_LORA, bench_dataset, report_json
+from shared import backward_step, profile_table, step_times
 from pricetune.config import resolve_config
 from pricetune.modeling import pick_precision
 

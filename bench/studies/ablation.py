@@ -1,13 +1,14 @@
 """Per-change ablation of pricetune's training path (same data, model, batch as `bench train`).
 
-    python -m pricetune.bench.ablation bench/results/ablation-cpu.json
+    python bench/studies/ablation.py bench/results/ablation-cpu.json
 """
 
 import json
 import sys
 from pathlib import Path
 
-from pricetune.bench.harness import ablation, bench_dataset
+from pricetune.bench.harness import bench_dataset
+from shared import ablation
 
 if __name__ == "__main__":
     opts = dict(model="smollm2-135m", dataset=bench_dataset(), steps=8, batch_size=16, max_length=128,

