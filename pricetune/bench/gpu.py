@@ -83,6 +83,8 @@ def random_base(folder: Path, tiny: bool, tokenizer_source: str, device: str) ->
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     del model
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the children that train load it again, each with the GPU to itself
     return str(folder)
 
 
@@ -118,7 +120,7 @@ def _version(md, name: str) -> str | None:
 
 def compare(kind: str, opts: dict) -> dict:
     """One recipe's two sides (the reference's stock path, pricetune's), or pricetune's alone for regress."""
-    from .harness import _run_side
+    from .harness import _run_side, side_by_side
 
     sides = ("pricetune",) if opts.get("objective") == "regress" else ("reference", "pricetune")
     out = {"what": kind, **{k: opts[k] for k in ("steps", "batch_size", "grad_accum", "max_length", "quantization",
@@ -130,11 +132,9 @@ def compare(kind: str, opts: dict) -> dict:
             out[side] = {"error": str(e)}
     ref, fast = out.get("reference", {}), out["pricetune"]
     if "tokens_per_second" in ref and "tokens_per_second" in fast:
-        out["speedup"] = fast["tokens_per_second"] / ref["tokens_per_second"]
+        out.update(side_by_side(ref, fast))
         if ref.get("peak_gpu_mb"):
             out["gpu_memory_ratio"] = fast["peak_gpu_mb"] / ref["peak_gpu_mb"]
-        diffs = [abs(a - b) / abs(a) for a, b in zip(ref["losses"], fast["losses"]) if a]
-        out["max_rel_loss_diff"] = max(diffs) if diffs else None
     return out
 
 

@@ -222,6 +222,14 @@ def _run_side(kind: str, opts: dict) -> dict:
     return result
 
 
+def side_by_side(ref: dict, fast: dict) -> dict:
+    """pricetune's side against the reference's over the same batches: speed, and the losses' largest
+    relative difference step by step."""
+    diffs = [abs(a - b) / abs(a) for a, b in zip(ref["losses"], fast["losses"]) if a]
+    return {"speedup": fast["tokens_per_second"] / ref["tokens_per_second"],
+            "max_rel_loss_diff": max(diffs) if diffs else None}
+
+
 def bench_train(opts: dict) -> dict:
     import tempfile
 
@@ -234,17 +242,14 @@ def bench_train(opts: dict) -> dict:
         ref = _run_side("reference", opts)
         fast = _run_side("pricetune", opts)
     peak = gemm_peak_gflops(opts["precision"])
-    diffs = [abs(a - b) / abs(a) for a, b in zip(ref["losses"], fast["losses"]) if a]
     achieved = fast["tokens_per_second"] * fast["flops_per_token"] / 1e9
     return {
         "what": "train", "model": opts["model"], "dataset": opts["dataset"], "steps": opts["steps"],
         "batch_size": opts["batch_size"], "max_length": opts["max_length"], "precision": opts["precision"],
         "quantization": opts["quantization"], "lora": LITE_LORA, "seed": opts["seed"],
-        "reference": ref, "pricetune": fast,
-        "speedup": fast["tokens_per_second"] / ref["tokens_per_second"],
+        "reference": ref, "pricetune": fast, **side_by_side(ref, fast),
         "memory_ratio": fast["peak_rss_mb"] / ref["peak_rss_mb"],
         "train_memory_growth_ratio": fast["train_rss_growth_mb"] / max(ref["train_rss_growth_mb"], 1e-9),
-        "max_rel_loss_diff": max(diffs) if diffs else None,
         "gemm_peak_gflops": peak,
         "achieved_gflops": achieved,
         "mfu": achieved / peak,
