@@ -247,13 +247,17 @@ def ranges_for(svc: Service, prices: list[float | None], coverage: float) -> tup
             [r[1] if r and r[1] != float("inf") else None for r in found])
 
 
-def look_alikes_for(svc: Service, texts: list[str], k: int) -> list[list[dict]]:
-    """Each description's k look-alike training items; a 400 that says how when the service shows none."""
+def check_similar(svc: Service, k: int) -> None:
+    """A 400 that says how, when the service shows no look-alike items or fewer than `k`."""
     if svc.similar == 0:
         raise HTTPException(400, "this service shows no look-alike items: start it with `pricetune serve ... "
                             "--similar K` (they show the training data's text)")
     if k > svc.similar:
         raise HTTPException(400, f"this service shows at most {svc.similar} look-alike items per description")
+
+
+def look_alikes_for(svc: Service, texts: list[str], k: int) -> list[list[dict]]:
+    """Each description's k look-alike training items, as the reply carries them."""
     return [[vars(a) for a in found] for found in svc.pricer.similar(texts, k)]
 
 
@@ -296,7 +300,8 @@ async def price(request: Request):
     svc = service_of(request)
     if req.interval is not None:
         ranges_for(svc, [], req.interval)  # an uncalibrated model: refused before the model works
-    alike = look_alikes_for(svc, [], req.similar) if req.similar else None  # the same: refused first
+    if req.similar:
+        check_similar(svc, req.similar)  # the same: refused before the model works
     outcomes = await price_texts(request, req.texts)
     prices, errors = [p for p, _ in outcomes], [e for _, e in outcomes]
     extra = {}
