@@ -19,8 +19,8 @@ if todo:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", *todo], check=True)
     print("installed", ", ".join(pathlib.Path(t).name for t in todo))
 missing = []
-for module in ("torch", "transformers", "peft", "accelerate", "trl", "datasets", "pyarrow", "bitsandbytes", "yaml",
-               "pydantic", "numpy", "psutil", "tqdm"):
+for module in ("torch", "transformers", "peft", "accelerate", "trl", "datasets", "pyarrow", "pandas", "scipy",
+               "bitsandbytes", "yaml", "pydantic", "numpy", "psutil", "tqdm", "rich", "cloudpickle"):
     try:
         __import__(module)
     except Exception as e:  # missing, or a wheel built for another Python

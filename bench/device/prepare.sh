@@ -15,6 +15,7 @@ WHEELS=(
   datasets==5.2.0        # TRL needs it; its own dependencies below are the small ones
   dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.0
   pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.7.0 typing-inspection==0.4.2   # pricetune's config
+  rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 cloudpickle==3.1.3     # small, maybe missing
 )
 rm -rf wheels tokenizer && mkdir -p wheels
 for spec in "${WHEELS[@]}"; do
