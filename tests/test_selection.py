@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 
 from tests.conftest import write_jsonl
 
@@ -60,6 +61,13 @@ def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_pa
     assert best["val_mae_cv"] == min(c["val_mae_cv"] for c in first["candidates"] if "skipped" not in c)
     assert "llm_only" not in first["picks"]  # no fine-tuned run among the members
     assert (tmp_path / "s1" / "pipeline" / "ensemble.json").is_file()
+    # the pick comes calibrated from the val prices select already has: what `calibrate` gets by pricing val again
+    made = json.loads((tmp_path / "s1" / "pipeline" / "calibration.json").read_text())
+    assert main(["calibrate", "--ensemble", str(tmp_path / "s1" / "pipeline")]) == 0
+    again = json.loads((tmp_path / "s1" / "pipeline" / "calibration.json").read_text())
+    assert made["val_fingerprint"] == again["val_fingerprint"] and made["edges"] == pytest.approx(again["edges"])
+    assert [len(e) for e in made["errors"]] == [len(e) for e in again["errors"]]
+    assert sum(made["errors"], []) == pytest.approx(sum(again["errors"], []), abs=1e-9)
     # other test rows: the same choice, the same figures
     write_jsonl(data / "test.jsonl", _synthetic(40, 99))
     second = select(str(data), members, tmp_path / "s2", log=lambda _: None, cv_repeats=2)

@@ -53,8 +53,9 @@ def check_members(members: list[Member]) -> None:
 def price_val(dataset: str, members: list[Member], out: Path, log=print, train_size: int | None = None) -> dict:
     """Each member's prices for the val split (once), the fitted baselines saved in `out` as SPEC.joblib
     (fit on the first `train_size` train rows, as a run trained on that many). Returns {"truths",
-    "prices" (one list per member), "maes", "constants", "items"}."""
+    "prices" (one list per member), "maes", "constants", "items", "fingerprint" (the val split's)}."""
     from ..data import load_splits, take_train
+    from ..evaluation.ledger import fingerprint
 
     splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
     splits["train"] = take_train(splits["train"], train_size)
@@ -73,7 +74,8 @@ def price_val(dataset: str, members: list[Member], out: Path, log=print, train_s
         prices.append(member_prices)
         maes.append(mae_of(truths, member_prices))
         del predictor
-    return {"truths": truths, "prices": prices, "maes": maes, "constants": constants, "items": len(val)}
+    return {"truths": truths, "prices": prices, "maes": maes, "constants": constants, "items": len(val),
+            "fingerprint": fingerprint(val)}
 
 
 def combination_record(dataset: str, members: list[Member], out: Path, val: dict, combination: str,

@@ -14,7 +14,9 @@ The rule, fixed before any test figure exists: the lowest cross-validated val MA
 random cuts, seed 0; a member alone fits nothing on val, so its val MAE is that figure); ties go to
 the candidate with fewer members, then to the one listed first. Two picks: `pipeline` among all
 candidates, `llm_only` among those made of fine-tuned runs alone (no baseline, no neighbour look-up).
-Each pick is written as an ensemble folder to score on test; select.json has every candidate's figures.
+Each pick is written as an ensemble folder to score on test, calibrated for price ranges from the same
+val prices (`calibration.json`, as `pricetune calibrate` would write it); select.json has every
+candidate's figures.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import json
 import shutil
 from pathlib import Path
 
+from .. import intervals
 from ..errors import PricetuneError
-from ..inference.ensemble import FITTED, Member
+from ..inference.ensemble import FITTED, Member, combine
 from .fit import check_members, new_folder, price_val, refuse_filled
 from .weights import METHODS, cross_validated_mae, fit_combination
 
@@ -97,6 +100,18 @@ def write_pick(folder: Path, source: Path, dataset: str, members: list[Member], 
         "constants": {k: v for k, v in val["constants"].items() if k in {m.spec for m in chosen_members}},
     }
     (folder / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    calibrate_pick(folder, dataset, val, chosen)
+
+
+def calibrate_pick(folder: Path, dataset: str, val: dict, chosen: dict) -> None:
+    """The pick's price ranges from the val prices already in hand: what `pricetune calibrate --ensemble`
+    would compute by pricing val again (the same in-sample caveat: the combination was fit on these items)."""
+    guesses = combine(chosen["weights"], [val["prices"][i] for i in chosen["members"]], chosen["intercept"])
+    try:
+        calibration = intervals.fit(val["truths"], guesses)
+    except ValueError:  # fewer than 10 priced val items: no ranges, as calibrate would refuse
+        return
+    intervals.save(folder, {**calibration, "dataset": dataset, "val_fingerprint": val["fingerprint"]})
 
 
 def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_repeats: int = 10,
