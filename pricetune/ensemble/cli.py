@@ -84,8 +84,9 @@ def add_select_arguments(p) -> None:
         "Choose on val, by a rule fixed in the code: every member alone and every set of two or more members "
         f"(of up to {MAX_SUBSETS_OF} listed) combined by weights and by stack, each scored by its cross-validated "
         "val MAE; the lowest wins (ties: fewer members, then the earlier). Writes two picks as ensemble folders, "
-        "OUT/pipeline (any candidate) and OUT/llm_only (fine-tuned runs alone), and every candidate's figures in "
-        "OUT/select.json. Test is not read: score each pick on it once with `pricetune evaluate --ensemble`.")
+        "OUT/pipeline (any candidate) and OUT/llm_only (fine-tuned runs alone), each calibrated for price ranges "
+        "from the same val prices, and every candidate's figures in OUT/select.json. Test is not read: score each "
+        "pick on it once with `pricetune evaluate --ensemble`.")
     p.add_argument("--dataset", required=True, help="Dataset with train and val splits (as `train --dataset`).")
     p.add_argument("--member", action="append", required=True, metavar="RUN|tfidf|tfidf-embed|tfidf-knn|median|mean",
                    help="A candidate member, as for `pricetune ensemble`. Repeat: every trained model belongs here.")
