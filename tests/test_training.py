@@ -86,6 +86,7 @@ def test_train_cli_writes_the_run_directory(tiny_model_dir, small_dataset_dir, t
     assert 0 < summary["val_seconds"] < summary["train_seconds"]  # three val passes within the training time
     records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in r for r in records) and any("eval_loss" in r for r in records)
+    assert all(r["time"] > 1.7e9 for r in records)  # when each was logged: a run trained in parts shows its pace
     closing = [r for r in records if "eval_loss" in r and r["step"] == 2]  # eval_steps 1: logged at the last step
     assert len(closing) == 1 and closing[0]["eval_loss"] == summary["final_eval_loss"]  # and not evaluated again
     assert "lora_r: 8" in (out / "config.yaml").read_text()

@@ -57,7 +57,8 @@ class GracefulStop(TrainerCallback):
 
 
 class MetricsLogger(TrainerCallback):
-    """Appends every log record (loss, lr, eval_loss, ...) with its step to metrics.jsonl."""
+    """Appends every log record (loss, lr, eval_loss, ...) with its step and wall-clock time (Unix
+    seconds: a run trained in parts shows each part's pace) to metrics.jsonl."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -75,7 +76,7 @@ class MetricsLogger(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
-            record = {"step": state.global_step, "epoch": state.epoch, **logs}
+            record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 1), **logs}
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
