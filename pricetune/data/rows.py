@@ -8,6 +8,7 @@ file readers (jsonl, json, csv, parquet) that report a bad row by file and line.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -281,3 +282,11 @@ def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None 
     if not rows:
         raise DataError(f"{path}: no usable rows (the file is empty or every row is invalid)")
     return rows
+
+
+def fingerprint(rows: list[dict]) -> str:
+    """A split's identity: its rows' prompts and prices, in order (16 hex digits of SHA-256)."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r['prompt']}\0{float(r['price']):.4f}\n".encode())
+    return h.hexdigest()[:16]

@@ -55,7 +55,7 @@ def price_val(dataset: str, members: list[Member], out: Path, log=print, train_s
     (fit on the first `train_size` train rows, as a run trained on that many). Returns {"truths",
     "prices" (one list per member), "maes", "constants", "items", "fingerprint" (the val split's)}."""
     from ..data import load_splits, take_train
-    from ..evaluation.ledger import fingerprint
+    from ..data.rows import fingerprint
 
     splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
     splits["train"] = take_train(splits["train"], train_size)

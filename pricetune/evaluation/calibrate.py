@@ -30,7 +30,7 @@ def add_calibrate_arguments(p) -> None:
 def calibrate_cli(ns) -> int:
     from ..config import load_run_config, refuse_val_of_refit
     from ..data import load_splits
-    from ..evaluation.ledger import fingerprint
+    from ..data.rows import fingerprint
     from ..inference import Pricer, run_paths
 
     if bool(ns.run) == bool(ns.ensemble):

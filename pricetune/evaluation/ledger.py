@@ -13,21 +13,14 @@ default): pricetune writes nowhere outside the directories it is given or starte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..data.rows import fingerprint
+
 LEDGER_NAME = "test-ledger.jsonl"
-
-
-def fingerprint(rows: list[dict]) -> str:
-    """A split's identity: its rows' prompts and prices, in order (16 hex digits of SHA-256)."""
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(f"{r['prompt']}\0{float(r['price']):.4f}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def ledger_path(leaderboard: str | Path | None = None) -> Path:
