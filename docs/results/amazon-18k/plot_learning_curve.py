@@ -18,18 +18,30 @@ def mae(path: Path) -> float | None:
     return json.loads(path.read_text())["mae"] if path.is_file() else None
 
 
+def pipeline_cv(path: Path) -> float | None:
+    """The pipeline pick's cross-validated val MAE from a `pricetune select` record."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record["candidates"][record["picks"]["pipeline"]]["val_mae_cv"]
+
+
 def main() -> None:
     sizes = [1761, 4000, 13494]
     curve = {"train_rows": sizes,
              "tfidf": [mae(HERE / f"tfidf-{n}-val-metrics.json") for n in sizes],
              "fine-tune": [mae(HERE / f"regress-{n}-val-metrics.json") for n in sizes],
+             "pipeline (select's pick, cross-validated)": [
+                 pipeline_cv(HERE / ("select.json" if n == sizes[-1] else f"select-{n}.json")) for n in sizes],
              "constant median": mae(HERE / "median-val-metrics.json")}
     (HERE / "learning-curve.json").write_text(json.dumps(curve, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, marker in (("tfidf", "o"), ("fine-tune", "s")):
+    labels = {"tfidf": "TF-IDF + ridge", "fine-tune": "fine-tuned SmolLM2-135M (regress, 1 epoch)",
+              "pipeline (select's pick, cross-validated)": "pipeline chosen by select (cross-validated)"}
+    for (name, label), marker in zip(labels.items(), "os^"):
         points = [(n, m) for n, m in zip(sizes, curve[name]) if m is not None]
-        ax.plot(*zip(*points), marker=marker, label="TF-IDF + ridge" if name == "tfidf" else
-                "fine-tuned SmolLM2-135M (regress, 1 epoch)")
+        if points:
+            ax.plot(*zip(*points), marker=marker, label=label)
     if curve["constant median"]:
         ax.axhline(curve["constant median"], color="grey", ls="--", label="constant: train median")
     ax.set_xscale("log")
