@@ -278,3 +278,20 @@ def test_compare_names_tell_folders_of_the_same_name_apart(tmp_path):
     dirs = [tmp_path / "runs" / "a" / "test", tmp_path / "runs" / "b" / "test", tmp_path / "tfidf",
             tmp_path / "runs" / "a" / "eval-x"]
     assert display_names(dirs) == ["a/test", "b/test", f"{tmp_path.name}/tfidf", "a/eval-x"]
+
+
+def test_comparison_table_folds_long_names_instead_of_cutting_them(capsys, monkeypatch):
+    from rich.console import Console
+
+    from pricetune.evaluation.report import print_table
+
+    names = ["demo/eval-model", "demo/eval-constant-median", "demo/eval-tfidf", "demo/eval-pipeline"]
+    metrics = [dict(n=200, mae=715.74), dict(n=200, mae=3043.2), dict(n=200, mae=721.84), dict(n=200, mae=607.66)]
+    monkeypatch.setenv("COLUMNS", "80")  # what a log file gets: where the names used to be cut
+    assert Console().width == 80
+    print_table("comparison", names, metrics)
+    out = capsys.readouterr().out
+    assert "…" not in out
+    assert "$607.66" in out and "$3,043.20" in out
+    headers = "".join(line.split("┃")[4] for line in out.splitlines() if line.startswith("┃"))
+    assert headers.replace(" ", "") == "demo/eval-tfidf"

@@ -228,9 +228,10 @@ def print_table(title: str, columns: list[str], metric_sets: list[dict]) -> None
     from rich.table import Table
 
     t = Table(title=title)
-    t.add_column("metric")
+    # fold, not cut: on an 80-column log, cut names ("demo/eval-p…") no longer say which model is which
+    t.add_column("metric", overflow="fold")
     for c in columns:
-        t.add_column(c, justify="right")
+        t.add_column(c, justify="right", overflow="fold")
     for k, name, _ in METRIC_LABELS:
         t.add_row(name, *[fmt_metric(k, m.get(k)) for m in metric_sets])
     Console().print(t)
