@@ -251,13 +251,19 @@ def subcommands() -> list[tuple]:
 # Libraries that log warnings a user can do nothing about: bitsandbytes, which PEFT imports whenever it is
 # installed, warns on every command on CPUs with AVX-512 BF16 that an optional Hub kernel is missing
 QUIET_LOGGERS = ("bitsandbytes",)
+# PEFT reads transformers' deprecated `is_gradient_checkpointing` on every adapter it wraps or loads, so
+# each train / evaluate / export printed this FutureWarning, which only PEFT's maintainers can act on
+QUIET_WARNINGS = (r"`is_gradient_checkpointing` is deprecated",)
 
 
 def quiet_third_party() -> None:
     import logging
+    import warnings
 
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -344,7 +344,10 @@ def _format_validation_error(err: ValidationError, source: str, values: dict | N
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = config_path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+        shipped = sorted(c.stem for c in CONFIG_DIR.glob("*.yaml"))
+        close = difflib.get_close_matches(str(path), shipped, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"config file not found: {p} ({hint}shipped configs: {', '.join(shipped)})")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:

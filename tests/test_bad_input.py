@@ -98,6 +98,8 @@ def test_bad_model_path_and_bad_config(tmp_path, capsys, small_dataset_dir):
     assert "batch_size" in err and "learning_rat" in err and "Traceback" not in err
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+    assert main(["train", "--config", "amazon-18k-regres", "--dry-run"]) == 2
+    assert "did you mean amazon-18k-regress?" in capsys.readouterr().err
 
 
 def test_evaluate_a_mistyped_run_directory_says_so(tmp_path, capsys):

@@ -215,3 +215,23 @@ def test_the_dry_run_plan_names_the_path(monkeypatch):
     monkeypatch.setattr(run, "describe_device", lambda: "cuda (faked)")
     monkeypatch.setattr(run, "pick_precision", lambda p: "bf16")
     assert "path:      stock (auto: not yet measured on cuda" in run.plan(cfg)
+
+
+def test_the_cli_hides_peft_s_deprecation_warning_and_no_other(tiny_model_dir):
+    """PEFT reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps a model."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from pricetune.cli import quiet_third_party
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_third_party()
+        get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+        warnings.warn("a library's own future change", FutureWarning)
+    messages = [str(w.message) for w in caught]
+    assert not any("is_gradient_checkpointing" in m for m in messages)
+    assert "a library's own future change" in messages
