@@ -68,6 +68,27 @@ def _overrides(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
 # Subcommands
 
 
+def refuse_resume_changes(ns, names: list[str], saved) -> None:
+    """A resumed run trains as it began, from its saved config.yaml. The command that started it, plus
+    --resume, is welcome; a setting that differs from the saved one would be silently ignored, so it is
+    refused, as is --overwrite (it would delete what --resume continues)."""
+    from .config import resolve_config
+
+    if ns.overwrite:
+        raise PricetuneError("--resume continues the run in --output-dir and --overwrite would delete it: give one")
+    given = _overrides(ns, names)
+    if not (ns.preset or ns.config or set(given) - {"output_dir"}):
+        return
+    wanted = resolve_config(ns.preset, ns.config, given).model_dump()
+    skip = {"output_dir"} | ({"run_name"} if "run_name" not in given else set())  # a new run's name is the clock's
+    differ = [f"{k} ({v!r} in the run, {wanted[k]!r} given)" for k, v in saved.model_dump().items()
+              if k not in skip and wanted[k] != v]
+    if differ:
+        raise PricetuneError(
+            f"--resume continues {ns.output_dir} with its saved config.yaml, so these settings would not apply: "
+            f"{'; '.join(differ)}. Leave them out, or start a new run with them (another --output-dir)")
+
+
 def cmd_train(ns, names) -> int:
     from .config import resolve_config
 
@@ -77,6 +98,7 @@ def cmd_train(ns, names) -> int:
         if not ns.output_dir:
             raise PricetuneError("--resume needs --output-dir RUN_DIR (the run to continue)")
         cfg = load_run_config(ns.output_dir)
+        refuse_resume_changes(ns, names, cfg)
         cfg.output_dir = ns.output_dir
     else:
         cfg = resolve_config(ns.preset, ns.config, _overrides(ns, names))
@@ -197,7 +219,8 @@ def add_train_arguments(t) -> list[str]:
                    help="Print the resolved config and the plan, load nothing, write nothing.")
     t.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="Continue the run in --output-dir from its newest complete checkpoint, or from "
-                   "CHECKPOINT; its saved config.yaml is used. A finished run is left as it is.")
+                   "CHECKPOINT, with its saved config.yaml: the command that started it plus --resume works, "
+                   "a setting that differs is refused. A finished run is left as it is.")
     t.add_argument("--overwrite", action="store_true",
                    help="Replace whatever --output-dir holds (a finished or interrupted run); without it such "
                    "a directory is refused, so two runs are never mixed.")

@@ -209,3 +209,21 @@ def test_oom_advice_keeps_the_effective_batch():
     assert "--gradient-checkpointing" in msg
     msg = oom_advice(resolve_config("demo", overrides={"quantization": "none"}))
     assert "--quantization 8bit or 4bit" in msg
+
+
+def test_resume_refuses_a_setting_it_would_ignore(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(resolve_config("demo", overrides={"output_dir": str(run), "max_steps": 5}).to_yaml())
+    resume = ["--output-dir", str(run), "--resume", "--dry-run"]
+    # the command that started the run, plus --resume, is welcome; so is --resume alone
+    assert main(["train", "--max-steps", "5", *resume]) == 0
+    assert main(["train", *resume]) == 0
+    capsys.readouterr()
+    # a changed setting would not apply: refused, naming it with both values
+    assert main(["train", "--max-steps", "6", "--lora-r", "8", *resume]) == 2
+    err = capsys.readouterr().err
+    assert "max_steps (5 in the run, 6 given)" in err and "lora_r (" in err and "Traceback" not in err
+    assert main(["train", "--overwrite", *resume]) == 2
+    assert "--overwrite would delete it" in capsys.readouterr().err
+    assert (run / "config.yaml").is_file()
