@@ -5,6 +5,7 @@ from __future__ import annotations
 
 DECODES = ("greedy", "expected", "median")  # how a generate run turns digit probabilities into a price
 PRECISIONS = ("bf16", "fp16", "fp32")  # compute and storage types by name (modeling.DTYPES maps them to torch's)
+DEFAULT_SAMPLES = 64  # prices drawn per item for --decode median
 
 
 def add_model_arguments(p) -> None:
@@ -21,8 +22,9 @@ def add_model_arguments(p) -> None:
     p.add_argument("--decode", default="greedy", choices=list(DECODES),
                    help="greedy (the course's); expected: probability-weighted mean of the most likely prices; "
                         "median: median of 64 prices drawn from the model (best MAE).")
-    p.add_argument("--samples", type=int, default=64,
-                   help="Prices drawn per item for --decode median (default 64; more: a steadier median).")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help=f"Prices drawn per item for --decode median (default {DEFAULT_SAMPLES}; more: a steadier "
+                   "median). --decode and --samples apply to generate runs only.")
     p.add_argument("--batch-size", type=int, default=16, help="Prompts generated together (default 16).")
 
 

@@ -136,6 +136,23 @@ def test_bad_generation_options_stop_before_loading(tmp_path, capsys, small_data
     assert "--samples must be >= 1" in capsys.readouterr().err
 
 
+def test_decoding_options_on_a_regress_run_are_refused_before_loading(tmp_path, capsys, small_dataset_dir):
+    run = tmp_path / "run"
+    run.mkdir()
+    # a base that does not exist: reaching it would fail differently
+    cfg = resolve_config("demo", overrides={"output_dir": str(run), "base_model": str(tmp_path / "no-model")})
+    assert cfg.objective == "regress"
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    assert main(["evaluate", str(run), "--dataset", str(small_dataset_dir), "--split", "val", "--decode", "median"]) == 2
+    err = capsys.readouterr().err
+    assert "--decode median" in err and "regress run" in err and "Traceback" not in err
+    assert main(["predict", "--run", str(run), "--samples", "8", "a red kettle"]) == 2
+    assert "--samples 8" in capsys.readouterr().err
+    # without them loading is reached (and here, finds no adapter)
+    assert main(["predict", "--run", str(run), "a red kettle"]) == 2
+    assert "has no adapter yet" in capsys.readouterr().err
+
+
 # --- property test: loaders either load valid rows or raise DataError, nothing else ------------------
 
 row_values = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),

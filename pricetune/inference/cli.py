@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import intervals
 from ..errors import PricetuneError
+from ..options import DEFAULT_SAMPLES
 from .load import LoadedModel, load_model, run_paths
 
 
@@ -15,8 +16,24 @@ def load_from_args(ns) -> LoadedModel:
         if not ns.base_model:
             raise PricetuneError("--no-adapter needs --base-model")
         return load_model(base_model=ns.base_model, quantization=ns.quantization, precision=ns.precision)
-    return load_model(run=getattr(ns, "run", None), adapter=ns.adapter, base_model=ns.base_model,
-                      quantization=ns.quantization, precision=ns.precision, merge=not ns.no_merge)
+    run = getattr(ns, "run", None)
+    if run:  # a run directory says its objective before any weights load; an adapter's is known once loaded
+        from ..config import load_run_config
+
+        refuse_decoding_options(ns, load_run_config(run_paths(run)[0]).objective)
+    lm = load_model(run=run, adapter=ns.adapter, base_model=ns.base_model,
+                    quantization=ns.quantization, precision=ns.precision, merge=not ns.no_merge)
+    refuse_decoding_options(ns, lm.objective)
+    return lm
+
+
+def refuse_decoding_options(ns, objective: str) -> None:
+    """--decode and --samples choose how a generate run's digits become a price; a regress run reads one
+    number from its head, so they would change nothing, and a figure labelled with them would mislead."""
+    if objective == "regress" and (ns.decode != "greedy" or ns.samples != DEFAULT_SAMPLES):
+        given = f"--decode {ns.decode}" if ns.decode != "greedy" else f"--samples {ns.samples}"
+        raise PricetuneError(f"{given} chooses how a generate run reads its price digits; this is a regress run "
+                             "(one number from its head, nothing decoded): leave it out")
 
 
 def interval_calibration(ns) -> dict | None:
