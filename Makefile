@@ -23,16 +23,17 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 # The demo: train, score the first 200 test diamonds, and the same for the two baselines fit on the
-# same 1,920 train rows, and for the pipeline `select` chooses on val among the model, TF-IDF, TF-IDF
-# neighbours and the constant, alone and combined (as for amazon-18k); the last table compares the four.
+# same 1,920 train rows, and for the pipeline `select` chooses on val among the model, the sparse MLP,
+# TF-IDF, TF-IDF neighbours and the constant, alone and combined (as for amazon-18k); the last table
+# compares the four.
 DEMO := runs/demo
 demo: setup
 	$(BIN)/pricetune train --preset demo --output-dir $(DEMO) --overwrite
 	$(BIN)/pricetune evaluate $(DEMO) --limit 200 --batch-size 32 --output-dir $(DEMO)/eval-model
 	$(BIN)/pricetune evaluate --baseline median --dataset demo --train-size 1920 --limit 200 --output-dir $(DEMO)/eval-constant-median
 	$(BIN)/pricetune evaluate --baseline tfidf --dataset demo --train-size 1920 --limit 200 --output-dir $(DEMO)/eval-tfidf
-	$(BIN)/pricetune select --dataset demo --train-size 1920 --member $(DEMO) --member tfidf --member tfidf-knn \
-		--member median --batch-size 32 --out $(DEMO)/select
+	$(BIN)/pricetune select --dataset demo --train-size 1920 --member $(DEMO) --member mlp --member tfidf \
+		--member tfidf-knn --member median --batch-size 32 --out $(DEMO)/select
 	$(BIN)/pricetune evaluate --ensemble $(DEMO)/select/pipeline --limit 200 --batch-size 32 --output-dir $(DEMO)/eval-pipeline
 	$(BIN)/pricetune evaluate --compare $(DEMO)/eval-model $(DEMO)/eval-constant-median $(DEMO)/eval-tfidf $(DEMO)/eval-pipeline --output-dir $(DEMO)/compare
 

@@ -68,6 +68,18 @@ def _overrides(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
 # Subcommands
 
 
+def as_trained(cfg):
+    """The config with what training resolves when it starts (the fast path, compiling: by the device)
+    resolved the same way, as training saves it in config.yaml."""
+    if cfg.fast is not None:
+        return cfg
+    from .modeling import detect_device
+    from .training.common import resolve_fast
+
+    fast, compiling, _ = resolve_fast(cfg, detect_device())
+    return cfg.model_copy(update=dict(fast=fast, torch_compile=compiling))
+
+
 def refuse_resume_changes(ns, names: list[str], saved) -> None:
     """A resumed run trains as it began, from its saved config.yaml. The command that started it, plus
     --resume, is welcome; a setting that differs from the saved one would be silently ignored, so it is
@@ -79,9 +91,9 @@ def refuse_resume_changes(ns, names: list[str], saved) -> None:
     given = _overrides(ns, names)
     if not (ns.preset or ns.config or set(given) - {"output_dir"}):
         return
-    wanted = resolve_config(ns.preset, ns.config, given).model_dump()
+    wanted = as_trained(resolve_config(ns.preset, ns.config, given)).model_dump()
     skip = {"output_dir"} | ({"run_name"} if "run_name" not in given else set())  # a new run's name is the clock's
-    differ = [f"{k} ({v!r} in the run, {wanted[k]!r} given)" for k, v in saved.model_dump().items()
+    differ = [f"{k} ({v!r} in the run, {wanted[k]!r} given)" for k, v in as_trained(saved).model_dump().items()
               if k not in skip and wanted[k] != v]
     if differ:
         raise PricetuneError(
@@ -183,7 +195,7 @@ def cmd_serve(ns, _names) -> int:
 
 
 def cmd_bench(ns, _names) -> int:
-    from pricetune.bench.harness import bench_cli
+    from pricetune.bench.cli import bench_cli
 
     return bench_cli(ns)
 
@@ -235,7 +247,7 @@ def add_push_arguments(pu) -> None:
 
 def subcommands() -> list[tuple]:
     """(name, help, description, add_arguments, handler) of every command but train, in --help's order."""
-    from .bench.harness import add_bench_arguments
+    from .bench.cli import add_bench_arguments
     from .ensemble import add_ensemble_arguments
     from .ensemble.cli import add_select_arguments
     from .evaluation import add_evaluate_arguments

@@ -82,8 +82,10 @@ def coverage_report(truths: list[float], guesses: list[float | None], calibratio
             rows.append((band_of(g, calibration["edges"]), r[0] <= t <= r[1], r[1] - r[0]))
 
     def summary(part):
+        # a band with too few val errors to promise the coverage gives an unbounded range: counted, not averaged
+        finite = [w for _, _, w in part if w < math.inf]
         return {"items": len(part), "covered": sum(c for _, c, _ in part) / len(part) if part else None,
-                "mean_width": sum(w for _, _, w in part) / len(part) if part else None}
+                "mean_width": sum(finite) / len(finite) if finite else None, "unbounded": len(part) - len(finite)}
 
     bands = [summary([r for r in rows if r[0] == b]) for b in range(len(calibration["errors"]))]
     return {"coverage_asked": coverage, **summary(rows), "bands": bands, "band_edges": calibration["edges"]}
@@ -95,7 +97,24 @@ def save(folder: str | Path, calibration: dict) -> Path:
     return path
 
 
-def load(folder: str | Path) -> dict | None:
-    """The folder's calibration, or None when it has none."""
+def load(folder: str | Path, decode: str | None = None) -> dict | None:
+    """The folder's calibration, or None when it has none. `decode`: how the model will price; a
+    calibration made with another decoding is refused (its errors are another model's), naming the fix."""
+    from .errors import PricetuneError
+
     path = Path(folder) / CALIBRATION_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    calibration = json.loads(path.read_text(encoding="utf-8"))
+    made_with = calibration.get("decode", "greedy")  # calibrate decoded greedily before it recorded how
+    if decode is not None and made_with != decode:
+        raise PricetuneError(f"{path} was calibrated on prices decoded with --decode {made_with}, so its ranges do not "
+                             f"fit --decode {decode}: run `pricetune calibrate {folder} --decode {decode}` (or price "
+                             f"with --decode {made_with})")
+    return calibration
+
+
+def applies_to(calibration: dict, val_fingerprint: str | None) -> bool:
+    """Whether a calibration was made on this val split (by its rows' fingerprint; True when either is unknown)."""
+    made_on = calibration.get("val_fingerprint")
+    return made_on is None or val_fingerprint is None or made_on == val_fingerprint

@@ -244,3 +244,18 @@ def test_resume_refuses_a_setting_it_would_ignore(tmp_path, capsys):
     assert main(["train", "--overwrite", *resume]) == 2
     assert "--overwrite would delete it" in capsys.readouterr().err
     assert (run / "config.yaml").is_file()
+
+
+def test_resume_with_the_starting_command_after_training_resolved_its_auto_settings(tmp_path, capsys):
+    # training saves `fast` and `torch_compile` resolved (choose_device_and_path), not as the user left them
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = resolve_config("demo", overrides={"output_dir": str(run), "max_steps": 5})
+    assert cfg.fast is None
+    (run / "config.yaml").write_text(cfg.model_copy(update=dict(fast=True)).to_yaml())
+    resume = ["--output-dir", str(run), "--resume", "--dry-run"]
+    assert main(["train", "--preset", "demo", "--max-steps", "5", *resume]) == 0
+    capsys.readouterr()
+    # a value the user does give is still compared
+    assert main(["train", "--preset", "demo", "--max-steps", "5", "--no-fast", *resume]) == 2
+    assert "fast (True in the run, False given)" in capsys.readouterr().err

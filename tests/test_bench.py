@@ -65,6 +65,13 @@ def test_bench_eval_of_a_regress_run_needs_an_unquantized_base(tiny_model_dir, s
                                                           max_steps=1, max_length=64)), log=lambda _: None)
     assert main(["bench", "eval", "--run", str(run), "--dataset", str(small_dataset_dir)]) != 0
     assert "--quantization none" in capsys.readouterr().err
+    # its MAEs are scores: on val only, never on a test split (which only `evaluate` scores, and counts)
+    no_val = tmp_path / "no-val"
+    no_val.mkdir()
+    for split in ("train", "test"):
+        (no_val / f"{split}.jsonl").write_text((small_dataset_dir / f"{split}.jsonl").read_text())
+    assert main(["bench", "eval", "--run", str(run), "--dataset", str(no_val), "--quantization", "none"]) != 0
+    assert "scores on the val split" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("objective", ["generate", "regress"])
@@ -116,6 +123,26 @@ def test_the_device_check_runs_its_steps_on_a_cpu_with_a_tiny_model(tmp_path):
     assert result["full"]["grad_accum"] == 2 and result["full"]["lora"]["lora_r"] == 256
     assert "reference" not in result["regress"] and result["regress"]["pricetune"]["tokens_per_second"] > 0
     assert result["eval"]["generate"]["items_per_second"] > 0 and result["eval"]["regress"]["items_per_second"] > 0
+    assert result["preflight"]["versions"]["transformers"] and "matmul_4bit" not in result["preflight"]
+
+
+def test_a_device_check_step_that_fails_is_reported_and_the_json_is_written_after_each_step(tmp_path, monkeypatch):
+    from pricetune.bench import gpu
+
+    def compare(kind, opts):
+        if kind == "full":
+            raise RuntimeError("CUDA out of memory")
+        return {"what": kind}
+
+    monkeypatch.setattr(gpu, "compare", compare)
+    monkeypatch.setattr(gpu, "random_base", lambda *a: "base")
+    monkeypatch.setattr(gpu, "eval_throughput", lambda *a: {"generate": {}, "regress": {}})
+    saved = []
+    result = gpu.bench_gpu(dict(device="cpu", tiny=True, tokenizer="x", steps=4, full_micro_batch=8,
+                                quantization="4bit"), save=lambda r: saved.append(sorted(r)))
+    assert result["full"] == {"error": "RuntimeError: CUDA out of memory"} and result["regress"] == {"what": "regress"}
+    # written first after the preflight, then after each of the four steps
+    assert len(saved) == 5 and "lite" not in saved[0] and "eval" in saved[-1]
 
 
 def test_the_device_check_refuses_what_it_cannot_run(capsys):

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from tests.conftest import tiny_overrides, train_cli_args, write_jsonl
 
@@ -46,6 +47,12 @@ def test_the_model_card_names_no_local_folder(tmp_path):
                                          final_eval_loss=None, precision="fp32", device="cpu"))
     card = (tmp_path / "README.md").read_text()
     assert "alice-private" not in card and str(tmp_path) not in card and "<local: catalog>" in card
+    # the front matter is YAML the Hub can read, also for a local base
+    local = cfg.model_copy(update=dict(base_model=str(tmp_path / "alice-private" / "my-base")))
+    write_model_card(tmp_path, local, dict(train_rows=5, val_rows=2, steps=1, initial_eval_loss=None,
+                                           final_eval_loss=None, precision="fp32", device="cpu"))
+    front = yaml.safe_load((tmp_path / "README.md").read_text().split("---\n")[1])
+    assert front["base_model"] == "<local: my-base>" and front["library_name"] == "peft"
 
 
 def test_metrics_of_steps_after_the_checkpoint_leave_on_resume(tmp_path):
@@ -53,6 +60,11 @@ def test_metrics_of_steps_after_the_checkpoint_leave_on_resume(tmp_path):
 
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": s, "loss": 1.0 / (s + 1)}) + "\n" for s in range(0, 11)))
+    MetricsLogger(path).drop_after(6)
+    assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == list(range(0, 7))
+    # a run killed mid-write leaves a cut last line: resuming drops it instead of failing
+    with open(path, "a") as f:
+        f.write('{"step": 7, "lo')
     MetricsLogger(path).drop_after(6)
     assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == list(range(0, 7))
 
@@ -235,3 +247,118 @@ def test_the_cli_hides_peft_s_deprecation_warning_and_no_other(tiny_model_dir):
     messages = [str(w.message) for w in caught]
     assert not any("is_gradient_checkpointing" in m for m in messages)
     assert "a library's own future change" in messages
+
+
+def test_a_calibration_applies_only_to_the_model_and_decoding_it_was_made_for(tmp_path, capsys):
+    from pricetune import intervals
+    from pricetune.cli import main
+    from pricetune.errors import PricetuneError
+
+    run = tmp_path / "run"
+    (run / "checkpoint-5").mkdir(parents=True)
+    (run / "config.yaml").write_text("base_model: smollm2-135m\n")
+    intervals.save(run, {**intervals.fit([10.0] * 20, [11.0] * 20), "decode": "greedy"})
+    # a checkpoint has its own calibration: the final model's is not used for it
+    assert main(["predict", "--run", str(run / "checkpoint-5"), "--interval", "0.8", "Title: a pen"]) == 2
+    assert f"pricetune calibrate {run / 'checkpoint-5'}" in capsys.readouterr().err
+    # ranges made from greedy prices do not fit another decoding: refused with the command that makes them
+    assert intervals.load(run, "greedy") is not None
+    with pytest.raises(PricetuneError, match=f"pricetune calibrate {run} --decode median"):
+        intervals.load(run, "median")
+    assert intervals.applies_to({"val_fingerprint": "a"}, "a") and not intervals.applies_to({"val_fingerprint": "a"}, "b")
+
+
+def test_ranges_calibrated_on_another_val_split_are_not_scored(tmp_path, capsys):
+    from pricetune.cli import main
+    from pricetune.ensemble import Member, fit_ensemble
+
+    from .conftest import write_jsonl
+    from .test_regress import _ensemble_data, _synthetic
+
+    data = _ensemble_data(tmp_path)
+    fit_ensemble(str(data), [Member("tfidf"), Member("median")], tmp_path / "ens", log=lambda _: None, cv_repeats=0)
+    assert main(["calibrate", "--ensemble", str(tmp_path / "ens")]) == 0
+    other = tmp_path / "other"
+    for split, seed in (("train", 1), ("val", 5), ("test", 3)):
+        write_jsonl(other / f"{split}.jsonl", _synthetic(40, seed))
+    capsys.readouterr()
+    assert main(["evaluate", "--ensemble", str(tmp_path / "ens"), "--dataset", str(other), "--limit", "0",
+                 "--output-dir", str(tmp_path / "eval")]) == 0
+    assert "made on another val split" in capsys.readouterr().err
+    assert "interval" not in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # a coverage asked as a percentage is refused before anything is priced
+    assert main(["evaluate", "--ensemble", str(tmp_path / "ens"), "--interval", "80", "--limit", "0"]) == 2
+    assert "0.8, not 80" in capsys.readouterr().err
+
+
+def test_no_item_priced_and_unbounded_ranges_still_report(tmp_path):
+    from pricetune import intervals
+    from pricetune.evaluation.report import _interval_section
+
+    calibration = intervals.fit([10.0] * 10, [11.0] * 10)
+    none = intervals.coverage_report([10.0, 20.0], [None, None], calibration, 0.8)
+    assert none["items"] == 0 and none["covered"] is None and _interval_section(none) == ""
+    wide = intervals.coverage_report([10.0, 20.0], [11.0, 19.0], calibration, 0.95)  # too few errors for 95%
+    assert wide["unbounded"] == 2 and wide["mean_width"] is None
+    json.loads(json.dumps(wide, allow_nan=False))  # valid JSON: no Infinity
+    assert "2 unbounded" in _interval_section(wide)
+
+
+def test_the_ledger_numbers_its_looks_and_names_a_corrupt_line(tmp_path):
+    from pricetune.errors import PricetuneError
+    from pricetune.evaluation import ledger
+
+    path = tmp_path / "test-ledger.jsonl"
+    assert ledger.record(path, "abc", "d", "first", 10, 1.0)["look"] == 1
+    assert ledger.record(path, "abc", "d", "second", 10, 1.0)["look"] == 2
+    assert ledger.record(path, "xyz", "d", "other split", 10, 1.0)["look"] == 1
+    with open(path, "a") as f:
+        f.write('{"fingerprint": "abc", "sco\n')
+    with pytest.raises(PricetuneError, match=f"{path}:4: .*not JSON"):
+        ledger.looks(path, "abc")
+
+
+def test_leaderboard_rows_of_other_splits_never_replace_each_other(tmp_path):
+    from pricetune.evaluation.cli import record_leaderboard
+
+    board = tmp_path / "leaderboard.json"
+    metrics = dict(n=10, mae=5.0, median_ae=4.0, rmsle=0.5)
+    record_leaderboard(board, "tfidf", "val", metrics, False, "data/a")
+    record_leaderboard(board, "tfidf", "test", {**metrics, "mae": 6.0}, False, "data/a")
+    record_leaderboard(board, "tfidf", "test", {**metrics, "mae": 7.0}, False, "data/a")
+    rows = json.loads(board.read_text())
+    assert sorted((r["split"], r["mae"]) for r in rows) == [("test", 7.0), ("val", 5.0)]
+
+
+def test_out_naming_a_file_is_refused_in_one_line(tmp_path, capsys):
+    from pricetune.cli import main
+
+    from .test_regress import _ensemble_data
+
+    data = _ensemble_data(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    assert main(["ensemble", "--dataset", str(data), "--member", "tfidf", "--member", "median",
+                 "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_predictions_scored_on_a_named_test_split_are_counted_and_others_refused(tmp_path, capsys):
+    from pricetune.cli import main
+
+    from .test_regress import _ensemble_data
+
+    data = _ensemble_data(tmp_path)
+    test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"prediction": r["price"] * 1.1, "price": r["price"]}) + "\n" for r in test))
+    board = tmp_path / "board" / "leaderboard.json"
+    # a leaderboard row must say which split it scored
+    assert main(["evaluate", "--predictions", str(preds), "--leaderboard", str(board)]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    assert main(["evaluate", "--predictions", str(preds), "--dataset", str(data), "--leaderboard", str(board),
+                 "--output-dir", str(tmp_path / "e")]) == 0
+    (line,) = (tmp_path / "board" / "test-ledger.jsonl").read_text().splitlines()
+    assert json.loads(line)["look"] == 1 and json.loads(board.read_text())[0]["split"] == "test"
+    # predictions made for other items are not scored as this split's
+    assert main(["evaluate", "--predictions", str(preds), "--dataset", str(data), "--split", "val"]) == 2
+    assert "not those of" in capsys.readouterr().err

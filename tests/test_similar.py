@@ -96,3 +96,36 @@ def urllib_text(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=30) as r:
         return r.read().decode()
+
+
+def test_the_service_fits_its_look_alike_index_before_the_first_request(tmp_path):
+    # lookups run in worker threads: an index fitted on first use was fitted by two at once (a 500)
+    from pricetune.baselines.neighbours import NeighbourIndex
+    from pricetune.serving.app import create_app
+
+    class Pricer:
+        items = None
+
+        def training_items(self):
+            return NeighbourIndex.build(_synthetic(30, 1), k=1)
+
+        def price_items(self, texts):
+            return [1.0] * len(texts)
+
+    pricer = Pricer()
+    create_app(pricer, "fake", similar=2)
+    assert pricer.items is not None and pricer.items._search is not None
+
+
+def test_a_pick_selected_on_n_train_rows_looks_in_those_rows_only(tmp_path):
+    from pricetune.ensemble import Member
+    from pricetune.ensemble.select import select
+    from pricetune.inference import Pricer
+
+    data = _ensemble_data(tmp_path)
+    select(str(data), [Member("tfidf"), Member("median")], tmp_path / "sel", log=lambda _: None, cv_repeats=1,
+           train_size=40)
+    for kind in ("pipeline", "classical"):
+        record = json.loads((tmp_path / "sel" / kind / "ensemble.json").read_text())
+        assert record["classical_train_rows"] == 40
+        assert len(Pricer.from_ensemble(str(tmp_path / "sel" / kind)).training_items().texts) == 40

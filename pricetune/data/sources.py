@@ -1,4 +1,4 @@
-"""Where rows come from: `demo`, a local directory (a `datasets` save or split files), one file (split
+"""Where rows come from: `demo`, `amazon-18k` (shipped with the package), a local directory (a `datasets` save or split files), one file (split
 80/10/10 by a fixed shuffle), or a Hub dataset id; every split validated before any model loads.
 
     from pricetune.data import load_splits
@@ -15,7 +15,10 @@ from typing import Any, Iterable
 
 from ..errors import DataError
 from .demo import demo_rows
-from .rows import FILE_SUFFIXES, FIX_HINT, SPLIT_ALIASES, BadRows, check_row, read_rows
+from .rows import FILE_SUFFIXES, FIX_HINT, SPLIT_ALIASES, BadRows, check_row, file_kind, read_rows
+
+# Datasets that ship inside the package, by name: real items, no download (each folder has a README)
+SHIPPED = {"amazon-18k": Path(__file__).parent / "amazon-18k"}
 
 
 def _split_files(directory: Path) -> dict[str, Path]:
@@ -85,7 +88,7 @@ def looks_local(source: str) -> bool:
     """A source meant as a path, not a Hub id (user/name): it starts like a path, names a data file,
     has more than one "/", or its first part is a folder here (data/nope)."""
     path = Path(source)
-    return (source.startswith((".", "/", "~")) or path.suffix.lower() in FILE_SUFFIXES or source.count("/") > 1
+    return (source.startswith((".", "/", "~")) or file_kind(path) in FILE_SUFFIXES or source.count("/") > 1
             or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
 
 
@@ -95,6 +98,8 @@ def load_rows(source: str, on_bad_rows: str = "error") -> tuple[dict[str, list[d
     path = Path(source)
     if source == "demo":
         splits = demo_rows()
+    elif source in SHIPPED and not path.exists():  # a folder of that name here is the user's own
+        splits = {s: read_rows(p, on_bad_rows, bad) for s, p in _split_files(SHIPPED[source]).items()}
     elif path.is_dir():
         if (path / "dataset_dict.json").is_file():
             splits = _from_datasets_save(path, on_bad_rows, bad)

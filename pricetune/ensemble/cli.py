@@ -8,26 +8,40 @@ from ..inference.ensemble import Member
 from .refit import parse_swaps, refit_ensemble
 
 
+MEMBERS = "RUN|tfidf|tfidf-knn|mlp|tfidf-embed|median|mean"
+
+
+def add_member_arguments(p, what: str) -> None:
+    """The options `ensemble` and `select` share: the dataset, the members and how they price."""
+    p.add_argument("--dataset", help=f"Dataset with train and val splits (as `train --dataset`){what}.")
+    p.add_argument("--member", action="append", metavar=MEMBERS,
+                   help="A member: a run directory (or one of its checkpoint-N folders), or a classical model: tfidf, "
+                   "tfidf-knn, mlp, tfidf-embed, median or mean (see `pricetune evaluate --help`, --baseline). Repeat.")
+    p.add_argument("--cv-repeats", type=int, default=10,
+                   help="Random cuts of val into 5 folds for the cross-validated val MAE (default 10: each cut's "
+                   "figure moves by about a dollar on a few hundred items, the mean of ten far less).")
+    p.add_argument("--train-size", type=int, metavar="N",
+                   help="Classical members learn from the first N train rows only (to match runs trained on N rows).")
+    p.add_argument("--base-model", default="smollm2-135m",
+                   help="The frozen base a tfidf-embed member reads (default: the embedded smollm2-135m).")
+    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
+                   help="How generate runs price (regress runs have one way).")
+    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
+    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
+
+
 def add_ensemble_arguments(p) -> None:
     p.description = ("Combine several price models (runs and classical baselines) with weights fit on the "
                      "validation split only; evaluate the result with `pricetune evaluate --ensemble DIR`. With "
                      "--refit, keep a fitted ensemble's weights and train its members again on train + val.")
-    p.add_argument("--dataset", help="Dataset with train and val splits (as `train --dataset`). Not with --refit: "
-                   "the refit uses the source ensemble's.")
-    p.add_argument("--member", action="append", metavar="RUN|tfidf|tfidf-embed|tfidf-knn|median|mean",
-                   help="A member: a run directory (or one of its checkpoint-N folders), tfidf, tfidf-embed, tfidf-knn, "
-                   "median or mean (see `pricetune evaluate --help`, --baseline). Repeat.")
+    add_member_arguments(p, "; not with --refit, which uses the source ensemble's")
     p.add_argument("--combine", default="weights", choices=["weights", "stack"],
                    help="How the members' prices are combined, fit on val: 'weights' (default), a weighted mean of "
                    "log(1 + price) with non-negative weights summing to 1 (a 1/20 grid); 'stack', a median regression "
                    "of log(1 + price) on the members' log prices, free weights and an intercept, which can spread the "
                    "guesses wider than any mean. Compare the two on the cross-validated val MAE printed, not the "
-                   "in-sample one.")
-    p.add_argument("--cv-repeats", type=int, default=10,
-                   help="Random cuts of val into 5 folds for the cross-validated val MAE (default 10; 0: skip it).")
+                   "in-sample one (--cv-repeats 0 skips it).")
     p.add_argument("--out", required=True, help="New folder for ensemble.json (and the fitted baselines' SPEC.joblib).")
-    p.add_argument("--train-size", type=int, metavar="N",
-                   help="Classical members learn from the first N train rows only (to match runs trained on N rows).")
     p.add_argument("--refit", metavar="ENS_DIR",
                    help="Refit this fitted ensemble: the same weights (and intercept), its classical members fit "
                    "again on train + val with the settings val chose, its weighted runs swapped for their refits (--swap). Members of "
@@ -35,12 +49,6 @@ def add_ensemble_arguments(p) -> None:
     p.add_argument("--swap", action="append", default=[], metavar="RUN=REFIT_RUN",
                    help="With --refit: the run trained with --train-on-val (same recipe) that replaces a weighted run "
                    "of the source ensemble. Repeat, once for each weighted run.")
-    p.add_argument("--base-model", default="smollm2-135m",
-                   help="The frozen base a tfidf-embed member reads (default: the embedded smollm2-135m).")
-    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
-                   help="How generate runs price (regress runs have one way).")
-    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
-    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
 
 
 def ensemble_cli(ns) -> int:
@@ -83,28 +91,22 @@ def add_select_arguments(p) -> None:
     p.description = (
         "Choose on val, by a rule fixed in the code: every member alone and every set of two or more members "
         f"(of up to {MAX_SUBSETS_OF} listed) combined by weights and by stack, each scored by its cross-validated "
-        "val MAE; the lowest wins (ties: fewer members, then the earlier). Writes two picks as ensemble folders, "
-        "OUT/pipeline (any candidate) and OUT/llm_only (fine-tuned runs alone), each calibrated for price ranges "
-        "from the same val prices, and every candidate's figures in OUT/select.json. Test is not read: score each "
-        "pick on it once with `pricetune evaluate --ensemble`.")
-    p.add_argument("--dataset", required=True, help="Dataset with train and val splits (as `train --dataset`).")
-    p.add_argument("--member", action="append", required=True, metavar="RUN|tfidf|tfidf-embed|tfidf-knn|median|mean",
-                   help="A candidate member, as for `pricetune ensemble`. Repeat: every trained model belongs here.")
-    p.add_argument("--cv-repeats", type=int, default=10,
-                   help="Random cuts of val into 5 folds for the cross-validated val MAE (default 10).")
+        "val MAE; the lowest wins (ties: fewer members, then the earlier). Writes three picks as ensemble folders, "
+        "OUT/pipeline (any candidate), OUT/llm_only (fine-tuned runs alone) and OUT/classical (no fine-tuned run: "
+        "the yardstick), each calibrated for price ranges from the same val prices, every candidate's figures in "
+        "OUT/select.json, and what the fine-tuned model adds: the pipeline against the classical pick on val, item "
+        "by item. Test is not read: score each pick on it once with `pricetune evaluate --ensemble`.")
+    add_member_arguments(p, "")
     p.add_argument("--out", required=True, help="New folder for select.json and the picks.")
-    p.add_argument("--train-size", type=int, metavar="N",
-                   help="Classical members learn from the first N train rows only (to match runs trained on N rows).")
-    p.add_argument("--base-model", default="smollm2-135m", help="The frozen base a tfidf-embed member reads.")
-    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
-                   help="How generate runs price (regress runs have one way).")
-    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
-    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
 
 
 def select_cli(ns) -> int:
     from .select import label, select
 
+    if not ns.dataset or not ns.member:
+        raise PricetuneError("select needs --dataset and at least one --member")
+    if ns.train_size is not None and ns.train_size <= 0:
+        raise PricetuneError(f"--train-size must be > 0 (got {ns.train_size})")
     members = [Member(s, ns.decode, ns.samples, ns.batch_size, ns.base_model) for s in ns.member]
     record = select(ns.dataset, members, ns.out, cv_repeats=ns.cv_repeats, train_size=ns.train_size)
     cands = record["candidates"]
@@ -117,4 +119,11 @@ def select_cli(ns) -> int:
     for kind, i in record["picks"].items():
         print(f"pick {kind}: {label(cands[i])} -> {ns.out}/{kind}  "
               f"(score on test once: pricetune evaluate --ensemble {ns.out}/{kind} --limit 0)")
+    adds = record["llm_adds"]
+    if adds and not adds["same_pick"]:
+        cv = adds["cross_validated"]
+        print(f"the fine-tuned model takes ${-cv['mae_diff']:,.2f} ± {cv['diff_ci95']:,.2f} off the best pipeline "
+              f"without it on val (cross-validated, item by item; negative: it adds error)")
+    elif adds:
+        print("the pipeline has no fine-tuned model: val prefers the classical pick")
     return 0

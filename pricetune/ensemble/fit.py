@@ -21,6 +21,8 @@ from .weights import METHODS, cross_validated_mae, fit_combination, mae_of
 
 
 def refuse_filled(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise PricetuneError(f"{out} is a file; --out names a new folder")
     if out.exists() and any(out.iterdir()):
         raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
 

@@ -12,25 +12,40 @@ cannot be fit (a stack on too few items) is listed with the reason.
 
 The rule, fixed before any test figure exists: the lowest cross-validated val MAE (5 folds, `cv_repeats`
 random cuts, seed 0; a member alone fits nothing on val, so its val MAE is that figure); ties go to
-the candidate with fewer members, then to the one listed first. Two picks: `pipeline` among all
-candidates, `llm_only` among those made of fine-tuned runs alone (no baseline, no neighbour look-up).
-Each pick is written as an ensemble folder to score on test, calibrated for price ranges from the same
-val prices (`calibration.json`, as `pricetune calibrate` would write it); select.json has every
-candidate's figures.
+the candidate with fewer members, then to the one listed first. Three picks: `pipeline` among all
+candidates, `llm_only` among those made of fine-tuned runs alone (no baseline, no neighbour look-up),
+`classical` among those with no fine-tuned run (the best a user gets without a language model: the
+yardstick). Each pick is written as an ensemble folder to score on test, calibrated for price ranges
+from the same val prices (`calibration.json`, as `pricetune calibrate` would write it); select.json has
+every candidate's figures and `llm_adds`: the pipeline against the classical pick on val, item by
+item, in sample and cross-validated (each item priced by combinations fit without it, the same cuts
+for both), with paired 95% intervals: what the fine-tuned model takes off the best pipeline without it.
+
+The picks' val figures are the lowest of many candidates', and the classical members' own settings
+(ridge alpha, k, epochs) were chosen on the same val: they read low. They rank candidates; an estimate
+of the error on new items is each pick's test figure, scored once.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import statistics
 from pathlib import Path
 
 from .. import intervals
 from ..errors import PricetuneError
-from ..inference.ensemble import FITTED, Member, combine
+from ..inference.ensemble import CLASSICAL, FITTED, Member, combine
 from .fit import check_members, new_folder, price_val, refuse_filled
-from .weights import METHODS, cross_validated_mae, fit_combination
+from .weights import METHODS, cross_validated_mae, fit_combination, out_of_fold
+
+PICKS = {  # name: which candidates it is chosen among
+    "pipeline": lambda c: True,
+    "llm_only": lambda c: c["llm_only"],
+    "classical": lambda c: c["classical"],
+}
 
 MAX_SUBSETS_OF = 6  # members; 2^6 - 7 = 57 sets, each fit 5 x cv_repeats times per method
 RULE = ("lowest cross-validated val MAE (5 folds, {repeats} cuts, seed 0; a member alone: its val MAE); ties: "
@@ -54,13 +69,14 @@ def score_candidates(members: list[Member], val: dict, cv_repeats: int) -> list[
         prices = [val["prices"][i] for i in subset]
         names = [members[i].spec for i in subset]
         llm_only = all(members[i].llm_only for i in subset)
+        kinds = dict(llm_only=llm_only, classical=all(members[i].classical for i in subset))
         if len(subset) == 1:
             mae = val["maes"][subset[0]]
             out.append(dict(members=list(subset), names=names, method="alone", weights=[1.0], intercept=0.0,
-                            val_mae=mae, val_mae_cv=mae, llm_only=llm_only))
+                            val_mae=mae, val_mae_cv=mae, **kinds))
             continue
         for method in METHODS:
-            row = dict(members=list(subset), names=names, method=method, llm_only=llm_only)
+            row = dict(members=list(subset), names=names, method=method, **kinds)
             if method == "stack" and any(members[i].spec in ("median", "mean") for i in subset):
                 continue  # a stack's intercept is the constant: not offered, as `ensemble` refuses it
             try:
@@ -73,23 +89,24 @@ def score_candidates(members: list[Member], val: dict, cv_repeats: int) -> list[
     return out
 
 
-def pick(candidates: list[dict], llm_only: bool = False) -> dict | None:
-    """The rule: lowest cross-validated val MAE, then fewer members, then the earlier candidate."""
-    pool = [c for c in candidates if "skipped" not in c and (c["llm_only"] or not llm_only)]
+def pick(candidates: list[dict], among=PICKS["pipeline"]) -> dict | None:
+    """The rule, among the candidates `among` accepts: lowest cross-validated val MAE, then fewer
+    members, then the earlier candidate."""
+    pool = [c for c in candidates if "skipped" not in c and among(c)]
     if not pool:
         return None
     return min(pool, key=lambda c: (round(c["val_mae_cv"], 6), len(c["members"]), candidates.index(c)))
 
 
 def write_pick(folder: Path, source: Path, dataset: str, members: list[Member], val: dict, chosen: dict,
-               kind: str) -> None:
+               kind: str, train_size: int | None = None) -> None:
     """The pick as an ensemble folder (`evaluate --ensemble` scores it): its members, weights, and the
     fitted baselines it needs."""
     folder.mkdir()
     chosen_members = [members[i] for i in chosen["members"]]
     for m in chosen_members:
         if m.spec in FITTED:
-            shutil.copy2(source / f"{m.spec}.joblib", folder / f"{m.spec}.joblib")
+            link_or_copy(source / f"{m.spec}.joblib", folder / f"{m.spec}.joblib")
     record = {
         "dataset": dataset, "fit_on": f"val split, {val['items']} items", "selected_as": kind,
         "method": chosen["method"] if chosen["method"] != "alone" else "weights",
@@ -99,6 +116,8 @@ def write_pick(folder: Path, source: Path, dataset: str, members: list[Member], 
         "val_mae": chosen["val_mae"], "val_mae_cv": chosen["val_mae_cv"],
         "constants": {k: v for k, v in val["constants"].items() if k in {m.spec for m in chosen_members}},
     }
+    if train_size:  # its classical members learnt from the first N train rows: a refit or a look-up must too
+        record["classical_train_rows"] = train_size
     (folder / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     calibrate_pick(folder, dataset, val, chosen)
 
@@ -131,20 +150,58 @@ def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_r
         log(f"fitting and cross-validating the candidates on val ({cv_repeats} cuts into 5 folds)")
         candidates = score_candidates(members, val, cv_repeats)
         picks = {}
-        for kind, only in (("pipeline", False), ("llm_only", True)):
-            chosen = pick(candidates, llm_only=only)
+        for kind, among in PICKS.items():
+            chosen = pick(candidates, among)
             if chosen is not None:
-                write_pick(out / kind, out, dataset, members, val, chosen, kind)
+                write_pick(out / kind, out, dataset, members, val, chosen, kind, train_size)
                 picks[kind] = candidates.index(chosen)
         record = {"dataset": dataset, "rule": RULE.format(repeats=cv_repeats), "val_items": val["items"],
                   "classical_train_rows": train_size or "all",
                   "members": [{**m.describe(out), "val_mae": mae} for m, mae in zip(members, val["maes"])],
-                  "candidates": candidates, "picks": picks}
+                  "candidates": candidates, "picks": picks,
+                  "llm_adds": llm_adds(candidates, picks, val, cv_repeats)}
         (out / "select.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
 
 
 def label(candidate: dict) -> str:
-    names = [Path(n).name if n not in ("tfidf", "tfidf-embed", "tfidf-knn", "median", "mean") else n
-             for n in candidate["names"]]
+    names = [Path(n).name if n not in CLASSICAL else n for n in candidate["names"]]
     return " + ".join(names) + ("" if candidate["method"] == "alone" else f" ({candidate['method']})")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A fitted baseline into a pick's folder: a hard link where the file system allows (an mlp's file
+    is hundreds of MB, and the picks share it), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def pick_guesses(chosen: dict, val: dict, cv_repeats: int) -> tuple[list, list[list]]:
+    """A candidate's val guesses: fit on all of val, and out of fold for each cut (a member alone fits
+    nothing, so its guesses are the same in both)."""
+    prices = [val["prices"][i] for i in chosen["members"]]
+    in_sample = combine(chosen["weights"], prices, chosen["intercept"])
+    if chosen["method"] == "alone":
+        return in_sample, [in_sample] * cv_repeats
+    return in_sample, out_of_fold(val["truths"], prices, chosen["method"], repeats=cv_repeats)
+
+
+def llm_adds(candidates: list[dict], picks: dict, val: dict, cv_repeats: int) -> dict | None:
+    """The pipeline pick against the classical pick on val, item by item: negative, the fine-tuned
+    model takes that much off the best pipeline without it. None when either pick is missing."""
+    if "pipeline" not in picks or "classical" not in picks:
+        return None
+    from ..metrics import paired_difference
+
+    pipeline, classical = candidates[picks["pipeline"]], candidates[picks["classical"]]
+    truths = val["truths"]
+    (p_in, p_cv), (c_in, c_cv) = pick_guesses(pipeline, val, cv_repeats), pick_guesses(classical, val, cv_repeats)
+    # cross-validated: each item's error averaged over the cuts, for both picks, then paired
+    p_err = [statistics.fmean(abs((g[i] or 0.0) - t) for g in p_cv) for i, t in enumerate(truths)]
+    c_err = [statistics.fmean(abs((g[i] or 0.0) - t) for g in c_cv) for i, t in enumerate(truths)]
+    cv = paired_difference([0.0] * len(truths), p_err, c_err) if len(truths) > 1 else None
+    return {"pipeline": label(pipeline), "classical": label(classical), "same_pick": pipeline is classical,
+            "in_sample": paired_difference(truths, p_in, c_in) if len(truths) > 1 else None,
+            "cross_validated": cv}

@@ -63,7 +63,7 @@ def fit_weights(truths: list[float], member_prices: list[list[float | None]],
         w = grid[at:at + chunk]
         total = w @ priced
         with np.errstate(invalid="ignore", divide="ignore"):
-            guess = np.where(total > 0, np.expm1((w @ (logs * priced)) / total), 0.0)
+            guess = np.folder(total > 0, np.expm1((w @ (logs * priced)) / total), 0.0)
         maes.append(np.abs(guess - truth).mean(1))
     maes = np.concatenate(maes)
     best = int(np.flatnonzero(maes <= maes.min() + 1e-12)[0])  # ties: the earlier grid point
@@ -99,16 +99,16 @@ def fit_combination(truths: list[float], member_prices: list[list[float | None]]
     raise ValueError(f"unknown combination {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def cross_validated_mae(truths: list[float], member_prices: list[list[float | None]], method: str = "weights",
-                        folds: int = 5, repeats: int = 10, seed: int = 0) -> float:
-    """The MAE of `method` on items its fit did not see: the items cut into `folds` at random, each fold
-    priced by the combination fit on the others; the mean over `repeats` such cuts (one cut's figure
-    moves by about a dollar on 255 items with the cut alone)."""
+def out_of_fold(truths: list[float], member_prices: list[list[float | None]], method: str = "weights",
+                folds: int = 5, repeats: int = 10, seed: int = 0) -> list[list[float | None]]:
+    """`method` on items its fit did not see: for each of `repeats` random cuts of the items into
+    `folds`, every item priced by the combination fit on the other folds. One list of guesses per cut;
+    the same `seed` gives the same cuts, so two combinations' lists pair item by item."""
     import numpy as np
 
     rng = np.random.RandomState(seed)
     n = len(truths)
-    scores = []
+    out = []
     for _ in range(repeats):
         guesses: list[float | None] = [None] * n
         for held in np.array_split(rng.permutation(n), folds):
@@ -118,5 +118,13 @@ def cross_validated_mae(truths: list[float], member_prices: list[list[float | No
                                                     [[p[i] for i in kept] for p in member_prices], method)
             for i, g in zip(held, combine(weights, [[p[i] for i in held] for p in member_prices], intercept)):
                 guesses[i] = g
-        scores.append(mae_of(truths, guesses))
-    return float(sum(scores) / len(scores))
+        out.append(guesses)
+    return out
+
+
+def cross_validated_mae(truths: list[float], member_prices: list[list[float | None]], method: str = "weights",
+                        folds: int = 5, repeats: int = 10, seed: int = 0) -> float:
+    """The mean MAE of `out_of_fold` guesses over the cuts (one cut's figure moves by about a dollar on
+    255 items with the cut alone): compare ways of combining on this, not the in-sample MAE."""
+    runs = out_of_fold(truths, member_prices, method, folds, repeats, seed)
+    return float(sum(mae_of(truths, g) for g in runs) / len(runs))

@@ -1,6 +1,7 @@
 """`pricetune calibrate`: price the val split once and save what price ranges need.
 
     pricetune calibrate runs/<run>                 # -> runs/<run>/calibration.json
+    pricetune calibrate runs/<run>/checkpoint-400    # -> runs/<run>/checkpoint-400/calibration.json
     pricetune calibrate --ensemble runs/pick/pipeline
 
 The ranges are split conformal intervals on log price (`pricetune.intervals`): their promise rests on
@@ -20,10 +21,14 @@ from ..errors import PricetuneError
 def add_calibrate_arguments(p) -> None:
     p.description = ("Price the val split once and save calibration.json in the run (or ensemble) folder: what "
                      "`predict --interval`, `Pricer.price(..., interval=0.8)` and `evaluate` need for price ranges.")
-    p.add_argument("run", nargs="?", help="A run directory.")
+    p.add_argument("run", nargs="?", help="A run directory, or one of its checkpoint-N folders (calibrated apart: "
+                   "calibration.json lands in the folder given).")
     p.add_argument("--ensemble", metavar="DIR", help="An ensemble folder instead.")
     p.add_argument("--dataset", help="Whose val split (default: the run's or ensemble's dataset).")
-    p.add_argument("--bands", type=int, help="Price bands calibrated apart (default: up to 3, at least 100 val items each).")
+    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
+                   help="How a generate run prices (as for evaluate and predict): ranges apply to the decoding they were "
+                   "calibrated with, and only to it.")
+    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
     p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
 
 
@@ -44,10 +49,14 @@ def calibrate_cli(ns) -> int:
         folder, dataset = Path(ns.ensemble), ns.dataset or ens.record["dataset"]
         pricer = Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size)
     else:
-        folder = run_paths(ns.run)[0]
-        refuse_val_of_refit(folder, "calibrating its ranges")
-        dataset = ns.dataset or load_run_config(folder).dataset
-        pricer = Pricer.from_run(ns.run, batch_size=ns.batch_size)
+        run_dir, folder = run_paths(ns.run)  # a checkpoint's calibration is its own, not the final model's
+        refuse_val_of_refit(run_dir, "calibrating its ranges")
+        dataset = ns.dataset or load_run_config(run_dir).dataset
+        pricer = Pricer.from_run(ns.run, batch_size=ns.batch_size, decode=ns.decode, samples=ns.samples,
+                                 calibrated=False)
+        from ..inference.cli import refuse_decoding_options
+
+        refuse_decoding_options(ns, pricer.loaded.objective)
     splits, _ = load_splits(dataset, val_size=10**9, need=("val",))
     val = splits.get("val") or []
     if not val:
@@ -55,10 +64,11 @@ def calibrate_cli(ns) -> int:
     print(f"pricing {len(val)} val items")
     guesses = pricer.price_items([r["prompt"] for r in val])
     try:
-        calibration = intervals.fit([r["price"] for r in val], guesses, ns.bands)
+        calibration = intervals.fit([r["price"] for r in val], guesses)
     except ValueError as e:
         raise PricetuneError(str(e)) from None
-    calibration.update(dataset=dataset, val_fingerprint=fingerprint(val))
+    calibration.update(dataset=dataset, val_fingerprint=fingerprint(val), model=str(ns.run or ns.ensemble),
+                       decode=ns.decode if ns.run else "greedy")
     path = intervals.save(folder, calibration)
     for c in (0.5, 0.8, 0.9):
         widths = [intervals.half_width(e, c) for e in calibration["errors"]]

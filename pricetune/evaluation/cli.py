@@ -13,7 +13,7 @@ from .. import intervals
 from ..errors import PricetuneError
 from . import ledger
 from .compare import compare_cli
-from .report import item_category, item_title, print_table, score, write_outputs
+from .report import item_category, item_title, print_table, score, width_text, write_outputs
 from .sources import Scored, from_baseline, from_ensemble, from_model, read_predictions, split_items
 
 
@@ -29,13 +29,17 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--limit", type=int, default=200, help="Score the first N items (default 200, the course's; 0 = all: every result table in the docs "
                    "scores all of a split's items).")
     p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run directory).")
-    p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price).")
-    p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-embed", "tfidf-knn"],
+    p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price). "
+                   "With --dataset (and --split), they are checked against that split's prices, in order, and a "
+                   "test split's look is counted in the ledger; --leaderboard needs --dataset.")
+    p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-embed", "tfidf-knn", "mlp"],
                    help="Score a classical baseline: the train split's mean or median; TF-IDF + ridge on log price "
                    "(fit on train, regularisation chosen on val); tfidf-embed: the same TF-IDF features beside the "
                    "frozen --base-model's (default smollm2-135m) mean hidden state after one layer, one ridge (layer, "
                    "weight and alpha chosen on val; one forward pass of the base per item); tfidf-knn: the same TF-IDF "
-                   "features, an item priced from its k most similar train items (cosine, k chosen on val).")
+                   "features, an item priced from its k most similar train items (cosine, k chosen on val); mlp: the same "
+                   "TF-IDF features into small neural nets with a sparse first layer, seeds averaged, epochs chosen "
+                   "on val (the strongest model without a language model; minutes on a CPU).")
     p.add_argument("--train-size", type=int, metavar="N",
                    help="Baselines: fit on N train rows only (to match a run trained on N rows).")
     p.add_argument("--train-sample", default="first", choices=["first", "random"],
@@ -51,7 +55,8 @@ def add_evaluate_arguments(p) -> None:
                    "each against the first item by item (the MAE difference with its paired 95%% interval: "
                    "paired.json).")
     p.add_argument("--leaderboard", metavar="JSON",
-                   help="Also record this result as a row of a leaderboard file (replacing a row of the same --name).")
+                   help="Also record this result as a row of a leaderboard file (replacing the row of the same --name, "
+                   "split and dataset).")
     p.add_argument("--name", help="The row's name in --leaderboard (default: the label).")
     p.add_argument("--on-bad-rows", default="error", choices=["error", "skip"], help="As for train.")
     p.add_argument("--interval", type=float, default=0.8, metavar="COVERAGE",
@@ -82,6 +87,9 @@ def check_arguments(ns) -> None:
         raise PricetuneError("--limit must be >= 0")
     if ns.samples < 1:
         raise PricetuneError("--samples must be >= 1")
+    if not 0 < ns.interval < 1:  # checked before anything is priced
+        raise PricetuneError(f"--interval is the share of prices a range should hold, between 0 and 1 "
+                             f"(e.g. 0.8, not 80; got {ns.interval:g})")
     if ns.train_size is not None and ns.train_size <= 0:
         raise PricetuneError(f"--train-size must be > 0 (got {ns.train_size})")
     if (ns.train_size or ns.train_sample != "first") and not ns.baseline:
@@ -127,7 +135,7 @@ def source_dataset(ns):
     return run_dir, ensemble, dataset
 
 
-def announce_split(ns, splits: dict) -> tuple[Path, str] | None:
+def count_earlier_looks(ns, splits: dict) -> tuple[Path, str] | None:
     """Before a test split is scored: how often it was scored before. Returns (ledger, fingerprint) to
     record this look in, for a test split."""
     if ns.split == "train":
@@ -150,22 +158,30 @@ def evaluate_cli(ns) -> int:
     if ns.compare:
         return compare_cli(ns)
     check_arguments(ns)
-    look = None
+    ledger_entry = None
     if ns.predictions:
         titles, truths, texts, guesses = read_predictions(Path(ns.predictions))
         n = ns.limit or len(truths)
         titles, truths, texts, guesses = titles[:n], truths[:n], texts[:n], guesses[:n]
         scored = Scored(Path(ns.predictions).stem, texts, guesses, {"source": ns.predictions}, False)
-        categories = None
+        categories, calibration = None, None
         settings = {"limit": ns.limit}
+        if ns.dataset:  # predictions for a split: checked against it, and a test split's look is counted
+            splits = predictions_split(ns, truths)
+            settings.update(dataset=ns.dataset, split=ns.split)
+            ledger_entry = count_earlier_looks(ns, splits) if dist.is_main() else None
+        elif ns.leaderboard:
+            raise PricetuneError("--leaderboard records which split was scored: with --predictions, name it with "
+                                 "--dataset (and --split, default test)")
     else:
         run_dir, ensemble, dataset = source_dataset(ns)
         splits, items = split_items(ns, dataset)
         if dist.is_main():
-            look = announce_split(ns, splits)
+            ledger_entry = count_earlier_looks(ns, splits)
         titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
         # the row's own category field where it has one, else the prompt's "Category:" line
         categories = [r.get("category") or item_category(r["prompt"]) for r in items]
+        calibration = source_calibration(ns, splits)  # a calibration that does not fit stops before pricing
         if ns.baseline:
             scored = from_baseline(ns, splits, items)
         elif ensemble is not None:
@@ -177,36 +193,62 @@ def evaluate_cli(ns) -> int:
     if not dist.is_main():
         return 0
     metrics, rows = score(titles, truths, scored.texts, scored.guesses, categories)
-    calibration = source_calibration(ns)
     if calibration is not None:
         metrics["interval"] = intervals.coverage_report(truths, scored.guesses, calibration, ns.interval)
     out = _default_out(ns, scored.label)
     write_outputs(out, scored.label, metrics, rows, settings)
-    if look is not None:
-        ledger.record(*look, dataset=settings["dataset"], what=ns.name or scored.label, n=metrics["n"],
+    if ledger_entry is not None:
+        ledger.record(*ledger_entry, dataset=settings["dataset"], what=ns.name or scored.label, n=metrics["n"],
                       mae=metrics["mae"])
     if ns.leaderboard:
         record_leaderboard(Path(ns.leaderboard), ns.name or scored.label, settings.get("split", "-"), metrics,
                            scored.llm_only, settings.get("dataset"))
     print_table(scored.label, ["value"], [{k: v for k, v in metrics.items() if k != "interval"}])
-    if calibration is not None:
+    if calibration is not None and not metrics["interval"]["items"]:
+        print("no item was priced, so no price range to score")
+    elif calibration is not None:
         r = metrics["interval"]
         by_band = ", ".join(f"{b['covered']:.0%}" for b in r["bands"] if b["items"])
         print(f"{ns.interval:.0%} price ranges: held the true price for {r['covered']:.1%} of {r['items']} items "
-              f"(by band: {by_band}), mean width ${r['mean_width']:,.2f}")
+              f"(by band: {by_band}), mean width {width_text(r)}")
     print(f"eval: {out}")
     return 0
 
 
-def source_calibration(ns) -> dict | None:
-    """The calibration saved with the run or ensemble scored, if any."""
+def predictions_split(ns, truths: list[float]) -> dict:
+    """The dataset's splits, after checking that the predictions' prices are the named split's, in order."""
+    from ..data import load_rows
+
+    splits, _ = load_rows(ns.dataset, ns.on_bad_rows)
+    rows = splits.get(ns.split) or []
+    if len(truths) > len(rows) or any(abs(t - r["price"]) > 0.005 * max(1.0, r["price"])
+                                       for t, r in zip(truths, rows)):
+        raise PricetuneError(f"{ns.predictions}: its prices are not those of {ns.dataset}'s {ns.split} split, in "
+                             "order; score predictions against the split they were made for")
+    return splits
+
+
+def source_calibration(ns, splits: dict | None) -> dict | None:
+    """The calibration saved with the run, checkpoint or ensemble scored, if any and if made on this
+    dataset's val split (else its ranges are not scored, and the command that makes the right one is said)."""
+    from ..data.rows import fingerprint
+
+    calibration, folder = None, None
     if ns.ensemble:
-        return intervals.load(ns.ensemble)
-    if ns.target and Path(ns.target).is_dir() and not ns.baseline:
+        folder = ns.ensemble
+        calibration = intervals.load(folder)
+    elif ns.target and Path(ns.target).is_dir() and not ns.baseline:
         from ..inference import run_paths
 
-        return intervals.load(run_paths(ns.target)[0])
-    return None
+        folder = run_paths(ns.target)[1]
+        calibration = intervals.load(folder, ns.decode)
+    val = (splits or {}).get("val")
+    if calibration is not None and not intervals.applies_to(calibration, fingerprint(val) if val else None):
+        print(f"note: {folder}'s calibration was made on another val split ({calibration.get('dataset')}), so its "
+              f"price ranges are not scored here; `pricetune calibrate {folder} --dataset {ns.dataset}` makes one "
+              "for this data", file=sys.stderr)
+        return None
+    return calibration
 
 
 def record_leaderboard(path: Path, name: str, split: str, metrics: dict, llm_only: bool,
@@ -219,9 +261,11 @@ def record_leaderboard(path: Path, name: str, split: str, metrics: dict, llm_onl
     interval = metrics.get("interval")
     row = {"name": name, "dataset": Path(dataset).name if dataset else None, "command": command, "split": split, "n": metrics["n"], "mae": round(metrics["mae"], 2),
            "median_ae": round(metrics["median_ae"], 2), "rmsle": round(metrics["rmsle"], 4), "llm_only": llm_only}
-    if interval:
+    if interval and interval["items"]:
         row.update(interval_coverage_asked=interval["coverage_asked"], interval_covered=round(interval["covered"], 4),
                    interval_mean_width=round(interval["mean_width"], 2))
-    rows = [r for r in rows if r.get("name") != name] + [row]
+    # a name's row on another split or dataset is another result: only the same name, split and data is replaced
+    same = (name, split, row["dataset"])
+    rows = [r for r in rows if (r.get("name"), r.get("split"), r.get("dataset")) != same] + [row]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..data.rows import fingerprint
+from ..errors import PricetuneError
 
 LEDGER_NAME = "test-ledger.jsonl"
 
@@ -33,9 +34,19 @@ def ledger_path(leaderboard: str | Path | None = None) -> Path:
 
 
 def read(path: Path) -> list[dict]:
+    """The ledger's lines; a line that is not JSON stops here, naming it (a look must not go uncounted)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise PricetuneError(f"{path}:{n}: the test ledger has a line that is not JSON ({e.msg}); repair it "
+                                 "by hand (each line records one look at a test split) and run again") from None
+    return out
 
 
 def looks(path: Path, split_fingerprint: str) -> list[dict]:
@@ -44,8 +55,10 @@ def looks(path: Path, split_fingerprint: str) -> list[dict]:
 
 
 def record(path: Path, split_fingerprint: str, dataset: str, what: str, n: int, mae: float) -> dict:
+    """One line for this look, numbered: the split's first look is 1."""
     entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "fingerprint": split_fingerprint,
-             "dataset": dataset, "scored": what, "n": n, "mae": round(mae, 2)}
+             "look": len(looks(path, split_fingerprint)) + 1, "dataset": dataset, "scored": what, "n": n,
+             "mae": round(mae, 2)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")

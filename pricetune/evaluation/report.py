@@ -160,15 +160,21 @@ def _breakdown_table(parts: list[dict], table_id: str) -> str:
 
 def _interval_section(report: dict | None) -> str:
     """The price ranges' coverage, overall and per band of guessed price (calibrated runs only)."""
-    if not report:
+    if not report or not report["items"]:  # no item priced: no range to show
         return ""
     edges = [0.0, *report["band_edges"]]
     rows = "".join(f"<tr><td>guessed from ${lo:,.0f}</td><td>{b['items']}</td><td>{b['covered']:.1%}</td>"
-                   f"<td>${b['mean_width']:,.2f}</td></tr>" for lo, b in zip(edges, report["bands"]) if b["items"])
+                   f"<td>{width_text(b)}</td></tr>" for lo, b in zip(edges, report["bands"]) if b["items"])
     return (f"<h2>Price ranges ({report['coverage_asked']:.0%}, calibrated on val)</h2><table id='interval'>"
             f"<tr><th>band</th><th>items</th><th>held the true price</th><th>mean width</th></tr>"
             f"<tr><td>all</td><td>{report['items']}</td><td>{report['covered']:.1%}</td>"
-            f"<td>${report['mean_width']:,.2f}</td></tr>{rows}</table>")
+            f"<td>{width_text(report)}</td></tr>{rows}</table>")
+
+
+def width_text(part: dict) -> str:
+    """A coverage report part's mean width, and how many ranges were unbounded (too few val errors)."""
+    width = f"${part['mean_width']:,.2f}" if part["mean_width"] is not None else "-"
+    return width + (f" ({part['unbounded']} unbounded)" if part.get("unbounded") else "")
 
 
 def write_report(out: Path, label: str, metrics: dict, rows: list[dict], settings: dict,

@@ -56,7 +56,7 @@ def split_items(ns, dataset: str):
 
 
 def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
-    from ..baselines import TfidfEmbedRidge, TfidfKnn, TfidfRidge, constant
+    from ..baselines import SparseMlp, TfidfEmbedRidge, TfidfKnn, TfidfRidge, constant
     from ..data import take_train
 
     splits = {**splits, "train": take_train(splits.get("train", []), ns.train_size, ns.train_sample, ns.seed)}
@@ -94,6 +94,14 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
                       [f"{g:.2f}" for g in guesses], guesses,
                       {"baseline": "tfidf-knn", "k": model.k, "val_mae_by_k": scores,
                        "train_on_val": ns.train_on_val, **drawn}, False)
+    if ns.baseline == "mlp":
+        model = SparseMlp.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val, progress=True)
+        guesses = model.predict([r["prompt"] for r in items])
+        scores = ", ".join(f"{e}: ${m:,.2f}" for e, m in model.val_mae_by_epochs.items())
+        return Scored("TF-IDF sparse MLP" + (" (refit on train + val)" if ns.train_on_val else ""),
+                      [f"{g:.2f}" for g in guesses], guesses,
+                      {"baseline": "mlp", "epochs": model.epochs, "nets": len(model.states),
+                       "val_mae_by_epochs": scores, "train_on_val": ns.train_on_val, **drawn}, False)
     rows, which = (splits.get("train", []) + splits["val"], "train + val") if ns.train_on_val else \
         (splits.get("train", []), "train")
     value = constant(rows, ns.baseline)

@@ -42,8 +42,8 @@ def interval_calibration(ns) -> dict | None:
         return None
     if not 0 < ns.interval < 1:
         raise PricetuneError(f"--interval is a coverage between 0 and 1, such as 0.8 (got {ns.interval})")
-    folder = run_paths(ns.run)[0] if getattr(ns, "run", None) else None
-    calibration = intervals.load(folder) if folder else None
+    folder = run_paths(ns.run)[1] if getattr(ns, "run", None) else None  # a checkpoint has its own
+    calibration = intervals.load(folder, ns.decode) if folder else None
     if calibration is None:
         raise PricetuneError("--interval needs the run's calibration.json: run `pricetune calibrate "
                              f"{folder or 'RUN'}` first (it prices the val split once)")
@@ -52,9 +52,9 @@ def interval_calibration(ns) -> dict | None:
 
 def similar_index(ns, lm: LoadedModel):
     """The training items `--similar` looks in: the run's neighbours, else its dataset's rows; None without it."""
-    from .similar import check_k, index_of_run
+    from .similar import check_similar_count, index_of_run
 
-    if not check_k(ns.similar):
+    if not check_similar_count(ns.similar):
         return None
     if lm.neighbours is not None:
         return lm.neighbours
@@ -73,9 +73,9 @@ def predict_cli(ns) -> int:
         raise PricetuneError("give either a description or --file items.jsonl")
     if ns.samples < 1:
         raise PricetuneError("--samples must be >= 1")
-    from .similar import check_k
+    from .similar import check_similar_count
 
-    check_k(ns.similar)  # before anything loads
+    check_similar_count(ns.similar)  # before anything loads
     items = []
     if ns.file:
         from ..data import iter_jsonl

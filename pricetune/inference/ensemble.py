@@ -12,13 +12,13 @@ from pathlib import Path
 
 from ..errors import PricetuneError
 
-FITTED = ("tfidf", "tfidf-embed", "tfidf-knn")  # classical members fit on the train split, saved as SPEC.joblib
+FITTED = ("tfidf", "tfidf-embed", "tfidf-knn", "mlp")  # classical members fit on the train split, saved as SPEC.joblib
 CLASSICAL = (*FITTED, "median", "mean")
 
 
 @dataclass
 class Member:
-    """One model of an ensemble: `spec` is a run directory or tfidf / tfidf-embed / tfidf-knn / median / mean."""
+    """One model of an ensemble: `spec` is a run directory or tfidf / tfidf-embed / tfidf-knn / mlp / median / mean."""
 
     spec: str
     decode: str = "greedy"
@@ -64,9 +64,9 @@ class Predictor:
         if member.spec in ("median", "mean") and constant_value is not None:
             self.value = constant_value
         elif member.spec in FITTED:
-            from ..baselines import TfidfEmbedRidge, TfidfKnn, TfidfRidge
+            from ..baselines import FITTED as KINDS, TfidfEmbedRidge
 
-            kind = {"tfidf": TfidfRidge, "tfidf-embed": TfidfEmbedRidge, "tfidf-knn": TfidfKnn}[member.spec]
+            kind = KINDS[member.spec]
             saved = folder / f"{member.spec}.joblib" if folder is not None else None
             if saved is not None and saved.is_file():
                 self.fitted = kind.load(saved)

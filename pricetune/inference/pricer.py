@@ -30,14 +30,17 @@ class Pricer:
         self.loaded, self.decode, self.batch_size, self.samples = loaded, decode, batch_size, samples
 
     calibration: dict | None = None  # from `pricetune calibrate`: what price ranges need
-    where: str | None = None  # the folder `pricetune calibrate` writes to
+    folder: str | None = None  # the folder `pricetune calibrate` writes to: the run, checkpoint or ensemble
     items = None  # the training items `similar` looks in (a NeighbourIndex), read on first use
 
     @classmethod
-    def from_run(cls, run_dir: str, **kwargs) -> Pricer:
+    def from_run(cls, run_dir: str, calibrated: bool = True, **kwargs) -> Pricer:
+        """A run directory or one of its checkpoints, with its own calibration (made with the same decoding)
+        when `calibrated` and it has one."""
         pricer = cls(load_model(run=run_dir), **kwargs)
-        pricer.where = str(run_paths(run_dir)[0])
-        pricer.calibration = intervals.load(pricer.where)
+        pricer.folder = str(run_paths(run_dir)[1])
+        if calibrated:
+            pricer.calibration = intervals.load(pricer.folder, pricer.decode)
         return pricer
 
     @classmethod
@@ -50,7 +53,7 @@ class Pricer:
         pricer = cls(None, **kwargs)
         pricer.ensemble = Ensemble.load(folder)
         pricer.members = pricer.ensemble.predictors()
-        pricer.where, pricer.calibration = folder, intervals.load(folder)
+        pricer.folder, pricer.calibration = folder, intervals.load(folder)
         return pricer
 
     ensemble = None
@@ -69,7 +72,7 @@ class Pricer:
         """Each price with its range at `coverage`, calibrated on the val split (docs: pricetune.intervals)."""
         if self.calibration is None:
             raise PricetuneError(f"no price ranges without a calibration: run `pricetune calibrate "
-                                 f"{self.where or 'RUN'}` first (it prices the val split once)")
+                                 f"{self.folder or 'RUN'}` first (it prices the val split once)")
         out = []
         for p in self.price_items(descriptions):
             r = intervals.interval(p, self.calibration, coverage)
@@ -94,7 +97,7 @@ class Pricer:
             return index_of_ensemble(self.ensemble.record)
         if self.loaded is not None and self.loaded.neighbours is not None:
             return self.loaded.neighbours
-        if self.where is not None:
-            return index_of_run(self.where)
+        if self.folder is not None:
+            return index_of_run(run_paths(self.folder)[0])  # a checkpoint trained on its run's rows
         raise PricetuneError("look-alike items need the training data, which an adapter from the Hub does not carry "
                              "(unless it trained with neighbours): price from its run directory instead")

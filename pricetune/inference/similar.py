@@ -33,7 +33,7 @@ class LookAlike:
     similarity: float  # TF-IDF cosine, 0 to 1
 
 
-def check_k(k: int) -> int:
+def check_similar_count(k: int) -> int:
     if not 0 <= k <= MAX_SIMILAR:
         raise PricetuneError(f"similar must be between 0 and {MAX_SIMILAR} items (got {k})")
     return k
@@ -79,7 +79,7 @@ def look_alikes(index: NeighbourIndex, descriptions: list[str], k: int) -> list[
     from ..baselines.common import item_text
     from ..data import make_prompt
 
-    if check_k(k) == 0:
+    if check_similar_count(k) == 0:
         return [[] for _ in descriptions]
     found = index.nearest([item_text(make_prompt(d)) for d in descriptions], k)
     return [[LookAlike(index.texts[j], index.prices[j], round(max(0.0, min(1.0, s)), 4)) for j, s in row]

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..data import FILE_SUFFIXES
+from ..data.rows import file_kind
 from ..errors import DataError
 
 
 def _files(source: Path) -> list[Path]:
     if source.is_file():
         return [source]
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in FILE_SUFFIXES and p.is_file())
+    files = sorted(p for p in source.rglob("*") if file_kind(p) in FILE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"{source}: no {', '.join(FILE_SUFFIXES)} files in this folder")
     return files

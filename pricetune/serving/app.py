@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .. import intervals
-from ..inference.similar import MAX_SIMILAR, check_k
+from ..inference.similar import MAX_SIMILAR, check_similar_count
 from .batcher import Batcher, DeadlinePassed, Overloaded, WorkerDown, where_raised
 from .files import MAX_FILE_ROWS, read_table, row_text, write_table
 from .page import render
@@ -373,9 +373,12 @@ def create_app(pricer, label: str, api_key: str | None = None, batch_size: int =
     """The app around `pricer` (anything with `price_items(texts) -> list[float | None]`; with `similar`,
     a `Pricer` whose training items are read here, before the first request)."""
     svc = Service(pricer, label, api_key, batch_size, max_wait_ms, max_queue, request_timeout_s, body_timeout_s,
-                  max_body, allowed_hosts, similar=check_k(similar), metrics=Metrics())
-    if similar and pricer.items is None:
-        pricer.items = pricer.training_items()
+                  max_body, allowed_hosts, similar=check_similar_count(similar), metrics=Metrics())
+    if similar:
+        if pricer.items is None:
+            pricer.items = pricer.training_items()
+        # fitted here, once: lookups in worker threads would otherwise fit it together on a cold start
+        pricer.items.fit()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -68,8 +68,13 @@ class MetricsLogger(TrainerCallback):
         interruption, and about to be logged again) leave the file, so no step appears twice."""
         if not self.path.is_file():
             return
-        lines = self.path.read_text(encoding="utf-8").split("\n")
-        kept = [l for l in lines if l.strip() and json.loads(l).get("step", 0) <= step]
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").split("\n"):
+            try:
+                if line.strip() and json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:  # the last line, cut short when the run was killed mid-write
+                continue
         staged = self.path.with_suffix(".partial")
         staged.write_text("".join(l + "\n" for l in kept), encoding="utf-8")
         os.replace(staged, self.path)

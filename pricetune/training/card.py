@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from ..config import RunConfig, public_value
 
 
@@ -32,11 +34,11 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
     looked_up = (f" Each prompt also carries, after the question, the prices of the {cfg.neighbours} most similar "
                  "training items (TF-IDF cosine); `neighbours.json` holds those items, and pricetune looks every new "
                  "item up in them, so the file must travel with the adapter." if cfg.neighbours else "")
+    # written by a YAML library: a local base reads "<local: NAME>", which YAML must quote
+    front = yaml.safe_dump({"base_model": base, "library_name": "peft",
+                            "tags": ["pricetune", "lora", "price-prediction"]}, sort_keys=False)
     card = f"""---
-base_model: {base}
-library_name: peft
-tags: [pricetune, lora, price-prediction]
----
+{front}---
 # {cfg.run_name}
 
 A LoRA adapter that prices products from their descriptions, trained with
