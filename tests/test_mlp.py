@@ -80,7 +80,7 @@ def _select(tmp_path, name, members):
 
 def test_select_writes_a_classical_pick_that_no_fine_tuned_model_is_in(tmp_path, monkeypatch):
     """A fine-tuned model stands in as a fitted "run": a member that is not classical."""
-    from pricetune.inference.ensemble import Member
+    from pricetune.inference.members import Member
 
     _ensemble_data(tmp_path)
     monkeypatch.setattr(Member, "classical", property(lambda self: self.spec in ("median", "mean", "tfidf-knn")))

@@ -27,12 +27,12 @@ training data.
 
 Modes, one file each: `fit` (weights on val), `refit` (the same weights, every member trained on
 train + val: the classical ones here, with the settings val chose; the runs by `train --train-on-val`).
-`weights` fits the combination; what a member is and how a saved folder prices is `pricetune.inference.ensemble`.
+`weights` fits the combination; what a member is and how a saved folder prices is `pricetune.inference.members`.
 """
 
 from .cli import add_ensemble_arguments, ensemble_cli
 from .fit import fit_ensemble
-from ..inference.ensemble import CLASSICAL, FITTED, Ensemble, Member, Predictor, combine
+from ..inference.members import CLASSICAL, FITTED, Ensemble, Member, Predictor, combine
 from .refit import refit_ensemble
 from .weights import GRID, METHODS, cross_validated_mae, fit_combination, fit_stack, fit_weights, simplex_grid
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import PricetuneError
 from .fit import fit_ensemble
-from ..inference.ensemble import Member
+from ..inference.members import Member
 from .refit import parse_swaps, refit_ensemble
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PricetuneError
-from ..inference.ensemble import FITTED, Member, Predictor
+from ..inference.members import FITTED, Member, Predictor
 from .weights import METHODS, cross_validated_mae, fit_combination, mae_of
 
 

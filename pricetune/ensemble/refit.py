@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from ..errors import PricetuneError
-from ..inference.ensemble import FITTED, Ensemble, Member
+from ..inference.members import FITTED, Ensemble, Member
 from .fit import new_folder, refuse_filled
 
 # Config keys a refit may set differently without changing the recipe: where and how the run is

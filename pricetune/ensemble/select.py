@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .. import intervals
 from ..errors import PricetuneError
-from ..inference.ensemble import CLASSICAL, FITTED, Member, combine
+from ..inference.members import CLASSICAL, FITTED, Member, combine
 from .fit import check_members, new_folder, price_val, refuse_filled
 from .weights import METHODS, cross_validated_mae, fit_combination, out_of_fold
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from ..inference.ensemble import combine
+from ..inference.members import combine
 
 GRID = 20
 METHODS = {

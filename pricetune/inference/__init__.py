@@ -11,7 +11,7 @@
 One file per part: `load.py` (a run, an adapter or a bare base, ready to price), `generate.py`
 (generate runs: batched generation, `--decode greedy|expected|median`), `decode.py` (the digit-level
 price distributions the last two read), `pricer.py` (the Python API), `cli.py` (`pricetune predict`).
-A regress run prices with one forward pass per item (`pricetune.regress.regress_prices`); an ensemble folder combines its members (`ensemble.py`).
+A regress run prices with one forward pass per item (`pricetune.regress.regress_prices`); an ensemble folder combines its members (`members.py`).
 
 Generation truncates prompts exactly as training did (data.encode_prompt), sorts them by length so
 batches carry little padding, pads on the left, and stops a sequence as soon as its price is complete.
@@ -20,7 +20,7 @@ batches carry little padding, pads on the left, and stops a sequence as soon as 
 from importlib import import_module
 
 # Each public name and the module that defines it, imported on first use: `pricetune.ensemble` and the
-# command line's parser use this package's light parts (`ensemble.py`) without loading torch
+# command line's parser use this package's light parts (`members.py`) without loading torch
 _EXPORTS = {
     "DECODES": "..options", "add_model_arguments": "..options", "add_predict_arguments": "..options",
     "load_from_args": ".cli", "predict_cli": ".cli",

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from .. import intervals
 from ..errors import PricetuneError
-from .ensemble import Ensemble
+from .members import Ensemble
 from .load import LoadedModel, load_model, run_paths
 from .similar import LookAlike, index_of_ensemble, index_of_run, look_alikes
 
