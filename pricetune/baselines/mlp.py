@@ -21,7 +21,6 @@ for that choice), never test; a given seed gives the same prices.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,73 +32,7 @@ from .common import item_text, mae, prices_from_logs
 SEEDS = 4
 MAX_EPOCHS = 4
 FIRST_BATCH = 32
-HIDDEN = (256, 64, 64)
 LEARNING_RATE = 3e-3
-
-
-def _net(n_features: int, seed: int):
-    """One net, initialised from `seed` (a module defined here so that torch loads only when used)."""
-    import torch
-    from torch import nn
-
-    class SparseNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.first = nn.EmbeddingBag(n_features, HIDDEN[0], mode="sum", sparse=True)
-            self.first_bias = nn.Parameter(torch.zeros(HIDDEN[0]))
-            layers: list[nn.Module] = [nn.ReLU()]
-            for a, b in zip(HIDDEN, HIDDEN[1:]):
-                layers += [nn.Linear(a, b), nn.ReLU()]
-            self.rest = nn.Sequential(*layers, nn.Linear(HIDDEN[-1], 1))
-
-        def forward(self, indices, offsets, weights):
-            hidden = self.first(indices, offsets, per_sample_weights=weights) + self.first_bias
-            return self.rest(hidden).squeeze(-1)
-
-    torch.manual_seed(seed)
-    net = SparseNet()
-    # Glorot-uniform, as Keras' Dense: EmbeddingBag's default N(0, 1) would make a sum over ~1,000
-    # binary features start far out of the ReLUs' useful range
-    bound = math.sqrt(6.0 / (n_features + HIDDEN[0]))
-    nn.init.uniform_(net.first.weight, -bound, bound)
-    return net
-
-
-def _inputs(x, binary: bool):
-    """A CSR matrix's rows as EmbeddingBag inputs: feature indices, row offsets, values (1 if binary)."""
-    import torch
-
-    x = x.tocsr()
-    values = np.ones_like(x.data, dtype=np.float32) if binary else x.data.astype(np.float32)
-    return (torch.from_numpy(x.indices.astype(np.int64)), torch.from_numpy(x.indptr[:-1].astype(np.int64)),
-            torch.from_numpy(values))
-
-
-def _predict_scaled(net, x, binary: bool, batch: int = 2048) -> np.ndarray:
-    import torch
-
-    net.eval()
-    with torch.no_grad():
-        out = [net(*_inputs(x[i:i + batch], binary)).numpy() for i in range(0, x.shape[0], batch)]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-
-def _train_epoch(net, optimizers, x, y, batch: int, binary: bool, rng: np.random.Generator, bar=None) -> None:
-    import torch
-    import torch.nn.functional as F
-
-    net.train()
-    order = rng.permutation(x.shape[0])
-    for start in range(0, len(order), batch):
-        rows = order[start:start + batch]
-        loss = F.huber_loss(net(*_inputs(x[rows], binary)), torch.from_numpy(y[rows]))
-        for opt in optimizers:
-            opt.zero_grad()
-        loss.backward()
-        for opt in optimizers:
-            opt.step()
-        if bar is not None:
-            bar.update(len(rows))
 
 
 @dataclass
@@ -140,22 +73,18 @@ class SparseMlp:
         binary = [i % 2 == 1 for i in range(seeds)]
         nets, scores = _train_nets(x, y, binary, seed, epochs, val_x, [r["price"] for r in val],
                                    (centre, spread), progress)
-        states = [_stored(net) for net in nets]
+        from .sparse_net import to_state
+
+        states = [to_state(net) for net in nets]
         return cls(features, states, binary, epochs or min(scores, key=scores.get), centre, spread, seed, scores)
 
     def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
         from ..data import make_prompt
+        from .sparse_net import from_state, predict_scaled
 
         x = self.features.transform([item_text(make_prompt(p)) for p in prompts]).astype(np.float32).tocsr()
-        scaled = [_predict_scaled(self._net(state), x, b) for state, b in zip(self.states, self.binary)]
+        scaled = [predict_scaled(from_state(state), x, b) for state, b in zip(self.states, self.binary)]
         return prices_from_logs(np.mean(scaled, axis=0) * self.spread + self.centre)
-
-    def _net(self, state: dict):
-        import torch
-
-        net = _net(state["first.weight"].shape[0], 0)
-        net.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()})
-        return net
 
     def save(self, path: str | Path) -> Path:
         import joblib
@@ -171,24 +100,17 @@ class SparseMlp:
         return cls(**joblib.load(path))
 
 
-def _stored(net) -> dict:
-    """A trained net's weights as numpy arrays, the (large) first layer in float16."""
-    return {k: v.detach().numpy().astype(np.float16 if k == "first.weight" else np.float32)
-            for k, v in net.state_dict().items()}
-
-
 def _train_nets(x, y, binary: list[bool], seed: int, epochs: int | None, val_x, val_prices: list[float],
                 scale: tuple[float, float], progress: bool):
     """Train one net per entry of `binary` in lockstep, one epoch at a time. With `epochs` None, stop at
     the first epoch whose averaged val MAE does not improve and return the nets of the best epoch.
     Returns (nets, {epochs: val MAE})."""
-    import torch
     from tqdm.auto import tqdm
 
-    nets = [_net(x.shape[1], seed + i) for i in range(len(binary))]
-    optimizers = [[torch.optim.SparseAdam([n.first.weight], lr=LEARNING_RATE),
-                   torch.optim.Adam([p for name, p in n.named_parameters() if name != "first.weight"],
-                                    lr=LEARNING_RATE)] for n in nets]
+    from .sparse_net import SparseNet, predict_scaled, train_epoch
+
+    nets = [SparseNet(x.shape[1], seed + i) for i in range(len(binary))]
+    optimizers = [net.optimizers(LEARNING_RATE) for net in nets]
     rngs = [np.random.default_rng(seed + i) for i in range(len(binary))]
     last = epochs or MAX_EPOCHS
     scores, best = {}, None
@@ -196,10 +118,10 @@ def _train_nets(x, y, binary: list[bool], seed: int, epochs: int | None, val_x, 
         for epoch in range(1, last + 1):
             batch = FIRST_BATCH * 2 ** (epoch - 1)
             for net, opts, b, rng in zip(nets, optimizers, binary, rngs):
-                _train_epoch(net, opts, x, y, batch, b, rng, bar)
+                train_epoch(net, opts, x, y, batch, b, rng, bar)
             if epochs is not None:
                 continue
-            scaled = np.mean([_predict_scaled(n, val_x, b) for n, b in zip(nets, binary)], axis=0)
+            scaled = np.mean([predict_scaled(n, val_x, b) for n, b in zip(nets, binary)], axis=0)
             scores[epoch] = mae(val_prices, prices_from_logs(scaled * scale[1] + scale[0]))
             if best is not None and scores[epoch] >= scores[best[0]]:
                 break

@@ -75,7 +75,8 @@ class Predictor:
             elif splits is None:
                 raise PricetuneError(f"the {member.spec} member needs the dataset to fit on")
             elif kind is not TfidfEmbedRidge:
-                self.fitted = kind.fit(splits["train"], splits.get("val", []))
+                slow = {"progress": True} if member.spec == "mlp" else {}  # minutes: a progress bar
+                self.fitted = kind.fit(splits["train"], splits.get("val", []), **slow)
             else:
                 self.fitted = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=member.base_model,
                                                   batch_size=member.batch_size)
