@@ -562,3 +562,31 @@ def test_serve_caps_open_connections(tmp_path, monkeypatch):
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.update(config=self.config))
     assert main(["serve", "--ensemble", str(tmp_path / "ens"), "--port", "0", "--max-connections", "7"]) == 0
     assert seen["config"].limit_concurrency == 7
+
+
+def test_serve_of_a_run_uses_its_own_calibration(tiny_model_dir, small_dataset_dir, tmp_path, monkeypatch):
+    """A served run has price ranges once calibrated (it had none: only ensembles had), and a checkpoint
+    served has its own calibration, never the final model's."""
+    import uvicorn
+
+    from pricetune import intervals
+    from pricetune.config import resolve_config
+    from pricetune.serving import app as app_module
+    from pricetune.training import train
+
+    from .conftest import tiny_overrides
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective="regress",
+                                                          quantization="none", max_steps=2, max_length=64,
+                                                          save_steps=1)), log=lambda _: None)
+    intervals.save(run, {**intervals.fit([10.0] * 20, [11.0] * 20), "decode": "greedy"})
+    seen = {}
+    real = app_module.create_app
+    monkeypatch.setattr(app_module, "create_app", lambda pricer, *a, **k: seen.update(pricer=pricer) or real(pricer, *a, **k))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    assert main(["serve", "--run", str(run), "--port", "0"]) == 0
+    assert seen["pricer"].calibration is not None
+    checkpoint = next(run.glob("checkpoint-*"))
+    assert main(["serve", "--run", str(checkpoint), "--port", "0"]) == 0
+    assert seen["pricer"].calibration is None  # not calibrated yet: no ranges, rather than another model's

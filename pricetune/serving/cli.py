@@ -90,6 +90,12 @@ def serve_cli(ns) -> int:
     else:
         lm = load_from_args(ns)
         pricer = Pricer(lm, decode=ns.decode, batch_size=ns.batch_size, samples=ns.samples)
+        if getattr(ns, "run", None):  # a run's (or checkpoint's) own calibration and training rows
+            from .. import intervals
+            from ..inference import run_paths
+
+            pricer.folder = str(run_paths(ns.run)[1])
+            pricer.calibration = intervals.load(pricer.folder, ns.decode)
         label = lm.label + (f" ({ns.decode})" if lm.objective == "generate" else " (regress)")
     app = create_app(pricer, label, api_key=api_key, batch_size=ns.batch_size, max_wait_ms=ns.max_wait_ms,
                      max_queue=ns.max_queue, request_timeout_s=ns.timeout, max_body=ns.max_body_kb * 1024,

@@ -33,3 +33,14 @@ done
   --name "amazon-18k, mlp round: TF-IDF + ridge (re-scored to pair with)" --output-dir $T/tfidf
 $PT evaluate --compare $T/classical $T/pipeline $T/llm_only --output-dir $T/vs-classical
 $PT evaluate --compare $T/tfidf $T/pipeline $T/llm_only $T/classical $T/mlp --output-dir $T/vs-tfidf
+# the result files kept in the repository (the runs themselves are not)
+O=docs/results/amazon-18k-mlp
+cp $S/select.json $O/select.json
+for P in pipeline classical llm_only; do cp $S/$P/ensemble.json $O/$P-ensemble.json; done
+for E in pipeline classical llm_only mlp tfidf; do
+  cp $T/$E/metrics.json $O/test-$E-metrics.json; cp $T/$E/breakdown.json $O/test-$E-breakdown.json
+  cp $T/$E/settings.json $O/test-$E-settings.json
+done
+cp $T/vs-classical/paired.json $O/paired-test-vs-classical.json; cp $T/vs-tfidf/paired.json $O/paired-test-vs-tfidf.json
+cp $R/summary.json $O/regress-13494-summary.json; cp $R/config.yaml $O/regress-13494-config.yaml
+cp $R/metrics.jsonl $O/regress-13494-train-log.jsonl
