@@ -1,12 +1,12 @@
 """`pricetune select`: every candidate the members offer, fit and scored on val; the picks by a rule fixed here.
 
-    pricetune select --dataset ../shared/data/amazon-18k --member runs/amazon-18k-regress --member tfidf \
-        --member median --out runs/select-18k
+    pricetune select --dataset amazon-18k --member runs/amazon-18k-regress --member mlp --member tfidf \
+        --member tfidf-knn --member median --out runs/select-18k
     pricetune evaluate --ensemble runs/select-18k/pipeline --limit 0    # then test, once, for each pick
-    pricetune evaluate --ensemble runs/select-18k/llm_only --limit 0
+    pricetune evaluate --ensemble runs/select-18k/classical --limit 0
 
 Candidates: each member alone, and every set of two or more members (of up to MAX_SUBSETS_OF members
-listed; beyond that, all of them and all the fine-tuned ones) combined by `weights` and, where no
+listed; beyond that, all of them, all the fine-tuned ones and all the classical ones) combined by `weights` and, where no
 constant is among them, by `stack`. Each member prices val once; no candidate is left out: one that
 cannot be fit (a stack on too few items) is listed with the reason.
 
@@ -59,7 +59,8 @@ def candidate_sets(members: list[Member]) -> list[tuple[int, ...]]:
     if n <= MAX_SUBSETS_OF:
         return singles + [s for k in range(2, n + 1) for s in itertools.combinations(range(n), k)]
     llm = tuple(i for i, m in enumerate(members) if m.llm_only)
-    return singles + [tuple(range(n))] + ([llm] if len(llm) >= 2 and len(llm) < n else [])
+    classical = tuple(i for i, m in enumerate(members) if m.classical)
+    return singles + [tuple(range(n))] + [s for s in (llm, classical) if 2 <= len(s) < n]
 
 
 def score_candidates(members: list[Member], val: dict, cv_repeats: int) -> list[dict]:
