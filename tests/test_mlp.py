@@ -85,6 +85,7 @@ def test_select_writes_a_classical_pick_that_no_fine_tuned_model_is_in(tmp_path,
     _ensemble_data(tmp_path)
     monkeypatch.setattr(Member, "classical", property(lambda self: self.spec in ("median", "mean", "tfidf-knn")))
     monkeypatch.setattr(Member, "llm_only", property(lambda self: self.spec == "tfidf"))
+    monkeypatch.setattr("pricetune.ensemble.select.check_members", lambda members: None)  # no run to read
     record = _select(tmp_path, "sel", ["tfidf", "tfidf-knn", "median"])
     cands = record["candidates"]
     assert set(record["picks"]) == {"pipeline", "llm_only", "classical"}
@@ -124,3 +125,20 @@ def test_the_shipped_amazon_18k_resolves_by_name_without_shared_data(tmp_path, m
     # a folder of that name in the working directory is the user's own data, read instead
     write_jsonl(tmp_path / "amazon-18k" / "train.jsonl", _synthetic(5, 1))
     assert {k: len(v) for k, v in load_rows("amazon-18k")[0].items()} == {"train": 5}
+
+
+def test_an_ensemble_with_an_mlp_member_prices_without_the_data_and_refits_with_its_epochs(tmp_path):
+    from pricetune.baselines import SparseMlp
+    from pricetune.ensemble import Member, fit_ensemble, refit_ensemble
+    from pricetune.inference import Pricer
+
+    data = _ensemble_data(tmp_path)
+    fit_ensemble(str(data), [Member("mlp"), Member("median")], tmp_path / "ens", log=lambda _: None, cv_repeats=0)
+    chosen = SparseMlp.load(tmp_path / "ens" / "mlp.joblib")
+    price = Pricer.from_ensemble(str(tmp_path / "ens")).price("Title: a steel large red cup")
+    assert price > 0
+    refit_ensemble(tmp_path / "ens", {}, tmp_path / "refit", log=lambda _: None)
+    refit = SparseMlp.load(tmp_path / "refit" / "mlp.joblib")
+    assert refit.epochs == chosen.epochs and len(refit.states) == len(chosen.states)
+    assert refit.states[0]["first.weight"].shape != chosen.states[0]["first.weight"].shape or \
+        not (refit.states[0]["first.weight"] == chosen.states[0]["first.weight"]).all()  # val rows learnt too

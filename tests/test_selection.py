@@ -23,7 +23,8 @@ def test_the_ledger_counts_looks_per_test_split_and_val_writes_none(tmp_path, sm
     assert "scored 1 time(s) before" in capsys.readouterr().err
     lines = ledger.read(path)
     assert len(lines) == 2 and lines[0]["fingerprint"] == lines[1]["fingerprint"] and lines[1]["n"] == 5
-    assert set(lines[0]) == {"time", "fingerprint", "dataset", "scored", "n", "mae"}
+    assert set(lines[0]) == {"time", "fingerprint", "look", "dataset", "scored", "n", "mae"}
+    assert [line["look"] for line in lines] == [1, 2]
     # another test split (other rows) is counted apart, whatever its folder
     other = tmp_path / "other"
     for name in ("train", "val"):
@@ -80,7 +81,7 @@ def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_pa
 
 
 def test_the_rule_prefers_the_lowest_cross_validated_figure_then_fewer_members():
-    from pricetune.ensemble.select import pick
+    from pricetune.ensemble.select import PICKS, pick
 
     c = [dict(members=[0], val_mae=10.0, val_mae_cv=10.0, llm_only=True),
          dict(members=[1], val_mae=8.0, val_mae_cv=8.0, llm_only=False),
@@ -88,7 +89,7 @@ def test_the_rule_prefers_the_lowest_cross_validated_figure_then_fewer_members()
          dict(members=[0, 2], val_mae=5.0, val_mae_cv=9.0, llm_only=True),
          dict(members=[0, 1, 2], skipped="too few items", llm_only=False)]
     assert pick(c) is c[1]  # a tie on the held-out figure goes to fewer members
-    assert pick(c, llm_only=True) is c[3]
+    assert pick(c, PICKS["llm_only"]) is c[3]
 
 
 def test_the_error_is_broken_down_by_the_rows_own_category_field(tmp_path, demo_splits):

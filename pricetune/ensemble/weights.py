@@ -63,7 +63,7 @@ def fit_weights(truths: list[float], member_prices: list[list[float | None]],
         w = grid[at:at + chunk]
         total = w @ priced
         with np.errstate(invalid="ignore", divide="ignore"):
-            guess = np.folder(total > 0, np.expm1((w @ (logs * priced)) / total), 0.0)
+            guess = np.where(total > 0, np.expm1((w @ (logs * priced)) / total), 0.0)
         maes.append(np.abs(guess - truth).mean(1))
     maes = np.concatenate(maes)
     best = int(np.flatnonzero(maes <= maes.min() + 1e-12)[0])  # ties: the earlier grid point

@@ -9,7 +9,7 @@
 # is worth part of new rows (report the fraction). Val only; test is not read.
 set -x
 B=.venv/bin
-D=../shared/data/amazon-18k
+D=amazon-18k  # shipped with pricetune: the rows of ../shared/data/amazon-18k, where this first ran
 $B/pricetune train --config amazon-18k-regress --train-size 1761 --val-size 0 --epochs 2 --output-dir runs/lc-1761-ep2 --overwrite
 $B/pricetune evaluate runs/lc-1761-ep2 --split val --limit 0 --batch-size 32 --output-dir runs/lc-1761-ep2/eval-val
 $B/pricetune evaluate --compare runs/lc-1761/eval-val runs/lc-1761-ep2/eval-val --output-dir runs/lc-compare-ep2-vs-1

@@ -13,7 +13,7 @@
 #   picks are the ones a round that grants amazon-18k test looks scores, once each; none is scored here.
 set -x
 B=.venv/bin
-D=../shared/data/amazon-18k
+D=amazon-18k  # shipped with pricetune: the rows of ../shared/data/amazon-18k, where this first ran
 R=runs/amazon-18k-regress-ep2
 if [ ! -f $R/summary.json ]; then
   if ls -d $R/checkpoint-* >/dev/null 2>&1; then
