@@ -5,16 +5,23 @@ resume reproduces, the checkpoint to resume from, and the training arguments tak
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import shutil
 from pathlib import Path
 
 import torch
+from transformers import TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .. import distributed as dist
 from ..config import RunConfig
 from ..errors import PricetuneError
+
+# transformers renamed gradient_checkpointing to activation_checkpointing after 5.17 (the GPU machines'
+# image); either release reads the one it has
+CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in inspect.signature(TrainingArguments).parameters
+                 else "gradient_checkpointing")
 
 CPU_OPTIM = "adamw_torch"
 
@@ -218,7 +225,7 @@ def shared_args(cfg: RunConfig, run_dir: Path, precision: str, device: str, has_
         eval_steps=cfg.eval_steps,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 renamed gradient_checkpointing
+        **{CHECKPOINTING: cfg.gradient_checkpointing},
         report_to=cfg.report_to,
         seed=cfg.seed,
         # We push ourselves (hub.py) so that a failed push never stops local saving
