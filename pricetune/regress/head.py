@@ -11,6 +11,7 @@ import math
 import torch
 
 from ..data import encode_prompts, in_length_order, is_right_padded, make_prompt
+from ..modeling import head_names, is_encoder
 from .batches import RegressionCollator
 from .scale import PriceScale
 
@@ -21,9 +22,10 @@ def head_outputs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     token (`last`, transformers' own sequence-classification output) or on the mean of the final
     hidden states over the real tokens (`mean`)."""
     mask = attention_mask
-    if attention_mask is not None and is_right_padded(attention_mask):
+    if attention_mask is not None and is_right_padded(attention_mask) and not is_encoder(_config(model)):
         # causal attention never lets a real token see the padding after it; transformers finds the
-        # last real token from input_ids, so the mask changes nothing but the attention kernel
+        # last real token from input_ids, so the mask changes nothing but the attention kernel (an
+        # encoder's tokens see both ways: it keeps its mask)
         attention_mask = None
     if pooling == "last":
         out = model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -47,12 +49,17 @@ def mean_over_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden.float() * weights).sum(1) / weights.sum(1)
 
 
+def _config(model):
+    return getattr(model, "module", model).config  # through DistributedDataParallel
+
+
 def score_layer(model) -> torch.nn.Module:
-    """The scalar head of a (DDP-wrapped, PEFT-wrapped or merged) sequence-classification model."""
+    """The scalar head of a (DDP-wrapped, PEFT-wrapped or merged) sequence-classification model:
+    `score` for a decoder, `classifier` for a BERT-like encoder."""
     inner = getattr(model, "module", model)  # DistributedDataParallel
-    if hasattr(inner, "get_base_model"):  # PEFT: `score` is its modules_to_save wrapper (the trained copy)
+    if hasattr(inner, "get_base_model"):  # PEFT: the head is its modules_to_save wrapper (the trained copy)
         inner = inner.get_base_model()
-    return inner.score
+    return getattr(inner, head_names(inner)[0])
 
 
 @torch.inference_mode()

@@ -181,7 +181,8 @@ def compile_layers(model) -> None:
     # second length, which saves a variant per kind.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for layer in base.model.layers:
+    inner = base.base_model  # LlamaModel, Gemma3TextModel, BertModel...
+    for layer in inner.layers if hasattr(inner, "layers") else inner.encoder.layer:
         layer.compile(backend="inductor", dynamic=True)
 
 

@@ -10,6 +10,7 @@ import torch
 from transformers import Trainer
 
 from ..config import RunConfig
+from ..modeling import head_names
 from ..regress import HEAD_FILE, PriceScale, head_outputs
 from .common import AtomicCheckpoints, shared_args
 
@@ -34,8 +35,13 @@ class RegressionTrainer(AtomicCheckpoints, Trainer):
         if self.optimizer is not None or self.head_learning_rate is None:
             return super().create_optimizer(model) if self.optimizer is None else self.optimizer
         model = model if model is not None else self.model
-        head = [p for n, p in model.named_parameters() if p.requires_grad and "modules_to_save" in n]
-        rest = [p for n, p in model.named_parameters() if p.requires_grad and "modules_to_save" not in n]
+        heads = tuple(f"{h}." for h in head_names(model))  # a fully trained model's head has no PEFT wrapper
+
+        def in_head(name: str) -> bool:
+            return "modules_to_save" in name or name.startswith(heads)
+
+        head = [p for n, p in model.named_parameters() if p.requires_grad and in_head(n)]
+        rest = [p for n, p in model.named_parameters() if p.requires_grad and not in_head(n)]
         optim_cls, optim_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optim_cls([
             {"params": rest, "weight_decay": self.args.weight_decay},

@@ -25,6 +25,7 @@ from ..modeling import (
     check_targets_without_weights,
     describe_device,
     detect_device,
+    head_names,
     keep_one_4bit_layout,
     load_base_model,
     load_tokenizer,
@@ -69,14 +70,17 @@ def plan(cfg: RunConfig) -> str:
     optim, notice = resolve_optim(cfg.optim, device)
     push = "yes, to " + (cfg.hub_model_id or f"<HF_USER>/{cfg.run_name}") + (
         " (private)" if cfg.hub_private else " (public)") if cfg.push_to_hub else "no"
-    targets = check_targets_without_weights(cfg.base_model, cfg.lora_targets)
+    if cfg.finetune == "full":
+        training = "every weight trained (finetune full)"
+    else:
+        training = (f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} on {', '.join(cfg.lora_targets)} "
+                    f"({check_targets_without_weights(cfg.base_model, cfg.lora_targets)})"
+                    + (f", in the top {cfg.lora_layers} decoder layers only" if cfg.lora_layers else ""))
     world = dist.world_size()
     per_device, accum = dist.split_batch(cfg.batch_size, cfg.grad_accum, world)
     sharded = dist.sharded_weights()
     lines = [
-        f"model:     {cfg.base_model} ({cfg.quantization}), LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
-        f"on {', '.join(cfg.lora_targets)} ({targets})"
-        + (f", in the top {cfg.lora_layers} decoder layers only" if cfg.lora_layers else ""),
+        f"model:     {cfg.base_model} ({cfg.quantization}), {training}",
         f"objective: {cfg.objective}" + (
             f" (scalar head on the {cfg.regress_pooling} hidden state, log price, {cfg.regress_loss} loss)"
             if cfg.objective == "regress"
@@ -92,7 +96,7 @@ def plan(cfg: RunConfig) -> str:
         + (f", weights sharded by {sharded}" if sharded else ""),
         f"batch:     global {per_device * accum * world} = {per_device} per device x {accum} accumulation step(s)"
         f" x {world} process(es)",
-        f"outputs:   {cfg.run_dir}/ (adapter, config.yaml, metrics.jsonl, summary.json, checkpoints)",
+        f"outputs:   {cfg.run_dir}/ ({'model' if cfg.finetune == 'full' else 'adapter'}, config.yaml, metrics.jsonl, summary.json, checkpoints)",
         f"path:      {'fast' if fast and not sharded else 'stock'} ({why})",
         f"push:      {push}",
     ]
@@ -151,14 +155,19 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     # Seeded before the model exists: a regress head is initialised as it loads, and TRL creates the
     # LoRA weights before Trainer seeds
     set_seed(cfg.seed)
-    model = load_base_model(cfg.base_model, cfg.quantization, precision, cfg.bnb_4bit_quant_type, cfg.double_quant,
+    # every weight trained: float32 master weights, the compute in `precision` under Trainer's autocast
+    # (bf16 weights would round most updates away); LoRA trains float32 adapters on a base in `precision`
+    weights = "fp32" if cfg.finetune == "full" else precision
+    model = load_base_model(cfg.base_model, cfg.quantization, weights, cfg.bnb_4bit_quant_type, cfg.double_quant,
                             objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
                             quant_storage=cfg.bnb_4bit_quant_storage)
-    check_targets(model, cfg.lora_targets)
     keep_one_4bit_layout(model)
-    set_seed(cfg.seed)  # 4. LoRA, from the same state whatever loading drew
-    lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective,
-                             layers=top_layers(model, cfg.lora_layers))
+    set_seed(cfg.seed)  # 4. LoRA, from the same state whatever loading drew (none when every weight trains)
+    lora = None
+    if cfg.finetune == "lora":
+        check_targets(model, cfg.lora_targets)
+        lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective,
+                                 layers=top_layers(model, cfg.lora_layers), head=head_names(model))
     # 5. the trainer (TrainingArguments / SFTConfig), then the fast path and compiled layers
     fastpath = dict(fastpath or {})
     drop_mask = fastpath.pop("no_mask", True)
@@ -260,7 +269,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, device: str, precision: str, pa
     has_eval = parts["val_ds"] is not None
     if parts["scale"] is not None:
         return RegressionTrainer(
-            model=peft_for_training(parts["model"], parts["lora"], cfg),
+            model=peft_for_training(parts["model"], parts["lora"], cfg) if parts["lora"] else parts["model"],
             args=build_regress_args(cfg, run_dir, precision, device, has_eval=has_eval),
             train_dataset=parts["train_ds"], eval_dataset=parts["val_ds"],
             data_collator=RegressionCollator(parts["tokenizer"].pad_token_id), processing_class=parts["tokenizer"],
@@ -383,7 +392,8 @@ def _finish(trainer, cfg: RunConfig, ctx: dict, log, seconds: float, val_seconds
     """Step 7 and the record: the adapter saved (first: nothing after it can lose the run), the closing
     validation loss, the summary, the card, the push."""
     run_dir, main = ctx["run_dir"], dist.is_main()
-    trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors (rank 0 writes)
+    # adapter_config.json + adapter_model.safetensors, or a full run's model.safetensors (rank 0 writes)
+    trainer.save_model(str(run_dir))
     final = closing_eval_loss(trainer) if has_val else None
     tokens = dist.total(int(trainer._total_train_tokens))  # every process's tokens
     args = trainer.args
