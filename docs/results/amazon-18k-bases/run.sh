@@ -35,7 +35,8 @@ fi
 # the result files kept in the repository (the runs themselves are not)
 cp $S/select.json $O/$(basename $S).json
 for P in pipeline classical llm_only; do cp $S/$P/ensemble.json $O/$(basename $S)-$P-ensemble.json; done
-for N in minilm ${WITH_GEMMA:+gemma}; do
+bases=(minilm); [ "${WITH_GEMMA:-0}" = 1 ] && bases+=(gemma)
+for N in "${bases[@]}"; do
   cp runs/amazon-18k-$N/summary.json $O/$N-summary.json; cp runs/amazon-18k-$N/config.yaml $O/$N-config.yaml
   cp runs/amazon-18k-$N/metrics.jsonl $O/$N-train-log.jsonl
 done
