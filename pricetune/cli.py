@@ -133,7 +133,8 @@ def cmd_train(ns, names) -> int:
         return 0
     print("summary: " + json.dumps(summary, indent=2))
     if not summary.get("pushed_to") and not cfg.push_to_hub:
-        print(f"to push the adapter later: pricetune push {summary['run_dir']}")
+        saved = "model" if cfg.finetune == "full" else "adapter"
+        print(f"to push the {saved} later: pricetune push {summary['run_dir']}")
     print(f"run: {summary['run_dir']}")
     return 0
 
@@ -240,7 +241,8 @@ def add_train_arguments(t) -> list[str]:
 
 
 def add_push_arguments(pu) -> None:
-    pu.add_argument("run_dir", help="The run directory (holds adapter_config.json and config.yaml).")
+    pu.add_argument("run_dir", help="The run directory (holds config.yaml and the adapter, or the whole model for "
+                    "finetune full).")
     pu.add_argument("--repo-id", help="Target repo USER/NAME (default: HF_USER/<run name>, as in the reference).")
     pu.add_argument("--public", action="store_true", help="Create the repo as public (default: private).")
 

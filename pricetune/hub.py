@@ -25,7 +25,9 @@ from .errors import PricetuneError
 # trained with --neighbours, its neighbours.json too, the text and prices of its training items
 UPLOAD = ("adapter_config.json", "adapter_model.safetensors", "regression_head.json", "tokenizer.json",
           "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt",
-          "tokenizer.model", "README.md")
+          "tokenizer.model", "vocab.txt", "README.md")
+# a run that trained every weight (finetune full) has no adapter: the whole model goes instead
+FULL_MODEL = ("config.json", "model.safetensors")
 CONFIG_NAME = "pricetune_config.yaml"
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -101,7 +103,8 @@ def stage_upload(run_dir: Path, staging: Path) -> list[str]:
     import shutil
 
     names = []
-    for name in UPLOAD:
+    full = not (run_dir / "adapter_config.json").is_file() and (run_dir / "model.safetensors").is_file()
+    for name in UPLOAD + (FULL_MODEL if full else ()):
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, staging / name)
             names.append(name)
@@ -114,8 +117,8 @@ def stage_upload(run_dir: Path, staging: Path) -> list[str]:
     if config is not None:
         (staging / CONFIG_NAME).write_text(config, encoding="utf-8")
         names.append(CONFIG_NAME)
-    if "adapter_config.json" not in names:
-        raise PricetuneError(f"{run_dir} holds no adapter (adapter_config.json) to push")
+    if "adapter_config.json" not in names and "model.safetensors" not in names:
+        raise PricetuneError(f"{run_dir} holds no adapter (adapter_config.json) or model (model.safetensors) to push")
     return names
 
 
@@ -175,9 +178,10 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, private: bool = Tr
     from .config import load_run_config
 
     run_dir = Path(run_dir)
-    if not (run_dir / "adapter_config.json").is_file():
-        raise PricetuneError(f"{run_dir} holds no adapter (adapter_config.json); is it a finished run?")
     cfg = load_run_config(run_dir)
+    saved = "model.safetensors" if cfg.finetune == "full" else "adapter_config.json"
+    if not (run_dir / saved).is_file():
+        raise PricetuneError(f"{run_dir} holds no {saved}; is it a finished run?")
     token = get_token()
     try:
         target = resolve_repo_id(cfg.run_name, repo_id or cfg.hub_model_id, cfg.hub_user, token)

@@ -347,7 +347,7 @@ def check_targets(model, targets: list[str]) -> None:
     names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "weight") and m.weight is not None}
     missing = [t for t in targets if t not in names]
     if missing:
-        linear = sorted(n for n in names if n.endswith("proj") or n in {"lm_head"})
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise PricetuneError(
             f"LoRA target(s) {', '.join(missing)} not found in this model; its layers include: {', '.join(linear)}"
         )

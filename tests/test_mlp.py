@@ -100,6 +100,13 @@ def test_select_writes_a_classical_pick_that_no_fine_tuned_model_is_in(tmp_path,
     if adds["same_pick"]:
         assert adds["cross_validated"]["mae_diff"] == 0
     assert (tmp_path / "sel" / "classical" / "ensemble.json").is_file()
+    # what each fine-tuned run adds: the pipeline against the best candidate without that run
+    assert list(record["each_run_adds"]) == ["tfidf"]
+    each = record["each_run_adds"]["tfidf"]
+    assert "tfidf" not in [n.strip() for n in each["without"].split("(")[0].split("+")]
+    assert "tfidf" in [n.strip() for n in each["with"].split("(")[0].split("+")]
+    assert each["cross_validated"]["n"] == 40 and not each["same_pick"]
+    assert each["with_is_pipeline"] == ("tfidf" in pipeline["names"])
 
 
 def test_changing_test_rows_changes_no_pick(tmp_path):

@@ -126,4 +126,8 @@ def select_cli(ns) -> int:
               f"without it on val (cross-validated, item by item; negative: it adds error)")
     elif adds:
         print("the pipeline has no fine-tuned model: val prefers the classical pick")
+    for run, each in record["each_run_adds"].items():
+        cv = each["cross_validated"]
+        print(f"  {run} takes ${-cv['mae_diff']:,.2f} ± {cv['diff_ci95']:,.2f} off the best candidate without it: "
+              f"{each['with']} against {each['without']}")
     return 0

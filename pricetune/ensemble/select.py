@@ -19,7 +19,8 @@ yardstick). Each pick is written as an ensemble folder to score on test, calibra
 from the same val prices (`calibration.json`, as `pricetune calibrate` would write it); select.json has
 every candidate's figures and `llm_adds`: the pipeline against the classical pick on val, item by
 item, in sample and cross-validated (each item priced by combinations fit without it, the same cuts
-for both), with paired 95% intervals: what the fine-tuned model takes off the best pipeline without it.
+for both), with paired 95% intervals: what the fine-tuned model takes off the best pipeline without it;
+and `each_run_adds`: for each fine-tuned run, the best candidate with it against the best without it.
 
 The picks' val figures are the lowest of many candidates', and the classical members' own settings
 (ridge alpha, k, epochs) were chosen on the same val: they read low. They rank candidates; an estimate
@@ -160,7 +161,8 @@ def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_r
                   "classical_train_rows": train_size or "all",
                   "members": [{**m.describe(out), "val_mae": mae} for m, mae in zip(members, val["maes"])],
                   "candidates": candidates, "picks": picks,
-                  "llm_adds": llm_adds(candidates, picks, val, cv_repeats)}
+                  "llm_adds": llm_adds(candidates, picks, val, cv_repeats),
+                  "each_run_adds": each_run_adds(candidates, picks, members, val, cv_repeats)}
         (out / "select.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
 
@@ -194,15 +196,39 @@ def llm_adds(candidates: list[dict], picks: dict, val: dict, cv_repeats: int) ->
     model takes that much off the best pipeline without it. None when either pick is missing."""
     if "pipeline" not in picks or "classical" not in picks:
         return None
+    pipeline, classical = candidates[picks["pipeline"]], candidates[picks["classical"]]
+    return {"pipeline": label(pipeline), "classical": label(classical), **paired(pipeline, classical, val, cv_repeats)}
+
+
+def each_run_adds(candidates: list[dict], picks: dict, members: list[Member], val: dict, cv_repeats: int) -> dict:
+    """For each fine-tuned run: the best candidate with it against the best without it, both by the
+    rule, item by item (what that run, and only it, takes off; the one with it is the pipeline when
+    the pipeline holds it). Keyed by the run's name."""
+    if "pipeline" not in picks:
+        return {}
+    out = {}
+    for i, member in enumerate(members):
+        if not member.llm_only:
+            continue
+        best_with = pick(candidates, lambda c, i=i: i in c["members"])
+        without = pick(candidates, lambda c, i=i: i not in c["members"])
+        if best_with is not None and without is not None:
+            out[Path(member.spec).name] = {"with": label(best_with), "without": label(without),
+                                           "with_is_pipeline": best_with is candidates[picks["pipeline"]],
+                                           **paired(best_with, without, val, cv_repeats)}
+    return out
+
+
+def paired(first: dict, second: dict, val: dict, cv_repeats: int) -> dict:
+    """Two candidates' val errors, item by item (first minus second), in sample and cross-validated:
+    each item's error averaged over the cuts, with guesses from combinations fit without it."""
     from ..metrics import paired_difference
 
-    pipeline, classical = candidates[picks["pipeline"]], candidates[picks["classical"]]
     truths = val["truths"]
-    (p_in, p_cv), (c_in, c_cv) = pick_guesses(pipeline, val, cv_repeats), pick_guesses(classical, val, cv_repeats)
-    # cross-validated: each item's error averaged over the cuts, for both picks, then paired
-    p_err = [statistics.fmean(abs((g[i] or 0.0) - t) for g in p_cv) for i, t in enumerate(truths)]
-    c_err = [statistics.fmean(abs((g[i] or 0.0) - t) for g in c_cv) for i, t in enumerate(truths)]
-    cv = paired_difference([0.0] * len(truths), p_err, c_err) if len(truths) > 1 else None
-    return {"pipeline": label(pipeline), "classical": label(classical), "same_pick": pipeline is classical,
-            "in_sample": paired_difference(truths, p_in, c_in) if len(truths) > 1 else None,
-            "cross_validated": cv}
+    (f_in, f_cv), (s_in, s_cv) = pick_guesses(first, val, cv_repeats), pick_guesses(second, val, cv_repeats)
+    f_err = [statistics.fmean(abs((g[i] or 0.0) - t) for g in f_cv) for i, t in enumerate(truths)]
+    s_err = [statistics.fmean(abs((g[i] or 0.0) - t) for g in s_cv) for i, t in enumerate(truths)]
+    enough = len(truths) > 1
+    return {"same_pick": first is second,
+            "in_sample": paired_difference(truths, f_in, s_in) if enough else None,
+            "cross_validated": paired_difference([0.0] * len(truths), f_err, s_err) if enough else None}

@@ -19,7 +19,8 @@ def add_export_arguments(p) -> None:
     from ..options import PRECISIONS
     from .to_gguf import QUANTS  # torch-free, as this whole function: `export --help` loads no model code
 
-    p.add_argument("run_dir", help="The run directory (holds adapter_config.json and config.yaml).")
+    p.add_argument("run_dir", help="The run directory (holds config.yaml and the adapter, or the whole model for "
+                   "finetune full).")
     p.add_argument("--out", required=True, help="New folder for the export (must not exist, or be empty).")
     p.add_argument("--format", default="transformers", choices=["transformers", "gguf"],
                    help="transformers: a merged model folder (default); gguf: one .gguf file and an Ollama Modelfile.")

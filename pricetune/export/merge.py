@@ -66,18 +66,16 @@ def check_prompts(cfg, n: int) -> list[str]:
 
 
 def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16, log=print) -> Path:
-    from peft import PeftModel
-
     from ..config import load_run_config
-    from ..data import encode_prompt, make_prompt
-    from ..modeling import load_base_model, load_tokenizer
+    from ..modeling import load_tokenizer
 
     run, out = Path(run_dir), Path(out_dir)
     if dtype not in DTYPES:
         raise PricetuneError(f"--dtype must be one of {', '.join(DTYPES)}")
     cfg = load_run_config(str(run))
-    if not (run / "adapter_config.json").is_file():
-        raise PricetuneError(f"{run} has no adapter yet (adapter_config.json); did training finish?")
+    saved = "model.safetensors" if cfg.finetune == "full" else "adapter_config.json"
+    if not (run / saved).is_file():
+        raise PricetuneError(f"{run} has no {saved} yet; did training finish?")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PricetuneError(f"{out} already exists and is not an empty folder; choose another --out")
     regress = cfg.objective == "regress"
@@ -86,22 +84,8 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
         from ..regress import HEAD_FILE, PriceScale
 
         scale = PriceScale.load(run)
-
-    log(f"loading {cfg.base_model} (float32) and the adapter from {run}")
     tokenizer = load_tokenizer(cfg.base_model)
-    base = load_base_model(cfg.base_model, "none", "fp32", objective=cfg.objective,
-                           pad_token_id=tokenizer.pad_token_id)
-    model = PeftModel.from_pretrained(base, str(run)).eval()
-    ids = torch.tensor([encode_prompt(tokenizer, make_prompt(PROBE), cfg.max_length)])
-    with torch.no_grad():
-        # a causal LM: the next-token logits; a regress model: the head's output
-        before = model(input_ids=ids).logits[0] if regress else model(input_ids=ids).logits[0, -1]
-        merged = model.merge_and_unload()
-        after = merged(input_ids=ids).logits[0] if regress else merged(input_ids=ids).logits[0, -1]
-    diff = float((before - after).abs().max())
-    if diff > 1e-3 * max(1.0, float(before.abs().max())):
-        raise PricetuneError(f"the merged model disagrees with base + adapter (max logit difference {diff:.2e})")
-    log(f"merged: outputs agree with base + adapter (max difference {diff:.1e})")
+    merged, diff = _merged(cfg, run, tokenizer, log)
     prompts = check_prompts(cfg, check) if check > 0 else []
     reference = _prices(merged, tokenizer, prompts, cfg, scale) if prompts else []  # float32, before the cast
 
@@ -128,6 +112,35 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
         shutil.rmtree(out, ignore_errors=True)  # it was new or empty: no half-written model is left
         raise
     return out
+
+
+def _merged(cfg, run: Path, tokenizer, log) -> tuple[torch.nn.Module, float]:
+    """The run as one float32 model, and how far its output is from base + adapter (a run that
+    trained every weight is one already: it is loaded as it was saved)."""
+    from peft import PeftModel
+
+    from ..data import encode_prompt, make_prompt
+    from ..modeling import load_base_model, load_fully_trained
+
+    if cfg.finetune == "full":
+        log(f"loading {run} (every weight was trained: nothing to merge)")
+        return load_fully_trained(str(run), "fp32").eval(), 0.0
+    regress = cfg.objective == "regress"
+    log(f"loading {cfg.base_model} (float32) and the adapter from {run}")
+    base = load_base_model(cfg.base_model, "none", "fp32", objective=cfg.objective,
+                           pad_token_id=tokenizer.pad_token_id)
+    model = PeftModel.from_pretrained(base, str(run)).eval()
+    ids = torch.tensor([encode_prompt(tokenizer, make_prompt(PROBE), cfg.max_length)])
+    with torch.no_grad():
+        # a causal LM: the next-token logits; a regress model: the head's output
+        before = model(input_ids=ids).logits[0] if regress else model(input_ids=ids).logits[0, -1]
+        merged = model.merge_and_unload()
+        after = merged(input_ids=ids).logits[0] if regress else merged(input_ids=ids).logits[0, -1]
+    diff = float((before - after).abs().max())
+    if diff > 1e-3 * max(1.0, float(before.abs().max())):
+        raise PricetuneError(f"the merged model disagrees with base + adapter (max logit difference {diff:.2e})")
+    log(f"merged: outputs agree with base + adapter (max difference {diff:.1e})")
+    return merged, diff
 
 
 def _reload(folder: Path, regress: bool, dtype):

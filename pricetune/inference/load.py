@@ -149,9 +149,9 @@ def source_of_run(run: str) -> Source:
     run_dir, adapter_dir = run_paths(run)
     cfg = load_run_config(run_dir)
     full = cfg.finetune == "full"
-    if not (adapter_dir / ("model.safetensors" if full else "adapter_config.json")).is_file():
-        saved = "model (model.safetensors)" if full else "adapter (adapter_config.json)"
-        raise PricetuneError(f"{run} has no {saved} yet; did training finish?")
+    what, saved = ("model", "model.safetensors") if full else ("adapter", "adapter_config.json")
+    if not (adapter_dir / saved).is_file():
+        raise PricetuneError(f"{run} has no {what} yet ({saved}); did training finish?")
     src = Source(cfg.base_model, run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}",
                  cfg.quantization, cfg.max_length, str(adapter_dir), cfg.objective, full=full)
     if cfg.neighbours:
@@ -168,6 +168,8 @@ def source_of_adapter(adapter: str, base_model: str | None) -> Source:
     from peft import PeftConfig
 
     refuse_missing_local_adapter(adapter)
+    if beside_adapter(adapter, "adapter_config.json") is None and beside_adapter(adapter, "model.safetensors"):
+        return source_of_pushed_model(adapter)
     try:
         peft_cfg = PeftConfig.from_pretrained(adapter)
     except Exception as e:  # network, auth, not found
@@ -197,6 +199,28 @@ def source_of_adapter(adapter: str, base_model: str | None) -> Source:
 
         head = beside_adapter(adapter, HEAD_FILE)
         src.objective, src.scale = "regress", PriceScale.load(head.parent if head is not None else adapter)
+    return src
+
+
+def source_of_pushed_model(repo: str) -> Source:
+    """A pushed (or copied) run that trained every weight: the whole model, its head's scale and config."""
+    import yaml
+
+    from ..regress import PriceScale
+
+    folder = Path(repo)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(repo))
+    config = folder / CONFIG_NAME if (folder / CONFIG_NAME).is_file() else folder / "config.yaml"
+    trained = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else {}
+    if trained.get("finetune") != "full":
+        raise PricetuneError(f"{repo} holds a model but no adapter, and no pricetune config saying how it was trained")
+    src = Source(trained.get("base_model"), repo, "none", int(trained.get("max_length") or 128), str(folder),
+                 "regress", PriceScale.load(folder), full=True)
+    if trained.get("neighbours"):
+        src.index = load_index(folder / INDEX_FILE, repo)
     return src
 
 
