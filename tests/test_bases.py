@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import urllib.request
 
 import pytest
 import torch
@@ -116,6 +117,19 @@ def test_minilm_trains_every_weight_and_its_run_loads_back_and_prices_identicall
     assert main(["export", str(run), "--out", str(tmp_path / "export"), "--dtype", "fp32", "--check", "4"]) == 0
     check = json.loads((tmp_path / "export" / "pricetune_export.json").read_text())["check"]
     assert check["same_price"] == 4
+    # served: the API prices as the run does, and the page is there
+    from pricetune.inference import Pricer
+    from pricetune.serving.app import create_app
+
+    from .test_serving import Running, _call
+
+    pricer = Pricer(loaded)
+    expected = pricer.price_items([prompts[0]])[0]
+    with Running(create_app(pricer, "minilm")) as srv:
+        status, reply, _ = _call(srv.url + "/price", {"description": prompts[0]})
+        page = urllib.request.urlopen(srv.url + "/", timeout=30)
+    assert status == 200 and reply["price"] == expected
+    assert page.status == 200 and "text/html" in page.headers["content-type"]
 
 
 @pytest.mark.integration
@@ -171,4 +185,5 @@ def test_gemma_dequantized_predicts_the_next_tokens_llama_cpp_does():
         llm.eval(ids)
         theirs = int(llm.scores[len(ids) - 1].argmax())
         agree += ours == theirs
+    print(f"{agree} of {len(prompts)} next tokens agree with llama.cpp")
     assert agree >= len(prompts) - 1, f"{agree} of {len(prompts)} next tokens agree"

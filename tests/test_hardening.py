@@ -362,3 +362,12 @@ def test_predictions_scored_on_a_named_test_split_are_counted_and_others_refused
     # predictions made for other items are not scored as this split's
     assert main(["evaluate", "--predictions", str(preds), "--dataset", str(data), "--split", "val"]) == 2
     assert "not those of" in capsys.readouterr().err
+
+
+def test_an_ensembles_scored_members_are_named_without_this_machines_paths(tmp_path, monkeypatch):
+    from pricetune.evaluation.sources import shown
+
+    monkeypatch.chdir(tmp_path)
+    assert shown(str(tmp_path / "runs" / "r1")) == "runs/r1"  # a run under the working directory
+    assert shown("/elsewhere/runs/r2") == "r2"  # anywhere else: by its name
+    assert shown("mlp") == "mlp" and shown("runs/r3") == "runs/r3"

@@ -130,10 +130,22 @@ def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
                   llm_only=not ns.no_adapter and lm.neighbours is None)
 
 
+def shown(spec: str) -> str:
+    """A member as a results file names it: a run by its path from the working directory, or by its
+    name, never by this machine's absolute path (an ensemble loads its runs by absolute paths)."""
+    path = Path(spec)
+    if not path.is_absolute():
+        return spec
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return path.name
+
+
 def from_ensemble(ns, ens, items: list[dict]) -> Scored:
     """`ens`: the loaded `Ensemble` named by `--ensemble`."""
     guesses = dist.map_shared(lambda share: ens.predict(share, progress=dist.is_main()), [r["prompt"] for r in items])
-    members = ", ".join(f"{m.spec} x{w:.2f}" for m, w in zip(ens.members, ens.weights))
+    members = ", ".join(f"{shown(m.spec)} x{w:.2f}" for m, w in zip(ens.members, ens.weights))
     if ens.intercept:
         members += f", intercept {ens.intercept:+.3f}"
     return Scored(f"ensemble {Path(ns.ensemble).name}", ["" if g is None else f"{g:.2f}" for g in guesses], guesses,

@@ -15,9 +15,9 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
     base, data = public_value(cfg.base_model), public_value(cfg.dataset)
     repo = cfg.hub_model_id or f"{cfg.hub_user or 'HF_USER'}/{cfg.run_name}"
     hp = {k: getattr(cfg, k) for k in (
-        "objective", "quantization", "finetune", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_layers",
-        "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio", "lr_scheduler",
-        "weight_decay", "optim", "max_grad_norm", "max_length", "seed")}
+        "objective", "quantization", "finetune", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
+        "lora_layers", "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio",
+        "lr_scheduler", "weight_decay", "optim", "max_grad_norm", "max_length", "seed")}
     if cfg.objective == "regress":
         hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling)
         if cfg.regress_loss == "huber":
@@ -36,6 +36,7 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
                  "item up in them, so the file must travel with the adapter." if cfg.neighbours else "")
     # written by a YAML library: a local base reads "<local: NAME>", which YAML must quote
     full = cfg.finetune == "full"
+    what = "A model, every weight trained," if full else "A LoRA adapter"
     front = yaml.safe_dump({"base_model": base, "library_name": "transformers" if full else "peft",
                             "tags": ["pricetune", "full-finetune" if full else "lora", "price-prediction"]},
                            sort_keys=False)
@@ -43,8 +44,7 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
 {front}---
 # {cfg.run_name}
 
-{"A model, every weight trained," if full else "A LoRA adapter"} that prices products from their descriptions, trained with
-pricetune from `{base}` on `{data}`.
+{what} that prices products from their descriptions, trained with pricetune from `{base}` on `{data}`.
 
 Prompt: "What does this cost to the nearest dollar?", the item, then "Price is $"; {how}{looked_up}
 

@@ -96,7 +96,8 @@ def plan(cfg: RunConfig) -> str:
         + (f", weights sharded by {sharded}" if sharded else ""),
         f"batch:     global {per_device * accum * world} = {per_device} per device x {accum} accumulation step(s)"
         f" x {world} process(es)",
-        f"outputs:   {cfg.run_dir}/ ({'model' if cfg.finetune == 'full' else 'adapter'}, config.yaml, metrics.jsonl, summary.json, checkpoints)",
+        f"outputs:   {cfg.run_dir}/ ({'model' if cfg.finetune == 'full' else 'adapter'}, config.yaml, "
+        "metrics.jsonl, summary.json, checkpoints)",
         f"path:      {'fast' if fast and not sharded else 'stock'} ({why})",
         f"push:      {push}",
     ]
