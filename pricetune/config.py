@@ -249,6 +249,11 @@ class RunConfig(BaseModel):
         return [m.strip() for m in self.target_modules.split(",") if m.strip()]
 
     @property
+    def weights_file(self) -> str:
+        """The file a finished run keeps its training in: the adapter's config, or (finetune full) the model."""
+        return "model.safetensors" if self.finetune == "full" else "adapter_config.json"
+
+    @property
     def run_dir(self) -> Path:
         assert self.run_name is not None, "resolve_config sets run_name"
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.run_name

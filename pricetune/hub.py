@@ -179,9 +179,8 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, private: bool = Tr
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    saved = "model.safetensors" if cfg.finetune == "full" else "adapter_config.json"
-    if not (run_dir / saved).is_file():
-        raise PricetuneError(f"{run_dir} holds no {saved}; is it a finished run?")
+    if not (run_dir / cfg.weights_file).is_file():
+        raise PricetuneError(f"{run_dir} holds no {cfg.weights_file}; is it a finished run?")
     token = get_token()
     try:
         target = resolve_repo_id(cfg.run_name, repo_id or cfg.hub_model_id, cfg.hub_user, token)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .bases import KNOWN, SMOLLM2, ModelSource, known_names
+from .bases import KNOWN, SMOLLM2, ModelSource, is_encoder_name, known_names
 from .data import hub_offline
 from .errors import PricetuneError
 from .options import PRECISIONS
@@ -226,7 +226,7 @@ def load_base_model(
                                quant_storage=quant_storage)
     head = dict(num_labels=1, pad_token_id=pad_token_id) if objective == "regress" else {}
     loading = dict(quantization_config=quant, dtype=dtype, device_map=pick_device_map(device))
-    if name in KNOWN and KNOWN[name].reads == "encoder" and objective != "regress":
+    if is_encoder_name(name) and objective != "regress":
         raise PricetuneError(f"{name} is an encoder: it reads text but cannot write a price; use --objective regress")
     try:
         if src.gguf_file is None:

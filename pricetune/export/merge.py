@@ -73,9 +73,8 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
     if dtype not in DTYPES:
         raise PricetuneError(f"--dtype must be one of {', '.join(DTYPES)}")
     cfg = load_run_config(str(run))
-    saved = "model.safetensors" if cfg.finetune == "full" else "adapter_config.json"
-    if not (run / saved).is_file():
-        raise PricetuneError(f"{run} has no {saved} yet; did training finish?")
+    if not (run / cfg.weights_file).is_file():
+        raise PricetuneError(f"{run} has no {cfg.weights_file} yet; did training finish?")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PricetuneError(f"{out} already exists and is not an empty folder; choose another --out")
     regress = cfg.objective == "regress"

@@ -149,9 +149,9 @@ def source_of_run(run: str) -> Source:
     run_dir, adapter_dir = run_paths(run)
     cfg = load_run_config(run_dir)
     full = cfg.finetune == "full"
-    what, saved = ("model", "model.safetensors") if full else ("adapter", "adapter_config.json")
-    if not (adapter_dir / saved).is_file():
-        raise PricetuneError(f"{run} has no {what} yet ({saved}); did training finish?")
+    if not (adapter_dir / cfg.weights_file).is_file():
+        what = "model" if full else "adapter"
+        raise PricetuneError(f"{run} has no {what} yet ({cfg.weights_file}); did training finish?")
     src = Source(cfg.base_model, run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}",
                  cfg.quantization, cfg.max_length, str(adapter_dir), cfg.objective, full=full)
     if cfg.neighbours:
