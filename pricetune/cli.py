@@ -21,6 +21,7 @@ Errors the user can fix print one message and exit 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from types import UnionType
@@ -147,58 +148,14 @@ def cmd_push(ns, _names) -> int:
     return 0
 
 
-def cmd_evaluate(ns, _names) -> int:
-    from .evaluation import evaluate_cli
+def lazy(target: str):
+    """The handler of a command whose code lives in `module:function`, imported when it runs (so
+    `pricetune --help` loads no torch)."""
+    def run(ns, _names) -> int:
+        module, function = target.split(":")
+        return getattr(importlib.import_module(module, __package__), function)(ns)
 
-    return evaluate_cli(ns)
-
-
-def cmd_prepare(ns, _names) -> int:
-    from .prepare import prepare_cli
-
-    return prepare_cli(ns)
-
-
-def cmd_ensemble(ns, _names) -> int:
-    from .ensemble import ensemble_cli
-
-    return ensemble_cli(ns)
-
-
-def cmd_select(ns, _names) -> int:
-    from .ensemble.cli import select_cli
-
-    return select_cli(ns)
-
-
-def cmd_calibrate(ns, _names) -> int:
-    from .evaluation.calibrate import calibrate_cli
-
-    return calibrate_cli(ns)
-
-
-def cmd_predict(ns, _names) -> int:
-    from .inference import predict_cli
-
-    return predict_cli(ns)
-
-
-def cmd_export(ns, _names) -> int:
-    from .export import export_cli
-
-    return export_cli(ns)
-
-
-def cmd_serve(ns, _names) -> int:
-    from .serving.cli import serve_cli
-
-    return serve_cli(ns)
-
-
-def cmd_bench(ns, _names) -> int:
-    from pricetune.bench.cli import bench_cli
-
-    return bench_cli(ns)
+    return run
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
@@ -262,26 +219,27 @@ def subcommands() -> list[tuple]:
     return [
         ("push", "push a finished run's adapter to the Hub (private by default)", None, add_push_arguments, cmd_push),
         ("evaluate", "price a test split and report error metrics, charts and an HTML page", None,
-         add_evaluate_arguments, cmd_evaluate),
+         add_evaluate_arguments, lazy(".evaluation:evaluate_cli")),
         ("prepare", "turn a raw product catalog into a training set (with a data card)", None,
-         add_prepare_arguments, cmd_prepare),
+         add_prepare_arguments, lazy(".prepare:prepare_cli")),
         ("ensemble", "combine runs and baselines with weights fit on the val split", None,
-         add_ensemble_arguments, cmd_ensemble),
+         add_ensemble_arguments, lazy(".ensemble:ensemble_cli")),
         ("select", "choose on val, by a fixed rule, among members alone and combined", None,
-         add_select_arguments, cmd_select),
+         add_select_arguments, lazy(".ensemble.cli:select_cli")),
         ("calibrate", "price ranges: calibrate a run or ensemble on the val split", None,
-         add_calibrate_arguments, cmd_calibrate),
-        ("predict", "price one description, or a jsonl file of items", None, add_predict_arguments, cmd_predict),
+         add_calibrate_arguments, lazy(".evaluation.calibrate:calibrate_cli")),
+        ("predict", "price one description, or a jsonl file of items", None, add_predict_arguments,
+         lazy(".inference:predict_cli")),
         ("export", "ship a run: a merged transformers folder, or GGUF for llama.cpp / Ollama",
          "Merge a run's LoRA adapter into its (unquantized) base and save a standalone transformers folder, or "
          "convert it to GGUF with llama.cpp's converter (plus an Ollama Modelfile). The result is reloaded and its "
-         "prices checked against the merge.", add_export_arguments, cmd_export),
+         "prices checked against the merge.", add_export_arguments, lazy(".export:export_cli")),
         ("serve", "the price API and its web page (FastAPI), batching concurrent requests",
          "Serve prices over HTTP: a web page at /, POST /price with {\"description\": ...} or {\"descriptions\": "
          "[...]}, POST /price/file, GET /health, GET /metrics, API docs at /docs. Concurrent requests share "
-         "batches; a full queue answers 503.", add_serve_arguments, cmd_serve),
+         "batches; a full queue answers 503.", add_serve_arguments, lazy(".serving.cli:serve_cli")),
         ("bench", "benchmark pricetune against the reference recipe, side by side", None, add_bench_arguments,
-         cmd_bench),
+         lazy(".bench.cli:bench_cli")),
     ]
 
 
@@ -293,14 +251,25 @@ QUIET_LOGGERS = ("bitsandbytes",)
 QUIET_WARNINGS = (r"`is_gradient_checkpointing` is deprecated",)
 
 
+# An adapter of a base known by name records that name (`gemma-3-270m`), and PEFT, saving each checkpoint,
+# asks the Hub whether such a repo has a config.json and warns when it cannot tell: not a Hub repo, no news
+PEFT_HUB_LOOKUP = (r"Could not find a config file in ({names})", r"Unable to fetch remote file .* in ({names})\.")
+
+
 def quiet_third_party() -> None:
     import logging
+    import re
     import warnings
+
+    from .bases import KNOWN
 
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+    names = "|".join(re.escape(n) for n in KNOWN)
+    for message in PEFT_HUB_LOOKUP:
+        warnings.filterwarnings("ignore", message=message.format(names=names), category=UserWarning)
 
 
 def main(argv: list[str] | None = None) -> int:

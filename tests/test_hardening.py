@@ -249,6 +249,29 @@ def test_the_cli_hides_peft_s_deprecation_warning_and_no_other(tiny_model_dir):
     assert "a library's own future change" in messages
 
 
+def test_saving_an_adapter_of_a_base_known_by_name_asks_no_hub_and_warns_nothing(tiny_model_dir, tmp_path):
+    """Such an adapter records the base's name (`smollm2-135m`), which PEFT looks up on the Hub at every
+    save; the command line hides that lookup's warnings for the names pricetune knows, and only those."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from pricetune.cli import quiet_third_party
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=2, target_modules=["q_proj"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_third_party()
+        for name in ("smollm2-135m", "someone/their-model"):
+            model.peft_config["default"].base_model_name_or_path = name
+            model.save_pretrained(tmp_path / name.replace("/", "_"))
+    messages = [str(w.message) for w in caught]
+    assert not any("smollm2-135m" in m for m in messages), messages
+    assert any("someone/their-model" in m for m in messages), messages  # offline: PEFT cannot tell, and says so
+
+
 def test_a_calibration_applies_only_to_the_model_and_decoding_it_was_made_for(tmp_path, capsys):
     from pricetune import intervals
     from pricetune.cli import main
@@ -309,13 +332,30 @@ def test_the_ledger_numbers_its_looks_and_names_a_corrupt_line(tmp_path):
     from pricetune.evaluation import ledger
 
     path = tmp_path / "test-ledger.jsonl"
-    assert ledger.record(path, "abc", "d", "first", 10, 1.0)["look"] == 1
-    assert ledger.record(path, "abc", "d", "second", 10, 1.0)["look"] == 2
-    assert ledger.record(path, "xyz", "d", "other split", 10, 1.0)["look"] == 1
+    assert ledger.record(path, ("abc", "ABC"), "d", "first", 10, 1.0)["look"] == 1
+    assert ledger.record(path, ("abc", "ABC"), "d", "second", 10, 1.0)["look"] == 2
+    assert ledger.record(path, ("xyz", "XYZ"), "d", "other split", 10, 1.0)["look"] == 1
+    # the same rows in another order: another in-order fingerprint, the same split
+    assert ledger.record(path, ("cba", "ABC"), "d", "reshuffled", 10, 1.0)["look"] == 3
     with open(path, "a") as f:
         f.write('{"fingerprint": "abc", "sco\n')
-    with pytest.raises(PricetuneError, match=f"{path}:4: .*not JSON"):
-        ledger.looks(path, "abc")
+    with pytest.raises(PricetuneError, match=f"{path}:5: .*not JSON"):
+        ledger.looks(path, ("abc", "ABC"))
+
+
+def test_a_reshuffled_test_file_counts_the_looks_at_its_rows(tmp_path, small_dataset_dir, capsys):
+    from pricetune.cli import main
+
+    base = ["evaluate", "--baseline", "median", "--limit", "0"]
+    assert main([*base, "--dataset", str(small_dataset_dir), "--output-dir", str(tmp_path / "a")]) == 0
+    assert "scored 0 time(s) before" in capsys.readouterr().err
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    for name in ("train", "val", "test"):
+        lines = (small_dataset_dir / f"{name}.jsonl").read_text().splitlines()
+        (shuffled / f"{name}.jsonl").write_text("\n".join(reversed(lines) if name == "test" else lines) + "\n")
+    assert main([*base, "--dataset", str(shuffled), "--output-dir", str(tmp_path / "b")]) == 0
+    assert "scored 1 time(s) before" in capsys.readouterr().err
 
 
 def test_leaderboard_rows_of_other_splits_never_replace_each_other(tmp_path):

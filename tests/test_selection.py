@@ -23,7 +23,7 @@ def test_the_ledger_counts_looks_per_test_split_and_val_writes_none(tmp_path, sm
     assert "scored 1 time(s) before" in capsys.readouterr().err
     lines = ledger.read(path)
     assert len(lines) == 2 and lines[0]["fingerprint"] == lines[1]["fingerprint"] and lines[1]["n"] == 5
-    assert set(lines[0]) == {"time", "fingerprint", "look", "dataset", "scored", "n", "mae"}
+    assert set(lines[0]) == {"time", "fingerprint", "rows_fingerprint", "look", "dataset", "scored", "n", "mae"}
     assert [line["look"] for line in lines] == [1, 2]
     # another test split (other rows) is counted apart, whatever its folder
     other = tmp_path / "other"

@@ -17,9 +17,10 @@ candidates, `llm_only` among those made of fine-tuned runs alone (no baseline, n
 `classical` among those with no fine-tuned run (the best a user gets without a language model: the
 yardstick). Each pick is written as an ensemble folder to score on test, calibrated for price ranges
 from the same val prices (`calibration.json`, as `pricetune calibrate` would write it); select.json has
-every candidate's figures and `llm_adds`: the pipeline against the classical pick on val, item by
-item, in sample and cross-validated (each item priced by combinations fit without it, the same cuts
-for both), with paired 95% intervals: what the fine-tuned model takes off the best pipeline without it;
+every candidate's figures, each member's val prices (for any later paired comparison), and
+`llm_adds`: the pipeline against the classical pick on val, item by item, in sample and
+cross-validated (each item priced by combinations fit without it, the same cuts for both), with
+paired 95% intervals: what the fine-tuned model takes off the best pipeline without it;
 and `each_run_adds`: for each fine-tuned run, the best candidate with it against the best without it.
 
 The picks' val figures are the lowest of many candidates', and the classical members' own settings
@@ -160,7 +161,8 @@ def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_r
                 picks[kind] = candidates.index(chosen)
         record = {"dataset": dataset, "rule": RULE.format(repeats=cv_repeats), "val_items": val["items"],
                   "classical_train_rows": train_size or "all",
-                  "members": [{**m.describe(out), "val_mae": mae} for m, mae in zip(members, val["maes"])],
+                  "members": [{**m.describe(out), "val_mae": mae, "val_prices": prices}
+                              for m, mae, prices in zip(members, val["maes"], val["prices"])],
                   "candidates": candidates, "picks": picks,
                   "llm_adds": llm_adds(candidates, picks, val, cv_repeats),
                   "each_run_adds": each_run_adds(candidates, picks, members, val, cv_repeats)}

@@ -135,18 +135,18 @@ def source_dataset(ns):
     return run_dir, ensemble, dataset
 
 
-def count_earlier_looks(ns, splits: dict) -> tuple[Path, str] | None:
-    """Before a test split is scored: how often it was scored before. Returns (ledger, fingerprint) to
-    record this look in, for a test split."""
+def count_earlier_looks(ns, splits: dict) -> tuple[Path, tuple[str, str]] | None:
+    """Before a test split is scored: how often it was scored before. Returns (ledger, the split's
+    marks) to record this look in, for a test split."""
     if ns.split == "train":
         print("warning: scoring the train split: every model here learnt from these items (a --neighbours run "
               "even finds each item itself in its look-up), so the figures say nothing about new items",
               file=sys.stderr)
     if ns.split != "test":
         return None
-    path, mark = ledger.ledger_path(ns.leaderboard), ledger.fingerprint(splits["test"])
+    path, mark = ledger.ledger_path(ns.leaderboard), ledger.marks(splits["test"])
     before = ledger.looks(path, mark)
-    print(f"test split {mark}: scored {len(before)} time(s) before (ledger: {path})", file=sys.stderr)
+    print(f"test split {mark[0]}: scored {len(before)} time(s) before (ledger: {path})", file=sys.stderr)
     return path, mark
 
 

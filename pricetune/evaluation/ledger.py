@@ -6,7 +6,7 @@
 A test split is for the last word on a choice made elsewhere (on val): every look at it spends a
 little of its honesty, and a choice changed after a look is a choice made on test. `evaluate` on a
 test split says how many times that split (by its fingerprint: the hash of its rows, whatever file
-or folder holds them) was scored before, and records this look. Without --leaderboard the ledger is
+or folder holds them, in whatever order) was scored before, and records this look. Without --leaderboard the ledger is
 $PRICETUNE_LEDGER, else runs/test-ledger.jsonl in the working directory (where evaluations land by
 default): pricetune writes nowhere outside the directories it is given or started in.
 """
@@ -49,16 +49,23 @@ def read(path: Path) -> list[dict]:
     return out
 
 
-def looks(path: Path, split_fingerprint: str) -> list[dict]:
-    """The ledger's earlier lines for this split."""
-    return [e for e in read(path) if e.get("fingerprint") == split_fingerprint]
+def marks(rows: list[dict]) -> tuple[str, str]:
+    """A split's two fingerprints: of its rows in the file's order (as every ledger line has it) and
+    in a fixed order (lines since this one was added have it too), so a reshuffled file is the same split."""
+    return fingerprint(rows), fingerprint(sorted(rows, key=lambda r: (r["prompt"], float(r["price"]))))
 
 
-def record(path: Path, split_fingerprint: str, dataset: str, what: str, n: int, mae: float) -> dict:
+def looks(path: Path, split: tuple[str, str]) -> list[dict]:
+    """The ledger's earlier lines for this split (its `marks`)."""
+    in_order, any_order = split
+    return [e for e in read(path) if e.get("fingerprint") == in_order or e.get("rows_fingerprint") == any_order]
+
+
+def record(path: Path, split: tuple[str, str], dataset: str, what: str, n: int, mae: float) -> dict:
     """One line for this look, numbered: the split's first look is 1."""
-    entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "fingerprint": split_fingerprint,
-             "look": len(looks(path, split_fingerprint)) + 1, "dataset": dataset, "scored": what, "n": n,
-             "mae": round(mae, 2)}
+    entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "fingerprint": split[0],
+             "rows_fingerprint": split[1], "look": len(looks(path, split)) + 1, "dataset": dataset, "scored": what,
+             "n": n, "mae": round(mae, 2)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")

@@ -24,6 +24,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from ..bases import KNOWN
 from ..errors import PricetuneError
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the llama-cpp-python source distribution whose vendored converter is tested
@@ -159,6 +160,11 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
             "transformers (AutoModelForSequenceClassification), or a server for classification models such as "
             "vLLM's pooling runner; docs/DEPLOY.md, 'Regress runs', has the steps. A generate run "
             "(--objective generate) exports to GGUF.")
+    base = KNOWN.get(cfg.base_model)
+    if base is not None and base.no_gguf_export:
+        raise PricetuneError(
+            f"a {base.name} run does not convert to GGUF: {base.no_gguf_export}. Export the merged folder instead "
+            f"(`pricetune export {run} --out merged/`) and serve it, or the run (`pricetune serve --run {run}`)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PricetuneError(f"{out} already exists and is not an empty folder; choose another --out")
     if quant == "q4_k_m" and shutil.which("llama-quantize") is None:

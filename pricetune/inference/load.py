@@ -168,11 +168,11 @@ def source_of_adapter(adapter: str, base_model: str | None) -> Source:
     from peft import PeftConfig
 
     refuse_missing_local_adapter(adapter)
-    if beside_adapter(adapter, "adapter_config.json") is None and beside_adapter(adapter, "model.safetensors"):
-        return source_of_pushed_model(adapter)
     try:
         peft_cfg = PeftConfig.from_pretrained(adapter)
-    except Exception as e:  # network, auth, not found
+    except Exception as e:  # no adapter there (a run that trained every weight?), network, auth
+        if beside_adapter(adapter, "model.safetensors"):
+            return source_of_pushed_model(adapter)
         raise PricetuneError(
             f"could not read adapter {adapter!r} ({type(e).__name__}); offline, pass --run RUN_DIR instead"
         ) from None
