@@ -6,9 +6,10 @@
 A test split is for the last word on a choice made elsewhere (on val): every look at it spends a
 little of its honesty, and a choice changed after a look is a choice made on test. `evaluate` on a
 test split says how many times that split (by its fingerprint: the hash of its rows, whatever file
-or folder holds them, in whatever order) was scored before, and records this look. Without --leaderboard the ledger is
-$PRICETUNE_LEDGER, else runs/test-ledger.jsonl in the working directory (where evaluations land by
-default): pricetune writes nowhere outside the directories it is given or started in.
+or folder holds them, in whatever order) was scored before, and records this look. Without
+--leaderboard the ledger is $PRICETUNE_LEDGER, else runs/test-ledger.jsonl in the working directory
+(where evaluations land by default): pricetune writes nowhere outside the directories it is given or
+started in.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def read(path: Path) -> list[dict]:
 
 
 def marks(rows: list[dict]) -> tuple[str, str]:
-    """A split's two fingerprints: of its rows in the file's order (as every ledger line has it) and
-    in a fixed order (lines since this one was added have it too), so a reshuffled file is the same split."""
+    """A split's two fingerprints: of its rows in the file's order (every ledger line has it) and in a
+    fixed order (`rows_fingerprint`: newer lines have it too), so a reshuffled file is the same split."""
     return fingerprint(rows), fingerprint(sorted(rows, key=lambda r: (r["prompt"], float(r["price"]))))
 
 
