@@ -16,7 +16,7 @@ from pricetune.ensemble.select import label, paired, pick
 
 record = json.load(open(sys.argv[1]))
 names = [m["spec"] for m in record["members"]]
-new = {i for i, n in enumerate(names) if n.rstrip("/").endswith(("amazon-18k-minilm", "amazon-18k-gemma"))}
+new = {i for i, n in enumerate(names) if re.search(r"amazon-18k-(minilm|gemma)(-v2)?/?$", n)}
 splits, _ = load_splits(record["dataset"], val_size=10**9, need=("val",))
 val = {"truths": [r["price"] for r in splits["val"]], "prices": [m["val_prices"] for m in record["members"]]}
 cuts = int(re.search(r"(\d+) cuts", record["rule"]).group(1))
