@@ -1,6 +1,6 @@
-"""The learning-rate rule of gemma-lr.sh / minilm-lr.sh applied to their val figures, written before them.
+"""The learning-rate rule of lr-rule.sh applied to its val figures, written before them.
 
-    python docs/results/amazon-18k-bases/lr-choice.py     # after both scripts; writes lr-choice.json beside it
+    .venv/bin/python docs/results/amazon-18k-bases/lr-choice.py   # after lr-rule.sh: writes lr-choice.json
 
 Each base: its three candidates (the config's learning rates times 1/3, 1, 3), each one epoch (Gemma) or two
 (MiniLM) on the first 3,376 train rows, scored on all 1,000 val items. The lowest val MAE wins; the config's
