@@ -25,6 +25,6 @@ fi
   --batch-size 32 --out $S
 cp $S/select.json $O/select-18k-bases-v2.json
 $PY $O/new-bases-add.py $S/select.json > $O/new-bases-add-v2.json
-for N in $(basename runs/amazon-18k-gemma-v2) $(basename $M); do
+for N in amazon-18k-gemma-v2 $([ $M = runs/amazon-18k-minilm ] || basename $M); do  # the first MiniLM run's files are kept already
   cp runs/$N/summary.json $O/$N-summary.json; cp runs/$N/metrics.jsonl $O/$N-train-log.jsonl
 done
