@@ -276,55 +276,6 @@ def test_a_refit_run_trains_on_train_and_val_and_refuses_to_be_judged_on_val(tin
         resolve_config("demo", overrides=dict(objective="regress", train_on_val=True, val_size=0))
 
 
-def test_layer_readouts_are_each_layers_normed_mean_hidden_state(tiny_model_dir, tokenizer):
-    from pricetune.data import encode_prompts, make_prompt
-    from pricetune.modeling import load_base_model
-    from pricetune.baselines.embed import layer_readouts
-
-    model = load_base_model(str(tiny_model_dir), "none", "fp32").eval()
-    prompts = [make_prompt("Title: a steel cup"), make_prompt("Title: a much longer plastic cup, red, large, with a lid")]
-    got = layer_readouts(model, tokenizer, prompts, 64, [1, 2], progress=False)
-    assert got.shape == (2, 2, 64)
-    for row, ids in zip(got, encode_prompts(tokenizer, prompts, 64)):  # one at a time: no padding at all
-        with torch.no_grad():
-            states = model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
-            normed_first = model.model.norm(states[1])
-        assert row[0] == pytest.approx(normed_first[0].mean(0).numpy(), abs=1e-5)
-        assert row[1] == pytest.approx(states[2][0].mean(0).numpy(), abs=1e-5)
-    with pytest.raises(PricetuneError, match="2 decoder layers"):
-        layer_readouts(model, tokenizer, prompts, 64, [3], progress=False)
-
-
-def test_tfidf_embed_baseline_reads_the_words_and_picks_its_settings_on_val(tiny_model_dir, tmp_path):
-    from pricetune.baselines import TfidfEmbedRidge
-    from pricetune.baselines.embed import candidate_layers, setting_name
-    from pricetune.data import make_prompt
-
-    assert candidate_layers(30) == [15, 20, 23, 30] and candidate_layers(2) == [1, 2] and candidate_layers(1) == [1]
-    train, val, test = _synthetic(300, 1), _synthetic(60, 2), _synthetic(60, 3)
-    fit = {"base_model": str(tiny_model_dir), "max_length": 64, "precision": "fp32", "progress": False}
-    model = TfidfEmbedRidge.fit(train, val, weights=(0.05, 1.0), alphas=(0.03, 10.0), **fit)
-    scores = model.val_mae_by_setting
-    assert len(scores) == 2 * 2 * 2 and min(scores, key=scores.get) == setting_name(model.layer, model.weight, model.alpha)
-    assert len(set(scores.values())) > 1, "the settings made no difference"
-    guesses = model.predict([r["prompt"] for r in test])
-    ratio = [g / r["price"] for g, r in zip(guesses, test)]
-    assert all(0.6 < x < 1.6 for x in ratio), ratio  # prices span 5..150: the words are read
-    # a bare description is wrapped in the prompt as training saw it
-    bare = "Title: a steel large red cup"
-    assert model.predict([bare]) == pytest.approx(model.predict([make_prompt(bare)]))
-    # saved and loaded (the base named, not copied): the same prices
-    loaded = TfidfEmbedRidge.load(model.save(tmp_path / "embed.joblib"))
-    assert loaded.predict([r["prompt"] for r in test]) == pytest.approx(guesses)
-    assert (loaded.layer, loaded.weight, loaded.alpha) == (model.layer, model.weight, model.alpha)
-    # val only chooses; the fit itself is train-only: another val with the same choice, same model
-    other = TfidfEmbedRidge.fit(train, _synthetic(60, 9), layers=[model.layer], weights=(model.weight,),
-                                alphas=(model.alpha,), **fit)
-    assert other.predict([r["prompt"] for r in test]) == pytest.approx(guesses)
-    with pytest.raises(PricetuneError, match="val split"):
-        TfidfEmbedRidge.fit(train, [], **fit)
-
-
 def _ensemble_data(tmp_path):
     data = tmp_path / "data"
     write_jsonl(data / "train.jsonl", _synthetic(200, 1))
@@ -355,44 +306,6 @@ def test_ensemble_weights_depend_on_val_only(tmp_path):
     weights, mae = fit_weights(truths, [[10.0, 20.0], [40.0, 40.0]])
     assert weights == [1.0, 0.0] and mae == pytest.approx(0.0, abs=1e-9)
     assert combine([0.5, 0.5], [[math.e - 1], [None]]) == [pytest.approx(math.e - 1)]
-
-
-def test_an_ensemble_with_a_tfidf_embed_member_saves_it_and_prices_without_the_data(tiny_model_dir, tmp_path):
-    import json
-
-    from pricetune.ensemble import Ensemble, Member, fit_ensemble
-    from pricetune.inference import Pricer
-
-    data = _ensemble_data(tmp_path)
-    members = [Member("tfidf-embed", base_model=str(tiny_model_dir)), Member("median")]
-    record = fit_ensemble(str(data), members, tmp_path / "ens", log=lambda _: None)
-    assert record["members"][0] == {"spec": "tfidf-embed", "kind": "tfidf-embed", "base_model": str(tiny_model_dir)}
-    assert (tmp_path / "ens" / "tfidf-embed.joblib").is_file() and record["weights"][0] > record["weights"][1]
-    ens = Ensemble.load(tmp_path / "ens")
-    assert not ens.llm_only
-    val = [json.loads(line) for line in (data / "val.jsonl").read_text().splitlines()]
-    prices = ens.predict([r["prompt"] for r in val])
-    mae = sum(abs(p - r["price"]) for p, r in zip(prices, val)) / len(val)
-    assert mae == pytest.approx(record["val_mae"], rel=1e-6)  # the saved folder prices as it was fit
-    assert Pricer.from_ensemble(str(tmp_path / "ens")).price_many(["Title: a steel large red cup"])[0] > 0
-
-
-def test_a_refit_tfidf_embed_keeps_its_settings_and_learns_from_val_too(tiny_model_dir):
-    from pricetune.baselines import TfidfEmbedRidge
-
-    train, val, test = _synthetic(120, 1), _synthetic(40, 2), _synthetic(30, 3)
-    fit = {"base_model": str(tiny_model_dir), "max_length": 64, "precision": "fp32", "progress": False,
-           "weights": (0.05, 1.0), "alphas": (0.03, 10.0)}
-    chosen = TfidfEmbedRidge.fit(train, val, **fit)
-    refit = TfidfEmbedRidge.fit(train, val, refit=True, **fit)
-    assert (refit.layer, refit.weight, refit.alpha) == (chosen.layer, chosen.weight, chosen.alpha)
-    assert refit.val_mae_by_setting == pytest.approx(chosen.val_mae_by_setting)
-    prompts = [r["prompt"] for r in test]
-    assert refit.predict(prompts) != pytest.approx(chosen.predict(prompts))
-    # the refit is that setting fit on train + val, nothing else
-    one = {**fit, "layers": [chosen.layer], "weights": (chosen.weight,), "alphas": (chosen.alpha,)}
-    both = TfidfEmbedRidge.fit(train + val, val, **one)
-    assert refit.predict(prompts) == pytest.approx(both.predict(prompts), rel=1e-4)
 
 
 def test_a_refit_ensemble_keeps_the_weights_refits_its_members_and_is_scored_on_test_only(tmp_path):
@@ -484,30 +397,6 @@ def test_a_refit_ensemble_swaps_each_weighted_run_for_a_refit_of_its_recipe(tiny
     assert Ensemble.load(tmp_path / "refit").train_on_val
     assert main(["ensemble", "--refit", str(source), "--swap", f"{a}={refit_a}", "--out", str(tmp_path / "r2")]) == 0
     assert main(["ensemble", "--refit", str(source), "--swap", "no-equals-sign", "--out", str(tmp_path / "r3")]) == 2
-
-
-def test_evaluate_scores_the_tfidf_embed_baseline(tiny_model_dir, small_dataset_dir, tmp_path):
-    import json
-
-    from pricetune.cli import main
-
-    out = tmp_path / "eval"
-    assert main(["evaluate", "--baseline", "tfidf-embed", "--base-model", str(tiny_model_dir), "--precision", "fp32",
-                 "--dataset", str(small_dataset_dir), "--limit", "0", "--output-dir", str(out)]) == 0
-    settings = json.loads((out / "settings.json").read_text())
-    assert settings["baseline"] == "tfidf-embed" and settings["layer"] in (1, 2)
-    assert len(settings["val_mae_by_setting"]) == 24  # 2 layers x 4 weights x 3 alphas, all on record
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 16 and math.isfinite(metrics["mae"])
-    # the refit: the same choice on val, then fit on train + val
-    refit = tmp_path / "refit"
-    assert main(["evaluate", "--baseline", "tfidf-embed", "--base-model", str(tiny_model_dir), "--precision", "fp32",
-                 "--dataset", str(small_dataset_dir), "--limit", "0", "--train-on-val", "--output-dir", str(refit)]) == 0
-    refit_settings = json.loads((refit / "settings.json").read_text())
-    assert refit_settings["train_on_val"] and not settings["train_on_val"]
-    assert (refit_settings["layer"], refit_settings["weight"], refit_settings["alpha"]) == \
-        (settings["layer"], settings["weight"], settings["alpha"])
-    assert json.loads((refit / "metrics.json").read_text())["mae"] != pytest.approx(metrics["mae"])
 
 
 def test_ensemble_fit_is_the_grid_point_combine_scores_best():

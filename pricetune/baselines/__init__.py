@@ -1,7 +1,6 @@
 """Classical baselines: what a price model must beat before anyone calls it good.
 
     pricetune evaluate --baseline tfidf --dataset ../shared/data/amazon-items --limit 0
-    pricetune evaluate --baseline tfidf-embed --dataset ../shared/data/amazon-items --limit 0
     pricetune evaluate --baseline tfidf-knn --dataset ../shared/data/amazon-items --limit 0
     pricetune evaluate --baseline mlp --dataset amazon-18k --split val --limit 0
     pricetune evaluate --baseline median --dataset demo
@@ -11,9 +10,6 @@
     model.predict(["What does this cost ...Price is $"])
 
 - `tfidf` (`tfidf.py`): TF-IDF n-grams of the item text, a ridge regression on log(1 + price).
-- `tfidf-embed` (`embed.py`): the same TF-IDF features beside the frozen base model's mean hidden
-  state after one layer, in one ridge regression: what a linear model makes of the words and of what
-  the untrained language model reads in them.
 - `tfidf-knn` (`knn.py`): the same TF-IDF features, an item priced from its nearest train items
   (cosine), k chosen on val: no pull toward the middle, a different error beside the ridge.
 - `mlp` (`mlp.py`): the same TF-IDF features into small neural nets whose first layer is sparse
@@ -21,18 +17,17 @@
   val: the strongest model here without a language model, and the yardstick a fine-tune must beat.
 - `mean` / `median`: a constant from the train split.
 
-Each fits on the train split only; any setting (regularisation, layer, weights) is chosen on the
+Each fits on the train split only; any setting (regularisation, k, epochs) is chosen on the
 validation split by mean absolute error, so val stays clean for ensemble weights and test is never
 read. None of them is `llm_only`.
 """
 
 from .common import constant, item_text
-from .embed import TfidfEmbedRidge
 from .knn import TfidfKnn
 from .mlp import SparseMlp
 from .tfidf import TfidfRidge
 
 # the baselines fit on train and saved as SPEC.joblib beside an ensemble that uses them
-FITTED = {"tfidf": TfidfRidge, "tfidf-embed": TfidfEmbedRidge, "tfidf-knn": TfidfKnn, "mlp": SparseMlp}
+FITTED = {"tfidf": TfidfRidge, "tfidf-knn": TfidfKnn, "mlp": SparseMlp}
 
-__all__ = ["FITTED", "SparseMlp", "TfidfEmbedRidge", "TfidfKnn", "TfidfRidge", "constant", "item_text"]
+__all__ = ["FITTED", "SparseMlp", "TfidfKnn", "TfidfRidge", "constant", "item_text"]

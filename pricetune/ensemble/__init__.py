@@ -14,7 +14,7 @@
     Pricer.from_ensemble("runs/ensemble").price("Title: ...")
 
 A member is a run directory (a generate run prices with `--decode`, a regress run with its head),
-`tfidf`, `tfidf-embed` (reading `--base-model`), `tfidf-knn`, `median` or `mean`. The combination
+`tfidf`, `tfidf-knn`, `mlp`, `median` or `mean`. The combination
 (`--combine`) is by default a weighted mean of log(1 + price), weights on the simplex (non-negative,
 summing to 1) on a grid of step 1/20, the grid point with the lowest mean absolute error on val
 winning (ties go to the earlier grid point); `--combine stack` fits a median regression of log price
@@ -22,7 +22,7 @@ on the members' log prices instead (free weights and an intercept). Either is sc
 in-sample, and cross-validated (5 folds, the combination fit on four), the figure to choose between
 them on. `ensemble.json` records the members, their val MAE, the weights (and intercept), both val
 MAEs and the dataset; a fitted baseline
-member is saved beside it (`tfidf.joblib`, `tfidf-embed.joblib`, `tfidf-knn.joblib`) so the ensemble prices without the
+member is saved beside it (`tfidf.joblib`, `tfidf-knn.joblib`, `mlp.joblib`) so the ensemble prices without the
 training data.
 
 Modes, one file each: `fit` (weights on val), `refit` (the same weights, every member trained on

@@ -8,7 +8,7 @@ from ..inference.members import Member
 from .refit import parse_swaps, refit_ensemble
 
 
-MEMBERS = "RUN|tfidf|tfidf-knn|mlp|tfidf-embed|median|mean"
+MEMBERS = "RUN|tfidf|tfidf-knn|mlp|median|mean"
 
 
 def add_member_arguments(p, what: str) -> None:
@@ -16,14 +16,12 @@ def add_member_arguments(p, what: str) -> None:
     p.add_argument("--dataset", help=f"Dataset with train and val splits (as `train --dataset`){what}.")
     p.add_argument("--member", action="append", metavar=MEMBERS,
                    help="A member: a run directory (or one of its checkpoint-N folders), or a classical model: tfidf, "
-                   "tfidf-knn, mlp, tfidf-embed, median or mean (see `pricetune evaluate --help`, --baseline). Repeat.")
+                   "tfidf-knn, mlp, median or mean (see `pricetune evaluate --help`, --baseline). Repeat.")
     p.add_argument("--cv-repeats", type=int, default=10,
                    help="Random cuts of val into 5 folds for the cross-validated val MAE (default 10: each cut's "
                    "figure moves by about a dollar on a few hundred items, the mean of ten far less).")
     p.add_argument("--train-size", type=int, metavar="N",
                    help="Classical members learn from the first N train rows only (to match runs trained on N rows).")
-    p.add_argument("--base-model", default="smollm2-135m",
-                   help="The frozen base a tfidf-embed member reads (default: the embedded smollm2-135m).")
     p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
                    help="How generate runs price (regress runs have one way).")
     p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
@@ -55,7 +53,7 @@ def ensemble_cli(ns) -> int:
     if ns.refit:
         if ns.member or ns.dataset:
             raise PricetuneError("--refit keeps the source ensemble's members and dataset; drop --member and --dataset")
-        record = refit_ensemble(ns.refit, parse_swaps(ns.swap), ns.out, batch_size=ns.batch_size)
+        record = refit_ensemble(ns.refit, parse_swaps(ns.swap), ns.out)
         for m, w in zip(record["members"], record["weights"]):
             was = f"   (refit of {m['refit_of']})" if "refit_of" in m else "   (refit on train + val)"
             print(f"  {m['spec']:<40} weight {w:.2f}{was}")
@@ -68,7 +66,7 @@ def ensemble_cli(ns) -> int:
         raise PricetuneError("--swap names a refit run for --refit; without --refit there is nothing to swap")
     if not ns.dataset or not ns.member:
         raise PricetuneError("an ensemble needs --dataset and at least two --member (or --refit ENS_DIR)")
-    members = [Member(s, ns.decode, ns.samples, ns.batch_size, ns.base_model) for s in ns.member]
+    members = [Member(s, ns.decode, ns.samples, ns.batch_size) for s in ns.member]
     if ns.cv_repeats < 0:
         raise PricetuneError(f"--cv-repeats {ns.cv_repeats}: give 0 (no cross-validation) or more")
     if ns.train_size is not None and ns.train_size <= 0:
@@ -107,7 +105,7 @@ def select_cli(ns) -> int:
         raise PricetuneError("select needs --dataset and at least one --member")
     if ns.train_size is not None and ns.train_size <= 0:
         raise PricetuneError(f"--train-size must be > 0 (got {ns.train_size})")
-    members = [Member(s, ns.decode, ns.samples, ns.batch_size, ns.base_model) for s in ns.member]
+    members = [Member(s, ns.decode, ns.samples, ns.batch_size) for s in ns.member]
     record = select(ns.dataset, members, ns.out, cv_repeats=ns.cv_repeats, train_size=ns.train_size)
     cands = record["candidates"]
     width = max(len(label(c)) for c in cands)

@@ -67,8 +67,7 @@ def price_val(dataset: str, members: list[Member], out: Path, log=print, train_s
     for m in members:
         log(f"pricing {len(val)} val items with {m.spec}")
         predictor = Predictor(m, splits=splits)
-        # a progress bar where a model reads each item: the runs, and tfidf-embed's frozen base
-        member_prices = predictor.predict(prompts, progress=not m.classical or m.spec == "tfidf-embed")
+        member_prices = predictor.predict(prompts, progress=not m.classical)  # a bar where a model reads each item
         if m.spec in FITTED:
             predictor.fitted.save(out / f"{m.spec}.joblib")
         if m.spec in ("median", "mean"):

@@ -8,7 +8,7 @@ Once val has chosen every setting and the weights, its rows can teach too, as `t
 lets them for one run (AutoGluon's `refit_full` does the same for its ensembles). The weights stay as
 val chose them: no clean split is left to fit them again on. Each member of weight other than 0 is
 trained again on train + val with the settings val chose for it: a classical member here (tfidf:
-its alpha; tfidf-embed: its layer, weight and alpha; tfidf-knn: its k; mlp: its epochs; median / mean: the constant of both splits),
+its alpha; tfidf-knn: its k; mlp: its epochs; median / mean: the constant of both splits),
 and a run by swapping in its refit, a run of the same recipe trained with `--train-on-val`, checked
 against the original's saved config. Members of weight 0 are left out. `ensemble.json` records the
 source folder, what each member was refit from and the source's val MAE; the ensemble refuses to be
@@ -76,10 +76,9 @@ def check_refit_run(original: str, refit: str) -> None:
                              f"{', '.join(diff)}; val weighted the original recipe")
 
 
-def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, batch_size: int = 16,
-                   log=print) -> dict:
+def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, log=print) -> dict:
     """The ensemble at `source`, its weighted members trained on train + val, saved at `out`."""
-    from ..baselines import SparseMlp, TfidfEmbedRidge, TfidfKnn, TfidfRidge, constant
+    from ..baselines import SparseMlp, TfidfKnn, TfidfRidge, constant
     from ..data import load_splits, take_train
 
     source, out = Path(source), Path(out)
@@ -128,15 +127,6 @@ def refit_ensemble(source: str | Path, swaps: dict[str, str], out: str | Path, b
                 chosen = SparseMlp.load(source / "mlp.joblib")
                 SparseMlp.fit(train, val, seed=chosen.seed, seeds=len(chosen.states), epochs=chosen.epochs,
                               refit=True, progress=True).save(out / "mlp.joblib")
-            elif m.spec == "tfidf-embed":
-                log(f"refitting tfidf-embed on {len(train)} train + {len(val)} val items")
-                chosen = TfidfEmbedRidge.load(source / "tfidf-embed.joblib")
-                member.base_model = chosen.base_model
-                fitted = TfidfEmbedRidge.fit(train, val, base_model=chosen.base_model, max_length=chosen.max_length,
-                                             precision=chosen.precision, layers=[chosen.layer],
-                                             weights=(chosen.weight,), alphas=(chosen.alpha,), batch_size=batch_size,
-                                             refit=True)
-                fitted.save(out / "tfidf-embed.joblib")
             elif m.spec in ("median", "mean"):
                 constants[m.spec] = constant(train + val, m.spec)
             was = {"refit_of": m.spec} if m.spec in refits else {"refit": "train + val"}

@@ -32,11 +32,9 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price). "
                    "With --dataset (and --split), they are checked against that split's prices, in order, and a "
                    "test split's look is counted in the ledger; --leaderboard needs --dataset.")
-    p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-embed", "tfidf-knn", "mlp"],
+    p.add_argument("--baseline", choices=["mean", "median", "tfidf", "tfidf-knn", "mlp"],
                    help="Score a classical baseline: the train split's mean or median; TF-IDF + ridge on log price "
-                   "(fit on train, regularisation chosen on val); tfidf-embed: the same TF-IDF features beside the "
-                   "frozen --base-model's (default smollm2-135m) mean hidden state after one layer, one ridge (layer, "
-                   "weight and alpha chosen on val; one forward pass of the base per item); tfidf-knn: the same TF-IDF "
+                   "(fit on train, regularisation chosen on val); tfidf-knn: the same TF-IDF "
                    "features, an item priced from its k most similar train items (cosine, k chosen on val); mlp: the same "
                    "TF-IDF features into small neural nets with a sparse first layer, seeds averaged, epochs chosen "
                    "on val (the strongest model without a language model; minutes on a CPU).")

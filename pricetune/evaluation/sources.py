@@ -56,7 +56,7 @@ def split_items(ns, dataset: str):
 
 
 def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
-    from ..baselines import SparseMlp, TfidfEmbedRidge, TfidfKnn, TfidfRidge, constant
+    from ..baselines import SparseMlp, TfidfKnn, TfidfRidge, constant
     from ..data import take_train
 
     splits = {**splits, "train": take_train(splits.get("train", []), ns.train_size, ns.train_sample, ns.seed)}
@@ -67,17 +67,6 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
             raise PricetuneError("--train-on-val fits the baseline on the val rows; score it on test")
         if not splits.get("val"):
             raise PricetuneError("--train-on-val needs a val split to train on; the dataset has none")
-    if ns.baseline == "tfidf-embed":
-        base = ns.base_model or "smollm2-135m"
-        model = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=base, precision=ns.precision,
-                                    batch_size=ns.batch_size, refit=ns.train_on_val)
-        guesses = model.predict([r["prompt"] for r in items], progress=True)
-        return Scored("TF-IDF + base embeddings + ridge" + (" (refit on train + val)" if ns.train_on_val else ""),
-                      [f"{g:.2f}" for g in guesses], guesses,
-                      {"baseline": "tfidf-embed", "base_model": base, "layer": model.layer, "weight": model.weight,
-                       "alpha": model.alpha, "train_on_val": ns.train_on_val, "val_mae": round(model.val_mae, 2),
-                       "val_mae_by_setting": {k: round(v, 2) for k, v in model.val_mae_by_setting.items()}, **drawn},
-                      False)
     if ns.baseline == "tfidf":
         model = TfidfRidge.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val)
         guesses = model.predict([r["prompt"] for r in items])

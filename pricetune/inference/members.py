@@ -12,19 +12,18 @@ from pathlib import Path
 
 from ..errors import PricetuneError
 
-FITTED = ("tfidf", "tfidf-embed", "tfidf-knn", "mlp")  # classical members fit on the train split, saved as SPEC.joblib
+FITTED = ("tfidf", "tfidf-knn", "mlp")  # classical members fit on the train split, saved as SPEC.joblib
 CLASSICAL = (*FITTED, "median", "mean")
 
 
 @dataclass
 class Member:
-    """One model of an ensemble: `spec` is a run directory or tfidf / tfidf-embed / tfidf-knn / mlp / median / mean."""
+    """One model of an ensemble: `spec` is a run directory or tfidf / tfidf-knn / mlp / median / mean."""
 
     spec: str
     decode: str = "greedy"
     samples: int = 64
     batch_size: int = 16
-    base_model: str = "smollm2-135m"  # the frozen base a tfidf-embed member reads
 
     @property
     def classical(self) -> bool:
@@ -49,8 +48,6 @@ class Member:
             d.update(decode=self.decode, samples=self.samples)
             if folder is not None and Path(self.spec).exists():
                 d["path"] = os.path.relpath(Path(self.spec).resolve(), Path(folder).resolve())
-        if self.spec == "tfidf-embed":
-            d["base_model"] = self.base_model
         return d
 
 
@@ -64,22 +61,17 @@ class Predictor:
         if member.spec in ("median", "mean") and constant_value is not None:
             self.value = constant_value
         elif member.spec in FITTED:
-            from ..baselines import FITTED as KINDS, TfidfEmbedRidge
+            from ..baselines import FITTED as KINDS
 
             kind = KINDS[member.spec]
             saved = folder / f"{member.spec}.joblib" if folder is not None else None
             if saved is not None and saved.is_file():
                 self.fitted = kind.load(saved)
-                if kind is TfidfEmbedRidge:
-                    self.fitted.reader()  # load the base now, not on the first request a server gets
             elif splits is None:
                 raise PricetuneError(f"the {member.spec} member needs the dataset to fit on")
-            elif kind is not TfidfEmbedRidge:
+            else:
                 slow = {"progress": True} if member.spec == "mlp" else {}  # minutes: a progress bar
                 self.fitted = kind.fit(splits["train"], splits.get("val", []), **slow)
-            else:
-                self.fitted = TfidfEmbedRidge.fit(splits["train"], splits.get("val", []), base_model=member.base_model,
-                                                  batch_size=member.batch_size)
         elif member.spec in ("median", "mean"):
             from ..baselines import constant
 

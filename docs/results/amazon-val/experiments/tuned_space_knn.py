@@ -6,6 +6,8 @@ states its head reads) as a fourth member beside the run, TF-IDF and TF-IDF neig
 
 Train items are read with their prompts as training read them (neighbours leave-one-out); the
 states come from the run that trained on them, so they are this run's view, not a held-out one.
+It reads states through `pricetune.baselines.embed`, which left the package with the tfidf-embed
+baseline: run it at commit 16126d1 or earlier (`git checkout 16126d1`).
 """
 
 import json
