@@ -284,6 +284,20 @@ def _ensemble_data(tmp_path):
     return data
 
 
+def test_an_ensemble_naming_a_member_that_left_says_so(tmp_path):
+    from pricetune.cli import main
+    from pricetune.ensemble import Ensemble
+
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "ensemble.json").write_text(json.dumps({
+        "dataset": "demo", "members": [{"spec": "tfidf-embed", "kind": "tfidf-embed"}, {"spec": "median"}],
+        "weights": [0.5, 0.5]}))
+    with pytest.raises(PricetuneError, match="the tfidf-embed member left pricetune: .* above mlp"):
+        Ensemble.load(tmp_path / "ens")
+    assert main(["select", "--dataset", "demo", "--member", "tfidf-embed", "--out", str(tmp_path / "sel")]) == 2
+    assert not (tmp_path / "sel").exists()
+
+
 def test_ensemble_weights_depend_on_val_only(tmp_path):
     from pricetune.ensemble import Member, combine, fit_ensemble, fit_weights
     from pricetune.inference import Pricer

@@ -14,6 +14,8 @@ from ..errors import PricetuneError
 
 FITTED = ("tfidf", "tfidf-knn", "mlp")  # classical members fit on the train split, saved as SPEC.joblib
 CLASSICAL = (*FITTED, "median", "mean")
+# members that left pricetune: an ensemble naming one says so, instead of looking for a run of that name
+RETIRED = {"tfidf-embed": "it priced amazon-18k's val $3.28 above mlp (docs/RESULTS.md, 'Options that lost')"}
 
 
 @dataclass
@@ -24,6 +26,11 @@ class Member:
     decode: str = "greedy"
     samples: int = 64
     batch_size: int = 16
+
+    def __post_init__(self):
+        if self.spec in RETIRED:
+            raise PricetuneError(f"the {self.spec} member left pricetune: {RETIRED[self.spec]}; choose the ensemble "
+                                 "again without it (`pricetune select`), or use pricetune at commit 16126d1")
 
     @property
     def classical(self) -> bool:
