@@ -66,8 +66,8 @@ class RunConfig(BaseModel):
         description="Data: demo (embedded diamonds), amazon-18k (13,494 / 1,000 / 1,000 real Amazon items, shipped), a Hub "
         "dataset id, a local directory with train/val/test files (jsonl, jsonl.gz, json, csv, parquet), or one file.",
     )
-    val_size: int = Field(500, description="Keep the first N rows of the validation split (0 = no eval).")
-    train_size: int | None = Field(None, description="Use only N training rows (default: all); which N: train_sample.")
+    val_size: int = Field(500, ge=0, description="Keep the first N rows of the validation split (0 = no eval).")
+    train_size: int | None = Field(None, gt=0, description="Use only N training rows (default: all); which N: train_sample.")
     train_sample: Literal["first", "random"] = Field(
         "first", description="Which train_size rows: the first N, as the reference takes them, or N drawn at random "
         "(seeded by seed; nested, so a smaller N is a subset of a larger one: a learning curve).",
@@ -77,7 +77,7 @@ class RunConfig(BaseModel):
         "(no evaluation during training; the run refuses to be scored or weighted on val, its own training rows).",
     )
     neighbours: int = Field(
-        0, description="Retrieval: add to each prompt the prices of its N most similar training items (TF-IDF "
+        0, ge=0, description="Retrieval: add to each prompt the prices of its N most similar training items (TF-IDF "
         "cosine; a training row never sees its own price). The run keeps those items (neighbours.json) and "
         "looks new items up in them when it prices. 0: off, the reference's prompts.",
     )
@@ -98,7 +98,7 @@ class RunConfig(BaseModel):
         "wants. huber: squared within regress_huber_delta, absolute beyond (docs/RESULTS.md).",
     )
     regress_huber_delta: float = Field(
-        1.0, description="regress_loss huber: where the loss turns from squared to absolute, in standardised log "
+        1.0, gt=0, description="regress_loss huber: where the loss turns from squared to absolute, in standardised log "
         "price (the training prices' mean absolute deviation from their median); larger is closer to squared error.",
     )
     regress_pooling: Literal["last", "mean"] = Field(
@@ -106,7 +106,7 @@ class RunConfig(BaseModel):
         "sequence classification) or the mean of the final hidden states over the prompt's tokens.",
     )
     head_learning_rate: float | None = Field(
-        None, description="regress: learning rate of the new scalar head (default: learning_rate)."
+        None, gt=0, description="regress: learning rate of the new scalar head (default: learning_rate)."
     )
 
     # --- LoRA (step 4) -----------------------------------------------------------------------------
@@ -114,40 +114,35 @@ class RunConfig(BaseModel):
         "lora", description="lora: train LoRA adapters on target_modules (the reference). full: train every weight "
         "of an unquantized base (small encoders such as minilm-l6, regress only); the run saves the whole model.",
     )
-    lora_r: int = Field(32, description="LoRA rank.")
-    lora_alpha: int = Field(64, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.1, description="Dropout on the LoRA input.")
+    lora_r: int = Field(32, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(64, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA input.")
     target_modules: str = Field(
         "attention", description="LoRA targets: attention, attention+mlp, or a comma-separated module list."
-    )
-    lora_layers: int | None = Field(
-        None, description="LoRA in the top N decoder layers only (default: all). Without gradient checkpointing "
-        "backpropagation stops at the lowest adapted layer and the layers below run forward only, so fewer layers "
-        "train faster (with it, the inputs are given gradients and backpropagation runs through every layer).",
     )
 
     # --- training (steps 5-6) ---------------------------------------------------------------------
     epochs: float = Field(1, description="Training epochs.")
     max_steps: int = Field(-1, description="Stop after N optimizer steps (-1 = run all epochs).")
     batch_size: int = Field(
-        32, description="Training batch per optimizer step, summed over all processes (global batch = batch_size x "
+        32, gt=0, description="Training batch per optimizer step, summed over all processes (global batch = batch_size x "
         "grad_accum); under N processes each device takes batch_size / N.")
-    eval_batch_size: int | None = Field(None, description="Evaluation batch size (default: batch_size).")
-    grad_accum: int = Field(1, description="Gradient accumulation steps (more steps, smaller micro-batches: less memory, same global batch).")
-    learning_rate: float = Field(1e-4, description="Peak learning rate.")
-    warmup_ratio: float = Field(0.01, description="Fraction of steps spent warming up the learning rate.")
+    eval_batch_size: int | None = Field(None, gt=0, description="Evaluation batch size (default: batch_size).")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps (more steps, smaller micro-batches: less memory, same global batch).")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    warmup_ratio: float = Field(0.01, ge=0, lt=1, description="Fraction of steps spent warming up the learning rate.")
     lr_scheduler: str = Field("cosine", description="Learning-rate schedule (transformers scheduler name).")
-    weight_decay: float = Field(0.001, description="AdamW weight decay.")
+    weight_decay: float = Field(0.001, ge=0, description="AdamW weight decay.")
     optim: str = Field(
         "paged_adamw_32bit",
         description="Optimizer (transformers name); paged_* falls back to adamw_torch on a CPU, with a notice.",
     )
-    max_grad_norm: float = Field(0.3, description="Gradient clipping norm.")
+    max_grad_norm: float = Field(0.3, gt=0, description="Gradient clipping norm.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
-    logging_steps: int = Field(5, description="Log training loss every N steps.")
-    save_steps: int = Field(100, description="Save a checkpoint every N steps.")
-    eval_steps: int = Field(100, description="Evaluate validation loss every N steps.")
-    save_total_limit: int = Field(10, description="Keep at most N checkpoints (the newest).")
+    logging_steps: int = Field(5, gt=0, description="Log training loss every N steps.")
+    save_steps: int = Field(100, gt=0, description="Save a checkpoint every N steps.")
+    eval_steps: int = Field(100, gt=0, description="Evaluate validation loss every N steps.")
+    save_total_limit: int = Field(10, gt=0, description="Keep at most N checkpoints (the newest).")
     gradient_checkpointing: bool = Field(
         True, description="Recompute activations in the backward pass: less memory, ~30% more compute."
     )
@@ -163,7 +158,7 @@ class RunConfig(BaseModel):
         "Off = TRL's stock loss and layers. Default (auto): on for a CPU, where it was measured; off on CUDA and "
         "MPS, with torch_compile too, until a device check there has measured them (--fast turns both on)."
     )
-    report_to: str = Field("none", description="Experiment tracking: none, tensorboard, wandb or trackio.")
+    report_to: Literal["none", "tensorboard", "wandb", "trackio"] = Field("none", description="Experiment tracking.")
 
     # --- hub (steps 0 and 7) ---------------------------------------------------------------------
     push_to_hub: bool = Field(False, description="Push the adapter to the Hugging Face Hub.")
@@ -177,46 +172,16 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:
         problems = []
-        positive = ["lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length",
-                    "logging_steps", "save_steps", "eval_steps", "save_total_limit"]
-        problems += [f"{name} must be > 0 (got {getattr(self, name)})" for name in positive
-                     if getattr(self, name) <= 0]
-        if self.eval_batch_size is not None and self.eval_batch_size <= 0:
-            problems.append(f"eval_batch_size must be > 0 (got {self.eval_batch_size})")
-        if not 0 <= self.lora_dropout < 1:
-            problems.append(f"lora_dropout must be in [0, 1) (got {self.lora_dropout})")
-        if self.learning_rate <= 0:
-            problems.append(f"learning_rate must be > 0 (got {self.learning_rate})")
-        if self.lora_layers is not None and self.lora_layers <= 0:
-            problems.append(f"lora_layers must be > 0 (got {self.lora_layers})")
-        if self.regress_huber_delta <= 0:
-            problems.append(f"regress_huber_delta must be > 0 (got {self.regress_huber_delta})")
-        if self.neighbours < 0:
-            problems.append(f"neighbours must be >= 0 (got {self.neighbours})")
         if self.train_on_val and self.val_size == 0:
             problems.append("train_on_val needs val rows to add to training (val_size is 0)")
-        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
-            problems.append(f"head_learning_rate must be > 0 (got {self.head_learning_rate})")
-        if not 0 <= self.warmup_ratio < 1:
-            problems.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
         if self.epochs <= 0 and self.max_steps <= 0:
             problems.append("epochs must be > 0 unless max_steps is set")
         if self.max_steps == 0 or self.max_steps < -1:
             problems.append(f"max_steps must be -1 (all epochs) or > 0 (got {self.max_steps})")
-        if self.val_size < 0:
-            problems.append(f"val_size must be >= 0 (got {self.val_size})")
-        if self.train_size is not None and self.train_size <= 0:
-            problems.append(f"train_size must be > 0 (got {self.train_size})")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0 (got {self.weight_decay})")
         problems += _name_problems("optim", self.optim, _optimizer_names())
         problems += _name_problems("lr_scheduler", self.lr_scheduler, _scheduler_names())
-        if self.max_grad_norm <= 0:
-            problems.append(f"max_grad_norm must be > 0 (got {self.max_grad_norm})")
         if self.max_length < 32:
             problems.append(f"max_length must be >= 32 to hold the question, the price and EOS (got {self.max_length})")
-        if self.report_to not in {"none", "tensorboard", "wandb", "trackio"}:
-            problems.append(f"report_to must be none, tensorboard, wandb or trackio (got {self.report_to!r})")
         problems += self._base_problems()
         if not self.target_modules.strip():
             problems.append("target_modules is empty")
@@ -297,7 +262,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 # Options that lost on val and left (docs/RESULTS.md, "Options that lost"). Saved runs and older config
 # files still name them: a key at the value that left the behaviour unchanged is dropped, any other refused.
-RETIRED = {"regress_bins": 64, "regress_bin_sigma": 0.75, "regress_layers": None, "regress_head_init": "random"}
+RETIRED = {"regress_bins": 64, "regress_bin_sigma": 0.75, "regress_layers": None, "regress_head_init": "random",
+           "lora_layers": None}
 
 
 def drop_retired(values: dict[str, Any], source: str) -> dict[str, Any]:
@@ -343,6 +309,8 @@ def _format_errors(errors: list[dict]) -> list[str]:
     for e in errors:
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] in ("greater_than", "greater_than_equal", "less_than", "literal_error"):
+            msg += f" (got {e['input']!r})"
         if e["type"] == "extra_forbidden":
             close = difflib.get_close_matches(loc, list(RunConfig.model_fields), n=1)
             msg = "unknown key" + (f"; did you mean {close[0]}?" if close else " (valid keys: see `pricetune train --help`)")

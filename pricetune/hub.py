@@ -232,10 +232,6 @@ class CheckpointPusher(TrainerCallback):
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pricetune-push")
         self.pending = []
 
-    @property
-    def callback(self):  # kept for callers of the earlier interface
-        return self
-
     def on_save(self, args, state, control, **kwargs):
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if checkpoint.is_dir() and not self.failed:

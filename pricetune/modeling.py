@@ -299,27 +299,16 @@ def keep_one_4bit_layout(model) -> int:
 
 
 def build_lora_config(r: int, alpha: int, dropout: float, targets: list[str], objective: str = "generate",
-                      layers: list[int] | None = None, head: list[str] | None = None):
-    """LoRA on `targets` (in the decoder layers numbered in `layers`; default all). For regress the new
+                      head: list[str] | None = None):
+    """LoRA on `targets` in every decoder layer. For regress the new
     head is trained in full and saved with the adapter (PEFT's modules_to_save); generate runs save
     LoRA weights only, which vLLM and llama.cpp load."""
     from peft import LoraConfig
 
-    common = dict(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none",
-                  layers_to_transform=layers)
+    common = dict(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
     if objective == "regress":
         return LoraConfig(**common, task_type="SEQ_CLS", modules_to_save=list(head or REGRESSION_HEAD))
     return LoraConfig(**common, task_type="CAUSAL_LM")
-
-
-def top_layers(model, n: int | None) -> list[int] | None:
-    """The numbers of the model's top `n` decoder layers, the ones `lora_layers: n` adapts (None: all)."""
-    if n is None:
-        return None
-    have = model.config.num_hidden_layers
-    if n > have:
-        raise PricetuneError(f"lora_layers {n}: the model has {have} decoder layers")
-    return list(range(have - n, have))
 
 
 def load_fully_trained(folder: str, precision: str, device: str | None = None):

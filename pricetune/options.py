@@ -8,6 +8,17 @@ PRECISIONS = ("bf16", "fp16", "fp32")  # compute and storage types by name (mode
 DEFAULT_SAMPLES = 64  # prices drawn per item for --decode median
 
 
+def add_decode_arguments(p, batch_help: str = "Prompts priced together (default 16).") -> None:
+    """How a generate run prices (a regress run has one way), and how many prompts go together."""
+    p.add_argument("--decode", default="greedy", choices=list(DECODES),
+                   help="How a generate run prices: greedy (the course's); expected: probability-weighted mean of "
+                   "the most likely prices; median: median of prices drawn from the model (best MAE). A "
+                   "calibration applies to the decoding it was made with, and only to it.")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help=f"Prices drawn per item for --decode median (default {DEFAULT_SAMPLES}; more: a steadier median).")
+    p.add_argument("--batch-size", type=int, default=16, help=batch_help)
+
+
 def add_model_arguments(p) -> None:
     p.add_argument("--adapter", metavar="ID_OR_DIR", help="A LoRA adapter on the Hub (user/name) or in a directory.")
     p.add_argument("--base-model", help="Base model (default: the run's, or the adapter's base).")
@@ -19,13 +30,7 @@ def add_model_arguments(p) -> None:
     p.add_argument("--no-merge", action="store_true",
                    help="Keep the LoRA adapter beside an unquantized base instead of merging it into the weights "
                         "(the computation as trained, slower; merged, a price moves by about 1%% in bf16).")
-    p.add_argument("--decode", default="greedy", choices=list(DECODES),
-                   help="greedy (the course's); expected: probability-weighted mean of the most likely prices; "
-                        "median: median of 64 prices drawn from the model (best MAE).")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                   help=f"Prices drawn per item for --decode median (default {DEFAULT_SAMPLES}; more: a steadier "
-                   "median). --decode and --samples apply to generate runs only.")
-    p.add_argument("--batch-size", type=int, default=16, help="Prompts generated together (default 16).")
+    add_decode_arguments(p)
 
 
 def add_predict_arguments(p) -> None:

@@ -1,11 +1,24 @@
 """Smoke tests of the benchmark harness on the tiny model (no speed assertions: speed is measured by
 `pricetune bench`, reported in docs/PERFORMANCE.md)."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
 from pricetune.cli import main
+
+
+def floor_study(monkeypatch):
+    """bench/studies/floor.py, a study beside the package (not installed with it), run as its
+    command runs it: with its own folder on the path (it imports the studies' `shared`)."""
+    studies = Path(__file__).resolve().parent.parent / "bench" / "studies"
+    monkeypatch.syspath_prepend(str(studies))
+    spec = importlib.util.spec_from_file_location("floor_study", studies / "floor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_bench_train_runs_both_sides(tiny_model_dir, small_dataset_dir, tmp_path, capsys):
@@ -75,8 +88,9 @@ def test_bench_eval_of_a_regress_run_needs_an_unquantized_base(tiny_model_dir, s
 
 
 @pytest.mark.parametrize("objective", ["generate", "regress"])
-def test_training_floor_counts_the_tokens_training_reads(objective, tiny_model_dir, small_dataset_dir, tmp_path):
-    from pricetune.bench.floor import training_floor
+def test_training_floor_counts_the_tokens_training_reads(objective, tiny_model_dir, small_dataset_dir, tmp_path,
+                                                         monkeypatch):
+    training_floor = floor_study(monkeypatch).training_floor
     from pricetune.config import resolve_config
     from pricetune.training import train
 
@@ -96,8 +110,8 @@ def test_training_floor_counts_the_tokens_training_reads(objective, tiny_model_d
     assert floor["flops_per_token"] > 0
 
 
-def test_training_floor_refuses_a_step_budget(tiny_model_dir, small_dataset_dir, tmp_path):
-    from pricetune.bench.floor import training_floor
+def test_training_floor_refuses_a_step_budget(tiny_model_dir, small_dataset_dir, tmp_path, monkeypatch):
+    training_floor = floor_study(monkeypatch).training_floor
     from pricetune.config import resolve_config
 
     from .conftest import tiny_overrides

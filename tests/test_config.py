@@ -63,11 +63,13 @@ def test_cross_field_problems_listed_together():
     with pytest.raises(ConfigError) as e:
         resolve_config("demo", overrides={"lora_r": 0, "batch_size": -1, "warmup_ratio": 1.5})
     msg = str(e.value)
-    assert "lora_r must be > 0" in msg and "batch_size must be > 0" in msg and "warmup_ratio" in msg
-    with pytest.raises(ConfigError) as e:
-        resolve_config("demo", overrides={"regress_huber_delta": 0, "lora_layers": 0})
+    assert "lora_r: Input should be greater than 0 (got 0)" in msg
+    assert "batch_size: Input should be greater than 0 (got -1)" in msg and "warmup_ratio" in msg
+    with pytest.raises(ConfigError) as e:  # field errors and a cross-field one, in one message
+        resolve_config("demo", overrides={"regress_huber_delta": 0, "neighbours": -1, "max_steps": 0})
     msg = str(e.value)
-    assert "regress_huber_delta must be > 0" in msg and "lora_layers must be > 0" in msg
+    assert "regress_huber_delta: Input should be greater than 0" in msg
+    assert "neighbours: Input should be greater than or equal to 0" in msg and "max_steps must be -1" in msg
 
 
 def test_missing_and_malformed_yaml(tmp_path):
@@ -106,7 +108,7 @@ def test_dry_run_shows_every_reference_value(capsys):
 def test_cli_reports_config_errors_without_traceback(capsys):
     assert main(["train", "--lora-r", "0", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "lora_r must be > 0" in err and "Traceback" not in err
+    assert "lora_r: Input should be greater than 0" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)

@@ -71,7 +71,7 @@ def test_prompts_gain_their_neighbours_prices_and_the_index_survives_saving(tmp_
     for k in (0, len(POOL)):
         with pytest.raises(PricetuneError):
             NeighbourIndex.build(POOL, k=k)
-    with pytest.raises(ConfigError, match="neighbours must be >= 0"):
+    with pytest.raises(ConfigError, match="neighbours: Input should be greater than or equal to 0"):
         resolve_config("demo", overrides=dict(neighbours=-1))
 
 

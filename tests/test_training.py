@@ -189,47 +189,6 @@ def test_demo_path_on_embedded_smollm2_learns(tmp_path, handful, objective):
     assert summary["final_eval_loss"] < (0.5 if regress else 0.7) * summary["initial_eval_loss"], summary
 
 
-@pytest.mark.parametrize("objective", ["regress", "generate"])
-def test_lora_in_the_top_layers_only_stops_backpropagation_below_them(tiny_model_dir, small_dataset_dir, tmp_path,
-                                                                      demo_splits, objective):
-    """lora_layers: 1 on the 2-layer model: LoRA in layer 1 alone, which trains, and nothing below it
-    keeps a graph (the speed-up: the bottom layers run forward only); the run loads and prices."""
-    from pricetune.errors import PricetuneError
-    from pricetune.inference import load_model
-
-    out = tmp_path / "run"
-    cfg = resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, out, objective=objective,
-                                                         quantization="none", max_steps=3, max_length=64,
-                                                         lora_layers=1))
-    trainer, _ = prepare_trainer(cfg, log=lambda _: None)
-    model = trainer.model
-    lora = [n for n, _ in model.named_parameters() if "lora_" in n]
-    assert lora and all(".layers.1." in n for n in lora), lora[:4]
-    needs_grad = {}
-
-    def record(k):
-        def hook(module, args, out):  # returns None: the output is left as it is
-            needs_grad.setdefault(k, (out[0] if isinstance(out, tuple) else out).requires_grad)
-        return hook
-
-    hooks = [layer.register_forward_hook(record(k)) for k, layer in enumerate(model.get_base_model().model.layers)]
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer.train()
-    for h in hooks:
-        h.remove()
-    assert needs_grad == {0: False, 1: True}
-    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
-    assert {n for n in changed if "lora_B" in n}, "the top layer's LoRA did not train"
-    assert all("lora_" in n or "modules_to_save" in n for n in changed), sorted(changed)[:3]
-    loaded = load_model(run=str(out / "checkpoint-3"), precision="fp32", merge=False)
-    assert loaded.model.peft_config["default"].layers_to_transform == [1]
-    assert len(loaded.price([r["prompt"] for r in demo_splits["test"][:3]], batch_size=3)) == 3
-    with pytest.raises(PricetuneError, match="lora_layers 3: the model has 2 decoder layers"):
-        prepare_trainer(resolve_config("demo", overrides=tiny_overrides(
-            tiny_model_dir, small_dataset_dir, tmp_path / "too-deep", quantization="none", lora_layers=3)),
-            log=lambda _: None)
-
-
 def test_a_compiled_run_trains_as_the_eager_run_and_saves_plain_weights(tiny_model_dir, small_dataset_dir, tmp_path,
                                                                         demo_splits, monkeypatch):
     """torch_compile: the same seed gives the eager run's losses and weights (inductor reorders float

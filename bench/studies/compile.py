@@ -31,8 +31,8 @@ import time
 
 import torch
 
-from pricetune.bench.harness import bench_dataset, report_json
-from shared import backward_step, regress_trainer, step_times
+from pricetune.bench.harness import bench_dataset
+from shared import backward_step, regress_trainer, report_json, step_times
 from pricetune.modeling import pick_precision
 from pricetune.training.common import compile_layers
 

@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from pricetune.bench.harness import LITE_LORA, bench_dataset, report_json
-from shared import backward_step, profile_table, step_times
+from pricetune.bench.harness import LITE_LORA, bench_dataset
+from shared import backward_step, profile_table, report_json, step_times
 from pricetune.config import resolve_config
 from pricetune.modeling import pick_precision
 

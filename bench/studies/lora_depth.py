@@ -1,6 +1,6 @@
 """Step time of the amazon-regress recipe with LoRA in all decoder layers against LoRA in the top N
 only (`lora_layers: N`), measured interleaved in one process so the machine's drift hits every variant
-alike.
+alike. The option lost on val and left pricetune: run this at commit 6403d8b, the last that has it.
 
     python bench/studies/lora_depth.py bench/results/lora-depth-cpu.json --layers 30 20 15 [--repeats 3]
     python bench/studies/lora_depth.py --layers 30 --repeats 0 --profile   # torch.profiler table of a step
@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from pricetune.bench.harness import bench_dataset, report_json
-from shared import backward_step, profile_table, regress_trainer, step_times
+from pricetune.bench.harness import bench_dataset
+from shared import backward_step, profile_table, regress_trainer, report_json, step_times
 from pricetune.modeling import pick_precision
 
 

@@ -4,10 +4,20 @@ repository root, e.g. `python bench/studies/compile.py bench/results/compile-cpu
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+from pathlib import Path
 
 from pricetune.bench.harness import _run_side
+
+
+def report_json(result: dict, out: str | None) -> None:
+    """Print a study's result, and write it to `out` when one is given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
 
 
 def regress_trainer(out_dir: str, dataset: str, **overrides):

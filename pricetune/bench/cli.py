@@ -11,13 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from .harness import bench_dataset, bench_eval, bench_train
-
 
 def add_bench_arguments(p) -> None:
-    from . import harness
-
-    p.description = harness.__doc__.split("\n\n")[0]
+    p.description = "Side-by-side benchmarks: the reference recipe against pricetune, same model, data, batch and seed."
     p.add_argument("what", choices=["train", "eval", "serve", "gpu"],
                    help="train: training throughput; eval: generation speed (a regress run: its adapter beside the base "
                    "against merged into it); serve: the price API under load (pricetune/bench/serve.py); gpu: the "
@@ -58,6 +54,8 @@ def add_bench_arguments(p) -> None:
 
 
 def bench_cli(ns) -> int:
+    from .harness import bench_dataset, bench_eval, bench_train
+
     opts = dict(vars(ns))
     opts.pop("func", None)
     if ns.what == "gpu":  # synthetic rows of its own: no dataset; the JSON written after every step

@@ -25,7 +25,6 @@ counted. Peak: a square matmul in the training precision, measured in the same r
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import resource
@@ -33,6 +32,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 # Looked up from the current directory (a checkout beside ../shared), never from the package's own
 # location: an installed pricetune has no repository around it
@@ -47,14 +48,6 @@ def bench_dataset() -> str:
     print(f"bench dataset: {chosen}" + ("" if chosen != "demo" else f" ({AMAZON} not found; pass --dataset)"),
           file=sys.stderr)
     return chosen
-
-
-def report_json(result: dict, out: str | None) -> None:
-    """Print a benchmark's result, and write it to `out` when one is given."""
-    text = json.dumps(result, indent=2)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n")
 
 
 def gemm_peak_gflops(precision: str, n: int = 2048, repeats: int = 5) -> float:
@@ -94,30 +87,23 @@ def flops_per_token(model) -> float:
 # train
 
 
-class StepTimer:
-    """A TrainerCallback recording each step's wall time, loss and real-token count."""
+class StepTimer(TrainerCallback):
+    """Each step's wall time, loss and real-token count (`trainer` set before training starts)."""
 
     def __init__(self):
-        from transformers import TrainerCallback
-
-        timer = self
-
-        class _CB(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kw):
-                timer.t0 = time.perf_counter()
-                timer.tok0 = timer.trainer._total_train_tokens
-
-            def on_step_end(self, args, state, control, **kw):
-                timer.times.append(time.perf_counter() - timer.t0)
-                timer.tokens.append(int(timer.trainer._total_train_tokens - timer.tok0))
-
-            def on_log(self, args, state, control, logs=None, **kw):
-                if logs and "loss" in logs:
-                    timer.losses.append(float(logs["loss"]))
-
-        self.callback = _CB()
         self.times, self.tokens, self.losses = [], [], []
         self.trainer = None
+
+    def on_step_begin(self, args, state, control, **kw):
+        self.t0, self.tok0 = time.perf_counter(), self.trainer._total_train_tokens
+
+    def on_step_end(self, args, state, control, **kw):
+        self.times.append(time.perf_counter() - self.t0)
+        self.tokens.append(int(self.trainer._total_train_tokens - self.tok0))
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
 
 
 class PeakRSS:
@@ -181,7 +167,7 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
         trainer, ctx = prepare_trainer(cfg, log=lambda _: None, fastpath=opts.get("fastpath"), seeded_order=False)
     timer = StepTimer()
     timer.trainer = trainer
-    trainer.add_callback(timer.callback)
+    trainer.add_callback(timer)
     trainer.args.disable_tqdm = True
     peak = PeakRSS()
     if torch.cuda.is_available():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import PricetuneError
 from .fit import fit_ensemble
 from ..inference.members import Member
+from ..options import add_decode_arguments
 from .refit import parse_swaps, refit_ensemble
 
 
@@ -22,10 +23,7 @@ def add_member_arguments(p, what: str) -> None:
                    "figure moves by about a dollar on a few hundred items, the mean of ten far less).")
     p.add_argument("--train-size", type=int, metavar="N",
                    help="Classical members learn from the first N train rows only (to match runs trained on N rows).")
-    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
-                   help="How generate runs price (regress runs have one way).")
-    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
-    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
+    add_decode_arguments(p)
 
 
 def add_ensemble_arguments(p) -> None:

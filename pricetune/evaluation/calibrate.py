@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import intervals
 from ..errors import PricetuneError
+from ..options import add_decode_arguments
 
 
 def add_calibrate_arguments(p) -> None:
@@ -25,11 +26,7 @@ def add_calibrate_arguments(p) -> None:
                    "calibration.json lands in the folder given).")
     p.add_argument("--ensemble", metavar="DIR", help="An ensemble folder instead.")
     p.add_argument("--dataset", help="Whose val split (default: the run's or ensemble's dataset).")
-    p.add_argument("--decode", default="greedy", choices=["greedy", "expected", "median"],
-                   help="How a generate run prices (as for evaluate and predict): ranges apply to the decoding they were "
-                   "calibrated with, and only to it.")
-    p.add_argument("--samples", type=int, default=64, help="Draws per item for --decode median.")
-    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together.")
+    add_decode_arguments(p)
 
 
 def calibrate_cli(ns) -> int:

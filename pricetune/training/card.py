@@ -16,7 +16,7 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
     repo = cfg.hub_model_id or f"{cfg.hub_user or 'HF_USER'}/{cfg.run_name}"
     hp = {k: getattr(cfg, k) for k in (
         "objective", "quantization", "finetune", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
-        "lora_layers", "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio",
+        "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio",
         "lr_scheduler", "weight_decay", "optim", "max_grad_norm", "max_length", "seed")}
     if cfg.objective == "regress":
         hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling)

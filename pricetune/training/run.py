@@ -30,7 +30,6 @@ from ..modeling import (
     load_base_model,
     load_tokenizer,
     pick_precision,
-    top_layers,
 )
 from ..regress import HEAD_FILE, PriceScale, RegressionCollator, tokenize_regression_rows
 from .callbacks import GracefulStop, MetricsLogger, OpeningLoss, ValTime
@@ -74,8 +73,7 @@ def plan(cfg: RunConfig) -> str:
         training = "every weight trained (finetune full)"
     else:
         training = (f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} on {', '.join(cfg.lora_targets)} "
-                    f"({check_targets_without_weights(cfg.base_model, cfg.lora_targets)})"
-                    + (f", in the top {cfg.lora_layers} decoder layers only" if cfg.lora_layers else ""))
+                    f"({check_targets_without_weights(cfg.base_model, cfg.lora_targets)})")
     world = dist.world_size()
     per_device, accum = dist.split_batch(cfg.batch_size, cfg.grad_accum, world)
     sharded = dist.sharded_weights()
@@ -168,7 +166,7 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     if cfg.finetune == "lora":
         check_targets(model, cfg.lora_targets)
         lora = build_lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.objective,
-                                 layers=top_layers(model, cfg.lora_layers), head=head_names(model))
+                                 head=head_names(model))
     # 5. the trainer (TrainingArguments / SFTConfig), then the fast path and compiled layers
     fastpath = dict(fastpath or {})
     drop_mask = fastpath.pop("no_mask", True)

@@ -1,7 +1,7 @@
 """The matmul floor of a training config on this machine: the least time its training can take here.
 
-    python -m pricetune.bench.floor bench/results/floor-cpu.json                      # configs/amazon-regress.yaml
-    python -m pricetune.bench.floor --config amazon-regress --neighbours 3 floor.json
+    python bench/studies/floor.py bench/results/floor-cpu.json                      # configs/amazon-regress.yaml
+    python bench/studies/floor.py --config amazon-regress --neighbours 3 floor.json
 
 Model FLOPs per real token, counted as `pricetune bench train` counts them for its MFU (4 x the
 decoder blocks' linear parameters: the forward and the frozen base's input gradients; 6 x the LoRA
@@ -12,7 +12,8 @@ are left out, so a real run is slower; a run's training time over this floor is 
 
 Why: a 2-core CPU without native bf16 (AVX2 only) does fp32 matmuls only, several times slower than
 the bf16 machines the training-time target was met on; this says whether a config can meet a time
-target on a machine at all, before hours are spent finding out.
+target on a machine at all, before hours are spent finding out. A study, not part of the installed
+package: run it from the repository root.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from pricetune.bench.harness import flops_per_token, gemm_peak_gflops, report_json
+from pricetune.bench.harness import flops_per_token, gemm_peak_gflops
+from shared import report_json
 
 
 def training_floor(cfg, log=print) -> dict:
