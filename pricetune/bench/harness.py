@@ -88,11 +88,11 @@ def flops_per_token(model) -> float:
 
 
 class StepTimer(TrainerCallback):
-    """Each step's wall time, loss and real-token count (`trainer` set before training starts)."""
+    """Each step's wall time, loss and real-token count of `trainer`'s training."""
 
-    def __init__(self):
+    def __init__(self, trainer):
         self.times, self.tokens, self.losses = [], [], []
-        self.trainer = None
+        self.trainer = trainer
 
     def on_step_begin(self, args, state, control, **kw):
         self.t0, self.tok0 = time.perf_counter(), self.trainer._total_train_tokens
@@ -165,8 +165,7 @@ def _side(kind: str, opts: dict, out: mp.Queue) -> None:
         trainer, ctx = prepare_trainer(cfg, log=lambda _: None, trainer_cls=SFTTrainer)
     else:
         trainer, ctx = prepare_trainer(cfg, log=lambda _: None, fastpath=opts.get("fastpath"), seeded_order=False)
-    timer = StepTimer()
-    timer.trainer = trainer
+    timer = StepTimer(trainer)
     trainer.add_callback(timer)
     trainer.args.disable_tqdm = True
     peak = PeakRSS()
