@@ -8,7 +8,7 @@ PRECISIONS = ("bf16", "fp16", "fp32")  # compute and storage types by name (mode
 DEFAULT_SAMPLES = 64  # prices drawn per item for --decode median
 
 
-def add_decode_arguments(p, batch_help: str = "Prompts priced together (default 16).") -> None:
+def add_decode_arguments(p) -> None:
     """How a generate run prices (a regress run has one way), and how many prompts go together."""
     p.add_argument("--decode", default="greedy", choices=list(DECODES),
                    help="How a generate run prices: greedy (the course's); expected: probability-weighted mean of "
@@ -16,7 +16,7 @@ def add_decode_arguments(p, batch_help: str = "Prompts priced together (default 
                    "calibration applies to the decoding it was made with, and only to it.")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help=f"Prices drawn per item for --decode median (default {DEFAULT_SAMPLES}; more: a steadier median).")
-    p.add_argument("--batch-size", type=int, default=16, help=batch_help)
+    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together (default 16).")
 
 
 def add_model_arguments(p) -> None:

@@ -10,15 +10,16 @@ import pytest
 from pricetune.cli import main
 
 
-def floor_study(monkeypatch):
-    """bench/studies/floor.py, a study beside the package (not installed with it), run as its
-    command runs it: with its own folder on the path (it imports the studies' `shared`)."""
+@pytest.fixture
+def training_floor(monkeypatch):
+    """bench/studies/floor.py's `training_floor`, a study beside the package (not installed with it),
+    loaded as its command runs it: with its own folder on the path (it imports the studies' `shared`)."""
     studies = Path(__file__).resolve().parent.parent / "bench" / "studies"
     monkeypatch.syspath_prepend(str(studies))
     spec = importlib.util.spec_from_file_location("floor_study", studies / "floor.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return module.training_floor
 
 
 def test_bench_train_runs_both_sides(tiny_model_dir, small_dataset_dir, tmp_path, capsys):
@@ -89,8 +90,7 @@ def test_bench_eval_of_a_regress_run_needs_an_unquantized_base(tiny_model_dir, s
 
 @pytest.mark.parametrize("objective", ["generate", "regress"])
 def test_training_floor_counts_the_tokens_training_reads(objective, tiny_model_dir, small_dataset_dir, tmp_path,
-                                                         monkeypatch):
-    training_floor = floor_study(monkeypatch).training_floor
+                                                         training_floor):
     from pricetune.config import resolve_config
     from pricetune.training import train
 
@@ -110,8 +110,7 @@ def test_training_floor_counts_the_tokens_training_reads(objective, tiny_model_d
     assert floor["flops_per_token"] > 0
 
 
-def test_training_floor_refuses_a_step_budget(tiny_model_dir, small_dataset_dir, tmp_path, monkeypatch):
-    training_floor = floor_study(monkeypatch).training_floor
+def test_training_floor_refuses_a_step_budget(tiny_model_dir, small_dataset_dir, tmp_path, training_floor):
     from pricetune.config import resolve_config
 
     from .conftest import tiny_overrides
