@@ -82,7 +82,9 @@ def test_missing_split_empty_file_and_missing_dataset(tmp_path, capsys):
     (data / "val.jsonl").write_bytes(b"")
     assert _train(tmp_path, data) == 2
     assert "no usable rows" in capsys.readouterr().err
+    capsys.readouterr()
     assert main(["train", "--dataset", str(tmp_path / "nope"), "--dry-run"]) == 0  # dry run loads nothing
+    assert "is not on this machine" in capsys.readouterr().out  # but says the path is wrong
     assert _train(tmp_path, tmp_path / "nope.jsonl") == 2
     assert "dataset not found" in capsys.readouterr().err
 

@@ -411,3 +411,14 @@ def test_an_ensembles_scored_members_are_named_without_this_machines_paths(tmp_p
     assert shown(str(tmp_path / "runs" / "r1")) == "runs/r1"  # a run under the working directory
     assert shown("/elsewhere/runs/r2") == "r2"  # anywhere else: by its name
     assert shown("mlp") == "mlp" and shown("runs/r3") == "runs/r3"
+
+
+def test_a_missing_source_is_refused_before_any_row_is_read(tmp_path):
+    from pricetune.errors import DataError
+    from pricetune.prepare import read_source
+
+    # the call itself refuses, so `prepare` shows no progress bar for a file that is not there
+    with pytest.raises(DataError, match="source not found"):
+        read_source(str(tmp_path / "catalog.csv"))
+    with pytest.raises(DataError, match="no .jsonl"):
+        read_source(str(tmp_path))

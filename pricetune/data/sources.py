@@ -92,6 +92,11 @@ def looks_local(source: str) -> bool:
             or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
 
 
+def missing_here(source: str) -> bool:
+    """A source meant as a local path that is not on this machine (what `load_rows` refuses)."""
+    return source != "demo" and source not in SHIPPED and looks_local(source) and not Path(source).exists()
+
+
 def load_rows(source: str, on_bad_rows: str = "error") -> tuple[dict[str, list[dict]], BadRows]:
     """All splits a source has, validated, as lists of {prompt, completion, price}."""
     bad = BadRows()
@@ -118,7 +123,7 @@ def load_rows(source: str, on_bad_rows: str = "error") -> tuple[dict[str, list[d
         rows = [rows[i] for i in order]
         n_test = n_val = max(1, len(rows) // 10)
         splits = {"test": rows[:n_test], "val": rows[n_test:n_test + n_val], "train": rows[n_test + n_val:]}
-    elif looks_local(source):
+    elif missing_here(source):
         raise DataError(f"dataset not found: {source} (no such file or directory)")
     else:
         splits = _from_hub(source, on_bad_rows, bad)

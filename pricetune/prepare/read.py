@@ -50,20 +50,18 @@ def _read_hub(dataset_id: str, config: str | None = None, split: str = "train") 
         hint = ("" if config else "; a dataset with several configurations (one per category, say) needs "
                 "--hub-config NAME, and one without a 'train' split --hub-split NAME")
         raise DataError(f"could not open Hub dataset {dataset_id!r}: {type(e).__name__}: {str(e)[:200]}{hint}") from None
-    for n, row in enumerate(ds, start=1):
-        yield f"{dataset_id} row {n}", row
+    return ((f"{dataset_id} row {n}", row) for n, row in enumerate(ds, start=1))
 
 
 def read_source(source: str, hub_config: str | None = None, hub_split: str = "train") -> Iterator[tuple[str, Any]]:
+    """The source's rows; a missing path or a wrong option is refused here, before any row is read."""
     from ..data import looks_local
 
     path = Path(source)
     if path.exists() and hub_config:
         raise DataError(f"--hub-config is for a Hub dataset; {source} is a local path")
     if path.exists():
-        for f in _files(path):
-            yield from _read_file(f)
-    elif looks_local(source) or "/" not in source:
+        return (row for f in _files(path) for row in _read_file(f))
+    if looks_local(source) or "/" not in source:
         raise DataError(f"source not found: {source} (no such file or folder)")
-    else:
-        yield from _read_hub(source, hub_config, hub_split)
+    return _read_hub(source, hub_config, hub_split)

@@ -15,7 +15,7 @@ import torch
 from .. import distributed as dist
 from .. import hub
 from ..config import RunConfig
-from ..data import load_splits, tokenize_rows
+from ..data import load_splits, missing_here, tokenize_rows
 from ..baselines.neighbours import NeighbourIndex
 from ..errors import PricetuneError
 from ..fastpath import speed_up
@@ -101,6 +101,8 @@ def plan(cfg: RunConfig) -> str:
     ]
     if notice:
         lines.append(f"notice:    {notice}")
+    if missing_here(cfg.dataset):
+        lines.append(f"notice:    dataset {cfg.dataset} is not on this machine: training here would stop at once")
     if compiling := compile_notice(cfg, device):
         lines.append(f"notice:    {compiling}")
     if sharded and cfg.fast:
