@@ -75,7 +75,7 @@ def resolve_repo_id(run_name: str, repo_id: str | None, hub_user: str | None, to
     if hub_user:
         return f"{hub_user}/{run_name}"
     if token is None:
-        raise PricetuneError("no Hugging Face token: set HF_TOKEN (or run `hf auth login`), or pass --repo-id")
+        raise PricetuneError("no Hugging Face token: set HF_TOKEN to a token with write access (or run `hf auth login`)")
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
@@ -182,6 +182,9 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, private: bool = Tr
     if not (run_dir / cfg.weights_file).is_file():
         raise PricetuneError(f"{run_dir} holds no {cfg.weights_file}; is it a finished run?")
     token = get_token()
+    if token is None:  # the Hub takes no upload without one, whatever the repo
+        raise PricetuneError("no Hugging Face token: set HF_TOKEN to a token with write access (or run `hf auth "
+                             f"login`), then: {push_command(run_dir, repo_id)}")
     try:
         target = resolve_repo_id(cfg.run_name, repo_id or cfg.hub_model_id, cfg.hub_user, token)
     except PricetuneError:

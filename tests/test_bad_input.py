@@ -150,6 +150,8 @@ def test_decoding_options_on_a_regress_run_are_refused_before_loading(tmp_path, 
     assert "--decode median" in err and "regress run" in err and "Traceback" not in err
     assert main(["predict", "--run", str(run), "--samples", "8", "a red kettle"]) == 2
     assert "--samples 8" in capsys.readouterr().err
+    assert main(["calibrate", str(run), "--decode", "median"]) == 2  # no adapter: loading it would say so instead
+    assert "--decode median" in capsys.readouterr().err
     # without them loading is reached (and here, finds no adapter)
     assert main(["predict", "--run", str(run), "a red kettle"]) == 2
     assert "has no adapter yet" in capsys.readouterr().err

@@ -422,3 +422,24 @@ def test_a_missing_source_is_refused_before_any_row_is_read(tmp_path):
         read_source(str(tmp_path / "catalog.csv"))
     with pytest.raises(DataError, match="no .jsonl"):
         read_source(str(tmp_path))
+
+
+def test_push_without_a_token_stops_before_the_network_and_says_how(tmp_path, monkeypatch, capsys):
+    from pricetune import hub
+    from pricetune.cli import main
+    from pricetune.config import resolve_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(resolve_config("demo").to_yaml())
+    (run / "adapter_config.json").write_text("{}")
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("pushed without a token")
+
+    monkeypatch.setattr(hub, "push_folder", no_network)
+    # a repo id does not make a token unnecessary: it used to be offered as the way out
+    assert main(["push", str(run), "--repo-id", "someone/price-x"]) == 2
+    err = capsys.readouterr().err
+    assert "no Hugging Face token" in err and f"pricetune push {run} --repo-id someone/price-x" in err

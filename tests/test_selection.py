@@ -44,8 +44,9 @@ def test_the_ledger_counts_looks_per_test_split_and_val_writes_none(tmp_path, sm
 
 def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_path):
     from pricetune.cli import main
-    from pricetune.ensemble import Member
+    from pricetune.ensemble import Ensemble, Member
     from pricetune.ensemble.select import select
+    from pricetune.errors import PricetuneError
 
     from .test_regress import _ensemble_data, _synthetic
 
@@ -76,6 +77,9 @@ def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_pa
     # the pick is scored on test like any ensemble
     assert main(["evaluate", "--ensemble", str(tmp_path / "s1" / "pipeline"), "--limit", "0",
                  "--output-dir", str(tmp_path / "eval")]) == 0
+    # select's own folder is not an ensemble: the error names the picks inside it
+    with pytest.raises(PricetuneError, match=f"pass one of {tmp_path / 's1' / 'classical'}, "):
+        Ensemble.load(tmp_path / "s1")
     assert main(["select", "--dataset", str(data), "--member", "tfidf", "--member", "tfidf", "--out",
                  str(tmp_path / "s3")]) == 2  # listed twice
 

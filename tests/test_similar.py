@@ -89,6 +89,9 @@ def test_predict_needs_a_run_for_look_alikes(tmp_path, capsys):
 
     assert main(["predict", "--no-adapter", "--base-model", "x", "--similar", "30", "Title: a pen"]) == 2
     assert "between 0 and 20" in capsys.readouterr().err
+    # serve refuses it before loading anything: the run named here does not exist
+    assert main(["serve", "--run", str(tmp_path / "no-run"), "--port", "0", "--similar", "30"]) == 2
+    assert "between 0 and 20" in capsys.readouterr().err
 
 
 def urllib_text(url: str) -> str:

@@ -47,13 +47,14 @@ def calibrate_cli(ns) -> int:
         pricer = Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size)
     else:
         run_dir, folder = run_paths(ns.run)  # a checkpoint's calibration is its own, not the final model's
-        refuse_val_of_refit(run_dir, "calibrating its ranges")
-        dataset = ns.dataset or load_run_config(run_dir).dataset
-        pricer = Pricer.from_run(ns.run, batch_size=ns.batch_size, decode=ns.decode, samples=ns.samples,
-                                 calibrated=False)
         from ..inference.cli import refuse_decoding_options
 
-        refuse_decoding_options(ns, pricer.loaded.objective)
+        refuse_val_of_refit(run_dir, "calibrating its ranges")
+        cfg = load_run_config(run_dir)
+        refuse_decoding_options(ns, cfg.objective)  # before the model loads: the config says how it prices
+        dataset = ns.dataset or cfg.dataset
+        pricer = Pricer.from_run(ns.run, batch_size=ns.batch_size, decode=ns.decode, samples=ns.samples,
+                                 calibrated=False)
     splits, _ = load_splits(dataset, val_size=10**9, need=("val",))
     val = splits.get("val") or []
     if not val:

@@ -130,7 +130,10 @@ class Ensemble:
         folder = Path(folder)
         path = folder / "ensemble.json"
         if not path.is_file():
-            raise PricetuneError(f"{folder} is not an ensemble folder (no ensemble.json); make one with `pricetune ensemble`")
+            picks = sorted(p.parent.name for p in folder.glob("*/ensemble.json"))
+            hint = (f"; it holds select's picks: pass one of {', '.join(str(folder / p) for p in picks)}" if picks
+                    else "; make one with `pricetune ensemble` or `pricetune select`")
+            raise PricetuneError(f"{folder} is not an ensemble folder (no ensemble.json){hint}")
         data = json.loads(path.read_text(encoding="utf-8"))
         # "path" is relative to the folder; files written before it was recorded name runs from the
         # directory they were made in

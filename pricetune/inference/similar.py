@@ -2,7 +2,7 @@
 why a price is what it is (the course's final pricer shows its model the same kind of neighbours).
 
     pricetune predict --run runs/x --similar 3 "Title: USB-C cable, 2 m"
-    pricetune serve runs/x --similar 5          # the API's "similar" field and the page's section
+    pricetune serve --run runs/x --similar 5    # the API's "similar" field and the page's section
 
     pricer = Pricer.from_run("runs/x")
     pricer.similar(["Title: USB-C cable, 2 m"], k=3)   # [[LookAlike(text=..., price=..., similarity=...), ...]]

@@ -66,11 +66,13 @@ def serve_cli(ns) -> int:
     import uvicorn
 
     from ..inference import Pricer, load_from_args
+    from ..inference.similar import check_similar_count
     from .app import create_app
 
     if min(ns.samples, ns.batch_size, ns.max_queue, ns.max_connections) < 1 or ns.max_wait_ms < 0 or ns.timeout <= 0:
         raise PricetuneError("--samples, --batch-size, --max-queue and --max-connections must be >= 1, "
                              "--max-wait-ms >= 0, --timeout > 0")
+    check_similar_count(ns.similar)  # here, not after the model has loaded
     api_key = ns.api_key or os.environ.get(API_KEY_ENV) or None
     if not is_loopback(ns.host) and api_key is None:
         raise PricetuneError(
