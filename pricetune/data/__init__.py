@@ -23,5 +23,5 @@ from .sources import hub_offline, load_rows, load_splits, looks_local, missing_h
 __all__ = ["COMPLETION_RESERVE", "FILE_SUFFIXES", "MAX_PRICE", "MAX_PRICE_DIGITS", "PRICE_TRAILER", "QUESTION", "SPLITS",
            "TRAILER", "BadRows", "completion_price", "demo_rows", "diamond_prompt", "diamonds_csv", "encode_example",
            "encode_examples", "encode_prompt", "encode_prompts", "format_completion", "hub_offline", "in_length_order",
-           "is_right_padded", "iter_jsonl", "load_rows", "load_splits", "looks_local", "make_prompt", "map_batched", "missing_here",
-           "read_rows", "take_train", "tokenize_rows"]
+           "is_right_padded", "iter_jsonl", "load_rows", "load_splits", "looks_local", "make_prompt", "map_batched",
+           "missing_here", "read_rows", "take_train", "tokenize_rows"]

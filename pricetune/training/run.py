@@ -78,7 +78,7 @@ def plan(cfg: RunConfig) -> str:
     per_device, accum = dist.split_batch(cfg.batch_size, cfg.grad_accum, world)
     sharded = dist.sharded_weights()
     lines = [
-        f"model:     {cfg.base_model} ({cfg.quantization}), {training}",
+        f"model:     {cfg.base_model} (quantization {cfg.quantization}), {training}",
         f"objective: {cfg.objective}" + (
             f" (scalar head on the {cfg.regress_pooling} hidden state, log price, {cfg.regress_loss} loss)"
             if cfg.objective == "regress"
