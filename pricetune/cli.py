@@ -3,10 +3,10 @@
     pricetune train                         # demo: embedded SmolLM2-135M on diamonds, on this CPU
     pricetune prepare catalog.csv --out data/mine  # a raw catalog -> train/val/test + a data card
     pricetune train --preset lite --dry-run # the reference lite recipe, resolved, nothing loaded
-    pricetune train --config configs/amazon-smollm2.yaml
+    pricetune train --config amazon-18k-regress  # the shipped Amazon items, on a CPU
     pricetune push RUN_DIR [--repo-id USER/NAME]
     pricetune evaluate RUN_DIR [--limit 200] [--decode greedy|expected|median]
-    pricetune evaluate --baseline tfidf --dataset ../shared/data/amazon-items --limit 0
+    pricetune evaluate --baseline tfidf --dataset amazon-18k --limit 0
     pricetune ensemble --dataset DIR --member RUN_DIR --member tfidf --out ENS_DIR
     pricetune ensemble --refit ENS_DIR --swap RUN_DIR=REFIT_RUN_DIR --out ENS_REFIT   # same weights, train + val
     pricetune predict --run RUN_DIR "Title: ..."
@@ -24,6 +24,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -198,6 +199,10 @@ def add_train_arguments(t) -> list[str]:
 
 
 def add_push_arguments(pu) -> None:
+    pu.description = ("Push a finished run's adapter (or, for finetune full, its model) to the Hugging Face Hub, "
+                      "private unless --public: the adapter, tokenizer, model card and the resolved config without "
+                      "local paths (and a --neighbours run's neighbours.json: the texts and prices of the training "
+                      "items it looks up), nothing else. Needs a token with write access (HF_TOKEN, or `hf auth login`).")
     pu.add_argument("run_dir", help="The run directory (holds config.yaml and the adapter, or the whole model for "
                     "finetune full).")
     pu.add_argument("--repo-id", help="Target repo USER/NAME (default: HF_USER/<run name>, as in the reference).")
@@ -275,7 +280,11 @@ def quiet_third_party() -> None:
 def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
     parser, names = build_parser()
-    ns = parser.parse_args(argv)
+    ns, extra = parser.parse_known_args(argv)
+    if extra:  # `serve RUN`, as `evaluate RUN` is written: say how this command takes a run
+        hint = next((f" (a run directory goes after --run: --run {x})" for x in extra
+                     if hasattr(ns, "run") and (Path(x) / "config.yaml").is_file()), "")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
         return ns.func(ns, names)
     except PricetuneError as e:

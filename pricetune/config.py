@@ -255,8 +255,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_PRESET = "demo"
 DEMO_DATA_ONLY = ("train_size", "val_size", "max_length")  # demo preset values that apply to its own data only
-# The shipped config files (the presets as YAML, and worked configs such as amazon-regress), installed
-# with the package: `--config amazon-regress` finds one by name from any directory
+# The shipped config files (the presets as YAML, and worked configs such as amazon-18k-regress), installed
+# with the package: `--config amazon-18k-regress` finds one by name from any directory
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 

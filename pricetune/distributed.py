@@ -1,7 +1,7 @@
 """One run across many processes: what pricetune does differently under a launcher.
 
     torchrun --nproc-per-node 2 -m pricetune train --base-model smollm2-135m \
-        --dataset ../shared/data/amazon-items --max-steps 20
+        --dataset amazon-18k --max-steps 20
     accelerate launch --config_file configs/accelerate/ddp.yaml -m pricetune train --preset lite
     torchrun --nproc-per-node 2 -m pricetune evaluate runs/NAME --limit 200
 

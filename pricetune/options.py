@@ -3,9 +3,34 @@ and `serve`, and `predict`'s own. Nothing here imports torch, so every `--help` 
 
 from __future__ import annotations
 
+import argparse
+
 DECODES = ("greedy", "expected", "median")  # how a generate run turns digit probabilities into a price
 PRECISIONS = ("bf16", "fp16", "fp32")  # compute and storage types by name (modeling.DTYPES maps them to torch's)
 DEFAULT_SAMPLES = 64  # prices drawn per item for --decode median
+
+
+class Number:
+    """An argparse type: a number of `kind` from `low` to `high` (None: no bound; `open`: the bounds
+    themselves refused), so a bad value is refused with the option's name before anything loads."""
+
+    def __init__(self, kind=int, low=None, high=None, open=False):
+        self.kind, self.low, self.high, self.open = kind, low, high, open
+        self.__name__ = kind.__name__  # argparse's "invalid int value: 'x'"
+
+    def __call__(self, text: str):
+        value = self.kind(text)
+        too_low = self.low is not None and (value <= self.low if self.open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.open else value > self.high)
+        if too_low or too_high or value != value:  # value != value: NaN
+            sign = "" if self.open else "="
+            need = " and ".join(f"{op}{sign} {b}" for op, b in ((">", self.low), ("<", self.high)) if b is not None)
+            raise argparse.ArgumentTypeError(f"must be {need} (got {text})")
+        return value
+
+
+COUNT = Number(int, 1)  # how many of something: at least one
+SIZE = Number(int, 0)  # 0 allowed (0 = all, or none)
 
 
 def add_decode_arguments(p) -> None:
@@ -14,9 +39,9 @@ def add_decode_arguments(p) -> None:
                    help="How a generate run prices: greedy (the course's); expected: probability-weighted mean of "
                    "the most likely prices; median: median of prices drawn from the model (best MAE). A "
                    "calibration applies to the decoding it was made with, and only to it.")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+    p.add_argument("--samples", type=COUNT, default=DEFAULT_SAMPLES,
                    help=f"Prices drawn per item for --decode median (default {DEFAULT_SAMPLES}; more: a steadier median).")
-    p.add_argument("--batch-size", type=int, default=16, help="Prompts priced together (default 16).")
+    p.add_argument("--batch-size", type=COUNT, default=16, help="Prompts priced together (default 16).")
 
 
 def add_model_arguments(p) -> None:
@@ -40,7 +65,7 @@ def add_predict_arguments(p) -> None:
     p.add_argument("--interval", type=float, metavar="COVERAGE",
                    help="Also give a range that holds the true price for this share of items (e.g. 0.8); needs the "
                    "run's calibration.json (`pricetune calibrate RUN`).")
-    p.add_argument("--similar", type=int, default=0, metavar="K",
+    p.add_argument("--similar", type=SIZE, default=0, metavar="K",
                    help="Also show the K training items most like each description, with their prices and "
                    "similarity (at most 20; reads the run's training data: its neighbours.json or its dataset).")
     p.add_argument("--file", help="jsonl of items, each with a 'prompt', 'description' or 'text' field (the first non-empty one is priced).")

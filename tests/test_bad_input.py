@@ -130,12 +130,51 @@ def test_a_missing_local_adapter_is_refused_without_asking_the_hub(tmp_path, cap
     assert ("runs/ is a folder here" in err) == (form == "parent exists")
 
 
+def refused_by_the_parser(argv, capsys) -> str:
+    """What argparse says as it refuses `argv` (exit 2), before any command code runs."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
 def test_bad_generation_options_stop_before_loading(tmp_path, capsys, small_dataset_dir):
-    assert main(["evaluate", "--base-model", str(tmp_path / "nope"), "--no-adapter", "--dataset",
-                 str(small_dataset_dir), "--decode", "median", "--samples", "0"]) == 2
-    assert "--samples must be >= 1" in capsys.readouterr().err
-    assert main(["predict", "--run", str(tmp_path), "--samples", "-3", "a red kettle"]) == 2
-    assert "--samples must be >= 1" in capsys.readouterr().err
+    err = refused_by_the_parser(["evaluate", "--base-model", str(tmp_path / "nope"), "--no-adapter", "--dataset",
+                                 str(small_dataset_dir), "--decode", "median", "--samples", "0"], capsys)
+    assert "argument --samples: must be >= 1 (got 0)" in err
+    err = refused_by_the_parser(["predict", "--run", str(tmp_path), "--samples", "-3", "a red kettle"], capsys)
+    assert "argument --samples: must be >= 1 (got -3)" in err
+
+
+# Each once crashed after minutes of work (a zero batch: range() with step 0 once the model had loaded;
+# port 99999: an OverflowError traceback) or was taken silently (a negative count)
+OUT_OF_RANGE = {
+    "serve port": (["serve", "--run", "R", "--port", "99999"], "--port: must be >= 0 and <= 65535 (got 99999)"),
+    "serve timeout": (["serve", "--run", "R", "--timeout", "0"], "--timeout: must be > 0 (got 0)"),
+    "evaluate batch": (["evaluate", "R", "--batch-size", "0"], "--batch-size: must be >= 1 (got 0)"),
+    "calibrate batch": (["calibrate", "R", "--batch-size", "0"], "--batch-size: must be >= 1 (got 0)"),
+    "bench steps": (["bench", "train", "--steps", "0"], "--steps: must be >= 1 (got 0)"),
+    "export check": (["export", "R", "--out", "O", "--check", "-1"], "--check: must be >= 0 (got -1)"),
+    "prepare val": (["prepare", "c.csv", "--out", "O", "--val", "-5"], "--val: must be >= 0 (got -5)"),
+    "not a number": (["serve", "--run", "R", "--max-queue", "lots"], "--max-queue: invalid int value: 'lots'"),
+}
+
+
+@pytest.mark.parametrize("case", list(OUT_OF_RANGE))
+def test_a_number_out_of_range_is_refused_by_the_parser_naming_the_option(capsys, case):
+    argv, message = OUT_OF_RANGE[case]
+    assert message in refused_by_the_parser(argv, capsys)
+
+
+def test_a_run_directory_where_a_command_takes_it_as_run_says_so(tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(resolve_config(overrides={"base_model": str(tiny_model_dir)}).to_yaml())
+    assert f"(a run directory goes after --run: --run {run})" in refused_by_the_parser(["serve", str(run)], capsys)
+    assert main(["predict", str(run)]) == 2
+    assert f"{run} is a run directory: give it as --run {run}" in capsys.readouterr().err
+    assert main(["predict", "--file", "items.jsonl", "a red kettle"]) == 2
+    assert "give a description or --file items.jsonl, not both" in capsys.readouterr().err
 
 
 def test_decoding_options_on_a_regress_run_are_refused_before_loading(tmp_path, capsys, small_dataset_dir):
@@ -263,3 +302,14 @@ def test_resume_with_the_starting_command_after_training_resolved_its_auto_setti
     # a value the user does give is still compared
     assert main(["train", "--preset", "demo", "--max-steps", "5", "--no-fast", *resume]) == 2
     assert "fast (True in the run, False given)" in capsys.readouterr().err
+
+
+def test_an_output_file_naming_a_folder_is_refused_before_the_work(tmp_path, capsys):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"description": "a red kettle"}\n')
+    # no model exists at --run: the refusal has to come first (it once came after pricing every item;
+    # bench, after the benchmark)
+    assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(items), "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
+    assert main(["bench", "train", "--json", str(tmp_path)]) == 2
+    assert f"--json {tmp_path} is a folder" in capsys.readouterr().err

@@ -67,8 +67,9 @@ def test_median_baseline_on_a_random_train_sample(small_dataset_dir, tmp_path, c
     med = statistics.median(r["price"] for r in splits["train"])  # the same nine rows `train --train-sample` draws
     assert med != statistics.median(r["price"] for r in load_splits(str(small_dataset_dir), 0, 9)[0]["train"])
     assert json.loads((out / "settings.json").read_text())["baseline"] == f"median of 9 train prices = {med:.2f}"
-    assert main(["evaluate", "--baseline", "median", "--dataset", str(small_dataset_dir), "--train-size", "0"]) == 2
-    assert "--train-size must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--baseline", "median", "--dataset", str(small_dataset_dir), "--train-size", "0"])
+    assert "argument --train-size: must be >= 1 (got 0)" in capsys.readouterr().err
     f = write_jsonl(tmp_path / "p.jsonl", PREDICTIONS)
     assert main(["evaluate", "--predictions", str(f), "--train-sample", "random"]) == 2
     assert "choose a --baseline's train rows" in capsys.readouterr().err

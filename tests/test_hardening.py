@@ -370,6 +370,23 @@ def test_leaderboard_rows_of_other_splits_never_replace_each_other(tmp_path):
     assert sorted((r["split"], r["mae"]) for r in rows) == [("test", 7.0), ("val", 5.0)]
 
 
+@pytest.mark.parametrize("content", ["{not json", '{"rows": []}', None])
+def test_a_leaderboard_that_is_not_one_is_refused_before_anything_is_scored(tmp_path, capsys, content):
+    from pricetune.cli import main
+
+    from .test_regress import _ensemble_data
+
+    data = _ensemble_data(tmp_path)
+    board = tmp_path / "board.json"
+    board.write_text(content) if content is not None else board.mkdir()  # None: a folder of that name
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--baseline", "median", "--dataset", str(data), "--split", "val",
+                 "--leaderboard", str(board), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--leaderboard {board} is" in err and "Traceback" not in err
+    assert not out.exists()  # refused before the scoring, which once ran and then crashed on the file
+
+
 def test_out_naming_a_file_is_refused_in_one_line(tmp_path, capsys):
     from pricetune.cli import main
 

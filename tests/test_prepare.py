@@ -70,6 +70,14 @@ def test_curation_rules_and_funnel():
     assert funnel.read == len(items) + sum(funnel.dropped.values())
 
 
+def test_the_hints_name_the_columns_the_rows_have():
+    funnel = Funnel()
+    # a mistyped --text-columns once left only "empty text" and a generic hint
+    assert curate(_rows({"Title": "Kettle", "Notes": LONG, "price": 3}), _settings(text_columns=["nope"]), funnel) == []
+    (hint,) = funnel.hints()
+    assert hint.startswith("--text-columns") and "(the first row's columns: Title, Notes, price)" in hint
+
+
 def test_duplicate_text_is_dropped_even_with_another_title():
     rows = _rows({"name": "A", "notes": LONG, "cost": 5}, {"name": "B", "notes": LONG, "cost": 6})
     funnel = Funnel()

@@ -95,8 +95,9 @@ def test_ensemble_refuses_a_bad_combination(tmp_path, capsys):
     base = ["ensemble", "--dataset", str(data), "--member", "tfidf", "--member", "median"]
     with pytest.raises(SystemExit):
         main([*base, "--combine", "vote", "--out", str(tmp_path / "a")])
-    assert main([*base, "--cv-repeats", "-1", "--out", str(tmp_path / "b")]) == 2
-    assert "--cv-repeats" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--cv-repeats", "-1", "--out", str(tmp_path / "b")])
+    assert "argument --cv-repeats: must be >= 0 (got -1)" in capsys.readouterr().err
     # a constant member is what the stack's intercept already is
     assert main([*base, "--combine", "stack", "--out", str(tmp_path / "c")]) == 2
     assert "intercept" in capsys.readouterr().err

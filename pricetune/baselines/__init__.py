@@ -1,7 +1,7 @@
 """Classical baselines: what a price model must beat before anyone calls it good.
 
-    pricetune evaluate --baseline tfidf --dataset ../shared/data/amazon-items --limit 0
-    pricetune evaluate --baseline tfidf-knn --dataset ../shared/data/amazon-items --limit 0
+    pricetune evaluate --baseline tfidf --dataset amazon-18k --limit 0
+    pricetune evaluate --baseline tfidf-knn --dataset amazon-18k --limit 0
     pricetune evaluate --baseline mlp --dataset amazon-18k --split val --limit 0
     pricetune evaluate --baseline median --dataset demo
 

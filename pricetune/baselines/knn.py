@@ -6,7 +6,7 @@ nearest train items by cosine distance, each weighted by 1 / distance (scikit-le
 every price toward the middle; neighbours do not, so a dear item with dear look-alikes keeps its
 price, which makes it a different kind of error to put beside the ridge in an ensemble.
 
-    pricetune evaluate --baseline tfidf-knn --dataset ../shared/data/amazon-items --limit 0
+    pricetune evaluate --baseline tfidf-knn --dataset amazon-18k --limit 0
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Load on the price API, measured from a second process, loopback only, bounded in requests and time.
 
-    pricetune bench serve --run runs/amazon-regress --dataset ../shared/data/amazon-items \
+    pricetune bench serve --run runs/amazon-18k-regress --dataset amazon-18k \
         --json bench/results/serve-cpu.json
 
 Starts `pricetune serve` on 127.0.0.1 (a free port) as a child process, then for each level of

@@ -1,7 +1,7 @@
 """Datasets of priced products: loading, validation, the embedded demo data, and tokenization.
 
     from pricetune.data import load_splits
-    splits = load_splits("../shared/data/amazon-items", val_size=255)   # train / val / test
+    splits = load_splits("amazon-18k", val_size=255)   # train / val / test
     splits = load_splits("demo", val_size=100)                          # embedded diamonds
 
 Sources: `demo`; a local directory (a `datasets` save, or train/val/test files in jsonl, json,

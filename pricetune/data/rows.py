@@ -2,7 +2,7 @@
 file readers (jsonl, json, csv, parquet) that report a bad row by file and line.
 
     from pricetune.data import read_rows, make_prompt, completion_price
-    rows = read_rows("../shared/data/amazon-items/train.jsonl")      # [{prompt, completion, price}, ...]
+    rows = read_rows("data/mine/train.jsonl")   # [{prompt, completion, price}, ...]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 80/10/10 by a fixed shuffle), or a Hub dataset id; every split validated before any model loads.
 
     from pricetune.data import load_splits
-    splits, bad = load_splits("../shared/data/amazon-items", val_size=255)
+    splits, bad = load_splits("amazon-18k", val_size=255)
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ def hub_offline() -> bool:
 
 def _from_hub(dataset_id: str, on_bad_rows: str, bad: BadRows) -> dict[str, list[dict]]:
     hint = (
-        f"could not load dataset {dataset_id!r} from the Hugging Face Hub. Offline, pass a local source "
-        "instead: --dataset demo, a directory with train/val/test jsonl files (e.g. ../shared/data/amazon-items), "
-        "or a single .jsonl/.csv/.parquet file"
+        f"dataset {dataset_id!r} is no file or folder on this machine, and the Hugging Face Hub did not give it. "
+        "Offline, pass a local source instead: --dataset demo or amazon-18k (both shipped), a directory with "
+        "train/val/test jsonl files, or a single .jsonl/.csv/.parquet file"
     )
     if hub_offline():
         raise DataError(hint + " (HF_HUB_OFFLINE is set)")

@@ -1,12 +1,12 @@
 """Combining price models: weights fit on the validation split only, saved as a small folder.
 
-    pricetune ensemble --dataset ../shared/data/amazon-items --member runs/amazon-regress --member tfidf \
+    pricetune ensemble --dataset amazon-18k --member runs/amazon-18k-regress --member tfidf \
         --out runs/ensemble
     pricetune evaluate --ensemble runs/ensemble --limit 0          # the test split, each row run once
 
     # once the weights are chosen, let val's rows teach too: each member refit on train + val
-    pricetune train --config amazon-regress --train-on-val --output-dir runs/amazon-regress-refit
-    pricetune ensemble --refit runs/ensemble --swap runs/amazon-regress=runs/amazon-regress-refit \
+    pricetune train --config amazon-18k-regress --train-on-val --output-dir runs/amazon-18k-regress-refit
+    pricetune ensemble --refit runs/ensemble --swap runs/amazon-18k-regress=runs/amazon-18k-regress-refit \
         --out runs/ensemble-refit
     pricetune evaluate --ensemble runs/ensemble-refit --limit 0    # test only: val trained it
 

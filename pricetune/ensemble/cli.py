@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import PricetuneError
 from .fit import fit_ensemble
 from ..inference.members import Member
-from ..options import add_decode_arguments
+from ..options import COUNT, SIZE, add_decode_arguments
 from .refit import parse_swaps, refit_ensemble
 
 
@@ -18,10 +18,10 @@ def add_member_arguments(p, what: str) -> None:
     p.add_argument("--member", action="append", metavar=MEMBERS,
                    help="A member: a run directory (or one of its checkpoint-N folders), or a classical model: tfidf, "
                    "tfidf-knn, mlp, median or mean (see `pricetune evaluate --help`, --baseline). Repeat.")
-    p.add_argument("--cv-repeats", type=int, default=10,
+    p.add_argument("--cv-repeats", type=SIZE, default=10,
                    help="Random cuts of val into 5 folds for the cross-validated val MAE (default 10: each cut's "
                    "figure moves by about a dollar on a few hundred items, the mean of ten far less).")
-    p.add_argument("--train-size", type=int, metavar="N",
+    p.add_argument("--train-size", type=COUNT, metavar="N",
                    help="Classical members learn from the first N train rows only (to match runs trained on N rows).")
     add_decode_arguments(p)
 
@@ -65,10 +65,6 @@ def ensemble_cli(ns) -> int:
     if not ns.dataset or not ns.member:
         raise PricetuneError("an ensemble needs --dataset and at least two --member (or --refit ENS_DIR)")
     members = [Member(s, ns.decode, ns.samples, ns.batch_size) for s in ns.member]
-    if ns.cv_repeats < 0:
-        raise PricetuneError(f"--cv-repeats {ns.cv_repeats}: give 0 (no cross-validation) or more")
-    if ns.train_size is not None and ns.train_size <= 0:
-        raise PricetuneError(f"--train-size must be > 0 (got {ns.train_size})")
     record = fit_ensemble(ns.dataset, members, ns.out, combination=ns.combine, cv_repeats=ns.cv_repeats,
                           train_size=ns.train_size)
     for m, w, mae in zip(record["members"], record["weights"], record["member_val_mae"]):
@@ -101,8 +97,6 @@ def select_cli(ns) -> int:
 
     if not ns.dataset or not ns.member:
         raise PricetuneError("select needs --dataset and at least one --member")
-    if ns.train_size is not None and ns.train_size <= 0:
-        raise PricetuneError(f"--train-size must be > 0 (got {ns.train_size})")
     members = [Member(s, ns.decode, ns.samples, ns.batch_size) for s in ns.member]
     record = select(ns.dataset, members, ns.out, cv_repeats=ns.cv_repeats, train_size=ns.train_size)
     cands = record["candidates"]

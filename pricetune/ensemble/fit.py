@@ -2,9 +2,9 @@
 simplex grid point with the lowest val MAE; `stack`: a median regression), and the folder records what
 was combined, with the combination's cross-validated val MAE to compare ways of combining on.
 
-    pricetune ensemble --dataset ../shared/data/amazon-items --member runs/amazon-regress --member tfidf \
+    pricetune ensemble --dataset amazon-18k --member runs/amazon-18k-regress --member tfidf \
         --out runs/ensemble
-    pricetune ensemble --dataset ../shared/data/amazon-items --member runs/amazon-regress --member tfidf \
+    pricetune ensemble --dataset amazon-18k --member runs/amazon-18k-regress --member tfidf \
         --combine stack --out runs/ensemble-stack
 """
 

@@ -1,7 +1,7 @@
 """Refitting a fitted ensemble: the weights val chose, every member trained on train + val.
 
-    pricetune train --config amazon-regress --train-on-val --output-dir runs/amazon-regress-refit
-    pricetune ensemble --refit runs/ens --swap runs/amazon-regress=runs/amazon-regress-refit --out runs/ens-refit
+    pricetune train --config amazon-18k-regress --train-on-val --output-dir runs/amazon-18k-regress-refit
+    pricetune ensemble --refit runs/ens --swap runs/amazon-18k-regress=runs/amazon-18k-regress-refit --out runs/ens-refit
     pricetune evaluate --ensemble runs/ens-refit --limit 0          # test only: val trained it
 
 Once val has chosen every setting and the weights, its rows can teach too, as `train --train-on-val`

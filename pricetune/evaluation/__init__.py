@@ -1,10 +1,10 @@
 """Evaluation: price a test split and report how good the prices are, as numbers, charts and a page.
 
     pricetune evaluate runs/price-...-demo                          # the run's test split, 200 items
-    pricetune evaluate runs/price-... --dataset ../shared/data/amazon-items --limit 576
-    pricetune evaluate --base-model smollm2-135m --no-adapter --dataset ../shared/data/amazon-items
+    pricetune evaluate runs/price-... --dataset amazon-18k --limit 0
+    pricetune evaluate --base-model smollm2-135m --no-adapter --dataset amazon-18k
     pricetune evaluate --predictions preds.jsonl                    # anyone's predictions, same rules
-    pricetune evaluate --baseline median --dataset ../shared/data/amazon-items
+    pricetune evaluate --baseline median --dataset amazon-18k
     pricetune evaluate --compare runs/a/eval-x runs/b/eval-y --output-dir runs/compare
 
 Writes metrics.json, predictions.jsonl, scatter.png, error_trend.png and report.html (one

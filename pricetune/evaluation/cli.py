@@ -18,7 +18,7 @@ from .sources import Scored, from_baseline, from_ensemble, from_model, read_pred
 
 
 def add_evaluate_arguments(p) -> None:
-    from ..options import add_model_arguments
+    from ..options import COUNT, SIZE, add_model_arguments
 
     p.description = ("Price the items of a split and score the prices: metrics, charts, and a self-contained "
                      "HTML report. Failed parses count as $0 in every metric and are also counted on their own. "
@@ -26,7 +26,7 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("target", nargs="?", help="A run directory (or its checkpoint-N folder), or a Hub adapter id (user/name).")
     p.add_argument("--dataset", help="Dataset source as `train --dataset` takes it (default: the run's).")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="Split to score (default test).")
-    p.add_argument("--limit", type=int, default=200, help="Score the first N items (default 200, the course's; 0 = all: every result table in the docs "
+    p.add_argument("--limit", type=SIZE, default=200, help="Score the first N items (default 200, the course's; 0 = all: every result table in the docs "
                    "scores all of a split's items).")
     p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run directory).")
     p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price). "
@@ -38,7 +38,7 @@ def add_evaluate_arguments(p) -> None:
                    "features, an item priced from its k most similar train items (cosine, k chosen on val); mlp: the same "
                    "TF-IDF features into small neural nets with a sparse first layer, seeds averaged, epochs chosen "
                    "on val (the strongest model without a language model; minutes on a CPU).")
-    p.add_argument("--train-size", type=int, metavar="N",
+    p.add_argument("--train-size", type=COUNT, metavar="N",
                    help="Baselines: fit on N train rows only (to match a run trained on N rows).")
     p.add_argument("--train-sample", default="first", choices=["first", "random"],
                    help="Baselines with --train-size: the first N train rows, or N drawn with --seed (as `train "
@@ -81,15 +81,9 @@ def _default_out(ns, label: str) -> Path:
 
 
 def check_arguments(ns) -> None:
-    if ns.limit < 0:
-        raise PricetuneError("--limit must be >= 0")
-    if ns.samples < 1:
-        raise PricetuneError("--samples must be >= 1")
     if not 0 < ns.interval < 1:  # checked before anything is priced
         raise PricetuneError(f"--interval is the share of prices a range should hold, between 0 and 1 "
                              f"(e.g. 0.8, not 80; got {ns.interval:g})")
-    if ns.train_size is not None and ns.train_size <= 0:
-        raise PricetuneError(f"--train-size must be > 0 (got {ns.train_size})")
     if (ns.train_size or ns.train_sample != "first") and not ns.baseline:
         raise PricetuneError("--train-size and --train-sample choose a --baseline's train rows; a run's are in its config")
     if sum(bool(x) for x in (ns.predictions, ns.baseline, ns.ensemble)) > 1:
@@ -99,6 +93,8 @@ def check_arguments(ns) -> None:
     if ns.output_dir and Path(ns.output_dir).exists() and (
             not Path(ns.output_dir).is_dir() or any(Path(ns.output_dir).iterdir())):
         raise PricetuneError(f"{ns.output_dir} already exists and is not empty; choose another --output-dir")
+    if ns.leaderboard:
+        read_leaderboard(Path(ns.leaderboard))  # a file that is no leaderboard stops here, not after the pricing
 
 
 def source_dataset(ns):
@@ -250,12 +246,26 @@ def source_calibration(ns, splits: dict | None) -> dict | None:
     return calibration
 
 
+def read_leaderboard(path: Path) -> list[dict]:
+    """A leaderboard's rows ([] for a file not made yet); anything else at that path is refused."""
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # a folder, unreadable, not UTF-8, not JSON
+        raise PricetuneError(f"--leaderboard {path} is not a leaderboard file ({type(e).__name__}: {e}); name a "
+                             "new file, or the JSON list of rows an earlier --leaderboard wrote") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise PricetuneError(f"--leaderboard {path} is JSON but not a leaderboard (a list of rows); name a new file")
+    return rows
+
+
 def record_leaderboard(path: Path, name: str, split: str, metrics: dict, llm_only: bool,
                        dataset: str | None = None) -> None:
     """Add (or replace, by name) one row: what was scored, on which data, the command that scored it, the figures."""
     import shlex
 
-    rows = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    rows = read_leaderboard(path)
     command = "pricetune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     interval = metrics.get("interval")
     row = {"name": name, "dataset": Path(dataset).name if dataset else None, "command": command, "split": split, "n": metrics["n"], "mae": round(metrics["mae"], 2),

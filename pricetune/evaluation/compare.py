@@ -1,6 +1,6 @@
 """Evaluations side by side: a table, a chart, and each against the first item by item.
 
-    pricetune evaluate --compare runs/amazon-test/tfidf runs/amazon-regress-mean/test --output-dir runs/compare
+    pricetune evaluate --compare runs/mlp-test runs/mine/eval-test --output-dir runs/compare
 
 Writes compare.json and compare.png, and paired.json when every evaluation scored the same items.
 """

@@ -16,7 +16,7 @@ __all__ = ["add_export_arguments", "export_cli"]  # the work itself: merge.expor
 
 
 def add_export_arguments(p) -> None:
-    from ..options import PRECISIONS
+    from ..options import PRECISIONS, SIZE
     from .to_gguf import QUANTS  # torch-free, as this whole function: `export --help` loads no model code
 
     p.add_argument("run_dir", help="The run directory (holds config.yaml and the adapter, or the whole model for "
@@ -31,7 +31,7 @@ def add_export_arguments(p) -> None:
     p.add_argument("--llama-cpp", metavar="DIR_OR_SDIST",
                    help="gguf: a llama.cpp checkout, or a llama_cpp_python-*.tar.gz, holding convert_hf_to_gguf.py "
                    "(default: that sdist, downloaded from PyPI into the output's staging folder).")
-    p.add_argument("--check", type=int, default=16,
+    p.add_argument("--check", type=SIZE, default=16,
                    help="Reload the export and compare its prices with the float32 merge's on this many val "
                    "prompts (default 16); recorded in pricetune_export.json.")
 

@@ -69,13 +69,16 @@ def show_similar(found) -> list[str]:
 
 
 def predict_cli(ns) -> int:
+    if ns.description and not ns.run and (Path(ns.description) / "config.yaml").is_file():
+        raise PricetuneError(f"{ns.description} is a run directory: give it as --run {ns.description}, then the "
+                             "description or --file")
     if bool(ns.description) == bool(ns.file):
-        raise PricetuneError("give either a description or --file items.jsonl")
-    if ns.samples < 1:
-        raise PricetuneError("--samples must be >= 1")
+        raise PricetuneError("give a description or --file items.jsonl" + (", not both" if ns.file else ""))
     from .similar import check_similar_count
 
     check_similar_count(ns.similar)  # before anything loads
+    if ns.out and Path(ns.out).is_dir():  # found now, not once every item is priced
+        raise PricetuneError(f"--out {ns.out} is a folder; name the jsonl file to write (e.g. {Path(ns.out) / 'priced.jsonl'})")
     items = []
     if ns.file:
         from ..data import iter_jsonl
@@ -108,6 +111,7 @@ def predict_cli(ns) -> int:
                          **({"similar": [vars(a) for a in found]} if index is not None else {})})
              for (row, _), (text, price), r, found in zip(items, out, ranges, alike)]
     if ns.out:
+        Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
         Path(ns.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"wrote {len(lines)} prices to {ns.out}")
     else:

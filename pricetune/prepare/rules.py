@@ -60,6 +60,7 @@ class Funnel:
     dropped: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)  # reason -> first location
     extremes: dict = field(default_factory=dict)  # reason -> (least, most) of the measured value
+    columns: list = field(default_factory=list)  # the first row's, for the hints
 
     def drop(self, reason: str, where: str, value: float | None = None) -> None:
         self.dropped[reason] += 1
@@ -70,7 +71,7 @@ class Funnel:
 
     def hints(self) -> list[str]:
         """For each reason rows were dropped, the option that keeps them, with a value that would."""
-        out = []
+        out, seen = [], f" (the first row's columns: {', '.join(self.columns)[:200]})" if self.columns else ""
         if "text too short" in self.extremes:
             shortest = self.extremes["text too short"][0]
             out.append(f"--min-chars {int(shortest)} keeps every item dropped as too short (the shortest text "
@@ -79,9 +80,9 @@ class Funnel:
             lo, hi = self.extremes["price out of range"]
             out.append(f"--min-price / --max-price set the range kept (dropped prices ran from {lo:g} to {hi:g})")
         if self.dropped.get("no price column"):
-            out.append(f"--price-column NAME names the price column (looked for: {', '.join(PRICE_NAMES)})")
+            out.append(f"--price-column NAME names the price column (looked for: {', '.join(PRICE_NAMES)}){seen}")
         if self.dropped.get("empty text"):
-            out.append("--text-columns a,b,c names the columns that make the item text")
+            out.append(f"--text-columns a,b,c names the columns that make the item text{seen}")
         return out
 
 
@@ -168,6 +169,7 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
         if not isinstance(row, dict):
             funnel.drop("unreadable row", where)
             continue
+        funnel.columns = funnel.columns or list(map(str, row))
         lowered = {str(k).lower(): v for k, v in row.items()}
         name = next((p for p in price_names if p in lowered), None)
         if name is None:

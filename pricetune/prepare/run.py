@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import DataError, PricetuneError
+from ..options import COUNT, SIZE
 from .card import write_card
 from .read import read_source
 from .rules import BANDS, PRICE_NAMES, Funnel, PrepareSettings, balance, curate, cut_to_tokens, dedupe_prompts, split, to_row
@@ -78,19 +79,19 @@ def add_prepare_arguments(p) -> None:
                    help="Columns that make the item text, each a 'Name: value' line (default: title, category, "
                    "brand, description, features, details, found by name).")
     p.add_argument("--seed", type=int, default=d.seed, help=f"Seed for the split and --balance (default {d.seed}).")
-    p.add_argument("--val", type=int, default=d.val, help=f"Items in the val split (default {d.val}).")
-    p.add_argument("--test", type=int, default=d.test, help=f"Items in the test split (default {d.test}).")
+    p.add_argument("--val", type=SIZE, default=d.val, help=f"Items in the val split (default {d.val}).")
+    p.add_argument("--test", type=SIZE, default=d.test, help=f"Items in the test split (default {d.test}).")
     p.add_argument("--min-price", type=float, default=d.min_price, help=f"Lowest price kept (default {d.min_price}).")
     p.add_argument("--max-price", type=float, default=d.max_price, help=f"Highest price kept (default {d.max_price}).")
-    p.add_argument("--min-chars", type=int, default=d.min_chars,
+    p.add_argument("--min-chars", type=SIZE, default=d.min_chars,
                    help=f"Shortest item text kept, in characters (default {d.min_chars}, the course's).")
-    p.add_argument("--max-tokens", type=int, default=d.max_tokens,
+    p.add_argument("--max-tokens", type=COUNT, default=d.max_tokens,
                    help=f"Item text cut to this many tokens of --base-model's tokenizer (default {d.max_tokens}).")
     p.add_argument("--balance", action="store_true", help="Cap the items per price band (cheap items don't swamp the set).")
-    p.add_argument("--balance-cap", type=int, default=d.balance_cap,
+    p.add_argument("--balance-cap", type=COUNT, default=d.balance_cap,
                    help=f"With --balance: items per band at most (default {d.balance_cap}; {BANDS} bands).")
     p.add_argument("--base-model", default=d.base_model, help=f"Tokenizer for the cut (default {d.base_model}).")
-    p.add_argument("--limit", type=int, help="Stop after N kept items (a quick look at a huge catalog).")
+    p.add_argument("--limit", type=COUNT, help="Stop after N kept items (a quick look at a huge catalog).")
     p.add_argument("--hub-config", metavar="NAME",
                    help="A Hub dataset's configuration (e.g. raw_meta_Appliances for McAuley-Lab/Amazon-Reviews-2023).")
     p.add_argument("--hub-split", default=d.hub_split, metavar="NAME",

@@ -23,28 +23,28 @@ def is_loopback(host: str) -> bool:
 
 
 def add_serve_arguments(p) -> None:
-    from ..options import add_model_arguments
+    from ..options import COUNT, SIZE, Number, add_model_arguments
 
     p.add_argument("--run", metavar="RUN_DIR", help="A pricetune run directory (or one of its checkpoints).")
     p.add_argument("--ensemble", metavar="DIR", help="Serve an ensemble made by `pricetune ensemble` instead.")
     p.add_argument("--host", default="127.0.0.1",
                    help="Address to bind (default 127.0.0.1: this machine only). Any other needs an API key.")
-    p.add_argument("--port", type=int, default=8000, help="Port (default 8000; 0 picks a free one).")
+    p.add_argument("--port", type=Number(int, 0, 65535), default=8000, help="Port (default 8000; 0 picks a free one).")
     p.add_argument("--api-key", default=None,
                    help=f"Require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}; prefer the variable: a "
                    "command line is visible to other users of the machine).")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                    help="Allow browser pages from this origin to call the API (repeat; default: none).")
-    p.add_argument("--max-wait-ms", type=float, default=10.0,
+    p.add_argument("--max-wait-ms", type=Number(float, 0), default=10.0,
                    help="How long the first request of a batch waits for company (default 10 ms).")
-    p.add_argument("--max-queue", type=int, default=8192,
+    p.add_argument("--max-queue", type=COUNT, default=8192,
                    help="Descriptions that may wait for the model, counted one by one (a request of 1,024 counts "
                    "1,024); past that, 503 with Retry-After (default 8192).")
-    p.add_argument("--max-connections", type=int, default=256,
+    p.add_argument("--max-connections", type=COUNT, default=256,
                    help="Open connections at most; past that, new ones get 503 (default 256).")
-    p.add_argument("--timeout", type=float, default=30.0, help="Seconds a request may wait for its price (504 after).")
-    p.add_argument("--max-body-kb", type=int, default=1024, help="Largest request body in KiB (default 1024).")
-    p.add_argument("--similar", type=int, default=0, metavar="K",
+    p.add_argument("--timeout", type=Number(float, 0, open=True), default=30.0, help="Seconds a request may wait for its price (504 after).")
+    p.add_argument("--max-body-kb", type=COUNT, default=1024, help="Largest request body in KiB (default 1024).")
+    p.add_argument("--similar", type=SIZE, default=0, metavar="K",
                    help="Let requests ask for up to K look-alike training items per description (the API's "
                    "'similar', a list on the page; at most 20). They show the training data's own text: turn this "
                    "on only where that data may be shown. Reads the run's neighbours.json or its dataset at start.")
@@ -69,9 +69,6 @@ def serve_cli(ns) -> int:
     from ..inference.similar import check_similar_count
     from .app import create_app
 
-    if min(ns.samples, ns.batch_size, ns.max_queue, ns.max_connections) < 1 or ns.max_wait_ms < 0 or ns.timeout <= 0:
-        raise PricetuneError("--samples, --batch-size, --max-queue and --max-connections must be >= 1, "
-                             "--max-wait-ms >= 0, --timeout > 0")
     check_similar_count(ns.similar)  # here, not after the model has loaded
     api_key = ns.api_key or os.environ.get(API_KEY_ENV) or None
     if not is_loopback(ns.host) and api_key is None:

@@ -3,7 +3,7 @@
     pricetune train                                   # demo preset: embedded SmolLM2 + diamonds, CPU
     pricetune train --preset lite --dry-run           # the reference lite recipe, resolved, no weights
     pricetune train --preset lite --base-model smollm2-135m \
-        --dataset ../shared/data/amazon-items --max-steps 3
+        --dataset amazon-18k --max-steps 3
 
     from pricetune.config import resolve_config
     from pricetune.training import train
