@@ -460,3 +460,19 @@ def test_push_without_a_token_stops_before_the_network_and_says_how(tmp_path, mo
     assert main(["push", str(run), "--repo-id", "someone/price-x"]) == 2
     err = capsys.readouterr().err
     assert "no Hugging Face token" in err and f"pricetune push {run} --repo-id someone/price-x" in err
+
+
+def test_a_run_member_trained_on_other_data_is_noted_before_pricing(tmp_path):
+    from pricetune.config import resolve_config
+    from pricetune.ensemble.fit import check_members
+    from pricetune.inference.members import Member
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(resolve_config(overrides={"dataset": "demo"}).to_yaml())
+    said = []
+    check_members([Member(str(run)), Member("tfidf")], "demo", log=said.append)
+    assert said == []
+    check_members([Member(str(run)), Member("tfidf")], str(tmp_path / "mine"), log=said.append)
+    assert said == [f"note: {run} trained on demo, not {tmp_path / 'mine'}: if the two share items, this val "
+                    "split holds some it learnt, and its val figures read low"]

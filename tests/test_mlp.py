@@ -85,7 +85,7 @@ def test_select_writes_a_classical_pick_that_no_fine_tuned_model_is_in(tmp_path,
     _ensemble_data(tmp_path)
     monkeypatch.setattr(Member, "classical", property(lambda self: self.spec in ("median", "mean", "tfidf-knn")))
     monkeypatch.setattr(Member, "llm_only", property(lambda self: self.spec == "tfidf"))
-    monkeypatch.setattr("pricetune.ensemble.select.check_members", lambda members: None)  # no run to read
+    monkeypatch.setattr("pricetune.ensemble.select.check_members", lambda *args: None)  # no run to read
     record = _select(tmp_path, "sel", ["tfidf", "tfidf-knn", "median"])
     cands = record["candidates"]
     assert set(record["picks"]) == {"pipeline", "llm_only", "classical"}

@@ -38,9 +38,10 @@ def new_folder(out: Path):
         raise
 
 
-def check_members(members: list[Member]) -> None:
+def check_members(members: list[Member], dataset: str, log=print) -> None:
     """Every run member's config read and its val split untouched by training, before any member is
-    priced: a mistyped run stops here, not after TF-IDF was fitted and val priced."""
+    priced: a mistyped run stops here, not after TF-IDF was fitted and val priced. A run trained on
+    other data is noted: its weight would be fit on items it may have learnt, or unlike its own."""
     runs = [m.spec for m in members if not m.classical]
     if runs:
         from ..config import load_run_config, refuse_val_of_refit
@@ -48,8 +49,16 @@ def check_members(members: list[Member]) -> None:
 
         for spec in runs:
             run_dir = run_paths(spec)[0]
-            load_run_config(run_dir)
+            trained_on = load_run_config(run_dir).dataset
             refuse_val_of_refit(run_dir, "fitting ensemble weights")
+            if not same_dataset(trained_on, dataset):
+                log(f"note: {spec} trained on {trained_on}, not {dataset}: if the two share items, this val "
+                    "split holds some it learnt, and its val figures read low")
+
+
+def same_dataset(a: str, b: str) -> bool:
+    """Two dataset sources that name the same data: the same words, or paths to the same place."""
+    return a == b or (Path(a).exists() and Path(a).resolve() == Path(b).resolve())
 
 
 def price_val(dataset: str, members: list[Member], out: Path, log=print, train_size: int | None = None) -> dict:
@@ -124,7 +133,7 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
                              "would only repeat; leave it out, or use --combine weights")
     if len(members) < 2:
         raise PricetuneError("an ensemble needs at least two --member")
-    check_members(members)
+    check_members(members, dataset, log)
     with new_folder(out):
         val = price_val(dataset, members, out, log, train_size)
         if cv_repeats > 0:

@@ -148,7 +148,7 @@ def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_r
         raise PricetuneError("a --member is listed twice")
     if cv_repeats < 1:
         raise PricetuneError(f"--cv-repeats {cv_repeats}: the rule needs cross-validated figures; give 1 or more")
-    check_members(members)
+    check_members(members, dataset, log)
     with new_folder(out):
         val = price_val(dataset, members, out, log, train_size)
         log(f"fitting and cross-validating the candidates on val ({cv_repeats} cuts into 5 folds)")
