@@ -333,6 +333,11 @@ def test_file_pricing_round_trip():
         assert status == 200 and [json.loads(l)["price"] for l in body["content"].splitlines()] == [5.0, 6.0]
         status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": "a,b\n1,2\n"})
         assert status == 400 and "description" in body["detail"]
+        # a file's own prices are kept (they were overwritten by the guesses): the guesses go beside them
+        status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": "description,price\na pen,4.10\n"})
+        assert body["content"].splitlines() == ["description,price,price_predicted,error", "a pen,4.10,5.00,"]
+        status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": '{"text": "a cup", "price": 3}\n'})
+        assert json.loads(body["content"]) == {"text": "a cup", "price": 3, "price_predicted": 5.0}
 
 
 # ------------------------------------------------------------------------------------------------

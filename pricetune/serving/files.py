@@ -1,4 +1,5 @@
-"""Files of descriptions for `POST /price/file`: CSV or JSONL in, the same rows with a price out.
+"""Files of descriptions for `POST /price/file`: CSV or JSONL in, the same rows with a price out
+(`price`, or `price_predicted` beside a file's own `price` column, which is kept).
 
 A row that cannot be priced (no description, more CSV fields than the header) keeps its place and gets
 its reason in an `error` column; a file that cannot be read at all is refused whole (ValueError, a 400).
@@ -65,13 +66,15 @@ def row_text(row: dict) -> str:
 
 
 def write_table(fmt: str, rows: list[dict], columns: list[str], outcomes) -> str:
+    # a file that brings prices of its own (the true ones, say) keeps them: ours go beside them
+    name = "price_predicted" if any("price" in row for row in rows) else "price"
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns + [c for c in ("price", "error") if c not in columns],
+        writer = csv.DictWriter(out, fieldnames=columns + [c for c in (name, "error") if c not in columns],
                                 extrasaction="ignore")
         writer.writeheader()
         for row, (price, error) in zip(rows, outcomes):
-            writer.writerow({**row, "price": "" if price is None else f"{price:.2f}", "error": error or ""})
+            writer.writerow({**row, name: "" if price is None else f"{price:.2f}", "error": error or ""})
         return out.getvalue()
-    return "".join(json.dumps({**row, "price": price, **({"error": error} if error else {})}) + "\n"
+    return "".join(json.dumps({**row, name: price, **({"error": error} if error else {})}) + "\n"
                    for row, (price, error) in zip(rows, outcomes))
