@@ -128,6 +128,19 @@ def test_prepare_cli_with_arbitrary_columns_is_byte_for_byte_repeatable(tmp_path
     assert main(args + ["--out", str(tmp_path / "a")]) == 2  # never overwritten
 
 
+def test_a_split_asked_to_be_empty_is_left_out_and_training_is_told_so(tmp_path, capsys):
+    from pricetune.data import load_splits
+
+    args = ["prepare", str(_catalog(tmp_path / "export.csv")), "--price-column", "cost", "--text-columns",
+            "product,notes", "--val", "0", "--test", "0", "--min-chars", "50", "--out", str(tmp_path / "d")]
+    assert main(args) == 0
+    assert "train with: pricetune train --dataset " + str(tmp_path / "d") + " --val-size 0" in capsys.readouterr().out
+    # the empty val.jsonl and test.jsonl it wrote made that very training stop ("no usable rows")
+    assert not (tmp_path / "d" / "val.jsonl").exists() and not (tmp_path / "d" / "test.jsonl").exists()
+    splits, _ = load_splits(str(tmp_path / "d"), val_size=0)
+    assert len(splits["train"]) == 56 and "val" not in splits
+
+
 def test_unreadable_sources_stop_with_a_message(tmp_path, capsys):
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"not parquet at all")

@@ -46,6 +46,8 @@ def prepare(s: PrepareSettings, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     try:
         for name, part in splits.items():
+            if not part:  # `--val 0`: no file, which loaders read as no split (an empty one reads as a mistake)
+                continue
             with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
                 for it in part:
                     f.write(json.dumps(to_row(it), ensure_ascii=False) + "\n")
@@ -110,5 +112,6 @@ def prepare_cli(ns) -> int:
           f"test {f['splits']['test']:,}")
     for reason, n in f["dropped"].items():
         print(f"  dropped {n:,}: {reason}")
-    print(f"data: {ns.out}  (card: {ns.out}/README.md; train with: pricetune train --dataset {ns.out})")
+    without_val = " --val-size 0" if not f["splits"]["val"] else ""
+    print(f"data: {ns.out}  (card: {ns.out}/README.md; train with: pricetune train --dataset {ns.out}{without_val})")
     return 0
