@@ -313,3 +313,21 @@ def test_an_output_file_naming_a_folder_is_refused_before_the_work(tmp_path, cap
     assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
     assert main(["bench", "train", "--json", str(tmp_path)]) == 2
     assert f"--json {tmp_path} is a folder" in capsys.readouterr().err
+
+
+def test_data_without_a_val_split_is_refused_in_the_words_of_the_command(tmp_path, capsys, small_dataset_dir):
+    data = tmp_path / "train-only"
+    data.mkdir()
+    (data / "train.jsonl").write_bytes((small_dataset_dir / "train.jsonl").read_bytes())
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = resolve_config(overrides={"dataset": str(data), "base_model": str(tmp_path / "no-model")})
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    # calibrate looked at the data only after loading the model (here: "base model ... not found")
+    assert main(["calibrate", str(run)]) == 2
+    assert f"dataset {data} has no val split (found: train)" in capsys.readouterr().err
+    # select said "missing split(s) val, val" and how to train without one
+    assert main(["select", "--dataset", str(data), "--member", "mlp", "--member", "median", "--out",
+                 str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "missing split(s) val (found: train); add the file (e.g. val.jsonl)" in err and "--val-size" not in err

@@ -145,13 +145,13 @@ def load_splits(
     (kept in file order)."""
     splits, bad = load_rows(source, on_bad_rows)
     missing = [s for s in need if not splits.get(s)]
-    if val_size > 0 and "train" in need and not splits.get("val"):
+    training = need == ("train",)  # training asks for val through val_size, and can go without it
+    if training and val_size > 0 and not splits.get("val"):
         missing.append("val")
     if missing:
-        raise DataError(
-            f"dataset {source}: missing split(s) {', '.join(missing)} (found: {', '.join(splits) or 'none'}); "
-            "add the file (e.g. val.jsonl) or set --val-size 0 to train without validation"
-        )
+        without = " or set --val-size 0 to train without validation" if training and "val" in missing else ""
+        raise DataError(f"dataset {source}: missing split(s) {', '.join(missing)} (found: "
+                        f"{', '.join(splits) or 'none'}); add the file (e.g. {missing[-1]}.jsonl){without}")
     if "val" in splits:
         splits["val"] = splits["val"][:val_size]
     if train_size is not None and "train" in splits:

@@ -31,7 +31,7 @@ def add_calibrate_arguments(p) -> None:
 
 def calibrate_cli(ns) -> int:
     from ..config import load_run_config, refuse_val_of_refit
-    from ..data import load_splits
+    from ..data import load_rows
     from ..data.rows import fingerprint
     from ..inference import Pricer, run_paths
 
@@ -44,7 +44,6 @@ def calibrate_cli(ns) -> int:
         if ens.train_on_val:
             raise PricetuneError(f"{ns.ensemble} is a refit: its members trained on val, so val cannot calibrate it")
         folder, dataset = Path(ns.ensemble), ns.dataset or ens.record["dataset"]
-        pricer = Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size)
     else:
         run_dir, folder = run_paths(ns.run)  # a checkpoint's calibration is its own, not the final model's
         from ..inference.cli import refuse_decoding_options
@@ -53,12 +52,13 @@ def calibrate_cli(ns) -> int:
         cfg = load_run_config(run_dir)
         refuse_decoding_options(ns, cfg.objective)  # before the model loads: the config says how it prices
         dataset = ns.dataset or cfg.dataset
-        pricer = Pricer.from_run(ns.run, batch_size=ns.batch_size, decode=ns.decode, samples=ns.samples,
-                                 calibrated=False)
-    splits, _ = load_splits(dataset, val_size=10**9, need=("val",))
+    splits, _ = load_rows(dataset)  # before the model loads: data without a val split stops here
     val = splits.get("val") or []
     if not val:
-        raise PricetuneError(f"dataset {dataset} has no val split: price ranges are calibrated on one")
+        raise PricetuneError(f"dataset {dataset} has no val split (found: {', '.join(splits)}): price ranges are "
+                             "calibrated on one; pass --dataset with a val split like the items to be priced")
+    pricer = (Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size) if ns.ensemble else
+              Pricer.from_run(ns.run, batch_size=ns.batch_size, decode=ns.decode, samples=ns.samples, calibrated=False))
     print(f"pricing {len(val)} val items")
     guesses = pricer.price_items([r["prompt"] for r in val])
     try:
