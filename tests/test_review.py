@@ -57,7 +57,7 @@ def test_the_prompt_cut_does_not_depend_on_the_label(tokenizer):
     assert len(dear["input_ids"]) <= 128
 
 
-def test_a_run_directory_is_never_mixed_into(tiny_model_dir, small_dataset_dir, tmp_path, capsys):
+def test_a_run_directory_is_never_mixed_into(tiny_model_dir, small_dataset_dir, tmp_path, capsys, monkeypatch):
     from .conftest import tiny_overrides, train_cli_args
 
     out = tmp_path / "run"
@@ -65,7 +65,10 @@ def test_a_run_directory_is_never_mixed_into(tiny_model_dir, small_dataset_dir, 
     (out / "config.yaml").write_text("preset: demo\n")  # an interrupted run
     (out / "checkpoint-7").mkdir()
     args = train_cli_args(tiny_overrides(tiny_model_dir, small_dataset_dir, out, max_steps=1, quantization="none"))
+    # refused before the data is read and tokenized (minutes for a large set), as it once was after
+    monkeypatch.setattr("pricetune.training.run.load_data", lambda *a: pytest.fail("the data was read first"))
     assert main(args) == 2
+    monkeypatch.undo()
     assert "interrupted run" in capsys.readouterr().err and (out / "checkpoint-7").is_dir()
     assert main(args + ["--overwrite"]) == 0
     assert not (out / "checkpoint-7").exists() and (out / "summary.json").is_file()

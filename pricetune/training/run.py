@@ -111,19 +111,22 @@ def plan(cfg: RunConfig) -> str:
     return "\n".join(lines)
 
 
-def prepare_run_dir(cfg: RunConfig, overwrite: bool = False) -> Path:
-    """A fresh run directory. One that holds a run, finished or interrupted, is never mixed into:
-    it is refused unless `overwrite`, which empties it first."""
-    run_dir = cfg.run_dir
+def refuse_occupied(run_dir: Path, overwrite: bool) -> None:
+    """A directory that holds a run, finished or interrupted, is never mixed into: refused unless `overwrite`."""
     if run_dir.exists() and not run_dir.is_dir():
         raise PricetuneError(f"{run_dir} is a file, not a run directory; choose another --output-dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        state = "a finished run" if (run_dir / "summary.json").exists() else (
+            "an interrupted run" if (run_dir / "config.yaml").exists() else "files")
+        raise PricetuneError(f"{run_dir} already holds {state}; continue it with --resume, replace it with "
+                             "--overwrite, or choose another --output-dir")
+
+
+def prepare_run_dir(cfg: RunConfig, overwrite: bool = False) -> Path:
+    """A fresh run directory (`overwrite` empties one that holds a run first) with the run's config."""
+    run_dir = cfg.run_dir
+    refuse_occupied(run_dir, overwrite)
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not overwrite:
-            state = "a finished run" if (run_dir / "summary.json").exists() else (
-                "an interrupted run" if (run_dir / "config.yaml").exists() else "files")
-            raise PricetuneError(
-                f"{run_dir} already holds {state}; continue it with --resume, replace it with --overwrite, "
-                "or choose another --output-dir")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
@@ -344,6 +347,8 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
             return json.loads((cfg.run_dir / "summary.json").read_text())
         checkpoint = find_checkpoint(cfg.run_dir, resume)
         log(f"resuming from {checkpoint}")
+    elif not dist.launched():  # now, not after the data is read (launched: rank 0 checks as it makes the folder)
+        refuse_occupied(cfg.run_dir, overwrite)
     trainer, ctx = prepare_trainer(cfg, log, resuming=checkpoint is not None, overwrite=overwrite)
     run_dir, has_val = ctx["run_dir"], ctx["val_rows"] > 0
     if checkpoint and main:
