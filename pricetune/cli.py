@@ -24,7 +24,6 @@ import argparse
 import importlib
 import json
 import sys
-from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -282,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     parser, names = build_parser()
     ns, extra = parser.parse_known_args(argv)
     if extra:  # `serve RUN`, as `evaluate RUN` is written: say how this command takes a run
+        from .config import is_run_dir
+
         hint = next((f" (a run directory goes after --run: --run {x})" for x in extra
-                     if hasattr(ns, "run") and (Path(x) / "config.yaml").is_file()), "")
+                     if hasattr(ns, "run") and is_run_dir(x)), "")
         parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
         return ns.func(ns, names)

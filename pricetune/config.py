@@ -392,6 +392,14 @@ def refuse_val_of_refit(run_dir: str | Path, doing: str) -> None:
                           "own training rows; score a refit on test, and choose settings with runs that did not")
 
 
+def is_run_dir(text: str) -> bool:
+    """`text` names a pricetune run directory here (a description or a Hub id does not, however long)."""
+    try:
+        return (Path(text) / "config.yaml").is_file()
+    except OSError:  # a name longer than the filesystem allows: text, not a folder
+        return False
+
+
 def load_run_config(run_dir: str | Path) -> RunConfig:
     """The config saved next to a finished (or interrupted) run."""
     path = Path(run_dir) / "config.yaml"

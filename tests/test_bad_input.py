@@ -175,6 +175,10 @@ def test_a_run_directory_where_a_command_takes_it_as_run_says_so(tiny_model_dir,
     assert f"{run} is a run directory: give it as --run {run}" in capsys.readouterr().err
     assert main(["predict", "--file", "items.jsonl", "a red kettle"]) == 2
     assert "give a description or --file items.jsonl, not both" in capsys.readouterr().err
+    # a description longer than a file name may be is a description, not a folder to look into
+    long = "Title: a red kettle, " + "with a whistle " * 30
+    assert main(["predict", "--no-adapter", "--base-model", str(tmp_path / "nope"), long]) == 2
+    assert "not found: not a local directory" in capsys.readouterr().err  # its own error, not OSError's
 
 
 def test_decoding_options_on_a_regress_run_are_refused_before_loading(tmp_path, capsys, small_dataset_dir):

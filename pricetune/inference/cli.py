@@ -69,7 +69,9 @@ def show_similar(found) -> list[str]:
 
 
 def predict_cli(ns) -> int:
-    if ns.description and not ns.run and (Path(ns.description) / "config.yaml").is_file():
+    from ..config import is_run_dir
+
+    if ns.description and not ns.run and is_run_dir(ns.description):
         raise PricetuneError(f"{ns.description} is a run directory: give it as --run {ns.description}, then the "
                              "description or --file")
     if bool(ns.description) == bool(ns.file):
