@@ -68,6 +68,7 @@ def add_predict_arguments(p) -> None:
     p.add_argument("--similar", type=SIZE, default=0, metavar="K",
                    help="Also show the K training items most like each description, with their prices and "
                    "similarity (at most 20; reads the run's training data: its neighbours.json or its dataset).")
-    p.add_argument("--file", help="jsonl of items, each with a 'prompt', 'description' or 'text' field (the first non-empty one is priced).")
+    p.add_argument("--file", help="A file of items (jsonl, json, csv or parquet), each with a 'prompt', 'description' or "
+                   "'text' field (the first non-empty one is priced); the priced rows are written as jsonl.")
     p.add_argument("--out", help="Where to write the priced jsonl (default: stdout).")
     add_model_arguments(p)

@@ -335,3 +335,10 @@ def test_data_without_a_val_split_is_refused_in_the_words_of_the_command(tmp_pat
                  str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "missing split(s) val (found: train); add the file (e.g. val.jsonl)" in err and "--val-size" not in err
+
+
+def test_predict_names_the_unreadable_rows_of_its_file_before_loading(tmp_path, capsys):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"description": "a red kettle"}\n{"description": "a pen"\n')
+    assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(items)]) == 2
+    assert f"{items}: unreadable rows (1 malformed JSON):\n  {items}:2: malformed JSON" in capsys.readouterr().err

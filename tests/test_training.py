@@ -104,6 +104,10 @@ def test_train_cli_writes_the_run_directory(tiny_model_dir, small_dataset_dir, t
     items.write_text(json.dumps({"description": "Title: a pen"}) + "\n" + json.dumps({"prompt": "Title: a cup"}) + "\n")
     assert main(["predict", "--run", str(out), "--file", str(items), "--out", str(tmp_path / "p.jsonl")]) == 0
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
+    (tmp_path / "items.csv").write_text("sku,description\n7,Title: a pen\n")  # a CSV too, as the page takes
+    assert main(["predict", "--run", str(out), "--file", str(tmp_path / "items.csv"), "--out", str(tmp_path / "c.jsonl")]) == 0
+    (row,) = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert row["sku"] == "7" and row["description"] == "Title: a pen" and "price_predicted" in row
     assert main(["evaluate", str(out), "--limit", "8"]) == 0
     eval_dir = Path(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("eval: "))
     assert eval_dir.parent == out and json.loads((eval_dir / "metrics.json").read_text())["n"] == 8

@@ -83,14 +83,16 @@ def predict_cli(ns) -> int:
         raise PricetuneError(f"--out {ns.out} is a folder; name the jsonl file to write (e.g. {Path(ns.out) / 'priced.jsonl'})")
     items = []
     if ns.file:
-        from ..data import iter_jsonl
-        from ..data.rows import ITEM_TEXT_FIELDS, item_text_of
+        from ..data.rows import ITEM_TEXT_FIELDS, BadRows, item_text_of, iter_file
 
-        for where, row in iter_jsonl(Path(ns.file)):
+        bad = BadRows()
+        for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, parquet
             text = item_text_of(row)
             if text is None:
                 raise PricetuneError(f"{where}: needs a non-empty field named one of {', '.join(ITEM_TEXT_FIELDS)}")
             items.append((row, text))
+        if bad:
+            raise PricetuneError(f"{ns.file}: unreadable rows ({bad.summary()}):\n  " + "\n  ".join(bad.examples))
     else:
         items = [({"description": ns.description}, ns.description)]
     calibration = interval_calibration(ns)
@@ -110,7 +112,7 @@ def predict_cli(ns) -> int:
         return 0 if price is not None else 1
     lines = [json.dumps({**row, "prediction": text, "price_predicted": price,
                          **({"price_low": r[0], "price_high": r[1]} if r else {}),
-                         **({"similar": [vars(a) for a in found]} if index is not None else {})})
+                         **({"similar": [vars(a) for a in found]} if index is not None else {})}, default=str)
              for (row, _), (text, price), r, found in zip(items, out, ranges, alike)]
     if ns.out:
         Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
