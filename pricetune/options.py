@@ -59,7 +59,8 @@ def add_model_arguments(p) -> None:
 
 
 def add_predict_arguments(p) -> None:
-    p.description = "Price one description (a bare description is wrapped in the training prompt) or a jsonl file."
+    p.description = ("Price one description (a bare description is wrapped in the training prompt) or a file of "
+                     "items (--file: jsonl, json, csv or parquet, one item a row).")
     p.add_argument("description", nargs="?", help="Item text; a full prompt ending in 'Price is $' is used as is.")
     p.add_argument("--run", metavar="RUN_DIR", help="A pricetune run directory.")
     p.add_argument("--interval", type=float, metavar="COVERAGE",

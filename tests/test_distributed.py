@@ -22,17 +22,22 @@ from .conftest import tiny_overrides, train_cli_args
 
 STAGGERED = Path(__file__).with_name("launch_staggered.py")
 STEPS = 12  # 48 rows, global batch 8: two epochs
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _env() -> dict:
+    """The environment as the test has it when it launches (its own test ledger included: a copy made
+    at import would send the children's looks to the ledger of the directory the suite runs in)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _torchrun(args, **kw):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(STAGGERED), *args]
-    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, **kw)
 
 
 def _single(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "pricetune", *args], env=ENV, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "pricetune", *args], env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
@@ -190,6 +195,9 @@ def test_two_process_evaluate_equals_one(runs, tmp_path):
     assert ma == mb
     pa = (tmp_path / "single" / "predictions.jsonl").read_text()
     assert pa == (tmp_path / "pair" / "predictions.jsonl").read_text()
+    # both looks at the test split counted in this test's ledger, not in the working directory's
+    ledger = Path(os.environ["PRICETUNE_LEDGER"]).read_text().splitlines()
+    assert [json.loads(line)["look"] for line in ledger] == [1, 2]
 
 
 def _one_and_two(model_dir, data_dir, root: Path, **settings) -> tuple[dict, dict]:
