@@ -60,7 +60,7 @@ def calibrate_cli(ns) -> int:
     pricer = (Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size) if ns.ensemble else
               Pricer.from_run(ns.run, batch_size=ns.batch_size, decode=ns.decode, samples=ns.samples, calibrated=False))
     print(f"pricing {len(val)} val items")
-    guesses = pricer.price_items([r["prompt"] for r in val])
+    guesses = pricer.price_items([r["prompt"] for r in val], progress=True)
     try:
         calibration = intervals.fit([r["price"] for r in val], guesses)
     except ValueError as e:

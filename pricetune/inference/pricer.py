@@ -58,11 +58,11 @@ class Pricer:
 
     ensemble = None
 
-    def price_items(self, descriptions: list[str]) -> list[float | None]:
-        """Prices in input order; None where the model's answer held no price."""
+    def price_items(self, descriptions: list[str], progress: bool = False) -> list[float | None]:
+        """Prices in input order; None where the model's answer held no price. `progress`: a bar on stderr."""
         if self.ensemble is not None:
-            return self.ensemble.predict(descriptions, self.members)
-        return [p for _, p in self.loaded.price(descriptions, self.decode, self.batch_size, self.samples)]
+            return self.ensemble.predict(descriptions, self.members, progress)
+        return [p for _, p in self.loaded.price(descriptions, self.decode, self.batch_size, self.samples, progress)]
 
     def price_many(self, descriptions: list[str]) -> list[float]:
         """Prices in input order; an answer without a number is 0.0, as in the course."""
