@@ -133,3 +133,41 @@ def test_a_saved_ensemble_finds_its_runs_from_any_directory(tmp_path, monkeypatc
     loaded = Ensemble.load(ens_dir)
     assert loaded.members[0].spec == str((tmp_path / "work" / "runs" / "x").resolve())
     assert loaded.members[1].spec == "tfidf"
+
+
+def test_a_failed_fit_keeps_its_priced_members_and_the_same_command_continues(tmp_path, monkeypatch):
+    """Pricing val with each member is the long part (minutes for each run): a failure after it, or an
+    interruption, keeps what was priced, and the next try prices only what changed."""
+    from pricetune.ensemble import Member, fit_ensemble
+    from pricetune.ensemble import fit as fitting
+    from pricetune.errors import PricetuneError
+
+    data = _ensemble_data(tmp_path)
+    members = [Member("tfidf"), Member("tfidf-knn")]
+    original = fitting.combination_record
+    monkeypatch.setattr(fitting, "combination_record", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    said = []
+    with pytest.raises(KeyboardInterrupt):
+        fit_ensemble(str(data), members, tmp_path / "ens", log=said.append, cv_repeats=0)
+    assert len(list((tmp_path / "ens" / ".priced").glob("*.json"))) == 2 and "kept the val prices" in said[-1]
+
+    monkeypatch.setattr(fitting, "combination_record", original)
+    said.clear()
+    record = fit_ensemble(str(data), members, tmp_path / "ens", log=said.append, cv_repeats=0)
+    assert sum("kept from an earlier try" in s for s in said) == 2 and not any("pricing" in s for s in said)
+    assert not (tmp_path / "ens" / ".priced").exists()  # a finished folder holds the ensemble alone
+    fresh = fit_ensemble(str(data), members, tmp_path / "fresh", log=lambda _: None, cv_repeats=0)
+    assert record["weights"] == fresh["weights"] and record["member_val_mae"] == fresh["member_val_mae"]
+    with pytest.raises(PricetuneError, match="not empty"):  # finished: no longer continued
+        fit_ensemble(str(data), members, tmp_path / "ens", log=lambda _: None, cv_repeats=0)
+
+    # another train size is other prices; a member left out leaves its saved baseline behind
+    monkeypatch.setattr(fitting, "combination_record", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        fit_ensemble(str(data), members, tmp_path / "again", log=lambda _: None, cv_repeats=0)
+    monkeypatch.setattr(fitting, "combination_record", original)
+    said.clear()
+    fit_ensemble(str(data), [Member("tfidf"), Member("median")], tmp_path / "again", log=said.append, cv_repeats=0,
+                 train_size=30)
+    assert sum("pricing" in s for s in said) == 2
+    assert sorted(f.name for f in (tmp_path / "again").iterdir()) == ["ensemble.json", "tfidf.joblib"]

@@ -10,7 +10,9 @@ was combined, with the combination's cross-validated val MAE to compare ways of 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,22 +22,34 @@ from ..inference.members import FITTED, Member, Predictor
 from .weights import METHODS, cross_validated_mae, fit_combination, mae_of
 
 
+PRICED = ".priced"  # each member's val prices as it is priced: what a failed or interrupted fit keeps
+
+
 def refuse_filled(out: Path) -> None:
+    """`out` must be new or empty, or hold what a failed fit kept (its `.priced` folder): the same
+    command continues from that."""
     if out.exists() and not out.is_dir():
         raise PricetuneError(f"{out} is a file; --out names a new folder")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(out.iterdir()) and not (out / PRICED).is_dir():
         raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
 
 
 @contextmanager
-def new_folder(out: Path):
-    """Make `out` for an ensemble; if filling it fails (or is interrupted), remove it again."""
+def new_folder(out: Path, log=print):
+    """Make `out` for an ensemble. If filling it fails (or is interrupted), remove it again, unless
+    members were priced: their val prices stay for the next try. Once filled, the kept prices go."""
     out.mkdir(parents=True, exist_ok=True)
     try:
         yield out
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        kept = sorted((out / PRICED).glob("*.json"))
+        if kept:
+            log(f"kept the val prices of {len(kept)} member(s) in {out / PRICED}: the same command, or one with "
+                "fewer members, continues from them (a member priced again is only one that changed)")
+        else:
+            shutil.rmtree(out, ignore_errors=True)
         raise
+    shutil.rmtree(out / PRICED, ignore_errors=True)
 
 
 def check_members(members: list[Member], dataset: str, log=print) -> None:
@@ -62,9 +76,11 @@ def same_dataset(a: str, b: str) -> bool:
 
 
 def price_val(dataset: str, members: list[Member], out: Path, log=print, train_size: int | None = None) -> dict:
-    """Each member's prices for the val split (once), the fitted baselines saved in `out` as SPEC.joblib
-    (fit on the first `train_size` train rows, as a run trained on that many). Returns {"truths",
-    "prices" (one list per member), "maes", "constants", "items", "fingerprint" (the val split's)}."""
+    """Each member's prices for the val split (once; kept in `out`/.priced as they come, and taken
+    from there when an earlier try priced the same member on the same rows), the fitted baselines
+    saved in `out` as SPEC.joblib (fit on the first `train_size` train rows, as a run trained on that
+    many). Returns {"truths", "prices" (one list per member), "maes", "constants", "items",
+    "fingerprint" (the val split's)}."""
     from ..data import load_splits, take_train
     from ..data.rows import fingerprint
 
@@ -72,20 +88,52 @@ def price_val(dataset: str, members: list[Member], out: Path, log=print, train_s
     splits["train"] = take_train(splits["train"], train_size)
     val = splits["val"]
     prompts, truths = [r["prompt"] for r in val], [r["price"] for r in val]
+    for spec in set(FITTED) - {m.spec for m in members}:  # left by a try with more members
+        (out / f"{spec}.joblib").unlink(missing_ok=True)
     prices, maes, constants = [], [], {}
     for m in members:
-        log(f"pricing {len(val)} val items with {m.spec}")
-        predictor = Predictor(m, splits=splits)
-        member_prices = predictor.predict(prompts, progress=not m.classical)  # a bar where a model reads each item
-        if m.spec in FITTED:
-            predictor.fitted.save(out / f"{m.spec}.joblib")
+        saved = out / PRICED / f"{priced_key(m, fingerprint(val), train_size)}.json"
+        kept = json.loads(saved.read_text()) if saved.is_file() else None
+        if kept is not None and (m.spec not in FITTED or fitted_stamp(out, m.spec) == kept["fitted"]):
+            log(f"{m.spec}: val prices kept from an earlier try")
+        else:
+            log(f"pricing {len(val)} val items with {m.spec}")
+            kept = price_member(m, splits, prompts, out)
+            saved.parent.mkdir(exist_ok=True)
+            saved.with_suffix(".partial").write_text(json.dumps(kept), encoding="utf-8")
+            os.replace(saved.with_suffix(".partial"), saved)  # a kept file is complete
         if m.spec in ("median", "mean"):
-            constants[m.spec] = predictor.value
-        prices.append(member_prices)
-        maes.append(mae_of(truths, member_prices))
-        del predictor
+            constants[m.spec] = kept["value"]
+        prices.append(kept["prices"])
+        maes.append(mae_of(truths, kept["prices"]))
     return {"truths": truths, "prices": prices, "maes": maes, "constants": constants, "items": len(val),
             "fingerprint": fingerprint(val)}
+
+
+def price_member(m: Member, splits: dict, prompts: list[str], out: Path) -> dict:
+    """One member's val prices, its fitted baseline saved in `out`: {"prices", "value" (a constant's),
+    "fitted" (the saved baseline's stamp)}."""
+    predictor = Predictor(m, splits=splits)
+    prices = predictor.predict(prompts, progress=not m.classical)  # a bar where a model reads each item
+    if m.spec in FITTED:
+        predictor.fitted.save(out / f"{m.spec}.joblib")
+    return {"prices": prices, "value": getattr(predictor, "value", None), "fitted": fitted_stamp(out, m.spec)}
+
+
+def priced_key(m: Member, val_fingerprint: str, train_size: int | None) -> str:
+    """What a member's val prices depend on: the member (a run by its place and the time its files
+    were last written), the val rows, the train rows the baselines learn from."""
+    what = [m.spec, m.decode, m.samples, m.batch_size, val_fingerprint, train_size]
+    if not m.classical:
+        folder = Path(m.spec).resolve()
+        what += [str(folder), max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
+
+
+def fitted_stamp(out: Path, spec: str) -> int | None:
+    """When the saved baseline was written: kept prices go with the file that made them."""
+    path = out / f"{spec}.joblib"
+    return path.stat().st_mtime_ns if spec in FITTED and path.is_file() else None
 
 
 def combination_record(dataset: str, members: list[Member], out: Path, val: dict, combination: str,
@@ -134,7 +182,7 @@ def fit_ensemble(dataset: str, members: list[Member], out: str | Path, log=print
     if len(members) < 2:
         raise PricetuneError("an ensemble needs at least two --member")
     check_members(members, dataset, log)
-    with new_folder(out):
+    with new_folder(out, log):
         val = price_val(dataset, members, out, log, train_size)
         if cv_repeats > 0:
             log(f"cross-validating the combination on val ({cv_repeats} cuts into 5 folds)")

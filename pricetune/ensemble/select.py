@@ -149,7 +149,7 @@ def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_r
     if cv_repeats < 1:
         raise PricetuneError(f"--cv-repeats {cv_repeats}: the rule needs cross-validated figures; give 1 or more")
     check_members(members, dataset, log)
-    with new_folder(out):
+    with new_folder(out, log):
         val = price_val(dataset, members, out, log, train_size)
         log(f"fitting and cross-validating the candidates on val ({cv_repeats} cuts into 5 folds)")
         candidates = score_candidates(members, val, cv_repeats)
