@@ -37,7 +37,8 @@ def add_ensemble_arguments(p) -> None:
                    "of log(1 + price) on the members' log prices, free weights and an intercept, which can spread the "
                    "guesses wider than any mean. Compare the two on the cross-validated val MAE printed, not the "
                    "in-sample one (--cv-repeats 0 skips it).")
-    p.add_argument("--out", required=True, help="New folder for ensemble.json (and the fitted baselines' SPEC.joblib).")
+    p.add_argument("--out", required=True, help="New folder for ensemble.json (and the fitted baselines' SPEC.joblib; "
+                   "after a failed or interrupted try: the same folder, whose members' val prices it kept).")
     p.add_argument("--refit", metavar="ENS_DIR",
                    help="Refit this fitted ensemble: the same weights (and intercept), its classical members fit "
                    "again on train + val with the settings val chose, its weighted runs swapped for their refits (--swap). Members of "
@@ -89,7 +90,8 @@ def add_select_arguments(p) -> None:
         "OUT/select.json, and what the fine-tuned model adds: the pipeline against the classical pick on val, item "
         "by item. Test is not read: score each pick on it once with `pricetune evaluate --ensemble`.")
     add_member_arguments(p, "")
-    p.add_argument("--out", required=True, help="New folder for select.json and the picks.")
+    p.add_argument("--out", required=True, help="New folder for select.json and the picks (after a failed or "
+                   "interrupted try: the same folder, whose members' val prices it kept).")
 
 
 def select_cli(ns) -> int:
