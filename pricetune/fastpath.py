@@ -3,27 +3,21 @@
     from pricetune.fastpath import speed_up
     speed_up(peft_model)            # after get_peft_model; pricetune train does it when `fast: true`
 
-What it changes, and why (figures from torch.profiler on 2 CPU cores, SmolLM2-135M, lite LoRA,
-batch 16 x 128; docs/PERFORMANCE.md has the tables):
+What it changes, and why (measured step by step with torch.profiler on 2 CPU cores: the tables of
+docs/PERFORMANCE.md, "What each change gave"):
 
-- LoRA dropout (`_DropoutLinear`, fused into each LoRA A matrix): the stock `nn.Dropout` draws
-  one float per value with `bernoulli_`, which on a CPU without Intel's MKL path runs one value at a
-  time (~6.5 ns each, ~15% of a step with dropout on q/k/v/o), and backward keeps, per projection, a
-  float mask and the dropped-out input. Here the mask comes from 16-bit slices of 64-bit random
-  words (~1.3 ns a value) and nothing of it is kept: backward draws it again from the saved
+- LoRA dropout (`_DropoutLinear`, fused into each LoRA A matrix): the stock `nn.Dropout` draws one
+  float per value with `bernoulli_` (one value at a time on a CPU without Intel's MKL path) and
+  backward keeps, per projection, a mask and the dropped-out input. Here the mask comes from 16-bit
+  slices of 64-bit random words and nothing of it is kept: backward draws it again from the saved
   generator state, and the kept input is the one tensor q, k and v share. The drop probability is
   rounded to a multiple of 2**-16 (0.1 becomes 0.1000061); the random stream is torch's own, so
   `set_seed` still fixes it.
-- SwiGLU MLP (`silu_mul`): the stock `act(gate) * up` keeps three 1536-wide tensors per layer for
-  backward (gate, silu(gate), up); this keeps gate and up and recomputes silu in the backward pass:
-  a third of the MLP's activation memory, and with aten's fused `silu_backward` no slower (forward +
-  backward of one layer's (16, 127, 1536) bf16 tensors: 5.0 ms against the stock 5.9 ms).
-- RMSNorm (`_RMSNorm`): transformers' LlamaRMSNorm keeps a float32 copy of its bf16 input for
-  backward; this keeps the bf16 input and the per-row 1/rms and redoes the upcast (4.0 ms against
-  the stock 4.4 ms for forward + backward of (16, 127, 576)).
-- Attention (`causal_attention`): torch's CPU flash attention takes ~27 ms per layer for the backward
-  pass of 16 x 127 tokens, 9 heads; batched matmuls with the probabilities recomputed in backward
-  keep the same tensors (q, k, v, output, log-sum-exp) and take a fraction of that.
+- SwiGLU MLP (`silu_mul`): keeps gate and up, not also silu(gate), and recomputes silu in backward
+  (aten's fused `silu_backward`): a third of the MLP's activation memory, no slower.
+- RMSNorm (`_RMSNorm`): keeps the bf16 input and the per-row 1/rms instead of a float32 copy.
+- Attention (`causal_attention`): batched matmuls with the probabilities recomputed in backward, in
+  place of torch's CPU flash attention, whose backward pass is the slow part; the same tensors kept.
 Dropping the attention mask for right-padded batches is in `training.completion_loss`.
 """
 

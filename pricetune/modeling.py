@@ -113,7 +113,8 @@ def _hub_hint(name: str, err: Exception) -> PricetuneError:
     return PricetuneError(
         f"could not load {name!r} from the Hugging Face Hub ({type(err).__name__}: {str(err)[:200]}).\n"
         f"  Gated models (meta-llama/*) need access granted on the Hub and HF_TOKEN set.\n"
-        f"  Offline, pass a local directory, a .gguf file, or a known base ({known_names()})."
+        f"  Offline, pass a local directory, a .gguf file, or a known base ({known_names()}); with "
+        "HF_HUB_OFFLINE=1 set, pricetune says so at once instead of after the Hub's retries."
     )
 
 

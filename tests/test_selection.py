@@ -43,7 +43,7 @@ def test_the_ledger_counts_looks_per_test_split_and_val_writes_none(tmp_path, sm
     assert json.loads(board.read_text())[0]["dataset"] == small_dataset_dir.name
 
 
-def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_path):
+def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_path, capsys):
     from pricetune.cli import main
     from pricetune.ensemble import Ensemble, Member
     from pricetune.ensemble.select import select
@@ -54,6 +54,7 @@ def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_pa
     data = _ensemble_data(tmp_path)
     members = [Member("tfidf"), Member("tfidf-knn"), Member("median")]
     first = select(str(data), members, tmp_path / "s1", log=lambda _: None, cv_repeats=2)
+    assert re.search(r"candidates: 100%.* 7/7", capsys.readouterr().err)  # a bar over the 7 candidate sets
     # every member is a candidate alone, and every set of two or three, by weights (and stack without median)
     alone = [c for c in first["candidates"] if c["method"] == "alone"]
     assert [c["names"] for c in alone] == [["tfidf"], ["tfidf-knn"], ["median"]]

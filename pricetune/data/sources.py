@@ -80,7 +80,8 @@ def _from_hub(dataset_id: str, on_bad_rows: str, bad: BadRows) -> dict[str, list
     try:
         dd = load_dataset(dataset_id)
     except Exception as e:  # network, auth and not-found errors come in many types
-        raise DataError(f"{hint}.\n  cause: {type(e).__name__}: {str(e)[:300]}") from None
+        raise DataError(f"{hint} (with HF_HUB_OFFLINE=1 set, pricetune says so at once instead of after the Hub's "
+                        f"retries).\n  cause: {type(e).__name__}: {str(e)[:300]}") from None
     return _validate_splits(dd, dataset_id, on_bad_rows, bad)
 
 

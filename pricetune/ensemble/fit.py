@@ -124,8 +124,8 @@ def priced_key(m: Member, val_fingerprint: str, train_size: int | None) -> str:
     """What a member's val prices depend on: the member (a run by its place and the time its files
     were last written), the val rows, the train rows the baselines learn from."""
     what = [m.spec, m.decode, m.samples, m.batch_size, val_fingerprint, train_size]
-    if not m.classical:
-        folder = Path(m.spec).resolve()
+    folder = Path(m.spec).resolve()
+    if not m.classical and folder.is_dir():
         what += [str(folder), max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)]
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 

@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 from pathlib import Path
 
 from .. import intervals
@@ -66,10 +67,12 @@ def candidate_sets(members: list[Member]) -> list[tuple[int, ...]]:
     return singles + [tuple(range(n))] + [s for s in (llm, classical) if 2 <= len(s) < n]
 
 
-def score_candidates(members: list[Member], val: dict, cv_repeats: int) -> list[dict]:
-    """Every candidate's fit and figures on val."""
+def score_candidates(members: list[Member], val: dict, cv_repeats: int, progress: bool = False) -> list[dict]:
+    """Every candidate's fit and figures on val; `progress`: a bar on stderr (seven members: 127 sets)."""
+    from tqdm.auto import tqdm
+
     out = []
-    for subset in candidate_sets(members):
+    for subset in tqdm(candidate_sets(members), desc="candidates", unit="set", file=sys.stderr, disable=not progress):
         prices = [val["prices"][i] for i in subset]
         names = [members[i].spec for i in subset]
         llm_only = all(members[i].llm_only for i in subset)
@@ -152,7 +155,7 @@ def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_r
     with new_folder(out, log):
         val = price_val(dataset, members, out, log, train_size)
         log(f"fitting and cross-validating the candidates on val ({cv_repeats} cuts into 5 folds)")
-        candidates = score_candidates(members, val, cv_repeats)
+        candidates = score_candidates(members, val, cv_repeats, progress=True)
         picks = {}
         for kind, among in PICKS.items():
             chosen = pick(candidates, among)
