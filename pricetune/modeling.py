@@ -358,7 +358,8 @@ def check_targets_without_weights(name: str, targets: list[str]) -> str:
     except PricetuneError as e:  # offline with a Hub id: the same message comes when training starts
         return f"not checked here: {str(e).split(';')[0]}"
     except Exception as e:  # offline, gated, no access: the check happens when the weights load
-        return f"not checked here ({type(e).__name__}); checked when the model loads"
+        return (f"not checked here ({type(e).__name__}); checked when the model loads; offline, HF_HUB_OFFLINE=1 "
+                "skips asking the Hub")
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
     check_targets(model, targets)

@@ -40,7 +40,10 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
 
     # a folder that is not empty is never overwritten; a bad dtype is refused before loading
     assert main(["export", str(run), "--out", str(out)]) == 2
-    assert "not an empty folder" in capsys.readouterr().err
+    assert "already exists and is not empty" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("mine")
+    assert main(["export", str(run), "--out", str(tmp_path / "a-file")]) == 2
+    assert "a-file is a file; --out names a new folder" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "m2")]) == 2
     assert not (tmp_path / "m2").exists()
 
