@@ -342,3 +342,27 @@ def test_predict_names_the_unreadable_rows_of_its_file_before_loading(tmp_path, 
     items.write_text('{"description": "a red kettle"}\n{"description": "a pen"\n')
     assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(items)]) == 2
     assert f"{items}: unreadable rows (1 malformed JSON):\n  {items}:2: malformed JSON" in capsys.readouterr().err
+
+
+def test_a_blank_description_or_an_empty_file_is_refused_before_loading(tmp_path, capsys):
+    """A blank description was priced (the model answers the bare question with some price), an empty
+    file crashed in the tokenizer once the model had loaded: both are refused first (no run is read)."""
+    assert main(["predict", "--run", str(tmp_path / "no-run"), "   "]) == 2
+    assert "the description is blank" in capsys.readouterr().err
+    empty = tmp_path / "items.jsonl"
+    empty.write_text("\n")
+    assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(empty)]) == 2
+    assert f"{empty} holds no items to price" in capsys.readouterr().err
+
+
+def test_the_python_api_refuses_what_it_cannot_price_before_the_model():
+    from pricetune.inference import Pricer
+
+    pricer = Pricer(None)  # no model: each refusal comes before one would be used
+    assert pricer.price_items([]) == [] and pricer.price_many([]) == []
+    with pytest.raises(PricetuneError, match="the first at index 1: '  '"):
+        pricer.price_many(["Title: a kettle", "  "])
+    with pytest.raises(PricetuneError, match="non-empty text"):
+        pricer.price(None)
+    with pytest.raises(PricetuneError, match="use price"):
+        pricer.price_items("Title: a kettle")  # a string is not a list of one-letter descriptions

@@ -76,6 +76,8 @@ def predict_cli(ns) -> int:
                              "description or --file")
     if bool(ns.description) == bool(ns.file):
         raise PricetuneError("give a description or --file items.jsonl" + (", not both" if ns.file else ""))
+    if ns.description is not None and not ns.description.strip():
+        raise PricetuneError("the description is blank: give the item's text (its title, and what else is known)")
     from .similar import check_similar_count
 
     check_similar_count(ns.similar)  # before anything loads
@@ -93,6 +95,8 @@ def predict_cli(ns) -> int:
             items.append((row, text))
         if bad:
             raise PricetuneError(f"{ns.file}: unreadable rows ({bad.summary()}):\n  " + "\n  ".join(bad.examples))
+        if not items:
+            raise PricetuneError(f"{ns.file} holds no items to price")
     else:
         items = [({"description": ns.description}, ns.description)]
     calibration = interval_calibration(ns)

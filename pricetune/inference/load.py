@@ -32,6 +32,8 @@ class LoadedModel:
     def price(self, prompts: list[str], decode: str = "greedy", batch_size: int = 16, samples: int = 64,
               progress: bool = False) -> list[tuple[str, float | None]]:
         """(text, price) for each prompt: decoding for generate runs, one forward pass for regress."""
+        if not prompts:  # the tokenizer fails on an empty batch
+            return []
         prompts = self.prompts_for(prompts)
         if self.objective == "regress":
             from ..regress import regress_prices

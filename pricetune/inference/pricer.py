@@ -60,6 +60,14 @@ class Pricer:
 
     def price_items(self, descriptions: list[str], progress: bool = False) -> list[float | None]:
         """Prices in input order; None where the model's answer held no price. `progress`: a bar on stderr."""
+        if isinstance(descriptions, str):
+            raise PricetuneError("price_items takes a list of descriptions; for one, use price(description)")
+        blank = [i for i, d in enumerate(descriptions) if not isinstance(d, str) or not d.strip()]
+        if blank:
+            raise PricetuneError(f"every description must be non-empty text; {len(blank)} of {len(descriptions)} "
+                                 f"are not (the first at index {blank[0]}: {descriptions[blank[0]]!r})")
+        if not descriptions:
+            return []
         if self.ensemble is not None:
             return self.ensemble.predict(descriptions, self.members, progress)
         return [p for _, p in self.loaded.price(descriptions, self.decode, self.batch_size, self.samples, progress)]
