@@ -44,8 +44,8 @@ def new_folder(out: Path, log=print):
     except BaseException:
         kept = sorted((out / PRICED).glob("*.json"))
         if kept:
-            log(f"kept the val prices of {len(kept)} member(s) in {out / PRICED}: the same command, or one with "
-                "fewer members, continues from them (a member priced again is only one that changed)")
+            log(f"kept the val prices of {len(kept)} member(s) in {out / PRICED}: the same command continues "
+                "from them, pricing only the members not priced yet or changed since")
         else:
             shutil.rmtree(out, ignore_errors=True)
         raise
