@@ -4,10 +4,22 @@ and `serve`, and `predict`'s own. Nothing here imports torch, so every `--help` 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 DECODES = ("greedy", "expected", "median")  # how a generate run turns digit probabilities into a price
 PRECISIONS = ("bf16", "fp16", "fp32")  # compute and storage types by name (modeling.DTYPES maps them to torch's)
 DEFAULT_SAMPLES = 64  # prices drawn per item for --decode median
+
+
+def refuse_filled_folder(path: str | Path, option: str = "--out") -> None:
+    """`option` names a new or empty folder: pricetune never writes into one that holds something."""
+    from .errors import PricetuneError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PricetuneError(f"{path} is a file; {option} names a new folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise PricetuneError(f"{path} already exists and is not empty; choose another {option}")
 
 
 class Number:

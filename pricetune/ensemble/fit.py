@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import PricetuneError
 from ..inference.members import FITTED, Member, Predictor
+from ..options import refuse_filled_folder
 from .weights import METHODS, cross_validated_mae, fit_combination, mae_of
 
 
@@ -28,10 +29,8 @@ PRICED = ".priced"  # each member's val prices as it is priced: what a failed or
 def refuse_filled(out: Path) -> None:
     """`out` must be new or empty, or hold what a failed fit kept (its `.priced` folder): the same
     command continues from that."""
-    if out.exists() and not out.is_dir():
-        raise PricetuneError(f"{out} is a file; --out names a new folder")
-    if out.exists() and any(out.iterdir()) and not (out / PRICED).is_dir():
-        raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
+    if not (out / PRICED).is_dir():
+        refuse_filled_folder(out)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import distributed as dist
 from .. import intervals
 from ..errors import PricetuneError
+from ..options import refuse_filled_folder
 from . import ledger
 from .compare import compare_cli
 from .report import item_category, item_title, print_table, score, width_text, write_outputs
@@ -90,9 +91,8 @@ def check_arguments(ns) -> None:
         raise PricetuneError("choose one source: --predictions, --baseline or --ensemble")
     if ns.train_on_val and not ns.baseline:
         raise PricetuneError("--train-on-val refits a --baseline; a run is refit by `pricetune train --train-on-val`")
-    if ns.output_dir and Path(ns.output_dir).exists() and (
-            not Path(ns.output_dir).is_dir() or any(Path(ns.output_dir).iterdir())):
-        raise PricetuneError(f"{ns.output_dir} already exists and is not empty; choose another --output-dir")
+    if ns.output_dir:
+        refuse_filled_folder(ns.output_dir, "--output-dir")
     if ns.leaderboard:
         read_leaderboard(Path(ns.leaderboard))  # a file that is no leaderboard stops here, not after the pricing
 

@@ -36,6 +36,7 @@ import torch
 
 from ..errors import PricetuneError
 from ..modeling import DTYPES
+from ..options import refuse_filled_folder
 
 PROBE = "Title: 1.01 carat Ideal cut round diamond\nDescription: colour G, clarity VS1"
 
@@ -65,14 +66,6 @@ def check_prompts(cfg, n: int) -> list[str]:
     return [r["prompt"] for r in rows[:n]] or [PROBE]
 
 
-def refuse_occupied(out: Path) -> None:
-    """--out is a new or empty folder: an export never mixes with what is there."""
-    if out.exists() and not out.is_dir():
-        raise PricetuneError(f"{out} is a file; --out names a new folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
-
-
 def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16, log=print) -> Path:
     from ..config import load_run_config
     from ..modeling import load_tokenizer
@@ -83,7 +76,7 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
     cfg = load_run_config(str(run))
     if not (run / cfg.weights_file).is_file():
         raise PricetuneError(f"{run} has no {cfg.weights_file} yet; did training finish?")
-    refuse_occupied(out)
+    refuse_filled_folder(out)
     regress = cfg.objective == "regress"
     scale = None
     if regress:

@@ -146,7 +146,8 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..config import load_run_config
-    from .merge import check_prompts, export_run, price_agreement, refuse_occupied
+    from ..options import refuse_filled_folder
+    from .merge import check_prompts, export_run, price_agreement
 
     run, out = Path(run_dir), Path(out_dir)
     if quant not in QUANTS:
@@ -165,7 +166,7 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
         raise PricetuneError(
             f"a {base.name} run does not convert to GGUF: {base.no_gguf_export}. Export the merged folder instead "
             f"(`pricetune export {run} --out merged/`) and serve it, or the run (`pricetune serve --run {run}`)")
-    refuse_occupied(out)
+    refuse_filled_folder(out)
     if quant == "q4_k_m" and shutil.which("llama-quantize") is None:
         raise PricetuneError("q4_k_m needs llama.cpp's llama-quantize on PATH (build llama.cpp, or install its "
                              "release binaries); f16 and q8_0 need nothing more")

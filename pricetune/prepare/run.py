@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import DataError, PricetuneError
-from ..options import COUNT, SIZE
+from ..options import COUNT, SIZE, refuse_filled_folder
 from .card import write_card
 from .read import read_source
 from .rules import BANDS, PRICE_NAMES, Funnel, PrepareSettings, balance, curate, cut_to_tokens, dedupe_prompts, split, to_row
@@ -20,8 +20,7 @@ def prepare(s: PrepareSettings, log=print) -> dict:
     from ..modeling import load_tokenizer
 
     out = Path(s.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise PricetuneError(f"{out} already exists and is not empty; choose another --out")
+    refuse_filled_folder(out)
     if s.min_price <= 0 or s.max_price <= s.min_price:
         raise PricetuneError("--min-price must be > 0 and below --max-price")
     funnel = Funnel()
