@@ -141,6 +141,15 @@ def test_a_split_asked_to_be_empty_is_left_out_and_training_is_told_so(tmp_path,
     assert len(splits["train"]) == 56 and "val" not in splits
 
 
+def test_too_few_items_left_says_where_the_rest_went(tmp_path, capsys):
+    src = _catalog(tmp_path / "export.csv")  # 60 rows, 4 without a price
+    args = ["prepare", str(src), "--price-column", "cost", "--text-columns", "product,notes", "--min-chars", "50"]
+    assert main(args + ["--val", "50", "--test", "10", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "only 56 item(s) survived curation (60 rows read; dropped: 4 non-numeric price)" in err
+    assert "too few for --test 10 and --val 50" in err and not (tmp_path / "o").exists()
+
+
 def test_unreadable_sources_stop_with_a_message(tmp_path, capsys):
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"not parquet at all")

@@ -69,6 +69,11 @@ class Funnel:
             lo, hi = self.extremes.get(reason, (value, value))
             self.extremes[reason] = (min(lo, value), max(hi, value))
 
+    def summary(self) -> str:
+        """What became of the rows read, for an error: "1,500 rows read; dropped: 1,469 duplicate text"."""
+        dropped = ", ".join(f"{n:,} {reason}" for reason, n in self.dropped.most_common())
+        return f"{self.read:,} rows read; dropped: {dropped or 'none'}"
+
     def hints(self) -> list[str]:
         """For each reason rows were dropped, the option that keeps them, with a value that would."""
         out, seen = [], f" (the first row's columns: {', '.join(self.columns)[:200]})" if self.columns else ""
@@ -263,14 +268,17 @@ def balance(items: list[dict], cap: int, seed: int, lo: float, hi: float) -> lis
     return kept
 
 
-def split(items: list[dict], val: int, test: int, seed: int) -> dict[str, list[dict]]:
-    """Rule 6: a shuffle by seed; test first, then val, the rest train."""
+def split(items: list[dict], val: int, test: int, seed: int, funnel: Funnel | None = None) -> dict[str, list[dict]]:
+    """Rule 6: a shuffle by seed; test first, then val, the rest train. `funnel`: what became of the
+    other rows, for the error when too few are left."""
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     shuffled = [items[i] for i in order]
     if len(shuffled) < val + test + 1:
-        raise DataError(f"only {len(shuffled)} items survived curation; too few for --test {test} and --val {val} "
-                        "plus a train split (lower them, or loosen --min-chars / the price range)")
+        why = f" ({funnel.summary()})" if funnel else ""
+        hints = "".join(f"\n  {h}" for h in funnel.hints()) if funnel else ""
+        raise DataError(f"only {len(shuffled):,} item(s) survived curation{why}: too few for --test {test} and "
+                        f"--val {val} plus a train split (lower them, or loosen --min-chars / the price range){hints}")
     return {"test": shuffled[:test], "val": shuffled[test:test + val], "train": shuffled[test + val:]}
 
 

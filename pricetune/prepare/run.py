@@ -31,8 +31,7 @@ def prepare(s: PrepareSettings, log=print) -> dict:
     rows.close()
     if not items:
         hints = "".join(f"\n  {h}" for h in funnel.hints())
-        raise DataError(f"no item survived curation ({funnel.read} rows read; dropped: "
-                        f"{', '.join(f'{n} {r}' for r, n in funnel.dropped.most_common())}){hints}")
+        raise DataError(f"no item survived curation ({funnel.summary()}){hints}")
     tokenizer = load_tokenizer(s.base_model)
     tokens = cut_to_tokens(items, tokenizer, s.max_tokens)
     for it, n in zip(items, tokens):
@@ -41,7 +40,7 @@ def prepare(s: PrepareSettings, log=print) -> dict:
     after_dedupe = len(items)
     if s.balance:
         items = balance(items, s.balance_cap, s.seed, s.min_price, s.max_price)
-    splits = split(items, s.val, s.test, s.seed)
+    splits = split(items, s.val, s.test, s.seed, funnel)
     out.mkdir(parents=True, exist_ok=True)
     try:
         for name, part in splits.items():
