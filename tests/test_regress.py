@@ -430,6 +430,31 @@ def test_ensemble_fit_is_the_grid_point_combine_scores_best():
     assert mae == pytest.approx(min(by_hand)) and tuple(weights) == grid[by_hand.index(min(by_hand))]
 
 
+def test_the_folds_fit_in_one_pass_as_each_would_alone():
+    import random
+
+    import numpy as np
+
+    from pricetune.ensemble import combine, fit_weights
+    from pricetune.ensemble.weights import fit_weights_each, out_of_fold
+
+    rng = random.Random(1)
+    truths = [rng.uniform(5, 500) for _ in range(40)]
+    members = [[t * rng.uniform(0.5, 1.8) if rng.random() > 0.1 else None for t in truths] for _ in range(3)]
+    subsets = [range(40), [0, 3, 5, 7, 11], list(range(1, 40, 2)), [39]]
+    alone = [fit_weights([truths[i] for i in items], [[p[i] for i in items] for p in members]) for items in subsets]
+    together = fit_weights_each(truths, members, subsets, chunk=50)
+    assert [w for w, _ in together] == [w for w, _ in alone]
+    assert [mae for _, mae in together] == pytest.approx([mae for _, mae in alone], rel=1e-12)
+    # the out-of-fold guesses: each fold's items priced by the weights fit on the other folds alone
+    cuts = np.random.RandomState(3)
+    for guesses in out_of_fold(truths, members, "weights", folds=4, repeats=2, seed=3):
+        for held in np.array_split(cuts.permutation(40), 4):
+            kept = [j for j in range(40) if j not in held]
+            weights, _ = fit_weights([truths[j] for j in kept], [[p[j] for j in kept] for p in members])
+            assert [guesses[i] for i in held] == combine(weights, [[p[i] for i in held] for p in members])
+
+
 @pytest.mark.parametrize("objective", ["regress", "generate"])
 def test_an_unquantized_base_prices_the_same_with_its_adapter_merged(tiny_model_dir, small_dataset_dir, tmp_path,
                                                                     demo_splits, objective):
