@@ -198,6 +198,25 @@ def test_a_refit_tfidf_keeps_the_val_chosen_alpha_and_learns_from_val_too():
     assert refit.predict(prompts) == pytest.approx(both.predict(prompts))
 
 
+def test_the_tfidf_features_are_fit_once_for_every_setting_and_give_the_same_model(monkeypatch, capsys):
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    from pricetune.baselines import TfidfRidge, tfidf
+    from pricetune.baselines.common import item_text
+
+    train, val, test = _synthetic(300, 1), _synthetic(60, 2), _synthetic(60, 3)
+    original, made = tfidf.tfidf_features, []
+    monkeypatch.setattr(tfidf, "tfidf_features", lambda: made.append(1) or original())
+    model = TfidfRidge.fit(train, val, alphas=(0.01, 1.0, 100.0), progress=True)
+    assert len(made) == 1  # one TF-IDF fit for three alphas (it was three)
+    assert "tfidf: each setting on val" in capsys.readouterr().err
+    by_hand = make_pipeline(original(), Ridge(alpha=model.alpha))
+    by_hand.fit([item_text(r["prompt"]) for r in train], [math.log1p(r["price"]) for r in train])
+    prompts = [r["prompt"] for r in test]
+    assert model.predict(prompts) == [max(0.0, math.expm1(v)) for v in by_hand.predict([item_text(p) for p in prompts])]
+
+
 def test_tfidf_knn_prices_from_similar_items_and_picks_k_on_val():
     from pricetune.baselines import TfidfKnn
 

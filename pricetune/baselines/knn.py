@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .tfidf import TextPipelineModel, choose_on_val, tfidf_features
+from .tfidf import TextPipelineModel, choose_on_val
 
 NEIGHBOURS = (3, 5, 10, 20)
 
@@ -27,18 +27,17 @@ class TfidfKnn(TextPipelineModel):
     val_mae_by_k: dict[int, float] = field(default_factory=dict)
 
     @staticmethod
-    def _pipeline(k: int):
+    def _head(k: int):
         from sklearn.neighbors import KNeighborsRegressor
-        from sklearn.pipeline import make_pipeline
 
         # brute force: cosine distance on sparse rows has no tree index, and a few thousand rows need none
-        return make_pipeline(tfidf_features(),
-                             KNeighborsRegressor(n_neighbors=k, metric="cosine", algorithm="brute", weights="distance"))
+        return KNeighborsRegressor(n_neighbors=k, metric="cosine", algorithm="brute", weights="distance")
 
     @classmethod
-    def fit(cls, train: list[dict], val: list[dict], ks: tuple[int, ...] = NEIGHBOURS, refit: bool = False) -> TfidfKnn:
+    def fit(cls, train: list[dict], val: list[dict], ks: tuple[int, ...] = NEIGHBOURS, refit: bool = False,
+            progress: bool = False) -> TfidfKnn:
         """Fit on `train` for each k (those above the train size are skipped); keep the k with the lowest
         MAE on `val`. `refit`: then fit that k again on train + val, for a model scored on test only."""
         usable = tuple(k for k in ks if k <= len(train)) or (len(train),)
-        k, pipe, scores = choose_on_val("tfidf-knn", cls._pipeline, usable, train, val, refit)
+        k, pipe, scores = choose_on_val("tfidf-knn", cls._head, usable, train, val, refit, progress)
         return cls(pipeline=pipe, k=k, val_mae_by_k=scores)

@@ -8,6 +8,7 @@ chosen on the validation split by mean absolute error, the fit itself uses the t
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -31,10 +32,16 @@ def tfidf_features():
     )
 
 
-def choose_on_val(name: str, make, settings, train: list[dict], val: list[dict], refit: bool = False):
-    """Fit `make(setting)` (a scikit-learn pipeline on item text -> log price) on `train` for each
-    setting and keep the one with the lowest MAE on `val`; `refit`: fit that setting again on train + val.
+def choose_on_val(name: str, make_head, settings, train: list[dict], val: list[dict], refit: bool = False,
+                  progress: bool = False):
+    """The TF-IDF features fit on `train` once, then `make_head(setting)` (a scikit-learn regressor on
+    them -> log price) for each setting; the one with the lowest MAE on `val` is kept, as a pipeline
+    from item text. `refit`: that setting fit again, features too, on train + val. `progress`: a bar
+    over the settings on stderr (minutes on tens of thousands of rows).
     Returns (setting, fitted pipeline, {setting: val MAE})."""
+    from sklearn.pipeline import make_pipeline
+    from tqdm.auto import tqdm
+
     if len(train) < 2:
         raise PricetuneError(f"the {name} baseline needs at least 2 training rows")
     if not val:
@@ -42,15 +49,24 @@ def choose_on_val(name: str, make, settings, train: list[dict], val: list[dict],
     x = [item_text(r["prompt"]) for r in train]
     y = [math.log1p(r["price"]) for r in train]
     val_x, val_prices = [item_text(r["prompt"]) for r in val], [r["price"] for r in val]
+    bar = tqdm(total=len(settings), desc=f"{name}: TF-IDF features", unit="setting", file=sys.stderr,
+               disable=not progress)
+    features = tfidf_features()
+    train_features = features.fit_transform(x)  # the same for every setting: fit once
+    val_features = features.transform(val_x)
+    bar.set_description(f"{name}: each setting on val")
     best, scores = None, {}
     for setting in settings:
-        pipe = make(setting).fit(x, y)
-        scores[setting] = mae(val_prices, prices_from_logs(pipe.predict(val_x)))
+        head = make_head(setting).fit(train_features, y)
+        scores[setting] = mae(val_prices, prices_from_logs(head.predict(val_features)))
         if best is None or scores[setting] < scores[best[0]]:
-            best = (setting, pipe)
+            best = (setting, head)
+        bar.update()
+    bar.close()
     if refit:
-        best = (best[0], make(best[0]).fit(x + val_x, y + [math.log1p(p) for p in val_prices]))
-    return best[0], best[1], scores
+        pipe = make_pipeline(tfidf_features(), make_head(best[0]))
+        return best[0], pipe.fit(x + val_x, y + [math.log1p(p) for p in val_prices]), scores
+    return best[0], make_pipeline(features, best[1]), scores
 
 
 class TextPipelineModel:
@@ -88,16 +104,15 @@ class TfidfRidge(TextPipelineModel):
     val_mae_by_alpha: dict[float, float] = field(default_factory=dict)
 
     @staticmethod
-    def _pipeline(alpha: float):
+    def _head(alpha: float):
         from sklearn.linear_model import Ridge
-        from sklearn.pipeline import make_pipeline
 
-        return make_pipeline(tfidf_features(), Ridge(alpha=alpha))
+        return Ridge(alpha=alpha)
 
     @classmethod
     def fit(cls, train: list[dict], val: list[dict], alphas: tuple[float, ...] = ALPHAS,
-            refit: bool = False) -> TfidfRidge:
+            refit: bool = False, progress: bool = False) -> TfidfRidge:
         """Fit on `train` for each alpha; keep the one with the lowest MAE on `val`. `refit`: then fit
         that alpha again on train + val (features included), for a model scored on test only."""
-        alpha, pipe, scores = choose_on_val("tfidf", cls._pipeline, alphas, train, val, refit)
+        alpha, pipe, scores = choose_on_val("tfidf", cls._head, alphas, train, val, refit, progress)
         return cls(pipeline=pipe, alpha=alpha, val_mae_by_alpha=scores)

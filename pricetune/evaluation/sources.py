@@ -68,7 +68,7 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
         if not splits.get("val"):
             raise PricetuneError("--train-on-val needs a val split to train on; the dataset has none")
     if ns.baseline == "tfidf":
-        model = TfidfRidge.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val)
+        model = TfidfRidge.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val, progress=True)
         guesses = model.predict([r["prompt"] for r in items])
         texts = [f"{g:.2f}" for g in guesses]
         scores = ", ".join(f"{a:g}: ${m:,.2f}" for a, m in model.val_mae_by_alpha.items())
@@ -76,7 +76,7 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
                       {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores,
                        "train_on_val": ns.train_on_val, **drawn}, False)
     if ns.baseline == "tfidf-knn":
-        model = TfidfKnn.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val)
+        model = TfidfKnn.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val, progress=True)
         guesses = model.predict([r["prompt"] for r in items])
         scores = ", ".join(f"{k}: ${m:,.2f}" for k, m in model.val_mae_by_k.items())
         return Scored("TF-IDF nearest neighbours" + (" (refit on train + val)" if ns.train_on_val else ""),

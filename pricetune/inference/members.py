@@ -77,8 +77,7 @@ class Predictor:
             elif splits is None:
                 raise PricetuneError(f"the {member.spec} member needs the dataset to fit on")
             else:
-                slow = {"progress": True} if member.spec == "mlp" else {}  # minutes: a progress bar
-                self.fitted = kind.fit(splits["train"], splits.get("val", []), **slow)
+                self.fitted = kind.fit(splits["train"], splits.get("val", []), progress=True)
         elif member.spec in ("median", "mean"):
             from ..baselines import constant
 
