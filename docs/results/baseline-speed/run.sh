@@ -15,8 +15,9 @@ rm -rf runs/baseline-speed && mkdir -p runs/baseline-speed
 for b in tfidf tfidf-knn; do
   for side in before after; do
     path=$([ $side = before ] && echo "$TREE" || echo "$PWD")
+    PYTHONPATH="$path" .venv/bin/python -P -c "import pricetune, sys; sys.stderr.write(pricetune.__file__ + chr(10))" 2> runs/baseline-speed/$b-$side.code
     start=$(date +%s.%N)
-    PYTHONPATH="$path" .venv/bin/python -m pricetune evaluate --baseline $b --dataset $D --split val --limit 0 \
+    PYTHONPATH="$path" .venv/bin/python -P -m pricetune evaluate --baseline $b --dataset $D --split val --limit 0 \
       --output-dir runs/baseline-speed/$b-$side > runs/baseline-speed/$b-$side.log 2>&1
     echo "{\"baseline\": \"$b\", \"side\": \"$side\", \"seconds\": $(echo "$(date +%s.%N) - $start" | bc)}" >> runs/baseline-speed/times.jsonl
   done
@@ -32,7 +33,8 @@ for b in ("tfidf", "tfidf-knn"):
     mae = [json.load(open(f"runs/baseline-speed/{b}-{side}/metrics.json"))["mae"] for side in ("before", "after")]
     out[b] = {"before_s": round(times[b, "before"], 1), "after_s": round(times[b, "after"], 1),
               "before_over_after": round(times[b, "before"] / times[b, "after"], 2),
-              "val_mae": mae, "same_predictions": preds[0] == preds[1]}
+              "val_mae": mae, "same_predictions": preds[0] == preds[1],
+              "code": [open(f"runs/baseline-speed/{b}-{side}.code").read().strip() for side in ("before", "after")]}
 json.dump(out, open(sys.argv[1], "w"), indent=2)
 print(json.dumps(out, indent=2))
 PY
