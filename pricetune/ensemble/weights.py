@@ -128,10 +128,11 @@ def out_of_fold(truths: list[float], member_prices: list[list[float | None]], me
     else:
         fits = [fit_combination([truths[i] for i in items], [[p[i] for i in items] for p in member_prices], method)[:2]
                 for items in kept]
+    folds_fit = list(zip(held_out, fits))
     out = []
     for cut in range(repeats):
         guesses: list[float | None] = [None] * n
-        for held, (weights, intercept) in list(zip(held_out, fits))[cut * folds:(cut + 1) * folds]:
+        for held, (weights, intercept) in folds_fit[cut * folds:(cut + 1) * folds]:
             for i, g in zip(held, combine(weights, [[p[i] for i in held] for p in member_prices], intercept)):
                 guesses[i] = g
         out.append(guesses)
