@@ -74,6 +74,10 @@ class Funnel:
         dropped = ", ".join(f"{n:,} {reason}" for reason, n in self.dropped.most_common())
         return f"{self.read:,} rows read; dropped: {dropped or 'none'}"
 
+    def hint_lines(self) -> str:
+        """`hints`, each on a line of its own, to end an error with."""
+        return "".join(f"\n  {h}" for h in self.hints())
+
     def hints(self) -> list[str]:
         """For each reason rows were dropped, the option that keeps them, with a value that would."""
         out, seen = [], f" (the first row's columns: {', '.join(self.columns)[:200]})" if self.columns else ""
@@ -275,8 +279,7 @@ def split(items: list[dict], val: int, test: int, seed: int, funnel: Funnel | No
     random.Random(seed).shuffle(order)
     shuffled = [items[i] for i in order]
     if len(shuffled) < val + test + 1:
-        why = f" ({funnel.summary()})" if funnel else ""
-        hints = "".join(f"\n  {h}" for h in funnel.hints()) if funnel else ""
+        why, hints = (f" ({funnel.summary()})", funnel.hint_lines()) if funnel else ("", "")
         raise DataError(f"only {len(shuffled):,} item(s) survived curation{why}: too few for --test {test} and "
                         f"--val {val} plus a train split (lower them, or loosen --min-chars / the price range){hints}")
     return {"test": shuffled[:test], "val": shuffled[test:test + val], "train": shuffled[test + val:]}

@@ -30,8 +30,7 @@ def prepare(s: PrepareSettings, log=print) -> dict:
     items = curate(rows, s, funnel)
     rows.close()
     if not items:
-        hints = "".join(f"\n  {h}" for h in funnel.hints())
-        raise DataError(f"no item survived curation ({funnel.summary()}){hints}")
+        raise DataError(f"no item survived curation ({funnel.summary()}){funnel.hint_lines()}")
     tokenizer = load_tokenizer(s.base_model)
     tokens = cut_to_tokens(items, tokenizer, s.max_tokens)
     for it, n in zip(items, tokens):
