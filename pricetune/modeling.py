@@ -23,6 +23,7 @@ import torch
 from .bases import KNOWN, SMOLLM2, ModelSource, is_encoder_name, known_names
 from .data import hub_offline
 from .errors import PricetuneError
+from .numerics import settle_mkl
 from .options import PRECISIONS
 
 DTYPES = dict(zip(PRECISIONS, (torch.bfloat16, torch.float16, torch.float32)))
@@ -219,6 +220,7 @@ def load_base_model(
     model must know `pad_token_id`); the new head stays unquantized."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    settle_mkl()
     device = device or detect_device()
     src = resolve_model_source(name)
     dtype = DTYPES[precision]
@@ -316,6 +318,7 @@ def load_fully_trained(folder: str, precision: str, device: str | None = None):
     """A run trained with `finetune: full`: the whole model, saved by save_pretrained."""
     from transformers import AutoModelForSequenceClassification
 
+    settle_mkl()
     device = device or detect_device()
     model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=DTYPES[precision])
     return model.to(device) if device != "cpu" else model

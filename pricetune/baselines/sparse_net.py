@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..numerics import settle_mkl
+
 HIDDEN = (256, 64, 64)
 
 
@@ -18,6 +20,7 @@ class SparseNet(nn.Module):
 
     def __init__(self, n_features: int, seed: int):
         super().__init__()
+        settle_mkl()  # Adam's first step takes square roots on both threads
         torch.manual_seed(seed)
         self.first = nn.EmbeddingBag(n_features, HIDDEN[0], mode="sum", sparse=True)
         # Glorot-uniform, as Keras' Dense: EmbeddingBag's default N(0, 1) would make a sum over ~1,000
