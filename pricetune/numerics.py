@@ -9,9 +9,9 @@ tanh and others with MKL's VML, each thread on its own chunk of the tensor. MKL 
 kernel on that function's first call; when two threads make that first call together, one of them
 can run a low-accuracy kernel over its whole chunk (pytorch/pytorch#188792: gone in oneMKL 2025.0, a
 torch fix pending). In pricetune that was the rotary embedding's `cos` in the first batch a process
-priced: on a 2-core Xeon, about one fresh process in six computed half of it with errors of 1.5e-4
-instead of 4e-8, enough to move greedy prices of that batch by up to 1.7%
-(docs/results/demo-bf16/repeat-pricing.json). A one-element call runs on the calling thread alone,
+priced: on a 2-core Xeon, 15 to 29 of 100 fresh processes computed half of it with errors of 1.5e-4
+instead of 3.6e-8, and 3 of 40 processes pricing the demo's first batch moved 14 of its 16 greedy
+prices, by up to 1.7% (docs/results/first-call/). A one-element call runs on the calling thread alone,
 so the choice is made once, without a race, and every later call is the accurate kernel.
 """
 

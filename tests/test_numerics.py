@@ -22,9 +22,10 @@ print(torch.equal(first, again), (first.double() - angles.double().cos()).abs().
 
 @pytest.mark.skipif(not __import__("torch").backends.mkl.is_available(), reason="torch without MKL: no VML race")
 def test_a_fresh_process_s_first_cos_is_the_accurate_kernel_once_mkl_is_settled():
-    # without settle_mkl about one process in five took the low-accuracy kernel for one chunk on a
-    # 2-core Xeon (errors of 1.5e-4): twelve processes all accurate would happen about 7% of the time
-    for _ in range(12):
+    # without settle_mkl, 29 and 15 of 100 such processes (two runs) took the low-accuracy kernel for one
+    # chunk on a 2-core Xeon (errors of 1.5e-4; docs/results/first-call): twenty all accurate would be
+    # 0.1% to 4% luck there
+    for _ in range(20):
         out = subprocess.run([sys.executable, "-c", CHILD, "settle"], capture_output=True, text=True, check=True)
         same, error = out.stdout.split()
         assert same == "True" and float(error) < 1e-6, out.stdout

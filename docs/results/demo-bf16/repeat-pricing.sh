@@ -3,6 +3,7 @@
 # first 200 test diamonds in N fresh processes, two ways: through the pipeline pick (`Ensemble`: its
 # TF-IDF members loaded beside the run, as `evaluate --ensemble` does) and through `load_model` alone
 # (as `evaluate RUN` does). Each process's run prices are compared with the first process's, per way.
+# The cause, found later: MKL's first-call race on the first batch (docs/results/first-call/run.sh).
 #   bash docs/results/demo-bf16/repeat-pricing.sh [N]     # -> docs/results/demo-bf16/repeat-pricing.json
 set -euo pipefail
 N=${1:-8}
