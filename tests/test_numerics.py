@@ -8,11 +8,10 @@ import pytest
 # a fresh process's first cos over a rotary embedding's angles (53 positions, head size 64: two
 # threads' chunks), against the same cos again and against float64
 CHILD = """
-import sys, torch
+import torch
+from pricetune.numerics import settle_mkl
 torch.set_num_threads(2)
-if sys.argv[1] == "settle":
-    from pricetune.numerics import settle_mkl
-    settle_mkl()
+settle_mkl()
 inv = 1.0 / (100000.0 ** (torch.arange(0, 64, 2, dtype=torch.float) / 64))
 angles = (torch.arange(53, dtype=torch.float)[:, None] * inv).repeat(1, 2)
 first, again = angles.cos(), angles.cos()
@@ -26,6 +25,6 @@ def test_a_fresh_process_s_first_cos_is_the_accurate_kernel_once_mkl_is_settled(
     # chunk on a 2-core Xeon (errors of 1.5e-4; docs/results/first-call): twenty all accurate would be
     # 0.1% to 4% luck there
     for _ in range(20):
-        out = subprocess.run([sys.executable, "-c", CHILD, "settle"], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True)
         same, error = out.stdout.split()
         assert same == "True" and float(error) < 1e-6, out.stdout
