@@ -24,6 +24,11 @@ def prices_from_logs(values) -> list[float]:
     return [max(0.0, math.expm1(float(v))) for v in values]
 
 
+def chosen_on_val(name: str, scores: dict, fmt: str = "") -> dict:
+    """A baseline's chosen setting and every setting's val MAE, as an evaluation records them."""
+    return {f"val_mae_by_{name}": ", ".join(f"{s:{fmt}}: ${m:,.2f}" for s, m in scores.items())}
+
+
 def constant(train: list[dict], how: str) -> float:
     prices = [r["price"] for r in train]
     if not prices:

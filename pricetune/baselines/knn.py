@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .common import chosen_on_val
 from .tfidf import TextPipelineModel, choose_on_val
 
 NEIGHBOURS = (3, 5, 10, 20)
@@ -25,6 +26,7 @@ class TfidfKnn(TextPipelineModel):
     pipeline: object
     k: int
     val_mae_by_k: dict[int, float] = field(default_factory=dict)
+    LABEL = "TF-IDF nearest neighbours"
 
     @staticmethod
     def _head(k: int):
@@ -41,3 +43,6 @@ class TfidfKnn(TextPipelineModel):
         usable = tuple(k for k in ks if k <= len(train)) or (len(train),)
         k, pipe, scores = choose_on_val("tfidf-knn", cls._head, usable, train, val, refit, progress)
         return cls(pipeline=pipe, k=k, val_mae_by_k=scores)
+
+    def settings(self) -> dict:
+        return {"k": self.k, **chosen_on_val("k", self.val_mae_by_k)}

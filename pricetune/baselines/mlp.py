@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PricetuneError
-from .common import item_text, mae, prices_from_logs
+from .common import chosen_on_val, item_text, mae, prices_from_logs
 
 SEEDS = 4
 MAX_EPOCHS = 4
@@ -47,6 +47,7 @@ class SparseMlp:
     spread: float
     seed: int = 0
     val_mae_by_epochs: dict[int, float] = field(default_factory=dict)
+    LABEL = "TF-IDF sparse MLP"
 
     @classmethod
     def fit(cls, train: list[dict], val: list[dict], seed: int = 0, seeds: int = SEEDS,
@@ -77,6 +78,9 @@ class SparseMlp:
 
         states = [to_state(net) for net in nets]
         return cls(features, states, binary, epochs or min(scores, key=scores.get), centre, spread, seed, scores)
+
+    def settings(self) -> dict:
+        return {"epochs": self.epochs, "nets": len(self.states), **chosen_on_val("epochs", self.val_mae_by_epochs)}
 
     def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
         from ..data import make_prompt

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import PricetuneError
-from .common import item_text, mae, prices_from_logs
+from .common import chosen_on_val, item_text, mae, prices_from_logs
 
 # down to 0.01: a grid from 0.3 up had val choose its edge on the amazon items
 # (docs/results/amazon-val/tfidf-alphas.json)
@@ -101,6 +101,7 @@ class TfidfRidge(TextPipelineModel):
     pipeline: object
     alpha: float
     val_mae_by_alpha: dict[float, float] = field(default_factory=dict)
+    LABEL = "TF-IDF + ridge"
 
     @staticmethod
     def _head(alpha: float):
@@ -115,3 +116,6 @@ class TfidfRidge(TextPipelineModel):
         that alpha again on train + val (features included), for a model scored on test only."""
         alpha, pipe, scores = choose_on_val("tfidf", cls._head, alphas, train, val, refit, progress)
         return cls(pipeline=pipe, alpha=alpha, val_mae_by_alpha=scores)
+
+    def settings(self) -> dict:
+        return {"alpha": self.alpha, **chosen_on_val("alpha", self.val_mae_by_alpha, "g")}

@@ -56,7 +56,7 @@ def split_items(ns, dataset: str):
 
 
 def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
-    from ..baselines import SparseMlp, TfidfKnn, TfidfRidge, constant
+    from ..baselines import FITTED, constant
     from ..data import take_train
 
     splits = {**splits, "train": take_train(splits.get("train", []), ns.train_size, ns.train_sample, ns.seed)}
@@ -67,30 +67,12 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
             raise PricetuneError("--train-on-val fits the baseline on the val rows; score it on test")
         if not splits.get("val"):
             raise PricetuneError("--train-on-val needs a val split to train on; the dataset has none")
-    if ns.baseline == "tfidf":
-        model = TfidfRidge.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val, progress=True)
+    if ns.baseline in FITTED:
+        model = FITTED[ns.baseline].fit(splits["train"], splits.get("val", []), refit=ns.train_on_val, progress=True)
         guesses = model.predict([r["prompt"] for r in items])
-        texts = [f"{g:.2f}" for g in guesses]
-        scores = ", ".join(f"{a:g}: ${m:,.2f}" for a, m in model.val_mae_by_alpha.items())
-        return Scored("TF-IDF + ridge" + (" (refit on train + val)" if ns.train_on_val else ""), texts, guesses,
-                      {"baseline": "tfidf", "alpha": model.alpha, "val_mae_by_alpha": scores,
-                       "train_on_val": ns.train_on_val, **drawn}, False)
-    if ns.baseline == "tfidf-knn":
-        model = TfidfKnn.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val, progress=True)
-        guesses = model.predict([r["prompt"] for r in items])
-        scores = ", ".join(f"{k}: ${m:,.2f}" for k, m in model.val_mae_by_k.items())
-        return Scored("TF-IDF nearest neighbours" + (" (refit on train + val)" if ns.train_on_val else ""),
+        return Scored(model.LABEL + (" (refit on train + val)" if ns.train_on_val else ""),
                       [f"{g:.2f}" for g in guesses], guesses,
-                      {"baseline": "tfidf-knn", "k": model.k, "val_mae_by_k": scores,
-                       "train_on_val": ns.train_on_val, **drawn}, False)
-    if ns.baseline == "mlp":
-        model = SparseMlp.fit(splits["train"], splits.get("val", []), refit=ns.train_on_val, progress=True)
-        guesses = model.predict([r["prompt"] for r in items])
-        scores = ", ".join(f"{e}: ${m:,.2f}" for e, m in model.val_mae_by_epochs.items())
-        return Scored("TF-IDF sparse MLP" + (" (refit on train + val)" if ns.train_on_val else ""),
-                      [f"{g:.2f}" for g in guesses], guesses,
-                      {"baseline": "mlp", "epochs": model.epochs, "nets": len(model.states),
-                       "val_mae_by_epochs": scores, "train_on_val": ns.train_on_val, **drawn}, False)
+                      {"baseline": ns.baseline, **model.settings(), "train_on_val": ns.train_on_val, **drawn}, False)
     rows, which = (splits.get("train", []) + splits["val"], "train + val") if ns.train_on_val else \
         (splits.get("train", []), "train")
     value = constant(rows, ns.baseline)
