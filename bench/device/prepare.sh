@@ -11,19 +11,21 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-../../.venv/bin/python}
+PYV=${PYTHON_VERSION:-3.12}  # the machines' Python; another only for a rehearsal (docs/results/device-rehearsal)
 LIMIT_MIB=${LIMIT_MIB:-60}   # of the 64 MiB: leave room for the working tree itself
 WHEELS=(
   bitsandbytes==0.50.2   # the 4-bit (nf4, double quant) and paged AdamW kernels; ~43 MB
   trl==1.16.0            # the reference's SFTTrainer
   datasets==5.2.0        # TRL needs it; its own dependencies below are the small ones
   dill==0.4.1 multiprocess==0.70.19 xxhash==4.1.0
-  pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.7.0 typing-inspection==0.4.2   # pricetune's config
+  # pricetune's config, with what pydantic 2.14.4 requires (typing-inspection >= 0.4.4, typing-extensions >= 4.16)
+  pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.7.0 typing-inspection==0.4.5 typing-extensions==4.16.0
   rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 cloudpickle==3.1.3     # small, maybe missing
 )
 rm -rf wheels tokenizer && mkdir -p wheels
 for spec in "${WHEELS[@]}"; do
   case "$spec" in \#*) continue ;; esac
-  "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
+  "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version "$PYV" --implementation cp --abi "cp${PYV/./}" --abi abi3 --abi none \
     --platform manylinux2014_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_28_x86_64 \
     --platform any --dest wheels "$spec"
 done

@@ -77,7 +77,8 @@ def random_base(folder: Path, tiny: bool, tokenizer_source: str, device: str) ->
 
     from pricetune.modeling import load_tokenizer
 
-    tokenizer = load_tokenizer(tokenizer_source)
+    # a saved folder (bench/device/check.sh carries one) is read as it is: it holds no model to resolve
+    tokenizer = load_tokenizer(tokenizer_source, saved=tokenizer_source)
     values = TINY if tiny else LLAMA_32_3B
     config = LlamaConfig(**values, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
