@@ -3,9 +3,9 @@
 #   run(command="bash bench/device/check.sh", carry=["bench/device/wheels", "bench/device/tokenizer"], timeout_s=540)
 # Says in one line what is missing before anything else, unpacks the carried wheels the machine lacks
 # (no network there: built for its Python 3.12 by prepare.sh) into bench/device/site, first on the path
-# and never into the machine's own Python (whose pip may refuse an externally managed environment, or be
-# absent), then runs `pricetune bench gpu`, which rewrites its JSON in $OUT after every step (a timeout
-# keeps what was measured). The whole check is held under 8 minutes: past that the check and every
+# and never into the machine's own Python, which stays as the image has it (and no pip is needed), then
+# runs `pricetune bench gpu`, which rewrites its JSON in $OUT after every step (a timeout keeps what was
+# measured). The whole check is held under 8 minutes: past that the check and every
 # process it started are stopped. Arguments go to `bench gpu`; PYTHON names the interpreter (python3).
 # A rehearsal on a CPU: docs/results/device-rehearsal/run.sh.
 set -euo pipefail
