@@ -145,8 +145,8 @@ def test_the_device_check_runs_its_steps_on_a_cpu_with_a_tiny_model(tmp_path):
 
 
 def test_the_wheels_carried_to_the_device_satisfy_one_another():
-    """bench/device/prepare.sh's pins install there with --no-deps: each carried package's requirements on
-    the other carried ones must hold (read from the installed metadata of the pins installed here)."""
+    """bench/device/prepare.sh's pins are unpacked there without their dependencies: each carried package's
+    requirements on the other carried ones must hold (read from the installed metadata of the pins installed here)."""
     import re
     from importlib import metadata
 

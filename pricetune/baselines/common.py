@@ -24,8 +24,8 @@ def prices_from_logs(values) -> list[float]:
     return [max(0.0, math.expm1(float(v))) for v in values]
 
 
-def chosen_on_val(name: str, scores: dict, fmt: str = "") -> dict:
-    """A baseline's chosen setting and every setting's val MAE, as an evaluation records them."""
+def val_mae_record(name: str, scores: dict, fmt: str = "") -> dict:
+    """Every setting's val MAE as one line of an evaluation's settings.json (`val_mae_by_<name>`)."""
     return {f"val_mae_by_{name}": ", ".join(f"{s:{fmt}}: ${m:,.2f}" for s, m in scores.items())}
 
 

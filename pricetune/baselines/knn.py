@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .common import chosen_on_val
+from .common import val_mae_record
 from .tfidf import TextPipelineModel, choose_on_val
 
 NEIGHBOURS = (3, 5, 10, 20)
@@ -45,4 +45,4 @@ class TfidfKnn(TextPipelineModel):
         return cls(pipeline=pipe, k=k, val_mae_by_k=scores)
 
     def settings(self) -> dict:
-        return {"k": self.k, **chosen_on_val("k", self.val_mae_by_k)}
+        return {"k": self.k, **val_mae_record("k", self.val_mae_by_k)}

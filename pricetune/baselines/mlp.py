@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PricetuneError
-from .common import chosen_on_val, item_text, mae, prices_from_logs
+from .common import item_text, mae, prices_from_logs, val_mae_record
 
 SEEDS = 4
 MAX_EPOCHS = 4
@@ -80,7 +80,7 @@ class SparseMlp:
         return cls(features, states, binary, epochs or min(scores, key=scores.get), centre, spread, seed, scores)
 
     def settings(self) -> dict:
-        return {"epochs": self.epochs, "nets": len(self.states), **chosen_on_val("epochs", self.val_mae_by_epochs)}
+        return {"epochs": self.epochs, "nets": len(self.states), **val_mae_record("epochs", self.val_mae_by_epochs)}
 
     def predict(self, prompts: list[str], progress: bool = False) -> list[float]:
         from ..data import make_prompt

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import PricetuneError
-from .common import chosen_on_val, item_text, mae, prices_from_logs
+from .common import item_text, mae, prices_from_logs, val_mae_record
 
 # down to 0.01: a grid from 0.3 up had val choose its edge on the amazon items
 # (docs/results/amazon-val/tfidf-alphas.json)
@@ -118,4 +118,4 @@ class TfidfRidge(TextPipelineModel):
         return cls(pipeline=pipe, alpha=alpha, val_mae_by_alpha=scores)
 
     def settings(self) -> dict:
-        return {"alpha": self.alpha, **chosen_on_val("alpha", self.val_mae_by_alpha, "g")}
+        return {"alpha": self.alpha, **val_mae_record("alpha", self.val_mae_by_alpha, "g")}
