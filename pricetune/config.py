@@ -55,6 +55,12 @@ class RunConfig(BaseModel):
     bnb_4bit_quant_storage: Literal["uint8", "bfloat16", "float16", "float32"] = Field(
         "uint8", description="Storage dtype of packed 4-bit weights; FSDP and DeepSpeed ZeRO-3 need it equal to the "
         "compute dtype (bfloat16) to shard them (configs/accelerate/).")
+    base_dropout: float | None = Field(
+        None, ge=0, lt=1, description="Dropout inside the base: every dropout probability its config holds (MiniLM's "
+        "hidden and attention 0.1; the decoders' attention 0). Default: as the base ships. LoRA's own: lora_dropout. "
+        "0 skips drawing masks and lets a CPU run its fused attention kernel: MiniLM's step about 1.5x faster on 2 CPU cores "
+        "(docs/RESULTS.md, 'Two more bases').",
+    )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto",
         description="Compute precision; auto = bf16 on CUDA >= 8.0 or a bf16-capable CPU, fp16 on older CUDA, else fp32.",

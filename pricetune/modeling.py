@@ -212,13 +212,15 @@ def load_base_model(
     objective: str = "generate",
     pad_token_id: int | None = None,
     quant_storage: str = "uint8",
+    dropout: float | None = None,
 ):
     """The base model, quantized as asked: on CUDA placed by `pick_device_map`, else on the CPU/MPS.
 
     objective "generate": a causal LM. "regress": the same weights under a sequence-classification
     head with one output (transformers reads it at the last non-padding token, which is why the
-    model must know `pad_token_id`); the new head stays unquantized."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    model must know `pad_token_id`); the new head stays unquantized. `dropout`: every dropout
+    probability of the base's config set to it (None: as the base ships)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     settle_mkl()
     device = device or detect_device()
@@ -234,9 +236,11 @@ def load_base_model(
     try:
         if src.gguf_file is None:
             auto = AutoModelForSequenceClassification if objective == "regress" else AutoModelForCausalLM
+            if dropout is not None:  # the config is read first only when it is to change
+                head |= dropout_overrides(AutoConfig.from_pretrained(src.path), dropout)
             model = auto.from_pretrained(src.path, **loading, **head)
         else:
-            model = _from_gguf(name, src, objective, head, loading)
+            model = _from_gguf(name, src, objective, head, loading, dropout)
     except OSError as e:
         if src.is_local:
             raise PricetuneError(f"could not load a model from {src.path}: {e}") from None
@@ -249,7 +253,16 @@ def load_base_model(
     return model
 
 
-def _from_gguf(name: str, src, objective: str, head: dict, loading: dict):
+def dropout_overrides(config, dropout: float | None) -> dict[str, float]:
+    """Config values that set every dropout probability of a base to `dropout` (BERT's hidden and
+    attention dropout, a decoder's attention dropout; a classifier dropout left unset follows the
+    hidden one); none when `dropout` is None."""
+    if dropout is None:
+        return {}
+    return {k: dropout for k, v in config.to_dict().items() if "dropout" in k and isinstance(v, float)}
+
+
+def _from_gguf(name: str, src, objective: str, head: dict, loading: dict, dropout: float | None = None):
     """A GGUF file's model. GGUF and bitsandbytes do not combine in from_pretrained: dequantize to
     float32 (GGUF's native target; the requested dtype is applied after), then load again from the
     in-memory state dict, which also drops the GGUF quantizer (it refuses training)."""
@@ -265,7 +278,7 @@ def _from_gguf(name: str, src, objective: str, head: dict, loading: dict):
         from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
         target = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(dense.config)]
-    for key, value in head.items():
+    for key, value in (head | dropout_overrides(dense.config, dropout)).items():
         setattr(dense.config, key, value)
     previous = hf_logging.get_verbosity()
     if objective == "regress":  # the new head is "missing" and lm_head "unexpected", as they must be

@@ -135,8 +135,10 @@ def test_minilm_trains_every_weight_and_its_run_loads_back_and_prices_identicall
 @pytest.mark.integration
 @pytest.mark.skipif(not HAS_MINILM, reason="minilm-l6's weights are not installed")
 def test_a_full_finetune_resumes_from_its_checkpoint(small_dataset_dir, tmp_path):
+    """With the shipped MiniLM config's base_dropout 0 and fused AdamW, which reach the saved model."""
     run = tmp_path / "minilm"
-    args = _tiny_run_args("minilm-l6", small_dataset_dir, run, finetune="full", learning_rate=1e-4)
+    args = _tiny_run_args("minilm-l6", small_dataset_dir, run, finetune="full", learning_rate=1e-4,
+                          base_dropout=0, optim="adamw_torch_fused")
     args[args.index("--max-steps") + 1] = "4"
     assert main(args) == 0
     straight = json.loads((run / "summary.json").read_text())["final_eval_loss"]
@@ -144,6 +146,8 @@ def test_a_full_finetune_resumes_from_its_checkpoint(small_dataset_dir, tmp_path
     assert main(args + ["--resume", str(run / "checkpoint-2")]) == 0
     resumed = json.loads((run / "summary.json").read_text())
     assert resumed["steps"] == 4 and resumed["final_eval_loss"] == pytest.approx(straight, rel=1e-4)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == saved["hidden_dropout_prob"] == 0.0
 
 
 @pytest.mark.integration
@@ -209,3 +213,24 @@ def test_gemma_generates_exports_a_merged_folder_and_refuses_gguf_with_the_reaso
     assert main(["export", str(run), "--format", "gguf", "--out", str(tmp_path / "gguf")]) == 2
     err = capsys.readouterr().err
     assert "tokenizer.model" in err and "--out merged/" in err and not (tmp_path / "gguf").exists()
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="minilm-l6's weights are not installed")
+def test_base_dropout_sets_every_dropout_of_the_base_and_unset_keeps_the_shipped_one():
+    from pricetune.modeling import load_base_model
+
+    def dropouts(model):
+        return {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+
+    shipped = load_base_model("minilm-l6", "none", "fp32", objective="regress", pad_token_id=0)
+    off = load_base_model("minilm-l6", "none", "fp32", objective="regress", pad_token_id=0, dropout=0.0)
+    assert dropouts(shipped) == {0.1} and dropouts(off) == {0.0}
+    assert off.config.attention_probs_dropout_prob == off.config.hidden_dropout_prob == 0.0
+
+
+def test_base_dropout_reaches_a_base_read_from_gguf():
+    from pricetune.modeling import load_base_model
+
+    model = load_base_model("smollm2-135m", "none", "fp32", objective="regress", pad_token_id=0, dropout=0.2)
+    assert model.config.attention_dropout == 0.2
+    assert load_base_model("smollm2-135m", "none", "fp32").config.attention_dropout == 0.0

@@ -18,6 +18,8 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
         "objective", "quantization", "finetune", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
         "epochs", "max_steps", "batch_size", "grad_accum", "learning_rate", "warmup_ratio",
         "lr_scheduler", "weight_decay", "optim", "max_grad_norm", "max_length", "seed")}
+    if cfg.base_dropout is not None:
+        hp.update(base_dropout=cfg.base_dropout)
     if cfg.objective == "regress":
         hp.update(regress_loss=cfg.regress_loss, regress_pooling=cfg.regress_pooling)
         if cfg.regress_loss == "huber":

@@ -164,7 +164,7 @@ def prepare_trainer(cfg: RunConfig, log: Callable[[str], None] = print, resuming
     weights = "fp32" if cfg.finetune == "full" else precision
     model = load_base_model(cfg.base_model, cfg.quantization, weights, cfg.bnb_4bit_quant_type, cfg.double_quant,
                             objective=cfg.objective, pad_token_id=tokenizer.pad_token_id,
-                            quant_storage=cfg.bnb_4bit_quant_storage)
+                            quant_storage=cfg.bnb_4bit_quant_storage, dropout=cfg.base_dropout)
     keep_one_4bit_layout(model)
     set_seed(cfg.seed)  # 4. LoRA, from the same state whatever loading drew (none when every weight trains)
     lora = None

@@ -6,11 +6,12 @@
 # itself. 60 steps of configs/amazon-18k-minilm.yaml each, the closing val pass (1,000 items) timed too.
 #   bash docs/results/amazon-18k-bases/minilm-speed.sh     # -> docs/results/amazon-18k-bases/minilm-speed.json
 set -euo pipefail
+# --base-dropout 0.1 --optim adamw_torch: the config as this measured it (it has since dropped MiniLM's dropout)
 PT=${PT:-.venv/bin/pricetune}
 O=docs/results/amazon-18k-bases
 one() {  # name, environment (VAR=value ...), precision
   env $2 $PT train --config amazon-18k-minilm --max-steps 60 --eval-steps 1000 --save-steps 1000 \
-    --logging-steps 10 --precision $3 --output-dir runs/speed-minilm-$1 --overwrite > runs/speed-minilm-$1.log 2>&1
+    --logging-steps 10 --precision $3 --base-dropout 0.1 --optim adamw_torch --output-dir runs/speed-minilm-$1 --overwrite > runs/speed-minilm-$1.log 2>&1
 }
 one bf16 "" bf16
 one avx2-fp32 "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" fp32
