@@ -4,7 +4,7 @@
 # trains (torch told to dispatch to its AVX2 kernels, oneDNN to AVX2): the epoch the bound of 30 minutes on 2
 # AVX2 cores is about, timed end to end rather than scaled from 50 steps (minilm-dropout-speed.sh).
 # An emulation on an AVX-512 core, not an AVX2-only machine.
-#   bash docs/results/amazon-18k-bases/minilm-avx2-epoch.sh   # -> docs/results/amazon-18k-bases/minilm-avx2-epoch.json
+#   bash docs/results/amazon-18k-bases/minilm-avx2-epoch.sh   # -> minilm-avx2-epoch.json, its log -train-log.jsonl
 set -euo pipefail
 PT=${PT:-.venv/bin/pricetune}; PY=${PY:-.venv/bin/python}
 O=docs/results/amazon-18k-bases; R=runs/avx2-epoch-minilm
@@ -12,6 +12,7 @@ start=$(date +%s)
 env ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $PT train --config amazon-18k-minilm --epochs 1 \
   --precision fp32 --output-dir $R --overwrite > $R.log 2>&1
 wall=$(( $(date +%s) - start ))
+cp $R/metrics.jsonl $O/minilm-avx2-epoch-train-log.jsonl
 $PY - "$O/minilm-avx2-epoch.json" "$R" "$wall" <<'PY'
 import json, sys
 out_path, run, wall = sys.argv[1], sys.argv[2], int(sys.argv[3])

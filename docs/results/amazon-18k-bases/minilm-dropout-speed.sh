@@ -4,6 +4,7 @@
 #   shipped: the base's dropout (0.1) and adamw_torch;  no-dropout: base_dropout 0;  no-dropout-fused: and
 #   adamw_torch_fused. 60 steps of configs/amazon-18k-minilm.yaml each; steps 10-60 timed; the closing val pass too.
 #   bash docs/results/amazon-18k-bases/minilm-dropout-speed.sh   # -> docs/results/amazon-18k-bases/minilm-dropout-speed.json
+#   OUT=docs/results/amazon-18k-bases/minilm-dropout-speed-epyc.json bash docs/results/amazon-18k-bases/minilm-dropout-speed.sh
 set -euo pipefail
 PT=${PT:-.venv/bin/pricetune}
 O=docs/results/amazon-18k-bases
@@ -15,7 +16,7 @@ for X in "${VARIANTS[@]}"; do
     --eval-steps 1000 --save-steps 1000 --logging-steps 10 --precision fp32 ${X#*:} \
     --output-dir runs/speed-minilm-$N --overwrite > runs/speed-minilm-$N.log 2>&1
 done
-.venv/bin/python - "$O/minilm-dropout-speed.json" <<'PY'
+.venv/bin/python - "${OUT:-$O/minilm-dropout-speed.json}" <<'PY'
 import json, sys
 out = {"machine": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip("\t :"),
        "emulation": "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2, fp32",
