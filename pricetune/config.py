@@ -194,7 +194,7 @@ class RunConfig(BaseModel):
         if self.hub_model_id is not None and self.hub_model_id.count("/") != 1:
             problems.append(f"hub_model_id must look like user/name (got {self.hub_model_id!r})")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))  # one per line: a problem may hold a semicolon
         return self
 
     def _base_problems(self) -> list[str]:
@@ -323,7 +323,7 @@ def _format_errors(errors: list[dict]) -> list[str]:
         if loc:
             lines.append(f"  - {loc}: {msg}")
         else:
-            lines += [f"  - {p.strip()}" for p in msg.split(";") if p.strip()]
+            lines += [f"  - {p.strip()}" for p in msg.splitlines() if p.strip()]
     return lines
 
 

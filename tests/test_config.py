@@ -72,6 +72,15 @@ def test_cross_field_problems_listed_together():
     assert "neighbours: Input should be greater than or equal to 0" in msg and "max_steps must be -1" in msg
 
 
+def test_each_cross_field_problem_is_one_line_even_with_a_semicolon_in_it():
+    """A problem's own wording may hold a semicolon: it stays one bullet, not two half-sentences."""
+    with pytest.raises(ConfigError) as e:
+        resolve_config("demo", overrides={"base_model": "minilm-l6", "objective": "generate", "max_steps": 0})
+    bullets = [line for line in str(e.value).splitlines() if line.startswith("  - ")]
+    assert any("is an encoder" in b and "use objective regress" in b for b in bullets), bullets
+    assert any("max_steps must be -1" in b for b in bullets) and len(bullets) == 2, bullets
+
+
 def test_missing_and_malformed_yaml(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         resolve_config(None, tmp_path / "nope.yaml")
