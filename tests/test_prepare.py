@@ -85,6 +85,18 @@ def test_duplicate_text_is_dropped_even_with_another_title():
     assert len(items) == 1 and funnel.dropped == {"duplicate text": 1}
 
 
+def test_items_that_are_their_title_alone_are_not_duplicates_of_each_other():
+    """Left without the title, such items have no text at all: only a repeated title makes them
+    duplicates (the duplicate-text rule once dropped all but the first)."""
+    rows = _rows(*({"name": f"Widget {i} deluxe model, brushed steel", "cost": 5 + i} for i in range(3)),
+                 {"name": "Widget 0 deluxe model, brushed steel", "cost": 9})
+    funnel = Funnel()
+    items = curate(rows, _settings(min_chars=20), funnel)
+    assert len(items) == 3 and funnel.dropped == {"duplicate title": 1}
+    items = curate(rows, _settings(min_chars=20, text_columns=["name"], price_column="cost"), Funnel())
+    assert len(items) == 3
+
+
 def test_balance_and_split_are_deterministic():
     items = [{"title": str(i), "text": str(i), "price": 5.0 if i < 80 else 500.0} for i in range(100)]
     kept = balance(items, cap=30, seed=1, lo=0.5, hi=999.49)

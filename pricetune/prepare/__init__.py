@@ -18,7 +18,8 @@ counted in the data card's funnel:
   2. text: detail keys that are noise dropped (part and model numbers, best-sellers rank, batteries,
      dates first available), whitespace squashed, part-number-like tokens (7+ characters mixing
      capital letters and digits) scrubbed, at least --min-chars characters left;
-  3. duplicates: the first item of each title, then of each text (its title taken out), is kept;
+  3. duplicates: the first item of each title, then of each text (its title taken out; an item
+     that is its title alone is judged by its title only), is kept;
   4. the text cut to --max-tokens tokens of the base model's tokenizer (the course kept ~110);
   5. optional --balance: at most --balance-cap items per price band (20 bands, even in log price),
      drawn by seed, so cheap items don't swamp the set;

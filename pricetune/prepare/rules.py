@@ -21,6 +21,7 @@ NOISY_DETAIL_KEYS = ("part number", "model number", "item model", "best sellers 
                      "date first available", "asin", "upc", "manufacturer reference")
 PART_NUMBER = re.compile(r"\b(?=[A-Z0-9-]*[A-Z])(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{6,}\b")
 WHITESPACE = re.compile(r"\s+")
+LABELS = re.compile(r"^[^:\n]*:", re.M)  # each text line's "Name:"
 FIELDS = {  # item line -> the column names it is read from, in order of preference
     "Title": ("title", "name", "product_name"),
     "Category": ("category", "main_category"),
@@ -207,12 +208,14 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
             continue
         text = text[: s.max_tokens * 7]  # a character ceiling before tokenizing, as the course does
         t_key = hashlib.blake2b(squash(title).lower().encode(), digest_size=16).digest()
-        # the same text under another title is the same product listed twice
-        x_key = hashlib.blake2b(text.replace(title, "", 1).lower().encode(), digest_size=16).digest()
+        # the same text under another title is the same product listed twice; an item that is its title
+        # alone has no such text (its lines' labels are not text), and only its title can repeat
+        rest = text.replace(title, "", 1)
+        x_key = hashlib.blake2b(rest.lower().encode(), digest_size=16).digest()
         if title and t_key in seen_titles:
             funnel.drop("duplicate title", where)
             continue
-        if x_key in seen_texts:
+        if LABELS.sub("", rest).strip() and x_key in seen_texts:
             funnel.drop("duplicate text", where)
             continue
         seen_titles.add(t_key)
