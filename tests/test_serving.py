@@ -107,6 +107,9 @@ def test_each_bad_request_gets_its_4xx_and_the_server_stays_up():
             got, body, _ = _call(url, payload)
             assert got == status, (name, got, body)
             assert time.monotonic() - start < 5, name
+        # a misnamed field is told the request's fields, not only that it is not one
+        body = _call(url, {"text": "a pen"})[1]
+        assert body["detail"].startswith("text: ") and "description, descriptions, interval" in body["detail"], body
         for length in (b"-1", b"abc", b"1e3"):
             line = _raw(srv.port, b"POST /price HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n{}")
             assert line.split()[1] == "400", (length, line)

@@ -185,9 +185,15 @@ def parse(model, body: bytes):
     try:
         return model.model_validate_json(body)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg'].removeprefix('Value error, ')}"
-                             for err in e.errors())
-        raise HTTPException(400, problems) from None
+        raise HTTPException(400, "; ".join(request_problem(model, err) for err in e.errors())) from None
+
+
+def request_problem(model, err: dict) -> str:
+    """One validation error of a request body, for its sender: a field it misnamed comes with the real ones."""
+    where = ".".join(map(str, err["loc"])) or "body"
+    if err["type"] == "extra_forbidden":
+        return f"{where}: not a field of this request (its fields: {', '.join(model.model_fields)})"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}"
 
 
 async def price_texts(request: Request, texts: list[str]) -> list[tuple[float | None, str | None]]:
