@@ -97,6 +97,12 @@ def save(folder: str | Path, calibration: dict) -> Path:
     return path
 
 
+def calibrate_command(folder, ensemble: bool = False, decode: str | None = None, dataset: str | None = None) -> str:
+    """The command that calibrates `folder` (a run, checkpoint or ensemble), for the messages that need it."""
+    return (f"pricetune calibrate {'--ensemble ' if ensemble else ''}{folder or 'RUN'}"
+            + (f" --decode {decode}" if decode else "") + (f" --dataset {dataset}" if dataset else ""))
+
+
 def load(folder: str | Path, decode: str | None = None) -> dict | None:
     """The folder's calibration, or None when it has none. `decode`: how the model will price; a
     calibration made with another decoding is refused (its errors are another model's), naming the fix."""
@@ -109,7 +115,7 @@ def load(folder: str | Path, decode: str | None = None) -> dict | None:
     made_with = calibration.get("decode", "greedy")  # calibrate decoded greedily before it recorded how
     if decode is not None and made_with != decode:
         raise PricetuneError(f"{path} was calibrated on prices decoded with --decode {made_with}, so its ranges do not "
-                             f"fit --decode {decode}: run `pricetune calibrate {folder} --decode {decode}` (or price "
+                             f"fit --decode {decode}: run `{calibrate_command(folder, decode=decode)}` (or price "
                              f"with --decode {made_with})")
     return calibration
 

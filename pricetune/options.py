@@ -75,12 +75,15 @@ def add_predict_arguments(p) -> None:
                      "items (--file: jsonl, json, csv or parquet, one item a row).")
     p.add_argument("description", nargs="?", help="Item text; a full prompt ending in 'Price is $' is used as is.")
     p.add_argument("--run", metavar="RUN_DIR", help="A pricetune run directory.")
+    p.add_argument("--ensemble", metavar="DIR", help="Price with an ensemble instead: a pick of `pricetune select` "
+                   "(e.g. runs/pick/pipeline) or a folder of `pricetune ensemble`.")
     p.add_argument("--interval", type=float, metavar="COVERAGE",
                    help="Also give a range that holds the true price for this share of items (e.g. 0.8); needs the "
-                   "run's calibration.json (`pricetune calibrate RUN`).")
+                   "run's or ensemble's calibration.json (`pricetune calibrate RUN`; select's picks have one).")
     p.add_argument("--similar", type=SIZE, default=0, metavar="K",
                    help="Also show the K training items most like each description, with their prices and "
-                   "similarity (at most 20; reads the run's training data: its neighbours.json or its dataset).")
+                   "similarity (at most 20; reads the training data: a run's neighbours.json or dataset, an "
+                   "ensemble's).")
     p.add_argument("--file", help="A file of items (jsonl, json, csv or parquet), each with a 'prompt', 'description' or "
                    "'text' field (the first non-empty one is priced); the priced rows are written as jsonl.")
     p.add_argument("--out", help="Where to write the priced jsonl (default: stdout).")

@@ -598,3 +598,9 @@ def test_serve_of_a_run_uses_its_own_calibration(tiny_model_dir, small_dataset_d
     checkpoint = next(run.glob("checkpoint-*"))
     assert main(["serve", "--run", str(checkpoint), "--port", "0"]) == 0
     assert seen["pricer"].calibration is None  # not calibrated yet: no ranges, rather than another model's
+
+
+def test_serve_refuses_the_options_of_one_model_beside_an_ensemble(tmp_path, capsys):
+    """An ensemble prices with its own members and decodings: --decode beside it would be ignored."""
+    assert main(["serve", "--ensemble", str(tmp_path), "--decode", "median", "--port", "0"]) == 2
+    assert "--decode chooses one model" in capsys.readouterr().err

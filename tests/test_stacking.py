@@ -171,3 +171,33 @@ def test_a_failed_fit_keeps_its_priced_members_and_the_same_command_continues(tm
                  train_size=30)
     assert sum("pricing" in s for s in said) == 2
     assert sorted(f.name for f in (tmp_path / "again").iterdir()) == ["ensemble.json", "tfidf.joblib"]
+
+
+def test_predict_prices_a_file_with_an_ensemble_and_refuses_the_options_of_one_model(tmp_path, capsys):
+    """`pricetune predict --ensemble DIR`: select's picks priced from the command line, as `serve --ensemble`
+    and `Pricer.from_ensemble` price them."""
+    from pricetune.cli import main
+    from pricetune.ensemble import Member, fit_ensemble
+    from pricetune.inference import Pricer
+
+    data = _ensemble_data(tmp_path)
+    ens = str(tmp_path / "ens")
+    fit_ensemble(str(data), [Member("tfidf"), Member("median")], ens, log=lambda _: None, cv_repeats=0)
+    prompts = [r["prompt"] for r in _synthetic(5, 7)]
+    write_jsonl(tmp_path / "items.jsonl", [{"sku": i, "prompt": p} for i, p in enumerate(prompts)])
+    out = tmp_path / "priced.jsonl"
+    assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["sku"] for r in rows] == list(range(5)) and "prediction" not in rows[0]
+    assert [r["price_predicted"] for r in rows] == pytest.approx(Pricer.from_ensemble(ens).price_items(prompts))
+    capsys.readouterr()
+    assert main(["predict", "--ensemble", ens, "--interval", "0.8", prompts[0]]) == 2
+    assert f"pricetune calibrate --ensemble {ens}" in capsys.readouterr().err
+    assert main(["calibrate", "--ensemble", ens]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--ensemble", ens, "--interval", "0.8", "--similar", "2", prompts[0]]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"${rows[0]['price_predicted']:,.2f} (80%: $") and "similar training items:" in said
+    for options in (["--decode", "median"], ["--run", ens], ["--quantization", "none"]):
+        assert main(["predict", "--ensemble", ens, *options, prompts[0]]) == 2
+        assert f"{options[0]} chooses one model" in capsys.readouterr().err

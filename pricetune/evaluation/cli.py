@@ -239,9 +239,8 @@ def source_calibration(ns, splits: dict | None) -> dict | None:
     val = (splits or {}).get("val")
     if calibration is not None and not intervals.applies_to(calibration, fingerprint(val) if val else None):
         print(f"note: {folder}'s calibration was made on another val split ({calibration.get('dataset')}), so its "
-              f"price ranges are not scored here; `pricetune calibrate {folder}"
-              f"{f' --dataset {ns.dataset}' if ns.dataset else ''}` makes one "
-              "for this data", file=sys.stderr)
+              f"price ranges are not scored here; `{intervals.calibrate_command(folder, bool(ns.ensemble), None, ns.dataset)}` "
+              "makes one for this data", file=sys.stderr)
         return None
     return calibration
 

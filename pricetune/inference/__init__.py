@@ -2,6 +2,7 @@
 
     pricetune predict --run runs/price-...-demo "Title: 1.01 carat Ideal cut round diamond ..."
     pricetune predict --run runs/price-...-demo --file items.jsonl --out prices.jsonl
+    pricetune predict --ensemble runs/pick/pipeline "Title: ..."     # an ensemble (select's pick)
 
     from pricetune.inference import Pricer
     pricer = Pricer.from_run("runs/price-...-demo")

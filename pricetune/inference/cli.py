@@ -36,17 +36,35 @@ def refuse_decoding_options(ns, objective: str) -> None:
                              "(one number from its head, nothing decoded): leave it out")
 
 
+def refuse_model_options_for_ensemble(ns) -> None:
+    """An ensemble prices with the members, decodings and batch sizes its ensemble.json names: the
+    options that choose one model would be ignored, so a command that gives them is refused."""
+    given = [flag for flag, value in (("--run", getattr(ns, "run", None)), ("--adapter", ns.adapter),
+                                      ("--base-model", ns.base_model), ("--no-adapter", ns.no_adapter),
+                                      ("--quantization", ns.quantization), ("--no-merge", ns.no_merge),
+                                      ("--precision", ns.precision != "auto"), ("--decode", ns.decode != "greedy"),
+                                      ("--samples", ns.samples != DEFAULT_SAMPLES)) if value]
+    if given:
+        raise PricetuneError(f"{', '.join(given)} chooses one model; --ensemble prices with the members its "
+                             "ensemble.json names, each as it was fit: leave it out")
+
+
 def interval_calibration(ns) -> dict | None:
-    """The run's calibration when --interval asks for ranges (refused, with the fix, when it has none)."""
+    """The run's (or ensemble's) calibration when --interval asks for ranges (refused, with the fix, when it
+    has none)."""
     if ns.interval is None:
         return None
     if not 0 < ns.interval < 1:
         raise PricetuneError(f"--interval is a coverage between 0 and 1, such as 0.8 (got {ns.interval})")
-    folder = run_paths(ns.run)[1] if getattr(ns, "run", None) else None  # a checkpoint has its own
-    calibration = intervals.load(folder, ns.decode) if folder else None
+    if getattr(ns, "ensemble", None):
+        folder, decode = ns.ensemble, None  # its members decode as the ensemble says
+    else:
+        folder, decode = (run_paths(ns.run)[1] if getattr(ns, "run", None) else None), ns.decode  # a checkpoint has its own
+    calibration = intervals.load(folder, decode) if folder else None
     if calibration is None:
-        raise PricetuneError("--interval needs the run's calibration.json: run `pricetune calibrate "
-                             f"{folder or 'RUN'}` first (it prices the val split once)")
+        ensemble = bool(getattr(ns, "ensemble", None))
+        raise PricetuneError(f"--interval needs the {'ensemble' if ensemble else 'run'}'s calibration.json: run "
+                             f"`{intervals.calibrate_command(folder, ensemble)}` first (it prices the val split once)")
     return calibration
 
 
@@ -68,8 +86,10 @@ def show_similar(found) -> list[str]:
     return [f"  ${a.price:,.2f}  similarity {a.similarity:.2f}  {' '.join(a.text.split())[:100]}" for a in found]
 
 
-def predict_cli(ns) -> int:
+def check_predict_arguments(ns) -> None:
+    """What `predict` can refuse before reading a file or loading a model."""
     from ..config import is_run_dir
+    from .similar import check_similar_count
 
     if ns.description and not ns.run and is_run_dir(ns.description):
         raise PricetuneError(f"{ns.description} is a run directory: give it as --run {ns.description}, then the "
@@ -78,11 +98,15 @@ def predict_cli(ns) -> int:
         raise PricetuneError("give a description or --file items.jsonl" + (", not both" if ns.file else ""))
     if ns.description is not None and not ns.description.strip():
         raise PricetuneError("the description is blank: give the item's text (its title, and what else is known)")
-    from .similar import check_similar_count
-
-    check_similar_count(ns.similar)  # before anything loads
+    if ns.ensemble:
+        refuse_model_options_for_ensemble(ns)
+    check_similar_count(ns.similar)
     if ns.out and Path(ns.out).is_dir():  # found now, not once every item is priced
         raise PricetuneError(f"--out {ns.out} is a folder; name the jsonl file to write (e.g. {Path(ns.out) / 'priced.jsonl'})")
+
+
+def read_items(ns) -> list[tuple[dict, str]]:
+    """(row, the text to price) for the description, or each row of --file."""
     items = []
     if ns.file:
         from ..data.rows import ITEM_TEXT_FIELDS, BadRows, item_text_of, iter_file
@@ -99,10 +123,28 @@ def predict_cli(ns) -> int:
             raise PricetuneError(f"{ns.file} holds no items to price")
     else:
         items = [({"description": ns.description}, ns.description)]
-    calibration = interval_calibration(ns)
+    return items
+
+
+def price_with_args(ns, texts: list[str]):
+    """(the model's answer or None, price) for each text, and the index --similar looks in (or None)."""
+    progress = len(texts) > 1
+    if ns.ensemble:
+        from .pricer import Pricer
+
+        pricer = Pricer.from_ensemble(ns.ensemble)
+        index = pricer.training_items() if ns.similar else None
+        return [(None, p) for p in pricer.price_items(texts, progress)], index
     lm = load_from_args(ns)
     index = similar_index(ns, lm)
-    out = lm.price([t for _, t in items], ns.decode, ns.batch_size, ns.samples, progress=len(items) > 1)
+    return lm.price(texts, ns.decode, ns.batch_size, ns.samples, progress=progress), index
+
+
+def predict_cli(ns) -> int:
+    check_predict_arguments(ns)
+    items = read_items(ns)
+    calibration = interval_calibration(ns)
+    out, index = price_with_args(ns, [t for _, t in items])
     ranges = [intervals.interval(p, calibration, ns.interval) if calibration else None for _, p in out]
     from .similar import look_alikes
 
@@ -110,11 +152,12 @@ def predict_cli(ns) -> int:
     if not ns.file:
         (text, price), r = out[0], ranges[0]
         shown = f" ({ns.interval:.0%}: ${r[0]:,.2f} - ${r[1]:,.2f})" if r else ""
-        print("no price in the answer: " + repr(text) if price is None else f"${price:,.2f}{shown}")
+        print(("no price" if text is None else "no price in the answer: " + repr(text)) if price is None
+              else f"${price:,.2f}{shown}")
         if alike[0]:
             print("\n".join(["similar training items:", *show_similar(alike[0])]))
         return 0 if price is not None else 1
-    lines = [json.dumps({**row, "prediction": text, "price_predicted": price,
+    lines = [json.dumps({**row, **({"prediction": text} if text is not None else {}), "price_predicted": price,
                          **({"price_low": r[0], "price_high": r[1]} if r else {}),
                          **({"similar": [vars(a) for a in found]} if index is not None else {})}, default=str)
              for (row, _), (text, price), r, found in zip(items, out, ranges, alike)]

@@ -79,8 +79,9 @@ class Pricer:
     def ranges(self, descriptions: list[str], coverage: float = 0.8) -> list[PriceRange]:
         """Each price with its range at `coverage`, calibrated on the val split (docs: pricetune.intervals)."""
         if self.calibration is None:
-            raise PricetuneError(f"no price ranges without a calibration: run `pricetune calibrate "
-                                 f"{self.folder or 'RUN'}` first (it prices the val split once)")
+            command = intervals.calibrate_command(self.folder, self.ensemble is not None)
+            raise PricetuneError(f"no price ranges without a calibration: run `{command}` first (it prices the val "
+                                 "split once)")
         out = []
         for p in self.price_items(descriptions):
             r = intervals.interval(p, self.calibration, coverage)

@@ -70,6 +70,10 @@ def serve_cli(ns) -> int:
     from .app import create_app
 
     check_similar_count(ns.similar)  # here, not after the model has loaded
+    if ns.ensemble:
+        from ..inference.cli import refuse_model_options_for_ensemble
+
+        refuse_model_options_for_ensemble(ns)
     api_key = ns.api_key or os.environ.get(API_KEY_ENV) or None
     if not is_loopback(ns.host) and api_key is None:
         raise PricetuneError(
