@@ -223,3 +223,13 @@ def test_gguf_does_not_apply_to_a_regress_run(tmp_path, capsys):
     assert "no GGUF form" in err and not (tmp_path / "g").exists()
     # ... and says how such a run is deployed instead
     assert "sequence-classification folder" in err and "pricetune serve" in err and "DEPLOY.md" in err
+
+
+def test_an_ensemble_is_not_exported_and_is_told_how_it_ships(tmp_path, capsys):
+    ens = tmp_path / "pick"
+    ens.mkdir()
+    (ens / "ensemble.json").write_text(json.dumps({"dataset": "demo", "members": [{"spec": "median"}], "weights": [1]}))
+    for fmt in ("transformers", "gguf"):
+        assert main(["export", str(ens), "--format", fmt, "--out", str(tmp_path / fmt)]) == 2
+        err = capsys.readouterr().err
+        assert "is an ensemble" in err and "serve --ensemble" in err and not (tmp_path / fmt).exists()

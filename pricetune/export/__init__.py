@@ -51,7 +51,21 @@ def refuse_neighbour_runs(run_dir: str) -> None:
             "RUN_DIR), or train without --neighbours to export")
 
 
+def refuse_ensembles(folder: str) -> None:
+    """An ensemble is several models and a rule that combines them, not one network to merge or convert."""
+    from pathlib import Path
+
+    from ..errors import PricetuneError
+
+    if (Path(folder) / "ensemble.json").is_file():
+        raise PricetuneError(f"{folder} is an ensemble: its classical members and the rule that combines them have no "
+                             "transformers or GGUF form. Serve it (pricetune serve --ensemble DIR) or price with it "
+                             "(pricetune predict --ensemble DIR, Pricer.from_ensemble); a run among its members "
+                             "exports alone (pricetune export RUN)")
+
+
 def export_cli(ns) -> int:
+    refuse_ensembles(ns.run_dir)
     refuse_neighbour_runs(ns.run_dir)
     if ns.format == "gguf":
         from .to_gguf import export_gguf
