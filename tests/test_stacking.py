@@ -190,6 +190,7 @@ def test_predict_prices_a_file_with_an_ensemble_and_refuses_the_options_of_one_m
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["sku"] for r in rows] == list(range(5)) and "prediction" not in rows[0]
     assert [r["price_predicted"] for r in rows] == pytest.approx(Pricer.from_ensemble(ens).price_items(prompts))
+    assert {m.batch_size for m in Pricer.from_ensemble(ens, batch_size=4).ensemble.members} == {4}  # --batch-size
     capsys.readouterr()
     assert main(["predict", "--ensemble", ens, "--interval", "0.8", prompts[0]]) == 2
     assert f"pricetune calibrate --ensemble {ens}" in capsys.readouterr().err

@@ -37,8 +37,8 @@ def refuse_decoding_options(ns, objective: str) -> None:
 
 
 def refuse_model_options_for_ensemble(ns) -> None:
-    """An ensemble prices with the members, decodings and batch sizes its ensemble.json names: the
-    options that choose one model would be ignored, so a command that gives them is refused."""
+    """An ensemble prices with the members and decodings its ensemble.json names: the options that
+    choose one model would be ignored, so a command that gives them is refused (--batch-size applies)."""
     given = [flag for flag, value in (("--run", getattr(ns, "run", None)), ("--adapter", ns.adapter),
                                       ("--base-model", ns.base_model), ("--no-adapter", ns.no_adapter),
                                       ("--quantization", ns.quantization), ("--no-merge", ns.no_merge),
@@ -132,7 +132,7 @@ def price_with_args(ns, texts: list[str]):
     if ns.ensemble:
         from .pricer import Pricer
 
-        pricer = Pricer.from_ensemble(ns.ensemble)
+        pricer = Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size)
         index = pricer.training_items() if ns.similar else None
         return [(None, p) for p in pricer.price_items(texts, progress)], index
     lm = load_from_args(ns)

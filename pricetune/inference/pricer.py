@@ -49,9 +49,12 @@ class Pricer:
 
     @classmethod
     def from_ensemble(cls, folder: str, **kwargs) -> Pricer:
-        """An ensemble made by `pricetune ensemble`: its members priced and combined with its weights."""
+        """An ensemble made by `pricetune ensemble`: its members priced and combined with its weights (each
+        run member in batches of `batch_size`, with the decoding the ensemble was fit with)."""
         pricer = cls(None, **kwargs)
         pricer.ensemble = Ensemble.load(folder)
+        for member in pricer.ensemble.members:
+            member.batch_size = pricer.batch_size
         pricer.members = pricer.ensemble.predictors()
         pricer.folder, pricer.calibration = folder, intervals.load(folder)
         return pricer
