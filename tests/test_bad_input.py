@@ -344,6 +344,17 @@ def test_predict_names_the_unreadable_rows_of_its_file_before_loading(tmp_path, 
     assert f"{items}: unreadable rows (1 malformed JSON):\n  {items}:2: malformed JSON" in capsys.readouterr().err
 
 
+def test_predict_says_which_text_columns_of_its_file_are_not_priced(tmp_path, capsys):
+    """A catalog's title beside its description was left out without a word: only one field is priced."""
+    items = tmp_path / "items.csv"
+    items.write_text("title,description,sku\nDewalt 20V drill,Cordless with two batteries,7\n")
+    assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(items)]) == 2
+    assert f"note: {items}: each row's 'description' is priced, its title not" in capsys.readouterr().err
+    items.write_text("prompt,title\nWhat does this cost?,Dewalt 20V drill\n")  # a full prompt: nothing said
+    assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(items)]) == 2
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_a_blank_description_or_an_empty_file_is_refused_before_loading(tmp_path, capsys):
     """A blank description was priced (the model answers the bare question with some price), an empty
     file crashed in the tokenizer once the model had loaded: both are refused first (no run is read)."""

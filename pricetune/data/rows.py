@@ -255,17 +255,31 @@ def iter_file(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
 
 # Where an item's text is in a row given to predict, serve or the API: the first non-empty of these
 ITEM_TEXT_FIELDS = ("prompt", "description", "text")
+# Columns of a catalog that hold part of an item's text (as `pricetune prepare` reads them)
+CATALOG_TEXT_FIELDS = ("title", "name", "product_name", "category", "brand", "features", "details", "description")
+
+
+def item_text_field(row: Any) -> str | None:
+    """Which field of an input row holds the text to price; None when it has none."""
+    if not isinstance(row, dict):
+        return None
+    return next((k for k in ITEM_TEXT_FIELDS if isinstance(row.get(k), str) and row[k].strip()), None)
 
 
 def item_text_of(row: Any) -> str | None:
     """The item's text in an input row (a full prompt or a bare description); None when it has none."""
-    if not isinstance(row, dict):
-        return None
-    for key in ITEM_TEXT_FIELDS:
-        value = row.get(key)
-        if isinstance(value, str) and value.strip():
-            return value
-    return None
+    field = item_text_field(row)
+    return row[field] if field else None
+
+
+def unpriced_text_fields(row: Any) -> list[str]:
+    """A row's catalog text columns that pricing leaves out: one field is priced, so a title beside a
+    description is not read (a full prompt holds the whole text)."""
+    field = item_text_field(row)
+    if field in (None, "prompt"):
+        return []
+    return [k for k, v in row.items() if k != field and str(k).lower() in CATALOG_TEXT_FIELDS
+            and isinstance(v, str) and v.strip()]
 
 
 def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None = None) -> list[dict]:

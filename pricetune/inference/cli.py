@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from .. import intervals
@@ -59,7 +60,8 @@ def interval_calibration(ns) -> dict | None:
     if getattr(ns, "ensemble", None):
         folder, decode = ns.ensemble, None  # its members decode as the ensemble says
     else:
-        folder, decode = (run_paths(ns.run)[1] if getattr(ns, "run", None) else None), ns.decode  # a checkpoint has its own
+        run = getattr(ns, "run", None)
+        folder, decode = (run_paths(run)[1] if run else None), ns.decode  # a checkpoint has its own
     calibration = intervals.load(folder, decode) if folder else None
     if calibration is None:
         ensemble = bool(getattr(ns, "ensemble", None))
@@ -109,7 +111,8 @@ def read_items(ns) -> list[tuple[dict, str]]:
     """(row, the text to price) for the description, or each row of --file."""
     items = []
     if ns.file:
-        from ..data.rows import ITEM_TEXT_FIELDS, BadRows, item_text_of, iter_file
+        from ..data.rows import (ITEM_TEXT_FIELDS, BadRows, item_text_field, item_text_of, iter_file,
+                                 unpriced_text_fields)
 
         bad = BadRows()
         for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, parquet
@@ -121,6 +124,10 @@ def read_items(ns) -> list[tuple[dict, str]]:
             raise PricetuneError(f"{ns.file}: unreadable rows ({bad.summary()}):\n  " + "\n  ".join(bad.examples))
         if not items:
             raise PricetuneError(f"{ns.file} holds no items to price")
+        if left := unpriced_text_fields(items[0][0]):
+            print(f"note: {ns.file}: each row's '{item_text_field(items[0][0])}' is priced, its {', '.join(left)} "
+                  "not: to price an item's whole text, give it as the model was trained on it in a 'text' or "
+                  "'prompt' column", file=sys.stderr)
     else:
         items = [({"description": ns.description}, ns.description)]
     return items
