@@ -328,7 +328,7 @@ def test_file_pricing_round_trip():
     with Running(app) as srv:
         csv_text = "sku,description\n1,a pen\n2,\n3,BAD one\n"
         status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": csv_text})
-        assert status == 200 and body["priced"] == 1 and body["failed"] == 2
+        assert status == 200 and body["priced"] == 1 and body["failed"] == 2 and body["note"] is None
         lines = body["content"].splitlines()
         assert lines[0] == "sku,description,price,error" and lines[1].startswith("1,a pen,5.00,")
         jsonl = '{"prompt": "a cup"}\n{"description": "a mug!"}\n'
@@ -341,6 +341,9 @@ def test_file_pricing_round_trip():
         assert body["content"].splitlines() == ["description,price,price_predicted,error", "a pen,4.10,5.00,"]
         status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": '{"text": "a cup", "price": 3}\n'})
         assert json.loads(body["content"]) == {"text": "a cup", "price": 3, "price_predicted": 5.0}
+        # a title beside the priced description is not read, and the reply says so
+        status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": "title,description\nPen,blue\n"})
+        assert status == 200 and body["note"].startswith("each row's 'description' is priced, its title not"), body
 
 
 # ------------------------------------------------------------------------------------------------

@@ -272,14 +272,16 @@ def item_text_of(row: Any) -> str | None:
     return row[field] if field else None
 
 
-def unpriced_text_fields(row: Any) -> list[str]:
-    """A row's catalog text columns that pricing leaves out: one field is priced, so a title beside a
-    description is not read (a full prompt holds the whole text)."""
+def unpriced_note(row: Any) -> str | None:
+    """What pricing leaves out of a row's text, said to whoever sent it: one field is priced, so a title
+    beside a description is not read (a full prompt holds the whole text). None when nothing is left out."""
     field = item_text_field(row)
     if field in (None, "prompt"):
-        return []
-    return [k for k, v in row.items() if k != field and str(k).lower() in CATALOG_TEXT_FIELDS
+        return None
+    left = [k for k, v in row.items() if k != field and str(k).lower() in CATALOG_TEXT_FIELDS
             and isinstance(v, str) and v.strip()]
+    return (f"each row's '{field}' is priced, its {', '.join(left)} not: to price an item's whole text, give it as "
+            "the model was trained on it in a 'text' or 'prompt' column") if left else None
 
 
 def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None = None) -> list[dict]:

@@ -111,8 +111,7 @@ def read_items(ns) -> list[tuple[dict, str]]:
     """(row, the text to price) for the description, or each row of --file."""
     items = []
     if ns.file:
-        from ..data.rows import (ITEM_TEXT_FIELDS, BadRows, item_text_field, item_text_of, iter_file,
-                                 unpriced_text_fields)
+        from ..data.rows import ITEM_TEXT_FIELDS, BadRows, item_text_of, iter_file, unpriced_note
 
         bad = BadRows()
         for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, parquet
@@ -124,10 +123,8 @@ def read_items(ns) -> list[tuple[dict, str]]:
             raise PricetuneError(f"{ns.file}: unreadable rows ({bad.summary()}):\n  " + "\n  ".join(bad.examples))
         if not items:
             raise PricetuneError(f"{ns.file} holds no items to price")
-        if left := unpriced_text_fields(items[0][0]):
-            print(f"note: {ns.file}: each row's '{item_text_field(items[0][0])}' is priced, its {', '.join(left)} "
-                  "not: to price an item's whole text, give it as the model was trained on it in a 'text' or "
-                  "'prompt' column", file=sys.stderr)
+        if note := unpriced_note(items[0][0]):
+            print(f"note: {ns.file}: {note}", file=sys.stderr)
     else:
         items = [({"description": ns.description}, ns.description)]
     return items

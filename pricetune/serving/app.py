@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .. import intervals
 from ..inference.similar import MAX_SIMILAR, check_similar_count
 from .batcher import Batcher, DeadlinePassed, Overloaded, WorkerDown, where_raised
-from .files import MAX_FILE_ROWS, read_table, row_text, write_table
+from .files import MAX_FILE_ROWS, file_note, read_table, row_text, write_table
 from .page import render
 
 MAX_ITEMS = 1024
@@ -95,6 +95,8 @@ class FileReply(BaseModel):
     content: str
     priced: int
     failed: int
+    note: str | None = Field(None, description="What pricing left out of the rows' text (a title beside the "
+                             "priced description), when it left something out.")
 
 
 class Metrics:
@@ -344,7 +346,8 @@ async def price_file(request: Request):
             outcomes[i] = outcome
     service_of(request).metrics.latency.labels("/price/file").observe(time.perf_counter() - start)
     return FileReply(content=write_table(req.format, rows, columns, outcomes),
-                     priced=sum(p is not None for p, _ in outcomes), failed=sum(p is None for p, _ in outcomes))
+                     priced=sum(p is not None for p, _ in outcomes), failed=sum(p is None for p, _ in outcomes),
+                     note=file_note(rows))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 
-from ..data.rows import ITEM_TEXT_FIELDS, item_text_of, split_jsonl
+from ..data.rows import ITEM_TEXT_FIELDS, item_text_field, item_text_of, split_jsonl, unpriced_note
 
 MAX_FILE_ROWS = 5000
 EXTRA = "\x00extra"  # DictReader's key for fields past the header's
@@ -63,6 +63,12 @@ def _read_jsonl(content: str):
 
 def row_text(row: dict) -> str:
     return item_text_of(row) or ""
+
+
+def file_note(rows: list[dict]) -> str | None:
+    """What pricing leaves out of the file's text columns (its first row with a text to price says)."""
+    first = next((r for r in rows if item_text_field(r)), None)
+    return unpriced_note(first) if first is not None else None
 
 
 def write_table(fmt: str, rows: list[dict], columns: list[str], outcomes) -> str:

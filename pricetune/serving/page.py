@@ -107,7 +107,8 @@ document.getElementById('gofile').addEventListener('click', async () => {
     link.href = URL.createObjectURL(blob);
     link.download = f.name.replace(/(\\.[^.]*)?$/, '-priced$1');
     link.hidden = false;
-    status.textContent = body.priced + ' priced, ' + body.failed + ' without a price';
+    status.textContent = body.priced + ' priced, ' + body.failed + ' without a price'
+      + (body.note ? '. Note: ' + body.note : '');
   } catch (e) { status.textContent = 'error: ' + e.message; }
 });
 </script>
