@@ -255,8 +255,9 @@ def iter_file(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
 
 # Where an item's text is in a row given to predict, serve or the API: the first non-empty of these
 ITEM_TEXT_FIELDS = ("prompt", "description", "text")
-# Columns of a catalog that hold part of an item's text (as `pricetune prepare` reads them)
-CATALOG_TEXT_FIELDS = ("title", "name", "product_name", "category", "brand", "features", "details", "description")
+# Columns of a catalog that hold part of an item's text: those `pricetune prepare` reads (prepare.rules.FIELDS)
+CATALOG_TEXT_FIELDS = ("title", "name", "product_name", "category", "main_category", "brand", "store", "manufacturer",
+                       "description", "features", "details")
 
 
 def item_text_field(row: Any) -> str | None:
