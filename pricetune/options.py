@@ -72,7 +72,7 @@ def add_model_arguments(p) -> None:
 
 def add_predict_arguments(p) -> None:
     p.description = ("Price one description (a bare description is wrapped in the training prompt) or a file of "
-                     "items (--file: jsonl, json, csv or parquet, one item a row).")
+                     "items (--file: jsonl, json, csv, tsv or parquet, one item a row).")
     p.add_argument("description", nargs="?", help="Item text; a full prompt ending in 'Price is $' is used as is.")
     p.add_argument("--run", metavar="RUN_DIR", help="A pricetune run directory.")
     p.add_argument("--ensemble", metavar="DIR", help="Price with an ensemble instead: a pick of `pricetune select` "
@@ -84,7 +84,7 @@ def add_predict_arguments(p) -> None:
                    help="Also show the K training items most like each description, with their prices and "
                    "similarity (at most 20; reads the training data: a run's neighbours.json or dataset, an "
                    "ensemble's).")
-    p.add_argument("--file", help="A file of items (jsonl, json, csv or parquet), each with a 'prompt', 'description' or "
+    p.add_argument("--file", help="A file of items (jsonl, json, csv, tsv or parquet), each with a 'prompt', 'description' or "
                    "'text' field (the first non-empty one is priced); the priced rows are written as jsonl.")
     p.add_argument("--out", help="Where to write the priced jsonl (default: stdout).")
     add_model_arguments(p)

@@ -176,6 +176,10 @@ def test_completion_price():
     for bad in ["", "abc", "-1", "1e9", None, "nan"]:
         with pytest.raises(ValueError):
             completion_price(bad)
+    # a decimal comma was read as a thousands separator: "12,50" became 1250
+    for bad in ["12,50", "1,2,3", "1,2999.00"]:
+        with pytest.raises(ValueError, match="the decimal mark is a point"):
+            completion_price(bad)
 
 
 # --- tokenization ---------------------------------------------------------------------------------

@@ -40,6 +40,11 @@ def test_text_rules():
     assert render_value('{"Weight": "2 kg", "Part Number": "P9"}') == "Weight: 2 kg"
     assert catalog_price("$1,299.99") == 1299.99 and catalog_price(12) == 12.0
     assert catalog_price("call us") is None and catalog_price(None) is None and catalog_price(float("nan")) is None
+    # a decimal comma is not a thousands separator: "12,50" was read as 1250, a price 100 times too high
+    assert catalog_price("12,50") == 12.5 and catalog_price("1.299,99") == 1299.99 and catalog_price("1,299") == 1299
+    assert catalog_price("USD 89") == 89 and catalog_price("89 usd") == 89 and catalog_price("US$ 5.25") == 5.25
+    assert catalog_price("-5") == -5 and catalog_price("-$5") == -5  # then dropped as out of range, not as text
+    assert catalog_price("1,2,3") is None and catalog_price("12,5,0") is None and catalog_price("1.2.3") is None
     title, text = catalog_text({"Title": "A  kettle", "main_category": "Home", "store": "Acme",
                              "features": ["1.7 l", "steel"], "price": 30}, None)
     assert title == "A kettle"
@@ -68,6 +73,8 @@ def test_curation_rules_and_funnel():
                               "price out of range": 2, "text too short": 1, "duplicate title": 1,
                               "duplicate text": 1, "unreadable row": 1}
     assert funnel.read == len(items) + sum(funnel.dropped.values())
+    # the hint shows the first price that could not be read, where it was
+    assert any("such as $1,299.99, 12,50 or USD 89" in h and "'cheap'" in h for h in funnel.hints())
 
 
 def test_the_hints_name_the_columns_the_rows_have():
@@ -196,3 +203,20 @@ def test_a_prepared_folder_trains_and_evaluates(tiny_model_dir, tmp_path, capsys
     assert main(args) == 0
     assert main(["evaluate", str(out), "--limit", "8", "--output-dir", str(tmp_path / "eval")]) == 0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 8
+
+
+def test_a_spreadsheet_export_with_semicolons_and_decimal_commas_or_tabs_reads_as_a_comma_csv(tmp_path):
+    from pricetune.prepare.read import read_source
+
+    rows = [["title", "description", "price"], ["Lamp", "A desk lamp, LED; dimmable", "12.50"],
+            ["Rug", "A wool rug", "1,299.00"]]
+    european = [r[:2] + [r[2].replace(",", "").replace(".", ",")] for r in rows[1:]]  # 12,50 and 1299,00
+    for name, delimiter, body in (("comma.csv", ",", rows[1:]), ("semicolon.csv", ";", european),
+                                  ("tabs.tsv", "\t", rows[1:])):
+        with open(tmp_path / name, "w", newline="") as f:
+            csv.writer(f, delimiter=delimiter).writerows([rows[0], *body])
+    read = {name: [(r["title"], r["description"], catalog_price(r["price"])) for _, r in read_source(str(tmp_path / name))]
+            for name in ("comma.csv", "semicolon.csv", "tabs.tsv")}
+    # the semicolon export was one column named "title;description;price", so every row lacked a price
+    assert read["semicolon.csv"] == read["tabs.tsv"] == read["comma.csv"]
+    assert read["comma.csv"] == [("Lamp", "A desk lamp, LED; dimmable", 12.5), ("Rug", "A wool rug", 1299.0)]

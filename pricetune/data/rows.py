@@ -1,5 +1,5 @@
 """The course's rows: the prompt and completion format, prices read strictly, rows validated, and the
-file readers (jsonl, json, csv, parquet) that report a bad row by file and line.
+file readers (jsonl, json, csv, tsv, parquet) that report a bad row by file and line.
 
     from pricetune.data import read_rows, make_prompt, completion_price
     rows = read_rows("data/mine/train.jsonl")   # [{prompt, completion, price}, ...]
@@ -32,7 +32,7 @@ SPLITS = ("train", "val", "test")
 # so a prompt is cut at the same place everywhere.
 COMPLETION_RESERVE = len(f"{int(MAX_PRICE)}.00") + 1
 SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "valid", "dev"), "test": ("test",)}
-FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
+FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".tsv", ".parquet")
 MAX_PRICE_DIGITS = len(str(int(MAX_PRICE)))  # 7: the longest integer part a valid price has
 
 
@@ -51,6 +51,9 @@ def format_completion(price: float) -> str:
 
 
 _NUMBER = re.compile(r"^\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*$")
+# A number with a decimal point and its thousands grouped by commas, or not grouped: "12,50" is not
+# one (read as 1250 it would be a price 100 times too high)
+POINT_DECIMAL = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 
 
 def completion_price(value: Any) -> float:
@@ -63,6 +66,9 @@ def completion_price(value: Any) -> float:
         m = _NUMBER.match(str(value))
         if not m:
             raise ValueError(f"not a price: {str(value)[:40]!r}")
+        if not POINT_DECIMAL.fullmatch(m.group(1).lstrip("-")):
+            raise ValueError(f"not a price: {str(value)[:40]!r} (commas group thousands, as in 1,299.00; "
+                             "the decimal mark is a point)")
         price = float(m.group(1).replace(",", ""))
     if not math.isfinite(price):
         raise ValueError(f"not a finite price: {value!r}")
@@ -176,9 +182,19 @@ def _read_json(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
         yield f"{path}: row {n}", row
 
 
+def csv_delimiter(header: str, kind: str) -> str:
+    """A tab for .tsv; for .csv a comma, unless the header line holds none and does hold semicolons or
+    tabs (a spreadsheet whose decimal mark is a comma exports its columns split by ";")."""
+    if kind == ".tsv":
+        return "\t"
+    return "," if "," in header else max(",;\t", key=header.count)
+
+
 def _read_csv(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    text = _decode(path, path.read_bytes())
+    delimiter = csv_delimiter(text.partition("\n")[0], file_kind(path))
     # newline="" hands line breaks to the csv module, which alone knows which are inside quoted fields
-    reader = csv.DictReader(io.StringIO(_decode(path, path.read_bytes()), newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         for row in reader:
             # line_num is the physical line just read; the header is line 1
@@ -234,7 +250,7 @@ def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, An
 
 
 READERS = {".jsonl": _read_jsonl, ".jsonl.gz": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
-           ".parquet": _read_parquet}
+           ".tsv": _read_csv, ".parquet": _read_parquet}
 
 
 def file_kind(path: Path) -> str:

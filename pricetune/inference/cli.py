@@ -114,7 +114,7 @@ def read_items(ns) -> list[tuple[dict, str]]:
         from ..data.rows import ITEM_TEXT_FIELDS, BadRows, item_text_of, iter_file, unpriced_note
 
         bad = BadRows()
-        for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, parquet
+        for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, tsv, parquet
             text = item_text_of(row)
             if text is None:
                 raise PricetuneError(f"{where}: needs a non-empty field named one of {', '.join(ITEM_TEXT_FIELDS)}")

@@ -14,7 +14,8 @@ title, name or product_name, if chosen); lists are joined, dicts rendered `key: 
 
 The course's curation, each step a setting (`pricetune prepare --help`), applied in this order and
 counted in the data card's funnel:
-  1. a usable price: present, numeric, within --min-price .. --max-price ($0.50 - $999.49);
+  1. a usable price: present, a number (or text: $1,299.99, 12,50, USD 89), within --min-price .. --max-price
+     ($0.50 - $999.49);
   2. text: detail keys that are noise dropped (part and model numbers, best-sellers rank, batteries,
      dates first available), whitespace squashed, part-number-like tokens (7+ characters mixing
      capital letters and digits) scrubbed, at least --min-chars characters left;

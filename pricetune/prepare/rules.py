@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..data import QUESTION, TRAILER, format_completion
+from ..data.rows import POINT_DECIMAL
 from ..errors import DataError
 
 
@@ -89,6 +90,9 @@ class Funnel:
         if "price out of range" in self.extremes:
             lo, hi = self.extremes["price out of range"]
             out.append(f"--min-price / --max-price set the range kept (dropped prices ran from {lo:g} to {hi:g})")
+        if self.dropped.get("non-numeric price"):
+            out.append("a price is read from a number or from text such as $1,299.99, 12,50 or USD 89; the first "
+                       f"price that was neither: {self.examples['non-numeric price']}")
         if self.dropped.get("no price column"):
             out.append(f"--price-column NAME names the price column (looked for: {', '.join(PRICE_NAMES)}){seen}")
         if self.dropped.get("empty text"):
@@ -132,14 +136,27 @@ def render_value(value: Any) -> str:
     return squash(str(value))
 
 
+# Text prices: "$1,299.99", "USD 89", "89 USD", and a decimal comma ("12,50", "1.299,99"): a comma
+# followed by one or two digits is never a thousands separator, so "12,50" is not read as 1250
+PRICE_TEXT = re.compile(r"\s*(-?)\s*(?:US)?\$?\s*(?:USD)?\s*(-?)([\d.,]+)\s*(?:USD)?\s*", re.IGNORECASE)
+COMMA_DECIMAL = re.compile(r"(?:\d{1,3}(?:\.\d{3})+|\d+),\d{1,2}")
+
+
 def catalog_price(value: Any) -> float | None:
-    """A catalog price: a number, or text like "$1,299.99"; None when there is none."""
+    """A catalog price: a number, or text like "$1,299.99" or "12,50"; None when there is none."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return float(value) if math.isfinite(value) else None
-    m = re.fullmatch(r"\s*\$?\s*(\d[\d,]*(?:\.\d+)?)\s*", str(value))
-    return float(m.group(1).replace(",", "")) if m else None
+    m = PRICE_TEXT.fullmatch(str(value))
+    if m is None or (m.group(1) and m.group(2)):
+        return None
+    sign, number = (-1 if m.group(1) or m.group(2) else 1), m.group(3)
+    if POINT_DECIMAL.fullmatch(number):
+        return sign * float(number.replace(",", ""))
+    if COMMA_DECIMAL.fullmatch(number):
+        return sign * float(number.replace(".", "").replace(",", "."))
+    return None
 
 
 def catalog_text(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
@@ -193,7 +210,7 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
             continue
         price = catalog_price(raw)
         if price is None:
-            funnel.drop("non-numeric price", where)
+            funnel.drop("non-numeric price", f"{where} ({str(raw)[:40]!r})")
             continue
         if not s.min_price <= price <= s.max_price:
             funnel.drop("price out of range", where, price)
