@@ -57,6 +57,22 @@ def test_median_baseline(small_dataset_dir, tmp_path):
     assert m["mae"] == pytest.approx(sum(abs(med - t) for t in test) / len(test))
 
 
+def test_test_items_whose_prompt_is_also_in_train_are_counted_and_said(small_dataset_dir, tmp_path, capsys):
+    data = tmp_path / "leaky"
+    shutil.copytree(small_dataset_dir, data)
+    train = (data / "train.jsonl").read_text().splitlines()
+    test = (data / "test.jsonl").read_text().splitlines()
+    (data / "test.jsonl").write_text("\n".join(test[:14] + train[:2]) + "\n")  # two train rows copied into test
+    assert main(["evaluate", "--baseline", "median", "--dataset", str(data), "--limit", "0",
+                 "--output-dir", str(tmp_path / "e")]) == 0
+    assert "note: 2 of the 16 test items have a prompt that is also in train" in capsys.readouterr().err
+    assert json.loads((tmp_path / "e" / "settings.json").read_text())["prompts_in_train"] == 2
+    assert main(["evaluate", "--baseline", "median", "--dataset", str(small_dataset_dir), "--limit", "0",
+                 "--output-dir", str(tmp_path / "clean")]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "clean" / "settings.json").read_text())["prompts_in_train"] == 0
+
+
 def test_median_baseline_on_a_random_train_sample(small_dataset_dir, tmp_path, capsys):
     from pricetune.data import load_splits
 

@@ -84,6 +84,18 @@ def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_pa
         Ensemble.load(tmp_path / "s1")
     assert main(["select", "--dataset", str(data), "--member", "tfidf", "--member", "tfidf", "--out",
                  str(tmp_path / "s3")]) == 2  # listed twice
+    # val items that are train rows too favour the members that remember them (tfidf-knn): said and counted
+    def copies():
+        train = {json.loads(line)["prompt"] for line in (data / "train.jsonl").read_text().splitlines()}
+        return sum(json.loads(line)["prompt"] in train for line in (data / "val.jsonl").read_text().splitlines())
+
+    assert first["val_prompts_in_train"] == copies() < 10  # the synthetic items repeat a few texts
+    val = (data / "val.jsonl").read_text().splitlines()
+    (data / "val.jsonl").write_text("\n".join((data / "train.jsonl").read_text().splitlines()[:10] + val[10:]) + "\n")
+    said = []
+    leaky = select(str(data), [Member("median")], tmp_path / "s4", log=said.append, cv_repeats=1)
+    assert leaky["val_prompts_in_train"] == copies() >= 10
+    assert any(f"note: {copies()} of the {len(val)} val items have a prompt that is also in train" in s for s in said)
 
 
 def test_the_rule_prefers_the_lowest_cross_validated_figure_then_fewer_members():

@@ -18,10 +18,10 @@ from .encode import (encode_example, encode_examples, encode_prompt, encode_prom
                      map_batched, tokenize_rows)
 from .rows import (COMPLETION_RESERVE, FILE_SUFFIXES, MAX_PRICE, MAX_PRICE_DIGITS, PRICE_TRAILER, QUESTION, SPLITS,
                    TRAILER, BadRows, completion_price, format_completion, iter_jsonl, make_prompt, read_rows)
-from .sources import hub_offline, load_rows, load_splits, looks_local, missing_here, take_train
+from .sources import hub_offline, load_rows, load_splits, looks_local, missing_here, take_train, train_copies
 
 __all__ = ["COMPLETION_RESERVE", "FILE_SUFFIXES", "MAX_PRICE", "MAX_PRICE_DIGITS", "PRICE_TRAILER", "QUESTION", "SPLITS",
            "TRAILER", "BadRows", "completion_price", "demo_rows", "diamond_prompt", "diamonds_csv", "encode_example",
            "encode_examples", "encode_prompt", "encode_prompts", "format_completion", "hub_offline", "in_length_order",
            "is_right_padded", "iter_jsonl", "load_rows", "load_splits", "looks_local", "make_prompt", "map_batched",
-           "missing_here", "read_rows", "take_train", "tokenize_rows"]
+           "missing_here", "read_rows", "take_train", "tokenize_rows", "train_copies"]

@@ -175,3 +175,14 @@ def take_train(rows: list[dict], n: int | None, sample: str = "first", seed: int
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     return [rows[i] for i in sorted(order[:n])]
+
+
+def train_copies(splits: dict, items: list[dict], split: str, log=None) -> int:
+    """How many of `items` (rows of `split`) have a prompt that is also a train row's, word for word; said
+    through `log` when any do: a model that remembers its training rows prices those better than new items."""
+    train = {r["prompt"] for r in splits.get("train", [])}
+    shared = sum(r["prompt"] in train for r in items)
+    if shared and log is not None:
+        log(f"note: {shared} of the {len(items)} {split} items have a prompt that is also in train, word for word: "
+            "copies score better than new items would")
+    return shared

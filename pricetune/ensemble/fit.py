@@ -79,13 +79,14 @@ def price_val(dataset: str, members: list[Member], out: Path, log=print, train_s
     from there when an earlier try priced the same member on the same rows), the fitted baselines
     saved in `out` as SPEC.joblib (fit on the first `train_size` train rows, as a run trained on that
     many). Returns {"truths", "prices" (one list per member), "maes", "constants", "items",
-    "fingerprint" (the val split's)}."""
-    from ..data import load_splits, take_train
+    "fingerprint" (the val split's), "prompts_in_train" (val items that are train rows too)}."""
+    from ..data import load_splits, take_train, train_copies
     from ..data.rows import fingerprint
 
     splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
-    splits["train"] = take_train(splits["train"], train_size)
     val = splits["val"]
+    copies = train_copies(splits, val, "val", log)  # members that remember train rows would win on those
+    splits["train"] = take_train(splits["train"], train_size)
     prompts, truths = [r["prompt"] for r in val], [r["price"] for r in val]
     for spec in set(FITTED) - {m.spec for m in members}:  # left by a try with more members
         (out / f"{spec}.joblib").unlink(missing_ok=True)
@@ -106,7 +107,7 @@ def price_val(dataset: str, members: list[Member], out: Path, log=print, train_s
         prices.append(kept["prices"])
         maes.append(mae_of(truths, kept["prices"]))
     return {"truths": truths, "prices": prices, "maes": maes, "constants": constants, "items": len(val),
-            "fingerprint": fingerprint(val)}
+            "fingerprint": fingerprint(val), "prompts_in_train": copies}
 
 
 def price_member(m: Member, splits: dict, prompts: list[str], out: Path) -> dict:

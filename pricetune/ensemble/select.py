@@ -163,6 +163,7 @@ def select(dataset: str, members: list[Member], out: str | Path, log=print, cv_r
                 write_pick(out / kind, out, dataset, members, val, chosen, kind, train_size)
                 picks[kind] = candidates.index(chosen)
         record = {"dataset": dataset, "rule": RULE.format(repeats=cv_repeats), "val_items": val["items"],
+                  "val_prompts_in_train": val["prompts_in_train"],
                   "classical_train_rows": train_size or "all",
                   "members": [{**m.describe(out), "val_mae": mae, "val_prices": prices}
                               for m, mae, prices in zip(members, val["maes"], val["prices"])],

@@ -152,6 +152,8 @@ def evaluate_cli(ns) -> int:
     if ns.compare:
         return compare_cli(ns)
     check_arguments(ns)
+    from ..data import train_copies
+
     ledger_entry = None
     if ns.predictions:
         titles, truths, texts, guesses = read_predictions(Path(ns.predictions))
@@ -170,6 +172,7 @@ def evaluate_cli(ns) -> int:
     else:
         run_dir, ensemble, dataset = source_dataset(ns)
         splits, items = split_items(ns, dataset)
+        shared = None if ns.split == "train" else train_copies(splits, items, ns.split, log=_note if dist.is_main() else None)
         if dist.is_main():
             ledger_entry = count_earlier_looks(ns, splits)
         titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
@@ -182,7 +185,8 @@ def evaluate_cli(ns) -> int:
             scored = from_ensemble(ns, ensemble, items)
         else:
             scored = from_model(ns, run_dir, items)
-        settings = {"dataset": dataset, "split": ns.split, "limit": ns.limit}
+        settings = {"dataset": dataset, "split": ns.split, "limit": ns.limit,
+                    "prompts_in_train": shared}
     settings.update(scored.settings)
     if not dist.is_main():
         return 0
@@ -207,6 +211,10 @@ def evaluate_cli(ns) -> int:
               f"(by band: {by_band}), mean width {width_text(r)}")
     print(f"eval: {out}")
     return 0
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def predictions_split(ns, truths: list[float]) -> dict:
