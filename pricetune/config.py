@@ -205,6 +205,10 @@ class RunConfig(BaseModel):
                             "use objective regress")
         if is_encoder_name(self.base_model) and self.regress_pooling != "mean":
             problems.append(f"{self.base_model} is an encoder: its head reads the mean state (regress_pooling mean)")
+        if is_encoder_name(self.base_model) and self.finetune == "lora" and self.target_modules in TARGET_PRESETS:
+            problems.append(f"{self.base_model} is an encoder: its layers are query, key, value and dense, not the "
+                            f"decoders' {self.target_modules} layers; use finetune full (configs/amazon-18k-minilm.yaml, "
+                            "chosen on val) or target_modules query,key,value,dense")
         if self.finetune == "full" and self.quantization != "none":
             problems.append("finetune full trains every weight, which a quantized base cannot: quantization none")
         if self.finetune == "full" and self.objective != "regress":

@@ -75,10 +75,21 @@ def test_cross_field_problems_listed_together():
 def test_each_cross_field_problem_is_one_line_even_with_a_semicolon_in_it():
     """A problem's own wording may hold a semicolon: it stays one bullet, not two half-sentences."""
     with pytest.raises(ConfigError) as e:
-        resolve_config("demo", overrides={"base_model": "minilm-l6", "objective": "generate", "max_steps": 0})
+        resolve_config("demo", overrides={"base_model": "minilm-l6", "objective": "generate", "max_steps": 0,
+                                          "target_modules": "query,key,value"})
     bullets = [line for line in str(e.value).splitlines() if line.startswith("  - ")]
     assert any("is an encoder" in b and "use objective regress" in b for b in bullets), bullets
     assert any("max_steps must be -1" in b for b in bullets) and len(bullets) == 2, bullets
+
+
+def test_the_encoder_with_the_decoders_lora_targets_is_refused_with_what_works():
+    """`--base-model minilm-l6` on the demo preset: LoRA on "attention" (q_proj ...) failed once the
+    weights had loaded, naming BERT's layers but not the full fine-tune that val chose."""
+    with pytest.raises(ConfigError, match=r"use finetune full \(configs/amazon-18k-minilm.yaml"):
+        resolve_config("demo", overrides={"base_model": "minilm-l6"})
+    assert resolve_config("demo", overrides={"base_model": "minilm-l6", "target_modules": "query,value"}).lora_targets \
+        == ["query", "value"]
+    assert resolve_config(None, REPO / "configs" / "amazon-18k-minilm.yaml").finetune == "full"
 
 
 def test_missing_and_malformed_yaml(tmp_path):
