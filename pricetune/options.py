@@ -84,7 +84,8 @@ def add_predict_arguments(p) -> None:
                    help="Also show the K training items most like each description, with their prices and "
                    "similarity (at most 20; reads the training data: a run's neighbours.json or dataset, an "
                    "ensemble's).")
-    p.add_argument("--file", help="A file of items (jsonl, json, csv, tsv or parquet), each with a 'prompt', 'description' or "
-                   "'text' field (the first non-empty one is priced); the priced rows are written as jsonl.")
+    p.add_argument("--file", help="A file of items (jsonl, json, csv, tsv or parquet). A row's text: its 'prompt' or 'text', "
+                   "else its catalog columns as `pricetune prepare` writes them (title, category, brand, description, "
+                   "features, details), else a 'description' alone. The priced rows are written as jsonl.")
     p.add_argument("--out", help="Where to write the priced jsonl (default: stdout).")
     add_model_arguments(p)

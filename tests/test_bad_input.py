@@ -344,15 +344,25 @@ def test_predict_names_the_unreadable_rows_of_its_file_before_loading(tmp_path, 
     assert f"{items}: unreadable rows (1 malformed JSON):\n  {items}:2: malformed JSON" in capsys.readouterr().err
 
 
-def test_predict_says_which_text_columns_of_its_file_are_not_priced(tmp_path, capsys):
-    """A catalog's title beside its description was left out without a word: only one field is priced."""
+def test_a_catalog_row_is_priced_as_prepare_writes_its_text_and_a_text_beside_a_title_is_said(tmp_path, capsys):
+    """A catalog's title beside its description was left out (only the description was priced): its
+    columns are now one text, as `pricetune prepare` writes it; a 'text' column is the whole text."""
+    from pricetune.data.rows import item_text_of
+
+    row = {"Title": "Dewalt 20V drill", "description": "Cordless, two batteries", "brand": "DEWALT", "sku": "7"}
+    assert item_text_of(row) == "Title: Dewalt 20V drill\nBrand: DEWALT\nDescription: Cordless, two batteries"
+    assert item_text_of({"description": "a pen", "sku": "7"}) == "a pen"  # a description alone, as before
+    assert item_text_of({"text": "a cup", "title": "Cup"}) == "a cup" and item_text_of({"sku": "7"}) is None
     items = tmp_path / "items.csv"
     items.write_text("title,description,sku\nDewalt 20V drill,Cordless with two batteries,7\n")
     assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(items)]) == 2
-    assert f"note: {items}: each row's 'description' is priced, its title not" in capsys.readouterr().err
-    items.write_text("prompt,title\nWhat does this cost?,Dewalt 20V drill\n")  # a full prompt: nothing said
+    assert "note:" not in capsys.readouterr().err  # nothing left out
+    items.write_text("text,title\nA cordless drill,Dewalt 20V drill\n")
     assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(items)]) == 2
-    assert "note:" not in capsys.readouterr().err
+    assert f"note: {items}: each row's 'text' is priced, its title not" in capsys.readouterr().err
+    items.write_text("sku,colour\n7,red\n")
+    assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(items)]) == 2
+    assert "needs a non-empty 'prompt', 'text' or 'description', or catalog columns such as title" in capsys.readouterr().err
 
 
 def test_a_blank_description_or_an_empty_file_is_refused_before_loading(tmp_path, capsys):

@@ -104,13 +104,6 @@ def test_items_that_are_their_title_alone_are_not_duplicates_of_each_other():
     assert len(items) == 3
 
 
-def test_the_catalog_columns_predict_names_are_the_ones_prepare_reads():
-    from pricetune.data.rows import CATALOG_TEXT_FIELDS
-    from pricetune.prepare.rules import FIELDS
-
-    assert set(CATALOG_TEXT_FIELDS) == {c for columns in FIELDS.values() for c in columns}
-
-
 def test_balance_and_split_are_deterministic():
     items = [{"title": str(i), "text": str(i), "price": 5.0 if i < 80 else 500.0} for i in range(100)]
     kept = balance(items, cap=30, seed=1, lo=0.5, hi=999.49)

@@ -335,15 +335,21 @@ def test_file_pricing_round_trip():
         status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": jsonl})
         assert status == 200 and [json.loads(l)["price"] for l in body["content"].splitlines()] == [5.0, 6.0]
         status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": "a,b\n1,2\n"})
-        assert status == 400 and "description" in body["detail"]
+        assert status == 400 and "description" in body["detail"] and "catalog columns such as title" in body["detail"]
         # a file's own prices are kept (they were overwritten by the guesses): the guesses go beside them
         status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": "description,price\na pen,4.10\n"})
         assert body["content"].splitlines() == ["description,price,price_predicted,error", "a pen,4.10,5.00,"]
         status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": '{"text": "a cup", "price": 3}\n'})
         assert json.loads(body["content"]) == {"text": "a cup", "price": 3, "price_predicted": 5.0}
-        # a title beside the priced description is not read, and the reply says so
-        status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": "title,description\nPen,blue\n"})
-        assert status == 200 and body["note"].startswith("each row's 'description' is priced, its title not"), body
+        # a catalog's title and description are priced together, as prepare writes them (the title went
+        # unread), from a spreadsheet's ";" export too
+        for upload in ("title,description\nPen,blue\n", "title;description\nPen;blue\n"):
+            status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": upload})
+            assert status == 200 and body["note"] is None, body
+            assert body["content"].splitlines()[1] == f"Pen,blue,{len('Title: Pen' + chr(10) + 'Description: blue')}.00,"
+        # a 'text' is the whole text: a title beside it is not read, and the reply says so
+        status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": '{"text": "a cup", "title": "Cup"}\n'})
+        assert status == 200 and body["note"].startswith("each row's 'text' is priced, its title not"), body
 
 
 # ------------------------------------------------------------------------------------------------

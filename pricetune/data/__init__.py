@@ -5,12 +5,12 @@
     splits = load_splits("demo", val_size=100)                          # embedded diamonds
 
 Sources: `demo`; a local directory (a `datasets` save, or train/val/test files in jsonl, json,
-csv or parquet); a single jsonl/csv/parquet file (split 80/10/10 by a fixed shuffle); a Hub dataset
+csv, tsv or parquet); a single jsonl/csv/parquet file (split 80/10/10 by a fixed shuffle); a Hub dataset
 id. Every row needs a non-empty text `prompt` and a `completion` that parses as a price; bad rows
 stop the load with file and line, or are skipped and counted with `on_bad_rows="skip"`.
 
-One file a part: `rows` (the format, validation, file readers), `demo` (the diamonds), `sources`
-(loading splits), `encode` (tokenization).
+One file a part: `rows` (the format, validation, file readers), `catalog` (a raw catalog row's text),
+`demo` (the diamonds), `sources` (loading splits), `encode` (tokenization).
 """
 
 from .demo import demo_rows, diamond_prompt, diamonds_csv

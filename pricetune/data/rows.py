@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DataError
+from .catalog import catalog_columns, catalog_text
 
 
 QUESTION = "What does this cost to the nearest dollar?"
@@ -269,36 +270,39 @@ def iter_file(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
-# Where an item's text is in a row given to predict, serve or the API: the first non-empty of these
-ITEM_TEXT_FIELDS = ("prompt", "description", "text")
-# Columns of a catalog that hold part of an item's text: those `pricetune prepare` reads (prepare.rules.FIELDS)
-CATALOG_TEXT_FIELDS = ("title", "name", "product_name", "category", "main_category", "brand", "store", "manufacturer",
-                       "description", "features", "details")
+# Where an item's text is in a row given to predict, serve or the API, first to last: a full prompt, the
+# whole text, the catalog's columns (as prepare writes them), a description alone
+ITEM_TEXT_FIELDS = ("prompt", "text", "description")
+ITEM_TEXT_WANTED = ("a non-empty 'prompt', 'text' or 'description', or catalog columns such as title, category, brand "
+                    "(those `pricetune prepare` reads)")
 
 
 def item_text_field(row: Any) -> str | None:
-    """Which field of an input row holds the text to price; None when it has none."""
+    """Which field of an input row holds the text to price ("catalog": its catalog columns); None when none."""
     if not isinstance(row, dict):
         return None
-    return next((k for k in ITEM_TEXT_FIELDS if isinstance(row.get(k), str) and row[k].strip()), None)
+    field = next((k for k in ITEM_TEXT_FIELDS if isinstance(row.get(k), str) and row[k].strip()), None)
+    if field in (None, "description") and set(catalog_columns(row)) - {"description"}:
+        return "catalog"
+    return field
 
 
 def item_text_of(row: Any) -> str | None:
-    """The item's text in an input row (a full prompt or a bare description); None when it has none."""
+    """The item's text in an input row: a full prompt or the text as given, else the row's catalog
+    columns as `pricetune prepare` writes them ("Title: ...\nDescription: ..."), else a bare description;
+    None when it has none."""
     field = item_text_field(row)
+    if field == "catalog":
+        return catalog_text(row)[1] or None
     return row[field] if field else None
 
 
 def unpriced_note(row: Any) -> str | None:
-    """What pricing leaves out of a row's text, said to whoever sent it: one field is priced, so a title
-    beside a description is not read (a full prompt holds the whole text). None when nothing is left out."""
-    field = item_text_field(row)
-    if field in (None, "prompt"):
-        return None
-    left = [k for k, v in row.items() if k != field and str(k).lower() in CATALOG_TEXT_FIELDS
-            and isinstance(v, str) and v.strip()]
-    return (f"each row's '{field}' is priced, its {', '.join(left)} not: to price an item's whole text, give it as "
-            "the model was trained on it in a 'text' or 'prompt' column") if left else None
+    """What pricing leaves out of a row's text, said to whoever sent it: a 'text' column is the whole
+    text, so a title beside it is not read. None when nothing is left out."""
+    left = [k for k in catalog_columns(row) if item_text_field(row) == "text"] if isinstance(row, dict) else []
+    return (f"each row's 'text' is priced, its {', '.join(left)} not: the catalog's columns are priced together when "
+            "the row has no 'text' or 'prompt'") if left else None
 
 
 def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None = None) -> list[dict]:

@@ -111,13 +111,13 @@ def read_items(ns) -> list[tuple[dict, str]]:
     """(row, the text to price) for the description, or each row of --file."""
     items = []
     if ns.file:
-        from ..data.rows import ITEM_TEXT_FIELDS, BadRows, item_text_of, iter_file, unpriced_note
+        from ..data.rows import ITEM_TEXT_WANTED, BadRows, item_text_of, iter_file, unpriced_note
 
         bad = BadRows()
         for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, tsv, parquet
             text = item_text_of(row)
             if text is None:
-                raise PricetuneError(f"{where}: needs a non-empty field named one of {', '.join(ITEM_TEXT_FIELDS)}")
+                raise PricetuneError(f"{where}: needs {ITEM_TEXT_WANTED}")
             items.append((row, text))
         if bad:
             raise PricetuneError(f"{ns.file}: unreadable rows ({bad.summary()}):\n  " + "\n  ".join(bad.examples))

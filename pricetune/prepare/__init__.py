@@ -34,8 +34,9 @@ One file a part: `rules` (the curation, rule by rule), `read` (the sources, stre
 
 from .card import write_card
 from .read import read_source
-from .rules import (BANDS, Funnel, PrepareSettings, balance, curate, cut_to_tokens, catalog_text, make_item_prompt,
-                    catalog_price, dedupe_prompts, render_value, scrub_part_numbers, split, squash, to_row)
+from ..data.catalog import catalog_text, render_value, scrub_part_numbers, squash
+from .rules import (BANDS, Funnel, PrepareSettings, balance, curate, cut_to_tokens, make_item_prompt, catalog_price,
+                    dedupe_prompts, split, to_row)
 from .run import add_prepare_arguments, prepare, prepare_cli
 
 __all__ = ["BANDS", "Funnel", "PrepareSettings", "add_prepare_arguments", "balance", "curate", "cut_to_tokens",

@@ -4,7 +4,6 @@ one in tests/test_prepare.py): price, text, duplicates (`curate`), the token cut
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import re
@@ -14,23 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..data import QUESTION, TRAILER, format_completion
+from ..data.catalog import catalog_text, squash
 from ..data.rows import POINT_DECIMAL
 from ..errors import DataError
 
-
-NOISY_DETAIL_KEYS = ("part number", "model number", "item model", "best sellers rank", "batteries",
-                     "date first available", "asin", "upc", "manufacturer reference")
-PART_NUMBER = re.compile(r"\b(?=[A-Z0-9-]*[A-Z])(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{6,}\b")
-WHITESPACE = re.compile(r"\s+")
 LABELS = re.compile(r"^[^:\n]*:", re.M)  # each text line's "Name:"
-FIELDS = {  # item line -> the column names it is read from, in order of preference
-    "Title": ("title", "name", "product_name"),
-    "Category": ("category", "main_category"),
-    "Brand": ("brand", "store", "manufacturer"),
-    "Description": ("description",),
-    "Features": ("features",),
-    "Details": ("details",),
-}
 PRICE_NAMES = ("price", "list_price", "cost")
 BANDS = 20
 
@@ -104,38 +91,6 @@ class Funnel:
 # Pure text rules (tested one by one)
 
 
-def squash(text: str) -> str:
-    return WHITESPACE.sub(" ", text).strip()
-
-
-def scrub_part_numbers(text: str) -> str:
-    """Remove tokens that look like part numbers (7+ characters of capitals and digits, both present)."""
-    return squash(PART_NUMBER.sub("", text))
-
-
-def render_value(value: Any) -> str:
-    """Lists joined, dicts as 'key: value' (noisy keys dropped), strings squashed."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    if isinstance(value, str):
-        stripped = value.strip()
-        if stripped[:1] in "[{" and stripped[-1:] in "]}":  # a list or dict stored as JSON text
-            try:
-                return render_value(json.loads(stripped))
-            except json.JSONDecodeError:
-                pass
-        return squash(value)
-    if isinstance(value, dict):
-        parts = [f"{squash(str(k))}: {render_value(v)}" for k, v in value.items()
-                 if not any(noise in str(k).lower() for noise in NOISY_DETAIL_KEYS) and render_value(v)]
-        return "; ".join(parts)
-    if isinstance(value, (list, tuple)):
-        return " ".join(p for p in (render_value(v) for v in value) if p)
-    return squash(str(value))
-
-
 # Text prices: "$1,299.99", "USD 89", "89 USD", and a decimal comma ("12,50", "1.299,99"): a comma
 # followed by one or two digits is never a thousands separator, so "12,50" is not read as 1250
 PRICE_TEXT = re.compile(r"\s*(-?)\s*(?:US)?\$?\s*(?:USD)?\s*(-?)([\d.,]+)\s*(?:USD)?\s*", re.IGNORECASE)
@@ -157,24 +112,6 @@ def catalog_price(value: Any) -> float | None:
     if COMMA_DECIMAL.fullmatch(number):
         return sign * float(number.replace(".", "").replace(",", "."))
     return None
-
-
-def catalog_text(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
-    """(title, the item's text lines) of a raw row."""
-    lowered = {str(k).lower(): v for k, v in row.items()}
-    if text_columns:
-        values = [(c, render_value(lowered.get(c.lower()))) for c in text_columns]
-        # the title (for de-duplication) is a column named like one, if any was chosen
-        title = next((v for c, v in values if c.lower() in FIELDS["Title"]), "")
-        lines = [(c.replace("_", " ").capitalize(), v) for c, v in values if v]
-        return title, "\n".join(f"{name}: {value}" for name, value in lines)
-    lines = []
-    for name, columns in FIELDS.items():
-        value = next((render_value(lowered[c]) for c in columns if c in lowered and render_value(lowered[c])), "")
-        if value:
-            lines.append((name, value))
-    title = next((v for n, v in lines if n == "Title"), "")
-    return title, "\n".join(f"{name}: {value}" for name, value in lines)
 
 
 def make_item_prompt(text: str) -> str:
@@ -216,7 +153,6 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
             funnel.drop("price out of range", where, price)
             continue
         title, text = catalog_text(row, s.text_columns)
-        text = "\n".join(scrub_part_numbers(line) for line in text.splitlines())
         if not text.strip():
             funnel.drop("empty text", where)
             continue

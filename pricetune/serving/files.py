@@ -11,7 +11,9 @@ import csv
 import io
 import json
 
-from ..data.rows import ITEM_TEXT_FIELDS, item_text_field, item_text_of, split_jsonl, unpriced_note
+from ..data.catalog import CATALOG_COLUMNS
+from ..data.rows import (ITEM_TEXT_FIELDS, ITEM_TEXT_WANTED, csv_delimiter, item_text_field, item_text_of, split_jsonl,
+                         unpriced_note)
 
 MAX_FILE_ROWS = 5000
 EXTRA = "\x00extra"  # DictReader's key for fields past the header's
@@ -29,7 +31,8 @@ def read_table(fmt: str, content: str) -> tuple[list[dict], list[str], dict[int,
 
 
 def _read_csv(content: str):
-    reader = csv.DictReader(io.StringIO(content, newline=""), restkey=EXTRA)
+    reader = csv.DictReader(io.StringIO(content, newline=""), restkey=EXTRA,
+                            delimiter=csv_delimiter(content.partition("\n")[0], ".csv"))
     rows, problems = [], {}
     try:
         for row in reader:
@@ -40,9 +43,8 @@ def _read_csv(content: str):
     except csv.Error as e:  # e.g. a field over the csv module's size limit: nothing after it can be trusted
         raise ValueError(f"line {reader.line_num}: not readable as CSV ({e})") from None
     columns = list(reader.fieldnames or [])
-    if not any(c in columns for c in ITEM_TEXT_FIELDS):
-        raise ValueError(f"the CSV needs a column named one of {', '.join(ITEM_TEXT_FIELDS)} "
-                         f"(found: {', '.join(columns) or 'none'})")
+    if not any(str(c).lower() in ITEM_TEXT_FIELDS + CATALOG_COLUMNS for c in columns):
+        raise ValueError(f"the CSV needs {ITEM_TEXT_WANTED} (found: {', '.join(columns) or 'none'})")
     return rows, columns, problems
 
 

@@ -1,0 +1,91 @@
+"""A raw catalog row's text, as `pricetune prepare` writes it into a prompt and as `predict --file` and
+the API price a catalog's rows: one line per field the row has ("Title: ...\nBrand: ...\nDescription:
+..."), values rendered (lists joined, dicts as "key: value" without the noisy keys), part numbers
+scrubbed.
+
+    from pricetune.data.catalog import catalog_text
+    title, text = catalog_text({"title": "A kettle", "description": "1.7 l, steel", "price": 30})
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+NOISY_DETAIL_KEYS = ("part number", "model number", "item model", "best sellers rank", "batteries",
+                     "date first available", "asin", "upc", "manufacturer reference")
+PART_NUMBER = re.compile(r"\b(?=[A-Z0-9-]*[A-Z])(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{6,}\b")
+WHITESPACE = re.compile(r"\s+")
+FIELDS = {  # item line -> the column names it is read from, in order of preference
+    "Title": ("title", "name", "product_name"),
+    "Category": ("category", "main_category"),
+    "Brand": ("brand", "store", "manufacturer"),
+    "Description": ("description",),
+    "Features": ("features",),
+    "Details": ("details",),
+}
+# Every column a field is read from: a row holding any of them is a catalog row
+CATALOG_COLUMNS = tuple(c for columns in FIELDS.values() for c in columns)
+
+
+def catalog_columns(row: dict) -> list[str]:
+    """The row's catalog columns that hold some text, as the row names them."""
+    return [k for k, v in row.items() if str(k).lower() in CATALOG_COLUMNS and render_value(v)]
+
+
+def squash(text: str) -> str:
+    return WHITESPACE.sub(" ", text).strip()
+
+
+def scrub_part_numbers(text: str) -> str:
+    """Remove tokens that look like part numbers (7+ characters of capitals and digits, both present)."""
+    return squash(PART_NUMBER.sub("", text))
+
+
+def render_value(value: Any) -> str:
+    """Lists joined, dicts as 'key: value' (noisy keys dropped), strings squashed."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in "[{" and stripped[-1:] in "]}":  # a list or dict stored as JSON text
+            try:
+                return render_value(json.loads(stripped))
+            except json.JSONDecodeError:
+                pass
+        return squash(value)
+    if isinstance(value, dict):
+        parts = [f"{squash(str(k))}: {render_value(v)}" for k, v in value.items()
+                 if not any(noise in str(k).lower() for noise in NOISY_DETAIL_KEYS) and render_value(v)]
+        return "; ".join(parts)
+    if isinstance(value, (list, tuple)):
+        return " ".join(p for p in (render_value(v) for v in value) if p)
+    return squash(str(value))
+
+
+def catalog_text(row: dict, text_columns: list[str] | None = None) -> tuple[str, str]:
+    """(title, the item's text lines) of a raw row: "Title: ...\nCategory: ...\nDescription: ...", part
+    numbers scrubbed from each line; `text_columns` (prepare's --text-columns) name the lines instead."""
+    title, text = _catalog_lines(row, text_columns)
+    return title, "\n".join(scrub_part_numbers(line) for line in text.splitlines())
+
+
+def _catalog_lines(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
+    lowered = {str(k).lower(): v for k, v in row.items()}
+    if text_columns:
+        values = [(c, render_value(lowered.get(c.lower()))) for c in text_columns]
+        # the title (for de-duplication) is a column named like one, if any was chosen
+        title = next((v for c, v in values if c.lower() in FIELDS["Title"]), "")
+        lines = [(c.replace("_", " ").capitalize(), v) for c, v in values if v]
+        return title, "\n".join(f"{name}: {value}" for name, value in lines)
+    lines = []
+    for name, columns in FIELDS.items():
+        value = next((render_value(lowered[c]) for c in columns if c in lowered and render_value(lowered[c])), "")
+        if value:
+            lines.append((name, value))
+    title = next((v for n, v in lines if n == "Title"), "")
+    return title, "\n".join(f"{name}: {value}" for name, value in lines)
