@@ -73,7 +73,8 @@ def add_prepare_arguments(p) -> None:
     d = PrepareSettings("", "")
     p.add_argument("source", help="A file, a folder of files, or a Hub dataset id.")
     p.add_argument("--out", required=True, help="New folder for train/val/test.jsonl and the data card.")
-    p.add_argument("--price-column", help=f"The price column (default: the first of {', '.join(PRICE_NAMES)}).")
+    p.add_argument("--price-column", help=f"The price column (default: the first of {', '.join(PRICE_NAMES)}): numbers, "
+                   "or text such as $1,299.99, 12,50 (a decimal comma) or USD 89.")
     p.add_argument("--text-columns", type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
                    help="Columns that make the item text, each a 'Name: value' line (default: title, category, "
                    "brand, description, features, details, found by name).")
