@@ -65,7 +65,7 @@ def test_test_items_whose_prompt_is_also_in_train_are_counted_and_said(small_dat
     (data / "test.jsonl").write_text("\n".join(test[:14] + train[:2]) + "\n")  # two train rows copied into test
     assert main(["evaluate", "--baseline", "median", "--dataset", str(data), "--limit", "0",
                  "--output-dir", str(tmp_path / "e")]) == 0
-    assert "note: 2 of the 16 test items have a prompt that is also in train" in capsys.readouterr().err
+    assert "note: 2 of the 16 test items have a prompt found word for word in the train split" in capsys.readouterr().err
     assert json.loads((tmp_path / "e" / "settings.json").read_text())["prompts_in_train"] == 2
     assert main(["evaluate", "--baseline", "median", "--dataset", str(small_dataset_dir), "--limit", "0",
                  "--output-dir", str(tmp_path / "clean")]) == 0

@@ -183,6 +183,6 @@ def train_copies(splits: dict, items: list[dict], split: str, log=None) -> int:
     train = {r["prompt"] for r in splits.get("train", [])}
     shared = sum(r["prompt"] in train for r in items)
     if shared and log is not None:
-        log(f"note: {shared} of the {len(items)} {split} items have a prompt that is also in train, word for word: "
-            "copies score better than new items would")
+        log(f"note: {shared} of the {len(items)} {split} items have a prompt found word for word in the train split: "
+            "a model that learned from those rows may price them better than it would new items")
     return shared
