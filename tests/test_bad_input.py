@@ -387,3 +387,18 @@ def test_the_python_api_refuses_what_it_cannot_price_before_the_model():
         pricer.price(None)
     with pytest.raises(PricetuneError, match="use price"):
         pricer.price_items("Title: a kettle")  # a string is not a list of one-letter descriptions
+    with pytest.raises(PricetuneError, match=r"index 0: \{'sku': '7'\}; a catalog row needs a non-empty 'prompt'"):
+        pricer.price({"sku": "7"})
+
+
+def test_the_python_api_prices_a_catalog_row_as_predict_file_reads_it():
+    from pricetune.inference import Pricer
+
+    class Loaded:  # the model's part of Pricer: a price per text, here its length
+        def price(self, texts, decode, batch_size, samples, progress):
+            return [(None, float(len(t))) for t in texts]
+
+    pricer = Pricer(Loaded())
+    row = {"title": "Dewalt 20V drill", "description": "Cordless", "sku": "DCD771C2X"}
+    assert pricer.price(row) == len("Title: Dewalt 20V drill\nDescription: Cordless")
+    assert pricer.price_many([row, "a pen"]) == [pricer.price(row), 5.0]

@@ -62,11 +62,17 @@ def test_test_items_whose_prompt_is_also_in_train_are_counted_and_said(small_dat
     shutil.copytree(small_dataset_dir, data)
     train = (data / "train.jsonl").read_text().splitlines()
     test = (data / "test.jsonl").read_text().splitlines()
-    (data / "test.jsonl").write_text("\n".join(test[:14] + train[:2]) + "\n")  # two train rows copied into test
+    (data / "test.jsonl").write_text("\n".join(test[:14] + train[-2:]) + "\n")  # two train rows copied into test
     assert main(["evaluate", "--baseline", "median", "--dataset", str(data), "--limit", "0",
                  "--output-dir", str(tmp_path / "e")]) == 0
-    assert "note: 2 of the 16 test items have a prompt found word for word in the train split" in capsys.readouterr().err
+    assert "note: 2 of the 16 test items have a prompt found word for word among the 48 train rows the model learned" \
+        in capsys.readouterr().err
     assert json.loads((tmp_path / "e" / "settings.json").read_text())["prompts_in_train"] == 2
+    # a model that learned from the first 40 rows only did not see the last two, and nothing is said
+    assert main(["evaluate", "--baseline", "median", "--dataset", str(data), "--limit", "0", "--train-size", "40",
+                 "--output-dir", str(tmp_path / "e40")]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "e40" / "settings.json").read_text())["prompts_in_train"] == 0
     assert main(["evaluate", "--baseline", "median", "--dataset", str(small_dataset_dir), "--limit", "0",
                  "--output-dir", str(tmp_path / "clean")]) == 0
     assert "note:" not in capsys.readouterr().err

@@ -177,12 +177,12 @@ def take_train(rows: list[dict], n: int | None, sample: str = "first", seed: int
     return [rows[i] for i in sorted(order[:n])]
 
 
-def train_copies(splits: dict, items: list[dict], split: str, log=None) -> int:
-    """How many of `items` (rows of `split`) have a prompt that is also a train row's, word for word; said
-    through `log` when any do: a model that remembers its training rows prices those better than new items."""
-    train = {r["prompt"] for r in splits.get("train", [])}
+def train_copies(learned: list[dict], items: list[dict], split: str, log=None) -> int:
+    """How many of `items` (rows of `split`) have a prompt that is also, word for word, one of the train
+    rows the model `learned` from; said through `log` when any do: it may price those better than new items."""
+    train = {r["prompt"] for r in learned}
     shared = sum(r["prompt"] in train for r in items)
     if shared and log is not None:
-        log(f"note: {shared} of the {len(items)} {split} items have a prompt found word for word in the train split: "
-            "a model that learned from those rows may price them better than it would new items")
+        log(f"note: {shared} of the {len(items)} {split} items have a prompt found word for word among the "
+            f"{len(learned):,} train rows the model learned from: it may price them better than it would new items")
     return shared

@@ -84,9 +84,9 @@ def price_val(dataset: str, members: list[Member], out: Path, log=print, train_s
     from ..data.rows import fingerprint
 
     splits, _ = load_splits(dataset, val_size=10**9, need=("train", "val"))
-    val = splits["val"]
-    copies = train_copies(splits, val, "val", log)  # members that remember train rows would win on those
     splits["train"] = take_train(splits["train"], train_size)
+    val = splits["val"]
+    copies = train_copies(splits["train"], val, "val", log)  # members that remember train rows would win on those
     prompts, truths = [r["prompt"] for r in val], [r["price"] for r in val]
     for spec in set(FITTED) - {m.spec for m in members}:  # left by a try with more members
         (out / f"{spec}.joblib").unlink(missing_ok=True)

@@ -172,7 +172,8 @@ def evaluate_cli(ns) -> int:
     else:
         run_dir, ensemble, dataset = source_dataset(ns)
         splits, items = split_items(ns, dataset)
-        shared = None if ns.split == "train" else train_copies(splits, items, ns.split, log=_note if dist.is_main() else None)
+        shared = None if ns.split == "train" else train_copies(learned_rows(ns, run_dir, ensemble, splits), items,
+                                                               ns.split, log=_note if dist.is_main() else None)
         if dist.is_main():
             ledger_entry = count_earlier_looks(ns, splits)
         titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
@@ -215,6 +216,26 @@ def evaluate_cli(ns) -> int:
 
 def _note(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def learned_rows(ns, run_dir, ensemble, splits: dict) -> list[dict]:
+    """The rows the scored model learned from: a run's (its train_size; val too for a refit), a baseline's
+    (--train-size, --train-on-val), an ensemble's classical members' (select's --train-size); else the
+    whole train split."""
+    from ..config import load_run_config
+    from ..data import take_train
+
+    train = splits.get("train", [])
+    if run_dir is not None:
+        from ..inference import run_paths
+
+        cfg = load_run_config(run_paths(run_dir)[0])
+        return take_train(train, cfg.train_size, cfg.train_sample, cfg.seed) + (splits.get("val", []) if cfg.train_on_val else [])
+    if ns.baseline:
+        return take_train(train, ns.train_size, ns.train_sample, ns.seed) + (splits.get("val", []) if ns.train_on_val else [])
+    if ensemble is not None:
+        return take_train(train, ensemble.record.get("classical_train_rows"))
+    return train
 
 
 def predictions_split(ns, truths: list[float]) -> dict:

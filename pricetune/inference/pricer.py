@@ -4,6 +4,7 @@
     pricer.price("Title: ...")                    # 64.0
     pricer.price("Title: ...", interval=0.8)      # PriceRange(price=64.0, low=41.2, high=99.1), after `pricetune calibrate`
     pricer.similar(["Title: ..."], k=3)           # the 3 training items most like it, with their prices
+    pricer.price({"title": "...", "description": "..."})   # a catalog row, read as `predict --file` reads one
 """
 
 from __future__ import annotations
@@ -61,14 +62,12 @@ class Pricer:
 
     ensemble = None
 
-    def price_items(self, descriptions: list[str], progress: bool = False) -> list[float | None]:
-        """Prices in input order; None where the model's answer held no price. `progress`: a bar on stderr."""
-        if isinstance(descriptions, str):
+    def price_items(self, descriptions: list[str | dict], progress: bool = False) -> list[float | None]:
+        """Prices in input order; None where the model's answer held no price. A description is text or a
+        catalog row (a dict, its text read as `predict --file` reads a row's). `progress`: a bar on stderr."""
+        if isinstance(descriptions, (str, dict)):
             raise PricetuneError("price_items takes a list of descriptions; for one, use price(description)")
-        blank = [i for i, d in enumerate(descriptions) if not isinstance(d, str) or not d.strip()]
-        if blank:
-            raise PricetuneError(f"every description must be non-empty text; {len(blank)} of {len(descriptions)} "
-                                 f"are not (the first at index {blank[0]}: {descriptions[blank[0]]!r})")
+        descriptions = item_texts(descriptions)
         if not descriptions:
             return []
         if self.ensemble is not None:
@@ -91,14 +90,15 @@ class Pricer:
             out.append(PriceRange(0.0 if p is None else float(p), *(r or (None, None))))
         return out
 
-    def price(self, description: str, interval: float | None = None) -> float | PriceRange:
+    def price(self, description: str | dict, interval: float | None = None) -> float | PriceRange:
         """The price; with `interval` (a coverage such as 0.8), a PriceRange(price, low, high)."""
         if interval is not None:
             return self.ranges([description], interval)[0]
         return self.price_many([description])[0]
 
-    def similar(self, descriptions: list[str], k: int = 3) -> list[list[LookAlike]]:
+    def similar(self, descriptions: list[str | dict], k: int = 3) -> list[list[LookAlike]]:
         """The k training items most like each description, with their prices (`inference.similar`)."""
+        descriptions = item_texts(descriptions)
         if self.items is None:
             self.items = self.training_items()
         return look_alikes(self.items, descriptions, k)
@@ -113,3 +113,18 @@ class Pricer:
             return index_of_run(run_paths(self.folder)[0])  # a checkpoint trained on its run's rows
         raise PricetuneError("look-alike items need the training data, which an adapter from the Hub does not carry "
                              "(unless it trained with neighbours): price from its run directory instead")
+
+
+def item_texts(descriptions: list[str | dict]) -> list[str]:
+    """Each description's text, checked before any model work: text as given, a catalog row's as
+    `predict --file` reads it."""
+    from ..data.rows import ITEM_TEXT_WANTED, item_text_of
+
+    texts = [item_text_of(d) if isinstance(d, dict) else d for d in descriptions]
+    blank = [i for i, d in enumerate(texts) if not isinstance(d, str) or not d.strip()]
+    if blank:
+        first = descriptions[blank[0]]
+        wanted = f"a catalog row needs {ITEM_TEXT_WANTED}" if isinstance(first, dict) else "non-empty text"
+        raise PricetuneError(f"every description must be non-empty text or a catalog row; {len(blank)} of "
+                             f"{len(descriptions)} are not (the first at index {blank[0]}: {first!r}; {wanted})")
+    return texts
