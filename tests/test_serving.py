@@ -347,6 +347,14 @@ def test_file_pricing_round_trip():
             status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": upload})
             assert status == 200 and body["note"] is None, body
             assert body["content"].splitlines()[1] == f"Pen,blue,{len('Title: Pen' + chr(10) + 'Description: blue')}.00,"
+        # /price takes a catalog row too, priced as a file's row is
+        row = {"title": "Pen", "description": "blue", "sku": 7}
+        status, body, _ = _call(srv.url + "/price", {"description": row})
+        assert status == 200 and body["price"] == len("Title: Pen\nDescription: blue"), body
+        status, body, _ = _call(srv.url + "/price", {"descriptions": [row, "a mug"]})
+        assert status == 200 and body["prices"] == [28.0, 5.0], body
+        status, body, _ = _call(srv.url + "/price", {"descriptions": [{"sku": 7}]})
+        assert status == 400 and "a catalog row with a non-empty 'prompt'" in body["detail"], body
         # a 'text' is the whole text: a title beside it is not read, and the reply says so
         status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": '{"text": "a cup", "title": "Cup"}\n'})
         assert status == 200 and body["note"].startswith("each row's 'text' is priced, its title not"), body

@@ -1,6 +1,6 @@
 """The price API: FastAPI on uvicorn, one batching worker behind it.
 
-    POST /price        {"description": "..."}        -> {"price": 64.0}
+    POST /price        {"description": "..."}        -> {"price": 64.0}   (or a catalog row: {"title": ..., ...})
                        {"descriptions": ["...", ...]} -> {"prices": [64.0, null], "errors": [null, "why"]}
     POST /price/file   {"format": "csv"|"jsonl", "content": "..."} -> the same rows with a price column
     GET  /health       200 when the worker runs and its batches succeed, 503 (with the reason) otherwise
@@ -22,12 +22,14 @@ import hmac
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .. import intervals
+from ..data.rows import ITEM_TEXT_WANTED, item_text_of
 from ..inference.similar import MAX_SIMILAR, check_similar_count
 from .batcher import Batcher, DeadlinePassed, Overloaded, WorkerDown, where_raised
 from .files import MAX_FILE_ROWS, file_note, read_table, row_text, write_table
@@ -43,9 +45,11 @@ class PriceRequest(BaseModel):
     """Exactly one of `description` (one item) or `descriptions` (a list)."""
 
     model_config = ConfigDict(extra="forbid")
-    description: str | None = Field(None, description="One item's text, or a full prompt ending in 'Price is $'.")
-    descriptions: list[str] | None = Field(None, min_length=1, max_length=MAX_ITEMS,
-                                           description=f"1 to {MAX_ITEMS} item texts.")
+    description: str | dict[str, Any] | None = Field(
+        None, description="One item's text, a full prompt ending in 'Price is $', or a catalog row (an object with "
+        "title, brand, description, ...: priced as `predict --file` prices a row).")
+    descriptions: list[str | dict[str, Any]] | None = Field(None, min_length=1, max_length=MAX_ITEMS,
+                                                            description=f"1 to {MAX_ITEMS} item texts or catalog rows.")
     interval: float | None = Field(None, gt=0, lt=1, description="Also a range holding the true price for this "
                                    "share of items (e.g. 0.8): 'low' and 'high' beside 'price'. Needs a calibrated "
                                    "model (`pricetune calibrate`).")
@@ -58,12 +62,13 @@ class PriceRequest(BaseModel):
         if (self.description is None) == (self.descriptions is None):
             raise ValueError('send exactly one of "description" (a string) or "descriptions" (a list of strings)')
         if any(not t.strip() for t in self.texts):
-            raise ValueError("every description must be a non-empty string")
+            raise ValueError(f"every description must be a non-empty string, or a catalog row with {ITEM_TEXT_WANTED}")
         return self
 
     @property
     def texts(self) -> list[str]:
-        return [self.description] if self.description is not None else list(self.descriptions)
+        given = [self.description] if self.description is not None else list(self.descriptions)
+        return [(item_text_of(d) or "") if isinstance(d, dict) else d for d in given]
 
 
 class LookAlikeReply(BaseModel):
@@ -95,8 +100,8 @@ class FileReply(BaseModel):
     content: str
     priced: int
     failed: int
-    note: str | None = Field(None, description="What pricing left out of the rows' text (a title beside the "
-                             "priced description), when it left something out.")
+    note: str | None = Field(None, description="What pricing left out of the rows' text (a title beside a "
+                             "row's 'text'), when it left something out.")
 
 
 class Metrics:
