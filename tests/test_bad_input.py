@@ -352,6 +352,7 @@ def test_a_catalog_row_is_priced_as_prepare_writes_its_text_and_a_text_beside_a_
     row = {"Title": "Dewalt 20V drill", "description": "Cordless, two batteries", "brand": "DEWALT", "sku": "7"}
     assert item_text_of(row) == "Title: Dewalt 20V drill\nBrand: DEWALT\nDescription: Cordless, two batteries"
     assert item_text_of({"description": "a pen", "sku": "7"}) == "a pen"  # a description alone, as before
+    assert item_text_of({"Description": "a pen"}) == "a pen" and item_text_of({"TEXT": "a cup"}) == "a cup"  # any case
     assert item_text_of({"text": "a cup", "title": "Cup"}) == "a cup" and item_text_of({"sku": "7"}) is None
     items = tmp_path / "items.csv"
     items.write_text("title,description,sku\nDewalt 20V drill,Cordless with two batteries,7\n")

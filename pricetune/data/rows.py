@@ -278,11 +278,13 @@ ITEM_TEXT_WANTED = ("a non-empty 'prompt', 'text' or 'description', or catalog c
 
 
 def item_text_field(row: Any) -> str | None:
-    """Which field of an input row holds the text to price ("catalog": its catalog columns); None when none."""
+    """Which field of an input row holds the text to price, as the row names it ("catalog": its catalog
+    columns); None when none. Names match whatever their case ("Description" is a description)."""
     if not isinstance(row, dict):
         return None
-    field = next((k for k in ITEM_TEXT_FIELDS if isinstance(row.get(k), str) and row[k].strip()), None)
-    if field in (None, "description") and set(catalog_columns(row)) - {"description"}:
+    named = {str(k).lower(): k for k, v in row.items() if isinstance(v, str) and v.strip()}
+    field = next((named[f] for f in ITEM_TEXT_FIELDS if f in named), None)
+    if (field is None or field.lower() == "description") and {str(k).lower() for k in catalog_columns(row)} - {"description"}:
         return "catalog"
     return field
 
@@ -300,9 +302,11 @@ def item_text_of(row: Any) -> str | None:
 def unpriced_note(row: Any) -> str | None:
     """What pricing leaves out of a row's text, said to whoever sent it: a 'text' column is the whole
     text, so a title beside it is not read. None when nothing is left out."""
-    left = [k for k in catalog_columns(row) if item_text_field(row) == "text"] if isinstance(row, dict) else []
-    return (f"each row's 'text' is priced, its {', '.join(left)} not: the catalog's columns are priced together when "
-            "the row has no 'text' or 'prompt'") if left else None
+    field = item_text_field(row)
+    if field is None or field.lower() != "text" or not catalog_columns(row):
+        return None
+    return (f"each row's '{field}' is priced, its {', '.join(catalog_columns(row))} not: the catalog's columns are "
+            "priced together when the row has no 'text' or 'prompt'")
 
 
 def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None = None) -> list[dict]:

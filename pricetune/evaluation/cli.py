@@ -172,8 +172,8 @@ def evaluate_cli(ns) -> int:
     else:
         run_dir, ensemble, dataset = source_dataset(ns)
         splits, items = split_items(ns, dataset)
-        shared = None if ns.split == "train" else train_copies(learned_rows(ns, run_dir, ensemble, splits), items,
-                                                               ns.split, log=_note if dist.is_main() else None)
+        learned = learned_rows(ns, run_dir, ensemble, splits)
+        shared = None if ns.split == "train" else train_copies(learned, items, ns.split, _note if dist.is_main() else None)
         if dist.is_main():
             ledger_entry = count_earlier_looks(ns, splits)
         titles, truths = [item_title(r["prompt"]) for r in items], [r["price"] for r in items]
@@ -230,9 +230,11 @@ def learned_rows(ns, run_dir, ensemble, splits: dict) -> list[dict]:
         from ..inference import run_paths
 
         cfg = load_run_config(run_paths(run_dir)[0])
-        return take_train(train, cfg.train_size, cfg.train_sample, cfg.seed) + (splits.get("val", []) if cfg.train_on_val else [])
+        refit = splits.get("val", []) if cfg.train_on_val else []
+        return take_train(train, cfg.train_size, cfg.train_sample, cfg.seed) + refit
     if ns.baseline:
-        return take_train(train, ns.train_size, ns.train_sample, ns.seed) + (splits.get("val", []) if ns.train_on_val else [])
+        refit = splits.get("val", []) if ns.train_on_val else []
+        return take_train(train, ns.train_size, ns.train_sample, ns.seed) + refit
     if ensemble is not None:
         return take_train(train, ensemble.record.get("classical_train_rows"))
     return train
