@@ -213,3 +213,13 @@ def test_a_spreadsheet_export_with_semicolons_and_decimal_commas_or_tabs_reads_a
     # the semicolon export was one column named "title;description;price", so every row lacked a price
     assert read["semicolon.csv"] == read["tabs.tsv"] == read["comma.csv"]
     assert read["comma.csv"] == [("Lamp", "A desk lamp, LED; dimmable", 12.5), ("Rug", "A wool rug", 1299.0)]
+
+
+def test_a_spreadsheet_s_headers_with_spaces_and_capitals_name_the_columns_prepare_knows():
+    # "List Price" and "Product Name" were no columns prepare knew: every row was dropped as "no price column"
+    row = {"Product Name": "Kettle", "Main Category": "Home", "List Price": "$29.99", "Description": LONG}
+    funnel = Funnel()
+    items = curate(_rows(row), _settings(), funnel)
+    assert not funnel.dropped and items[0]["price"] == 29.99
+    assert items[0]["text"].startswith("Title: Kettle\nCategory: Home\nDescription: A sturdy thing")
+    assert curate(_rows(row), _settings(price_column="list-price"), Funnel())[0]["price"] == 29.99

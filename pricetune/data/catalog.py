@@ -30,9 +30,15 @@ FIELDS = {  # item line -> the column names it is read from, in order of prefere
 CATALOG_COLUMNS = tuple(c for columns in FIELDS.values() for c in columns)
 
 
+def column_key(name: Any) -> str:
+    """A column's name as the rules look it up: a spreadsheet's "Product Name" or "list-price" is
+    product_name or list_price."""
+    return re.sub(r"[\s-]+", "_", str(name).strip().lower())
+
+
 def catalog_columns(row: dict) -> list[str]:
     """The row's catalog columns that hold some text, as the row names them."""
-    return [k for k, v in row.items() if str(k).lower() in CATALOG_COLUMNS and render_value(v)]
+    return [k for k, v in row.items() if column_key(k) in CATALOG_COLUMNS and render_value(v)]
 
 
 def squash(text: str) -> str:
@@ -75,11 +81,11 @@ def catalog_text(row: dict, text_columns: list[str] | None = None) -> tuple[str,
 
 
 def _catalog_lines(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
-    lowered = {str(k).lower(): v for k, v in row.items()}
+    lowered = {column_key(k): v for k, v in row.items()}
     if text_columns:
-        values = [(c, render_value(lowered.get(c.lower()))) for c in text_columns]
+        values = [(c, render_value(lowered.get(column_key(c)))) for c in text_columns]
         # the title (for de-duplication) is a column named like one, if any was chosen
-        title = next((v for c, v in values if c.lower() in FIELDS["Title"]), "")
+        title = next((v for c, v in values if column_key(c) in FIELDS["Title"]), "")
         lines = [(c.replace("_", " ").capitalize(), v) for c, v in values if v]
         return title, "\n".join(f"{name}: {value}" for name, value in lines)
     lines = []

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DataError
-from .catalog import catalog_columns, catalog_text
+from .catalog import catalog_columns, catalog_text, column_key
 
 
 QUESTION = "What does this cost to the nearest dollar?"
@@ -282,9 +282,9 @@ def item_text_field(row: Any) -> str | None:
     columns); None when none. Names match whatever their case ("Description" is a description)."""
     if not isinstance(row, dict):
         return None
-    named = {str(k).lower(): k for k, v in row.items() if isinstance(v, str) and v.strip()}
+    named = {column_key(k): k for k, v in row.items() if isinstance(v, str) and v.strip()}
     field = next((named[f] for f in ITEM_TEXT_FIELDS if f in named), None)
-    if (field is None or field.lower() == "description") and {str(k).lower() for k in catalog_columns(row)} - {"description"}:
+    if (field is None or column_key(field) == "description") and {column_key(k) for k in catalog_columns(row)} - {"description"}:
         return "catalog"
     return field
 
@@ -303,7 +303,7 @@ def unpriced_note(row: Any) -> str | None:
     """What pricing leaves out of a row's text, said to whoever sent it: a 'text' column is the whole
     text, so a title beside it is not read. None when nothing is left out."""
     field = item_text_field(row)
-    if field is None or field.lower() != "text" or not catalog_columns(row):
+    if field is None or column_key(field) != "text" or not catalog_columns(row):
         return None
     return (f"each row's '{field}' is priced, its {', '.join(catalog_columns(row))} not: the catalog's columns are "
             "priced together when the row has no 'text' or 'prompt'")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..data import QUESTION, TRAILER, format_completion
-from ..data.catalog import catalog_text, squash
+from ..data.catalog import catalog_text, column_key, squash
 from ..data.rows import POINT_DECIMAL
 from ..errors import DataError
 
@@ -127,14 +127,14 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
     seen_titles: set[bytes] = set()
     seen_texts: set[bytes] = set()
     items = []
-    price_names = (s.price_column.lower(),) if s.price_column else PRICE_NAMES
+    price_names = (column_key(s.price_column),) if s.price_column else PRICE_NAMES
     for where, row in rows:
         funnel.read += 1
         if not isinstance(row, dict):
             funnel.drop("unreadable row", where)
             continue
         funnel.columns = funnel.columns or list(map(str, row))
-        lowered = {str(k).lower(): v for k, v in row.items()}
+        lowered = {column_key(k): v for k, v in row.items()}
         name = next((p for p in price_names if p in lowered), None)
         if name is None:
             if s.price_column:

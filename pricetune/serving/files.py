@@ -11,7 +11,7 @@ import csv
 import io
 import json
 
-from ..data.catalog import CATALOG_COLUMNS
+from ..data.catalog import CATALOG_COLUMNS, column_key
 from ..data.rows import (ITEM_TEXT_FIELDS, ITEM_TEXT_WANTED, csv_delimiter, item_text_field, item_text_of, split_jsonl,
                          unpriced_note)
 
@@ -43,7 +43,7 @@ def _read_csv(content: str):
     except csv.Error as e:  # e.g. a field over the csv module's size limit: nothing after it can be trusted
         raise ValueError(f"line {reader.line_num}: not readable as CSV ({e})") from None
     columns = list(reader.fieldnames or [])
-    if not any(str(c).lower() in ITEM_TEXT_FIELDS + CATALOG_COLUMNS for c in columns):
+    if not any(column_key(c) in ITEM_TEXT_FIELDS + CATALOG_COLUMNS for c in columns):
         raise ValueError(f"the CSV needs {ITEM_TEXT_WANTED} (found: {', '.join(columns) or 'none'})")
     return rows, columns, problems
 
