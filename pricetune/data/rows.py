@@ -303,10 +303,9 @@ def unpriced_note(row: Any) -> str | None:
     """What pricing leaves out of a row's text, said to whoever sent it: a 'text' column is the whole
     text, so a title beside it is not read. None when nothing is left out."""
     field = item_text_field(row)
-    if field is None or column_key(field) != "text" or not catalog_columns(row):
-        return None
-    return (f"each row's '{field}' is priced, its {', '.join(catalog_columns(row))} not: the catalog's columns are "
-            "priced together when the row has no 'text' or 'prompt'")
+    left = catalog_columns(row) if field is not None and column_key(field) == "text" else []
+    return (f"each row's '{field}' is priced, its {', '.join(left)} not: the catalog's columns are priced together "
+            "when the row has no 'text' or 'prompt'") if left else None
 
 
 def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None = None) -> list[dict]:
