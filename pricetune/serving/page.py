@@ -35,9 +35,10 @@ input[type=password] { font: inherit; padding: .3em; width: 22em; }
 <ol id="alikes"></ol></div>
 <section>
 <h2>A file of descriptions</h2>
-<p class="muted">CSV with a <code>description</code> (or <code>prompt</code>) column, or JSONL with one of those
-fields per line. You get the same file back with a <code>price</code> column (and <code>error</code> where an
-item could not be priced).</p>
+<p class="muted">CSV (comma or semicolon) or JSONL: each row's <code>prompt</code> or <code>text</code>, else its
+catalog columns (<code>title</code>, <code>category</code>, <code>brand</code>, <code>description</code>, ...) read
+together. You get the same file back with a <code>price</code> column (and <code>error</code> where an item could
+not be priced).</p>
 <input id="file" type="file" accept=".csv,.jsonl,.json,text/csv">
 <button id="gofile" type="button">Price the file</button>
 <div id="filestatus" class="muted"></div>
