@@ -45,6 +45,11 @@ def test_text_rules():
     assert catalog_price("USD 89") == 89 and catalog_price("89 usd") == 89 and catalog_price("US$ 5.25") == 5.25
     assert catalog_price("-5") == -5 and catalog_price("-$5") == -5  # then dropped as out of range, not as text
     assert catalog_price("1,2,3") is None and catalog_price("12,5,0") is None and catalog_price("1.2.3") is None
+    # a spreadsheet where the decimal mark is a comma writes its currency after the number, and groups
+    # thousands by a (no-break) space; these were all dropped as "non-numeric price"
+    assert catalog_price("129,00 €") == 129 and catalog_price("€12.50") == 12.5 and catalog_price("£7") == 7
+    assert catalog_price("1 299,99 €") == catalog_price("1\u202f299,99\xa0€") == catalog_price("1'299.99 CHF") == 1299.99
+    assert catalog_price("$12 EUR") is None and catalog_price("12 PCS") is None and catalog_price("12 50") is None
     title, text = catalog_text({"Title": "A  kettle", "main_category": "Home", "store": "Acme",
                              "features": ["1.7 l", "steel"], "price": 30}, None)
     assert title == "A kettle"
@@ -74,7 +79,7 @@ def test_curation_rules_and_funnel():
                               "duplicate text": 1, "unreadable row": 1}
     assert funnel.read == len(items) + sum(funnel.dropped.values())
     # the hint shows the first price that could not be read, where it was
-    assert any("such as $1,299.99, 12,50 or USD 89" in h and "'cheap'" in h for h in funnel.hints())
+    assert any("such as $1,299.99, 12,50, USD 89 or 129,00 €" in h and "'cheap'" in h for h in funnel.hints())
 
 
 def test_the_hints_name_the_columns_the_rows_have():
@@ -213,6 +218,28 @@ def test_a_spreadsheet_export_with_semicolons_and_decimal_commas_or_tabs_reads_a
     # the semicolon export was one column named "title;description;price", so every row lacked a price
     assert read["semicolon.csv"] == read["tabs.tsv"] == read["comma.csv"]
     assert read["comma.csv"] == [("Lamp", "A desk lamp, LED; dimmable", 12.5), ("Rug", "A wool rug", 1299.0)]
+
+
+def test_a_catalog_priced_in_two_currencies_keeps_the_one_most_prices_name(tmp_path, capsys):
+    with open(tmp_path / "mixed.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter=";")
+        w.writerow(["title", "description", "price"])
+        for i in range(40):  # 30 in euros, 10 in dollars, then 10 bare numbers (no currency: kept)
+            price = f"{10 + i},50 €" if i < 30 else f"${10 + i}.50"
+            w.writerow([f"Item {i}", f"{LONG} number {i}", price])
+        for i in range(40, 50):
+            w.writerow([f"Item {i}", f"{LONG} number {i}", f"{10 + i},50"])
+    out = tmp_path / "o"
+    assert main(["prepare", str(tmp_path / "mixed.csv"), "--out", str(out), "--val", "5", "--test", "5",
+                 "--min-chars", "50"]) == 0
+    assert "dropped 10: another currency (prices kept in EUR)" in capsys.readouterr().out
+    record = json.loads((out / "prepare.json").read_text())
+    assert record["currency"] == "EUR" and record["funnel"]["kept"] == 40
+    assert record["first_drop_of_each_reason"]["another currency"].endswith("mixed.csv:32 ('$40.50')")
+    assert "Median price EUR " in (out / "README.md").read_text()
+    prices = sorted(json.loads(line)["price"] for name in ("train", "val", "test")
+                    for line in (out / f"{name}.jsonl").read_text().splitlines())
+    assert prices == [10.5 + i for i in range(30)] + [50.5 + i for i in range(10)]
 
 
 def test_a_spreadsheet_s_headers_with_spaces_and_capitals_name_the_columns_prepare_knows():

@@ -14,9 +14,12 @@ def write_card(out: Path, record: dict, items: list[dict], splits: dict) -> None
     import matplotlib.pyplot as plt
 
     prices = [it["price"] for it in items]
+    currency = record.get("currency") or "USD"
+    unit = "$" if currency == "USD" else f"{currency} "
+    in_currency = "" if currency == "USD" else " (the catalog's currency; the prompts keep the course's words, 'Price is $')"
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
     ax.hist(prices, bins=50, color="#1f77b4")
-    ax.set(xlabel="price ($)", ylabel="items", title=f"prices of the {len(items):,} items kept")
+    ax.set(xlabel=f"price ({currency})", ylabel="items", title=f"prices of the {len(items):,} items kept")
     fig.tight_layout()
     fig.savefig(out / "price_hist.png")
     plt.close(fig)
@@ -56,7 +59,7 @@ Each row: `{{"prompt": ..., "completion": "64.00", "price": 64.3}}` (completion:
 
 ![tokens](token_hist.png)
 
-Median price ${sorted(prices)[len(prices) // 2]:,.2f}; range ${min(prices):,.2f} - ${max(prices):,.2f}.
+Median price {unit}{sorted(prices)[len(prices) // 2]:,.2f}; range {unit}{min(prices):,.2f} - {unit}{max(prices):,.2f}{in_currency}.
 
 ## Samples (train)
 

@@ -50,6 +50,7 @@ class Funnel:
     examples: dict = field(default_factory=dict)  # reason -> first location
     extremes: dict = field(default_factory=dict)  # reason -> (least, most) of the measured value
     columns: list = field(default_factory=list)  # the first row's, for the hints
+    currency: str | None = None  # the prices' currency, where any names one
 
     def drop(self, reason: str, where: str, value: float | None = None) -> None:
         self.dropped[reason] += 1
@@ -78,8 +79,12 @@ class Funnel:
             lo, hi = self.extremes["price out of range"]
             out.append(f"--min-price / --max-price set the range kept (dropped prices ran from {lo:g} to {hi:g})")
         if self.dropped.get("non-numeric price"):
-            out.append("a price is read from a number or from text such as $1,299.99, 12,50 or USD 89; the first "
+            out.append("a price is read from a number or from text such as $1,299.99, 12,50, USD 89 or 129,00 €; the first "
                        f"price that was neither: {self.examples['non-numeric price']}")
+        if self.dropped.get("another currency"):
+            out.append(f"the prices kept are in {self.currency}, the currency most of them name; the first in another: "
+                       f"{self.examples['another currency']}: convert them to {self.currency}, or prepare each "
+                       "currency's items on their own")
         if self.dropped.get("no price column"):
             out.append(f"--price-column NAME names the price column (looked for: {', '.join(PRICE_NAMES)}){seen}")
         if self.dropped.get("empty text"):
@@ -91,27 +96,47 @@ class Funnel:
 # Pure text rules (tested one by one)
 
 
-# Text prices: "$1,299.99", "USD 89", "89 USD", and a decimal comma ("12,50", "1.299,99"): a comma
-# followed by one or two digits is never a thousands separator, so "12,50" is not read as 1250
-PRICE_TEXT = re.compile(r"\s*(-?)\s*(?:US)?\$?\s*(?:USD)?\s*(-?)([\d.,]+)\s*(?:USD)?\s*", re.IGNORECASE)
+# The currencies a text price may name, before or after its number, by the code they stand for: only to
+# tell a catalog whose prices mix currencies ("$" and "USD" are one currency, "$" and "€" are two)
+CURRENCIES = {"$": "USD", "us$": "USD", "usd": "USD", "€": "EUR", "eur": "EUR", "£": "GBP", "gbp": "GBP",
+              "¥": "JPY", "jpy": "JPY", "₹": "INR", "inr": "INR", "c$": "CAD", "cad": "CAD", "a$": "AUD",
+              "aud": "AUD", "chf": "CHF"}
+_MARK = "|".join(sorted(map(re.escape, CURRENCIES), key=len, reverse=True))
+# Text prices: "$1,299.99", "USD 89", "129,00 €", "1 299,99 €", and a decimal comma ("12,50", "1.299,99"):
+# a comma followed by one or two digits is never a thousands separator, so "12,50" is not read as 1250
+PRICE_TEXT = re.compile(rf"\s*(-?)\s*({_MARK})?\s*(-?)\s*(\d(?:[\d.,' \u00a0\u202f]*\d)?)\s*({_MARK})?\s*", re.I)
 COMMA_DECIMAL = re.compile(r"(?:\d{1,3}(?:\.\d{3})+|\d+),\d{1,2}")
+# thousands grouped by a space (a no-break one, as spreadsheets write them) or an apostrophe (Swiss)
+SPACE_GROUPS = re.compile(r"\d{1,3}(?:[' \u00a0\u202f]\d{3})+(?:[.,]\d{1,2})?")
 
 
-def catalog_price(value: Any) -> float | None:
-    """A catalog price: a number, or text like "$1,299.99" or "12,50"; None when there is none."""
+def read_price(value: Any) -> tuple[float, str | None] | None:
+    """A catalog price and the currency its text names ("EUR" for "129,00 €"; None for a bare number);
+    None when the value is no price."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+        return (float(value), None) if math.isfinite(value) else None
     m = PRICE_TEXT.fullmatch(str(value))
-    if m is None or (m.group(1) and m.group(2)):
+    if m is None or (m.group(1) and m.group(3)):
         return None
-    sign, number = (-1 if m.group(1) or m.group(2) else 1), m.group(3)
+    before, after = (CURRENCIES[g.lower()] if g else None for g in (m.group(2), m.group(5)))
+    if before and after and before != after:
+        return None
+    sign, number = (-1 if m.group(1) or m.group(3) else 1), m.group(4)
+    if SPACE_GROUPS.fullmatch(number):
+        number = re.sub(r"[' \u00a0\u202f]", "", number).replace(",", ".")
     if POINT_DECIMAL.fullmatch(number):
-        return sign * float(number.replace(",", ""))
+        return sign * float(number.replace(",", "")), before or after
     if COMMA_DECIMAL.fullmatch(number):
-        return sign * float(number.replace(".", "").replace(",", "."))
+        return sign * float(number.replace(".", "").replace(",", ".")), before or after
     return None
+
+
+def catalog_price(value: Any) -> float | None:
+    """A catalog price: a number, or text like "$1,299.99", "12,50" or "129,00 €"; None when there is none."""
+    read = read_price(value)
+    return read[0] if read else None
 
 
 def make_item_prompt(text: str) -> str:
@@ -145,10 +170,11 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
         if raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, float) and math.isnan(raw)):
             funnel.drop("missing price", where)
             continue
-        price = catalog_price(raw)
-        if price is None:
+        read = read_price(raw)
+        if read is None:
             funnel.drop("non-numeric price", f"{where} ({str(raw)[:40]!r})")
             continue
+        price, currency = read
         if not s.min_price <= price <= s.max_price:
             funnel.drop("price out of range", where, price)
             continue
@@ -173,10 +199,27 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
             continue
         seen_titles.add(t_key)
         seen_texts.add(x_key)
-        items.append({"title": title, "text": text, "price": price, "where": where})
+        items.append({"title": title, "text": text, "price": price, "where": where, "currency": currency,
+                      "raw_price": raw})
         if s.limit and len(items) >= s.limit:
             break
     return items
+
+
+def keep_one_currency(items: list[dict], funnel: Funnel) -> list[dict]:
+    """The items priced in the catalog's main currency (or in none): one model learns one currency's
+    prices. The others are dropped as "another currency"."""
+    named = Counter(it["currency"] for it in items if it["currency"])
+    if not named:
+        return items
+    funnel.currency = named.most_common(1)[0][0]
+    kept = []
+    for it in items:
+        if it["currency"] in (None, funnel.currency):
+            kept.append(it)
+        else:
+            funnel.drop("another currency", f"{it['where']} ({str(it['raw_price'])[:40]!r})")
+    return kept
 
 
 def cut_to_tokens(items: list[dict], tokenizer, max_tokens: int, batch: int = 1000, progress: bool = True) -> list[int]:

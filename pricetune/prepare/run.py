@@ -12,7 +12,8 @@ from ..errors import DataError, PricetuneError
 from ..options import COUNT, SIZE, refuse_filled_folder
 from .card import write_card
 from .read import read_source
-from .rules import BANDS, PRICE_NAMES, Funnel, PrepareSettings, balance, curate, cut_to_tokens, dedupe_prompts, split, to_row
+from .rules import (BANDS, PRICE_NAMES, Funnel, PrepareSettings, balance, curate, cut_to_tokens, dedupe_prompts,
+                    keep_one_currency, split, to_row)
 
 
 def prepare(s: PrepareSettings, log=print) -> dict:
@@ -27,7 +28,7 @@ def prepare(s: PrepareSettings, log=print) -> dict:
     from tqdm.auto import tqdm
 
     rows = tqdm(read_source(s.source, s.hub_config, s.hub_split), desc="reading", unit="row", file=sys.stderr, mininterval=1.0)
-    items = curate(rows, s, funnel)
+    items = keep_one_currency(curate(rows, s, funnel), funnel)
     rows.close()
     if not items:
         raise DataError(f"no item survived curation ({funnel.summary()}){funnel.hint_lines()}")
@@ -55,6 +56,7 @@ def prepare(s: PrepareSettings, log=print) -> dict:
                        "dropped_by_balance": after_dedupe - len(items), "kept": len(items),
                        "splits": {k: len(v) for k, v in splits.items()}},
             "first_drop_of_each_reason": funnel.examples,
+            "currency": funnel.currency,
         }
         (out / "prepare.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         write_card(out, record, items, splits)
@@ -74,7 +76,8 @@ def add_prepare_arguments(p) -> None:
     p.add_argument("source", help="A file, a folder of files, or a Hub dataset id.")
     p.add_argument("--out", required=True, help="New folder for train/val/test.jsonl and the data card.")
     p.add_argument("--price-column", help=f"The price column (default: the first of {', '.join(PRICE_NAMES)}): numbers, "
-                   "or text such as $1,299.99, 12,50 (a decimal comma) or USD 89.")
+                   "or text such as $1,299.99, 12,50 (a decimal comma), USD 89 or 129,00 €; items priced in "
+                   "a currency other than the one most prices name are dropped.")
     p.add_argument("--text-columns", type=lambda v: [c.strip() for c in v.split(",") if c.strip()],
                    help="Columns that make the item text, each a 'Name: value' line (default: title, category, "
                    "brand, description, features, details, found by name).")
@@ -109,7 +112,7 @@ def prepare_cli(ns) -> int:
     print(f"read {f['read']:,} rows, kept {f['kept']:,}: train {f['splits']['train']:,}, val {f['splits']['val']:,}, "
           f"test {f['splits']['test']:,}")
     for reason, n in f["dropped"].items():
-        print(f"  dropped {n:,}: {reason}")
+        print(f"  dropped {n:,}: {reason}" + (f" (prices kept in {record['currency']})" if reason == "another currency" else ""))
     without_val = " --val-size 0" if not f["splits"]["val"] else ""
     print(f"data: {ns.out}  (card: {ns.out}/README.md; train with: pricetune train --dataset {ns.out}{without_val})")
     return 0
