@@ -17,6 +17,7 @@ import pytest
 
 from pricetune.cli import main
 from pricetune.serving.app import create_app
+from pricetune.serving.page import render
 
 KEY = "k" * 24
 
@@ -343,10 +344,11 @@ def test_file_pricing_round_trip():
         assert json.loads(body["content"]) == {"text": "a cup", "price": 3, "price_predicted": 5.0}
         # a catalog's title and description are priced together, as prepare writes them (the title went
         # unread), from a spreadsheet's ";" export too
-        for upload in ("title,description\nPen,blue\n", "title;description\nPen;blue\n"):
+        for sep in (",", ";"):  # and a ";" file comes back split by ";" (it came back split by ",")
+            upload = f"title{sep}description\nPen{sep}blue\n"
             status, body, _ = _call(srv.url + "/price/file", {"format": "csv", "content": upload})
             assert status == 200 and body["note"] is None, body
-            assert body["content"].splitlines()[1] == f"Pen,blue,{len('Title: Pen' + chr(10) + 'Description: blue')}.00,"
+            assert body["content"].splitlines()[1] == sep.join(["Pen", "blue", "28.00", ""])
         # /price takes a catalog row too, priced as a file's row is
         row = {"title": "Pen", "description": "blue", "sku": 7}
         status, body, _ = _call(srv.url + "/price", {"description": row})
@@ -372,6 +374,24 @@ def test_requires_python_names_only_versions_the_suite_runs_on():
     spec = SpecifierSet(tomllib.loads(Path("pyproject.toml").read_text())["project"]["requires-python"])
     # the suite runs on 3.11 (.ci/run, the Makefile's venv); 3.10's asyncio.TimeoutError is another class
     assert "3.10.14" not in spec and f"{sys.version_info.major}.{sys.version_info.minor}.0" in spec
+
+
+def test_the_page_s_json_and_tsv_files_come_back_priced_in_their_format():
+    # the page offered .json files and sent them as JSON Lines: a list of items was "line 1: each line must
+    # be a JSON object", a pretty-printed one "not JSON"; a .tsv went the same way
+    app = create_app(FakePricer(), "fake")
+    with Running(app) as srv:
+        items = [{"sku": 1, "description": "a pen"}, {"sku": 2, "title": "Mug", "description": "blue"}]
+        for content in (json.dumps(items), json.dumps(items, indent=2)):
+            status, body, _ = _call(srv.url + "/price/file", {"format": "json", "content": content})
+            assert status == 200 and body["priced"] == 2, body
+            assert json.loads(body["content"]) == [{**items[0], "price": 5.0}, {**items[1], "price": 28.0}]
+        status, body, _ = _call(srv.url + "/price/file", {"format": "json", "content": '{"description": "a pen"}'})
+        assert status == 400 and "a list of objects" in body["detail"], body
+        status, body, _ = _call(srv.url + "/price/file", {"format": "tsv", "content": "sku\tdescription\n1\ta pen\n"})
+        assert status == 200 and body["content"].splitlines() == ["sku\tdescription\tprice\terror", "1\ta pen\t5.00\t"]
+    page = render("fake", needs_key=False)
+    assert 'accept=".csv,.tsv,.jsonl,.json' in page and "Object.hasOwn(types, ext)" in page
 
 
 def test_csv_rows_with_extra_fields_fail_alone_and_an_unreadable_file_is_a_400():

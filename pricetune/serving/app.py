@@ -2,7 +2,7 @@
 
     POST /price        {"description": "..."}        -> {"price": 64.0}   (or a catalog row: {"title": ..., ...})
                        {"descriptions": ["...", ...]} -> {"prices": [64.0, null], "errors": [null, "why"]}
-    POST /price/file   {"format": "csv"|"jsonl", "content": "..."} -> the same rows with a price column
+    POST /price/file   {"format": "csv"|"tsv"|"jsonl"|"json", "content": "..."} -> the same rows with a price column
     GET  /health       200 when the worker runs and its batches succeed, 503 (with the reason) otherwise
     GET  /metrics      Prometheus text: requests by status, latency, batch sizes, queue depth
     GET  /             the web page;  GET /docs: the OpenAPI docs
@@ -32,7 +32,7 @@ from .. import intervals
 from ..data.rows import ITEM_TEXT_WANTED, item_text_of
 from ..inference.similar import MAX_SIMILAR, check_similar_count
 from .batcher import Batcher, DeadlinePassed, Overloaded, WorkerDown, where_raised
-from .files import MAX_FILE_ROWS, file_note, read_table, row_text, write_table
+from .files import FORMATS, MAX_FILE_ROWS, file_note, read_table, row_text, write_table
 from .page import render
 
 MAX_ITEMS = 1024
@@ -92,7 +92,8 @@ class PriceReply(BaseModel):
 
 class FileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    format: str = Field(..., pattern="^(csv|jsonl)$")
+    format: str = Field(..., pattern=f"^({'|'.join(FORMATS)})$",
+                        description="csv (comma or semicolon), tsv, jsonl (an object a line) or json (a list of objects).")
     content: str = Field(..., description=f"The file's text, at most {MAX_FILE_ROWS} rows.")
 
 
@@ -339,18 +340,19 @@ async def price_file(request: Request):
     start = time.perf_counter()
     req = parse(FileRequest, await read_body(request))
     try:
-        rows, columns, problems = read_table(req.format, req.content)
+        table = read_table(req.format, req.content)
     except ValueError as e:
         raise HTTPException(400, str(e)) from None
-    outcomes: list[tuple[float | None, str | None]] = [(None, problems.get(i, "empty description"))
+    rows = table.rows
+    outcomes: list[tuple[float | None, str | None]] = [(None, table.problems.get(i, "empty description"))
                                                        for i in range(len(rows))]
-    texts = [row_text(r) if i not in problems else "" for i, r in enumerate(rows)]
+    texts = [row_text(r) if i not in table.problems else "" for i, r in enumerate(rows)]
     todo = [i for i, t in enumerate(texts) if t]
     if todo:  # one job: one deadline for the whole file
         for i, outcome in zip(todo, await price_texts(request, [texts[i] for i in todo])):
             outcomes[i] = outcome
     service_of(request).metrics.latency.labels("/price/file").observe(time.perf_counter() - start)
-    return FileReply(content=write_table(req.format, rows, columns, outcomes),
+    return FileReply(content=write_table(req.format, table, outcomes),
                      priced=sum(p is not None for p, _ in outcomes), failed=sum(p is None for p, _ in outcomes),
                      note=file_note(rows))
 

@@ -1,5 +1,6 @@
-"""Files of descriptions for `POST /price/file`: CSV or JSONL in, the same rows with a price out
-(`price`, or `price_predicted` beside a file's own `price` column, which is kept).
+"""Files of descriptions for `POST /price/file`: CSV, TSV, JSON Lines or a JSON list in, the same rows
+with a price out, in the same format (`price`, or `price_predicted` beside a file's own `price` column,
+which is kept; a CSV keeps its separator, "," or ";").
 
 A row that cannot be priced (no description, more CSV fields than the header) keeps its place and gets
 its reason in an `error` column; a file that cannot be read at all is refused whole (ValueError, a 400).
@@ -10,29 +11,39 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass, field
 
 from ..data.catalog import CATALOG_COLUMNS, column_key
 from ..data.rows import (ITEM_TEXT_FIELDS, ITEM_TEXT_WANTED, csv_delimiter, item_text_field, item_text_of, split_jsonl,
                          unpriced_note)
 
+FORMATS = ("csv", "tsv", "jsonl", "json")
 MAX_FILE_ROWS = 5000
 EXTRA = "\x00extra"  # DictReader's key for fields past the header's
 
 
-def read_table(fmt: str, content: str) -> tuple[list[dict], list[str], dict[int, str]]:
-    """Rows of an upload, the CSV's columns in order, and each bad row's reason by index."""
+@dataclass
+class Table:
+    rows: list[dict]
+    columns: list[str] = field(default_factory=list)  # a CSV's header, in order
+    problems: dict[int, str] = field(default_factory=dict)  # each bad row's reason, by its index
+    delimiter: str = ","  # a CSV's, written back as it came
+
+
+def read_table(fmt: str, content: str) -> Table:
+    """The rows of an upload in one of FORMATS."""
     content = content.removeprefix("\ufeff")  # Excel's byte-order mark would rename the first column
-    rows, columns, problems = (_read_csv if fmt == "csv" else _read_jsonl)(content)
-    if not rows:
+    table = {"csv": _read_csv, "tsv": _read_csv, "jsonl": _read_jsonl, "json": _read_json}[fmt](content, fmt)
+    if not table.rows:
         raise ValueError("the file holds no rows")
-    if len(rows) > MAX_FILE_ROWS:
-        raise ValueError(f"at most {MAX_FILE_ROWS} rows per file (got {len(rows)})")
-    return rows, columns, problems
+    if len(table.rows) > MAX_FILE_ROWS:
+        raise ValueError(f"at most {MAX_FILE_ROWS} rows per file (got {len(table.rows)})")
+    return table
 
 
-def _read_csv(content: str):
-    reader = csv.DictReader(io.StringIO(content, newline=""), restkey=EXTRA,
-                            delimiter=csv_delimiter(content.partition("\n")[0], ".csv"))
+def _read_csv(content: str, fmt: str) -> Table:
+    delimiter = csv_delimiter(content.partition("\n")[0], f".{fmt}")
+    reader = csv.DictReader(io.StringIO(content, newline=""), restkey=EXTRA, delimiter=delimiter)
     rows, problems = [], {}
     try:
         for row in reader:
@@ -45,10 +56,10 @@ def _read_csv(content: str):
     columns = list(reader.fieldnames or [])
     if not any(column_key(c) in ITEM_TEXT_FIELDS + CATALOG_COLUMNS for c in columns):
         raise ValueError(f"the CSV needs {ITEM_TEXT_WANTED} (found: {', '.join(columns) or 'none'})")
-    return rows, columns, problems
+    return Table(rows, columns, problems, delimiter)
 
 
-def _read_jsonl(content: str):
+def _read_jsonl(content: str, fmt: str) -> Table:
     rows = []
     for n, line in enumerate(split_jsonl(content), start=1):
         if not line.strip():
@@ -60,7 +71,18 @@ def _read_jsonl(content: str):
         if not isinstance(row, dict):
             raise ValueError(f"line {n}: each line must be a JSON object")
         rows.append(row)
-    return rows, [], {}
+    return Table(rows)
+
+
+def _read_json(content: str, fmt: str) -> Table:
+    try:
+        rows = json.loads(content)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"line {e.lineno}: not JSON ({e.msg})") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError("a JSON file must hold a list of objects, one an item (JSON Lines, an object a line: "
+                         "format jsonl)")
+    return Table(rows)
 
 
 def row_text(row: dict) -> str:
@@ -73,16 +95,20 @@ def file_note(rows: list[dict]) -> str | None:
     return unpriced_note(first) if first is not None else None
 
 
-def write_table(fmt: str, rows: list[dict], columns: list[str], outcomes) -> str:
+def write_table(fmt: str, table: Table, outcomes) -> str:
+    """The table's rows with their prices (and errors), in the format and with the separator they came in."""
+    rows = table.rows
     # a file that brings prices of its own (the true ones, say) keeps them: ours go beside them
     name = "price_predicted" if any("price" in row for row in rows) else "price"
-    if fmt == "csv":
+    if fmt in ("csv", "tsv"):
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns + [c for c in (name, "error") if c not in columns],
-                                extrasaction="ignore")
+        writer = csv.DictWriter(out, fieldnames=table.columns + [c for c in (name, "error") if c not in table.columns],
+                                extrasaction="ignore", delimiter=table.delimiter)
         writer.writeheader()
         for row, (price, error) in zip(rows, outcomes):
             writer.writerow({**row, name: "" if price is None else f"{price:.2f}", "error": error or ""})
         return out.getvalue()
-    return "".join(json.dumps({**row, name: price, **({"error": error} if error else {})}) + "\n"
-                   for row, (price, error) in zip(rows, outcomes))
+    priced = [{**row, name: price, **({"error": error} if error else {})} for row, (price, error) in zip(rows, outcomes)]
+    if fmt == "json":
+        return json.dumps(priced, indent=1) + "\n"
+    return "".join(json.dumps(row) + "\n" for row in priced)

@@ -35,11 +35,11 @@ input[type=password] { font: inherit; padding: .3em; width: 22em; }
 <ol id="alikes"></ol></div>
 <section>
 <h2>A file of descriptions</h2>
-<p class="muted">CSV (comma or semicolon) or JSONL: each row's <code>prompt</code> or <code>text</code>, else its
+<p class="muted">CSV (comma or semicolon), TSV, JSON Lines or a JSON list: each row's <code>prompt</code> or <code>text</code>, else its
 catalog columns (<code>title</code>, <code>category</code>, <code>brand</code>, <code>description</code>, ...) read
-together. You get the same file back with a <code>price</code> column (and <code>error</code> where an item could
+together. You get the same file back, in its format, with a <code>price</code> column (and <code>error</code> where an item could
 not be priced).</p>
-<input id="file" type="file" accept=".csv,.jsonl,.json,text/csv">
+<input id="file" type="file" accept=".csv,.tsv,.jsonl,.json,text/csv">
 <button id="gofile" type="button">Price the file</button>
 <div id="filestatus" class="muted"></div>
 <a id="download" hidden>Download the priced file</a>
@@ -102,9 +102,10 @@ document.getElementById('gofile').addEventListener('click', async () => {
   if (!f) { status.textContent = 'choose a file first'; return; }
   status.textContent = 'pricing ' + f.name + ' …';
   try {
-    const format = f.name.toLowerCase().endsWith('.csv') ? 'csv' : 'jsonl';
+    const types = {csv: 'text/csv', tsv: 'text/tab-separated-values', json: 'application/json', jsonl: 'application/jsonl'};
+    const ext = f.name.toLowerCase().split('.').pop(), format = Object.hasOwn(types, ext) ? ext : 'jsonl';
     const body = await call('/price/file', {format, content: await f.text()});
-    const blob = new Blob([body.content], {type: format === 'csv' ? 'text/csv' : 'application/jsonl'});
+    const blob = new Blob([body.content], {type: types[format]});
     link.href = URL.createObjectURL(blob);
     link.download = f.name.replace(/(\\.[^.]*)?$/, '-priced$1');
     link.hidden = false;
