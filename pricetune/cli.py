@@ -10,7 +10,7 @@
     pricetune ensemble --dataset DIR --member RUN_DIR --member tfidf --out ENS_DIR
     pricetune ensemble --refit ENS_DIR --swap RUN_DIR=REFIT_RUN_DIR --out ENS_REFIT   # same weights, train + val
     pricetune predict --run RUN_DIR "Title: ..."
-    pricetune predict --ensemble ENS_DIR --file items.csv --out priced.jsonl
+    pricetune predict --ensemble ENS_DIR --file items.csv --out priced.csv
     pricetune serve --run RUN_DIR --port 8000   # POST /price {"description": "..."}
     pricetune export RUN_DIR --out merged/  # adapter folded into the base: a plain transformers model
     pricetune export RUN_DIR --format gguf --quant q8_0 --out gguf/   # llama.cpp / Ollama

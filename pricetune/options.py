@@ -86,6 +86,7 @@ def add_predict_arguments(p) -> None:
                    "ensemble's).")
     p.add_argument("--file", help="A file of items (jsonl, json, csv, tsv or parquet). A row's text: its 'prompt' or 'text', "
                    "else its catalog columns as `pricetune prepare` writes them (title, category, brand, description, "
-                   "features, details), else a 'description' alone. The priced rows are written as jsonl.")
-    p.add_argument("--out", help="Where to write the priced jsonl (default: stdout).")
+                   "features, details), else a 'description' alone. Each row comes back with its price_predicted.")
+    p.add_argument("--out", help="The file to write the priced rows to, by its name: .csv, .tsv, .json (a list), "
+                   "else JSON Lines (default: JSON Lines on stdout).")
     add_model_arguments(p)

@@ -1,6 +1,7 @@
 """Stacked ensembles (`pricetune ensemble --combine stack`) and the cross-validated val MAE that
 compares ways of combining. Classical members only: no model is loaded."""
 
+import csv
 import json
 import math
 import random
@@ -191,6 +192,14 @@ def test_predict_prices_a_file_with_an_ensemble_and_refuses_the_options_of_one_m
     assert [r["sku"] for r in rows] == list(range(5)) and "prediction" not in rows[0]
     assert [r["price_predicted"] for r in rows] == pytest.approx(Pricer.from_ensemble(ens).price_items(prompts))
     assert {m.batch_size for m in Pricer.from_ensemble(ens, batch_size=4).ensemble.members} == {4}  # --batch-size
+    # --out names the format: a spreadsheet's file comes back as one (it was JSON Lines whatever the name)
+    for name, sep in (("priced.csv", ","), ("priced.tsv", "\t")):
+        assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out", str(tmp_path / name)]) == 0
+        table = list(csv.DictReader((tmp_path / name).open(newline=""), delimiter=sep))
+        assert list(table[0]) == ["sku", "prompt", "price_predicted"] and [r["sku"] for r in table] == list("01234")
+        assert [float(r["price_predicted"]) for r in table] == pytest.approx([r["price_predicted"] for r in rows])
+    assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text()) == rows
     capsys.readouterr()
     assert main(["predict", "--ensemble", ens, "--interval", "0.8", prompts[0]]) == 2
     assert f"pricetune calibrate --ensemble {ens}" in capsys.readouterr().err

@@ -270,6 +270,26 @@ def iter_file(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json"}  # by a file name's suffix; any other: jsonl
+
+
+def format_table(fmt: str, rows: list[dict], columns: Iterable[str] = (), delimiter: str = ",") -> str:
+    """Rows as the text of a csv, tsv, json (a list) or jsonl file. A CSV's header: `columns`, then every
+    other key in the order the rows first have it; a list or dict in a CSV cell is written as JSON."""
+    if fmt == "json":
+        return json.dumps(rows, indent=1, default=str) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, default=str) + "\n" for row in rows)
+    header = list(dict.fromkeys([*columns, *(k for row in rows for k in row)]))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, delimiter="\t" if fmt == "tsv" else delimiter)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else "" if v is None else v
+                         for k, v in row.items()})
+    return out.getvalue()
+
+
 # Where an item's text is in a row given to predict, serve or the API, first to last: a full prompt, the
 # whole text, the catalog's columns (as prepare writes them), a description alone
 ITEM_TEXT_FIELDS = ("prompt", "text", "description")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from .. import intervals
+from ..data.rows import TABLE_FORMATS, format_table
 from ..errors import PricetuneError
 from ..options import DEFAULT_SAMPLES
 from .load import LoadedModel, load_model, run_paths
@@ -104,7 +104,7 @@ def check_predict_arguments(ns) -> None:
         refuse_model_options_for_ensemble(ns)
     check_similar_count(ns.similar)
     if ns.out and Path(ns.out).is_dir():  # found now, not once every item is priced
-        raise PricetuneError(f"--out {ns.out} is a folder; name the jsonl file to write (e.g. {Path(ns.out) / 'priced.jsonl'})")
+        raise PricetuneError(f"--out {ns.out} is a folder; name the file to write (e.g. {Path(ns.out) / 'priced.csv'})")
 
 
 def read_items(ns) -> list[tuple[dict, str]]:
@@ -161,14 +161,15 @@ def predict_cli(ns) -> int:
         if alike[0]:
             print("\n".join(["similar training items:", *show_similar(alike[0])]))
         return 0 if price is not None else 1
-    lines = [json.dumps({**row, **({"prediction": text} if text is not None else {}), "price_predicted": price,
-                         **({"price_low": r[0], "price_high": r[1]} if r else {}),
-                         **({"similar": [vars(a) for a in found]} if index is not None else {})}, default=str)
-             for (row, _), (text, price), r, found in zip(items, out, ranges, alike)]
+    priced = [{**row, **({"prediction": text} if text is not None else {}), "price_predicted": price,
+               **({"price_low": r[0], "price_high": r[1]} if r else {}),
+               **({"similar": [vars(a) for a in found]} if index is not None else {})}
+              for (row, _), (text, price), r, found in zip(items, out, ranges, alike)]
     if ns.out:
         Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(ns.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        print(f"wrote {len(lines)} prices to {ns.out}")
+        fmt = TABLE_FORMATS.get(Path(ns.out).suffix.lower(), "jsonl")
+        Path(ns.out).write_text(format_table(fmt, priced), encoding="utf-8")
+        print(f"wrote {len(priced)} prices to {ns.out} ({fmt})")
     else:
-        print("\n".join(lines))
+        print(format_table("jsonl", priced), end="")
     return 0

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 
 from ..data.catalog import CATALOG_COLUMNS, column_key
-from ..data.rows import (ITEM_TEXT_FIELDS, ITEM_TEXT_WANTED, csv_delimiter, item_text_field, item_text_of, split_jsonl,
-                         unpriced_note)
+from ..data.rows import (ITEM_TEXT_FIELDS, ITEM_TEXT_WANTED, csv_delimiter, format_table, item_text_field, item_text_of,
+                         split_jsonl, unpriced_note)
 
 FORMATS = ("csv", "tsv", "jsonl", "json")
 MAX_FILE_ROWS = 5000
@@ -101,14 +101,8 @@ def write_table(fmt: str, table: Table, outcomes) -> str:
     # a file that brings prices of its own (the true ones, say) keeps them: ours go beside them
     name = "price_predicted" if any("price" in row for row in rows) else "price"
     if fmt in ("csv", "tsv"):
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=table.columns + [c for c in (name, "error") if c not in table.columns],
-                                extrasaction="ignore", delimiter=table.delimiter)
-        writer.writeheader()
-        for row, (price, error) in zip(rows, outcomes):
-            writer.writerow({**row, name: "" if price is None else f"{price:.2f}", "error": error or ""})
-        return out.getvalue()
-    priced = [{**row, name: price, **({"error": error} if error else {})} for row, (price, error) in zip(rows, outcomes)]
-    if fmt == "json":
-        return json.dumps(priced, indent=1) + "\n"
-    return "".join(json.dumps(row) + "\n" for row in priced)
+        priced = [{**row, name: "" if price is None else f"{price:.2f}", "error": error or ""}
+                  for row, (price, error) in zip(rows, outcomes)]
+    else:
+        priced = [{**row, name: price, **({"error": error} if error else {})} for row, (price, error) in zip(rows, outcomes)]
+    return format_table(fmt, priced, table.columns, table.delimiter)
