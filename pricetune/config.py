@@ -70,7 +70,7 @@ class RunConfig(BaseModel):
     dataset: str = Field(
         "demo",
         description="Data: demo (embedded diamonds), amazon-18k (13,494 / 1,000 / 1,000 real Amazon items, shipped), a Hub "
-        "dataset id, a local directory with train/val/test files (jsonl, jsonl.gz, json, csv, tsv, parquet), or one file.",
+        "dataset id, a local directory with train/val/test files (jsonl, jsonl.gz, json, csv, tsv, parquet, xlsx), or one file.",
     )
     val_size: int = Field(500, ge=0, description="Keep the first N rows of the validation split (0 = no eval).")
     train_size: int | None = Field(None, gt=0, description="Use only N training rows (default: all); which N: train_sample.")

@@ -72,7 +72,7 @@ def add_model_arguments(p) -> None:
 
 def add_predict_arguments(p) -> None:
     p.description = ("Price one description (a bare description is wrapped in the training prompt) or a file of "
-                     "items (--file: jsonl, json, csv, tsv or parquet, one item a row).")
+                     "items (--file: jsonl, json, csv, tsv, parquet or xlsx, one item a row).")
     p.add_argument("description", nargs="?", help="Item text; a full prompt ending in 'Price is $' is used as is.")
     p.add_argument("--run", metavar="RUN_DIR", help="A pricetune run directory.")
     p.add_argument("--ensemble", metavar="DIR", help="Price with an ensemble instead: a pick of `pricetune select` "
@@ -84,9 +84,10 @@ def add_predict_arguments(p) -> None:
                    help="Also show the K training items most like each description, with their prices and "
                    "similarity (at most 20; reads the training data: a run's neighbours.json or dataset, an "
                    "ensemble's).")
-    p.add_argument("--file", help="A file of items (jsonl, json, csv, tsv or parquet). A row's text: its 'prompt' or 'text', "
-                   "else its catalog columns as `pricetune prepare` writes them (title, category, brand, description, "
-                   "features, details), else a 'description' alone. Each row comes back with its price_predicted.")
-    p.add_argument("--out", help="The file to write the priced rows to, by its name: .csv, .tsv, .json (a list), "
-                   "else JSON Lines (default: JSON Lines on stdout).")
+    p.add_argument("--file", help="A file of items (jsonl, json, csv, tsv, parquet or xlsx: its first sheet). A row's "
+                   "text: its 'prompt' or 'text', else its catalog columns as `pricetune prepare` writes them (title, "
+                   "category, brand, description, features, details), else a 'description' alone. Each row comes "
+                   "back with its price_predicted.")
+    p.add_argument("--out", help="The file to write the priced rows to, by its name: .csv, .tsv, .xlsx, .json (a "
+                   "list), else JSON Lines (default: JSON Lines on stdout).")
     add_model_arguments(p)

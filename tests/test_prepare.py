@@ -3,6 +3,7 @@ folder that trains and evaluates."""
 
 import csv
 import json
+import sys
 
 import pytest
 
@@ -240,6 +241,38 @@ def test_a_catalog_priced_in_two_currencies_keeps_the_one_most_prices_name(tmp_p
     prices = sorted(json.loads(line)["price"] for name in ("train", "val", "test")
                     for line in (out / f"{name}.jsonl").read_text().splitlines())
     assert prices == [10.5 + i for i in range(30)] + [50.5 + i for i in range(10)]
+
+
+def test_an_xlsx_catalog_prepares_as_its_csv_export_does(tmp_path, capsys, monkeypatch):
+    openpyxl = pytest.importorskip("openpyxl", reason="the excel extra: pip install 'pricetune[excel]'")
+    src = _catalog(tmp_path / "export.csv")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    # a sheet holds its prices as numbers, and may have a blank row and a note in a column without a header
+    for n, row in enumerate(csv.reader(src.open(newline=""))):
+        sheet.append([float(v[1:]) if v.startswith("$") else v for v in row])
+        if n == 5:
+            sheet.append([])
+    sheet.cell(row=2, column=7, value="stray note")
+    book.save(tmp_path / "export.xlsx")
+    args = ["prepare", "--price-column", "cost", "--text-columns", "product,colour,notes", "--val", "8", "--test", "8",
+            "--min-chars", "50", "--max-tokens", "40"]
+    assert main([*args, str(src), "--out", str(tmp_path / "from-csv")]) == 0
+    assert main([*args, str(tmp_path / "export.xlsx"), "--out", str(tmp_path / "from-xlsx")]) == 0
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl"):
+        assert (tmp_path / "from-csv" / name).read_text() == (tmp_path / "from-xlsx" / name).read_text(), name
+    # without openpyxl: one line naming the extra, before anything is written
+    monkeypatch.setitem(sys.modules, "openpyxl", None)
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "export.xlsx"), "--out", str(tmp_path / "o")]) == 2
+    assert "pip install 'pricetune[excel]'" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    # and predict refuses to write one before it prices anything
+    assert main(["predict", "--run", str(tmp_path / "no-run"), "--file", str(src), "--out", str(tmp_path / "p.xlsx")]) == 2
+    assert "pip install 'pricetune[excel]'" in capsys.readouterr().err
+    monkeypatch.undo()
+    (tmp_path / "broken.xlsx").write_bytes(b"PK not a workbook")
+    assert main([*args, str(tmp_path / "broken.xlsx"), "--out", str(tmp_path / "o")]) == 2
+    assert "broken.xlsx: not a readable .xlsx workbook" in capsys.readouterr().err
 
 
 def test_a_spreadsheet_s_headers_with_spaces_and_capitals_name_the_columns_prepare_knows():

@@ -2,6 +2,7 @@
 compares ways of combining. Classical members only: no model is loaded."""
 
 import csv
+import importlib.util
 import json
 import math
 import random
@@ -200,6 +201,13 @@ def test_predict_prices_a_file_with_an_ensemble_and_refuses_the_options_of_one_m
         assert [float(r["price_predicted"]) for r in table] == pytest.approx([r["price_predicted"] for r in rows])
     assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "p.json")]) == 0
     assert json.loads((tmp_path / "p.json").read_text()) == rows
+    if importlib.util.find_spec("openpyxl"):  # the excel extra; and an .xlsx file of items reads as its rows
+        xlsx = tmp_path / "priced.xlsx"
+        assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out", str(xlsx)]) == 0
+        assert main(["predict", "--ensemble", ens, "--file", str(xlsx), "--out", str(tmp_path / "again.jsonl")]) == 0
+        again = [json.loads(line) for line in (tmp_path / "again.jsonl").read_text().splitlines()]
+        assert [{k: r[k] for k in ("sku", "prompt")} for r in again] == [{k: r[k] for k in ("sku", "prompt")} for r in rows]
+        assert [r["price_predicted"] for r in again] == pytest.approx([r["price_predicted"] for r in rows])
     capsys.readouterr()
     assert main(["predict", "--ensemble", ens, "--interval", "0.8", prompts[0]]) == 2
     assert f"pricetune calibrate --ensemble {ens}" in capsys.readouterr().err

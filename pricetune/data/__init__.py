@@ -5,7 +5,7 @@
     splits = load_splits("demo", val_size=100)                          # embedded diamonds
 
 Sources: `demo`; a local directory (a `datasets` save, or train/val/test files in jsonl, json,
-csv, tsv or parquet); a single jsonl/csv/parquet file (split 80/10/10 by a fixed shuffle); a Hub dataset
+csv, tsv, parquet or xlsx); a single jsonl/csv/parquet file (split 80/10/10 by a fixed shuffle); a Hub dataset
 id. Every row needs a non-empty text `prompt` and a `completion` that parses as a price; bad rows
 stop the load with file and line, or are skipped and counted with `on_bad_rows="skip"`.
 

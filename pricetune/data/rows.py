@@ -1,5 +1,5 @@
 """The course's rows: the prompt and completion format, prices read strictly, rows validated, and the
-file readers (jsonl, json, csv, tsv, parquet) that report a bad row by file and line.
+file readers (jsonl, json, csv, tsv, parquet, xlsx: its first sheet) that report a bad row by file and line.
 
     from pricetune.data import read_rows, make_prompt, completion_price
     rows = read_rows("data/mine/train.jsonl")   # [{prompt, completion, price}, ...]
@@ -33,7 +33,8 @@ SPLITS = ("train", "val", "test")
 # so a prompt is cut at the same place everywhere.
 COMPLETION_RESERVE = len(f"{int(MAX_PRICE)}.00") + 1
 SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation", "valid", "dev"), "test": ("test",)}
-FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".tsv", ".parquet")
+FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".tsv", ".parquet", ".xlsx")
+EXCEL_EXTRA = "pip install 'pricetune[excel]'"
 MAX_PRICE_DIGITS = len(str(int(MAX_PRICE)))  # 7: the longest integer part a valid price has
 
 
@@ -250,8 +251,50 @@ def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, An
                 bad.add("malformed JSON", where, e.msg)
 
 
+def openpyxl_for(path: Path):
+    """openpyxl, which reads and writes .xlsx files; a DataError naming its extra when it is missing."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise DataError(f"{path}: an .xlsx file needs openpyxl: {EXCEL_EXTRA} (or use a .csv file)") from None
+    return openpyxl
+
+
+def _open_workbook(path: Path):
+    openpyxl = openpyxl_for(path)
+    try:
+        # read_only streams the rows; data_only gives a formula's last computed value, not its text
+        return openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # a zip that is no workbook, a missing part: several unrelated types
+        raise DataError(f"{path}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+
+
+def _read_xlsx(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    """The first sheet's rows, the first row its header; blank rows and columns without a header skipped."""
+    book = _open_workbook(path)
+    try:
+        cells = book.worksheets[0].iter_rows(values_only=True)
+        header = [None if h is None else str(h).strip() or None for h in next(cells, ())]
+        for n, values in enumerate(cells, start=2):
+            if any(v not in (None, "") for v in values):
+                yield f"{path}:{n}", {h: v for h, v in zip(header, values) if h}
+    finally:
+        book.close()
+
+
+def write_xlsx(path: Path, rows: list[dict]) -> None:
+    """Rows as a one-sheet workbook, the header as `format_table` makes a CSV's."""
+    book = openpyxl_for(path).Workbook(write_only=True)
+    sheet = book.create_sheet()
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    sheet.append(header)
+    for row in rows:
+        sheet.append([json.dumps(v) if isinstance(v, (list, dict)) else v for v in map(row.get, header)])
+    book.save(path)
+
+
 READERS = {".jsonl": _read_jsonl, ".jsonl.gz": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
-           ".tsv": _read_csv, ".parquet": _read_parquet}
+           ".tsv": _read_csv, ".parquet": _read_parquet, ".xlsx": _read_xlsx}
 
 
 def file_kind(path: Path) -> str:
@@ -270,7 +313,7 @@ def iter_file(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
-TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json"}  # by a file name's suffix; any other: jsonl
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".xlsx": "xlsx"}  # by a name's suffix; else jsonl
 
 
 def format_table(fmt: str, rows: list[dict], columns: Iterable[str] = (), delimiter: str = ",") -> str:
@@ -288,6 +331,16 @@ def format_table(fmt: str, rows: list[dict], columns: Iterable[str] = (), delimi
         writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else "" if v is None else v
                          for k, v in row.items()})
     return out.getvalue()
+
+
+def write_table_file(path: Path, rows: list[dict]) -> str:
+    """Rows written to `path` in the format its name says (TABLE_FORMATS, else JSON Lines); returns that format."""
+    fmt = TABLE_FORMATS.get(path.suffix.lower(), "jsonl")
+    if fmt == "xlsx":
+        write_xlsx(path, rows)
+    else:
+        path.write_text(format_table(fmt, rows), encoding="utf-8")
+    return fmt
 
 
 # Where an item's text is in a row given to predict, serve or the API, first to last: a full prompt, the

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .. import intervals
-from ..data.rows import TABLE_FORMATS, format_table
+from ..data.rows import format_table, openpyxl_for, write_table_file
 from ..errors import PricetuneError
 from ..options import DEFAULT_SAMPLES
 from .load import LoadedModel, load_model, run_paths
@@ -105,6 +105,8 @@ def check_predict_arguments(ns) -> None:
     check_similar_count(ns.similar)
     if ns.out and Path(ns.out).is_dir():  # found now, not once every item is priced
         raise PricetuneError(f"--out {ns.out} is a folder; name the file to write (e.g. {Path(ns.out) / 'priced.csv'})")
+    if ns.out and Path(ns.out).suffix.lower() == ".xlsx":
+        openpyxl_for(Path(ns.out))
 
 
 def read_items(ns) -> list[tuple[dict, str]]:
@@ -114,7 +116,7 @@ def read_items(ns) -> list[tuple[dict, str]]:
         from ..data.rows import ITEM_TEXT_WANTED, BadRows, item_text_of, iter_file, unpriced_note
 
         bad = BadRows()
-        for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, tsv, parquet
+        for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, tsv, parquet, xlsx
             text = item_text_of(row)
             if text is None:
                 raise PricetuneError(f"{where}: needs {ITEM_TEXT_WANTED}")
@@ -167,8 +169,7 @@ def predict_cli(ns) -> int:
               for (row, _), (text, price), r, found in zip(items, out, ranges, alike)]
     if ns.out:
         Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-        fmt = TABLE_FORMATS.get(Path(ns.out).suffix.lower(), "jsonl")
-        Path(ns.out).write_text(format_table(fmt, priced), encoding="utf-8")
+        fmt = write_table_file(Path(ns.out), priced)
         print(f"wrote {len(priced)} prices to {ns.out} ({fmt})")
     else:
         print(format_table("jsonl", priced), end="")

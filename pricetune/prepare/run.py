@@ -70,7 +70,7 @@ def prepare(s: PrepareSettings, log=print) -> dict:
 
 def add_prepare_arguments(p) -> None:
     p.description = (
-        "Turn a raw product catalog (CSV or TSV, JSONL, JSON, parquet, a folder of them, or a Hub dataset) into "
+        "Turn a raw product catalog (CSV or TSV, JSONL, JSON, parquet, an .xlsx sheet, a folder of them, or a Hub dataset) into "
         "train/val/test files in the course's prompt/completion format, with the course's curation and a data card.")
     d = PrepareSettings("", "")
     p.add_argument("source", help="A file, a folder of files, or a Hub dataset id.")
