@@ -386,6 +386,9 @@ def test_the_page_s_json_and_tsv_files_come_back_priced_in_their_format():
             status, body, _ = _call(srv.url + "/price/file", {"format": "json", "content": content})
             assert status == 200 and body["priced"] == 2, body
             assert json.loads(body["content"]) == [{**items[0], "price": 5.0}, {**items[1], "price": 28.0}]
+        lines = "".join(json.dumps(item) + "\n" for item in items)  # JSON Lines in a file named .json
+        status, body, _ = _call(srv.url + "/price/file", {"format": "json", "content": lines})
+        assert status == 200 and body["priced"] == 2, body
         status, body, _ = _call(srv.url + "/price/file", {"format": "json", "content": '{"description": "a pen"}'})
         assert status == 400 and "a list of objects" in body["detail"], body
         status, body, _ = _call(srv.url + "/price/file", {"format": "tsv", "content": "sku\tdescription\n1\ta pen\n"})

@@ -78,6 +78,8 @@ def _read_json(content: str, fmt: str) -> Table:
     try:
         rows = json.loads(content)
     except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # a .json file with an object a line is JSON Lines by another name
+            return _read_jsonl(content, "jsonl")
         raise ValueError(f"line {e.lineno}: not JSON ({e.msg})") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ValueError("a JSON file must hold a list of objects, one an item (JSON Lines, an object a line: "
