@@ -163,6 +163,20 @@ def test_skip_bad_rows_counts_them(tmp_path):
     assert bad.counts == {"missing completion": 1, "malformed JSON": 1, "bad completion": 1}
 
 
+def test_a_catalog_given_as_a_dataset_says_to_prepare_it(tmp_path):
+    # each row was reported as "missing prompt", and the hint offered --on-bad-rows skip, which skips them all
+    f = tmp_path / "catalog.csv"
+    f.write_text("Title,Description,Price\nKettle,A steel kettle,$29.99\nMug,A blue mug,4.50\n")
+    for on_bad_rows in ("error", "skip"):
+        with pytest.raises(DataError, match=r"catalog.csv is a product catalog \(columns: Title, Description, Price\)"
+                           r".*`pricetune prepare .*catalog.csv --out DIR`, then pass --dataset DIR"):
+            read_rows(f, on_bad_rows)
+    # a dataset with some rows missing their prompt is still a dataset with bad rows
+    f.write_text("prompt,completion,title\nA kettle Price is $,29.00,Kettle\n,4.00,Mug\n")
+    with pytest.raises(DataError, match="1 invalid row"):
+        read_rows(f)
+
+
 def test_empty_file(tmp_path):
     f = tmp_path / "train.jsonl"
     f.write_text("")

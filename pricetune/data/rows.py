@@ -388,12 +388,17 @@ def read_rows(path: str | Path, on_bad_rows: str = "error", bad: BadRows | None 
         raise DataError(f"data file not found: {path}")
     own = bad if bad is not None else BadRows()
     before = sum(own.counts.values())
-    rows = []
+    rows, first = [], None
     for where, raw in iter_file(path, own):
+        first = raw if first is None else first
         row = check_row(raw, where, own)
         if row is not None:
             rows.append(row)
     new_bad = sum(own.counts.values()) - before
+    if not rows and isinstance(first, dict) and "prompt" not in map(column_key, first) and catalog_columns(first):
+        raise DataError(f"{path} is a product catalog (columns: {', '.join(map(str, first))[:200]}), not the course's "
+                        f"prompt/completion rows: make a dataset of it with `pricetune prepare {path} --out DIR`, "
+                        "then pass --dataset DIR")
     if new_bad and on_bad_rows == "error":
         raise DataError(
             f"{path}: {new_bad} invalid row(s) ({own.summary()}):\n  "
