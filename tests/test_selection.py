@@ -98,6 +98,14 @@ def test_select_chooses_on_val_only_lists_every_member_and_repeats_itself(tmp_pa
     assert any(f"note: {copies()} of the {len(val)} val items have a prompt found word for word among the" in s for s in said)
 
 
+def test_what_a_member_does_to_the_error_reads_as_a_gain_or_a_loss():
+    from pricetune.ensemble.cli import takes_off
+
+    # a loss read "takes $-8.18 ± 42.58 off the best candidate without it"
+    assert takes_off({"mae_diff": 8.18, "diff_ci95": 42.58}) == "adds $8.18 ± 42.58 to"
+    assert takes_off({"mae_diff": -1.2, "diff_ci95": 0.9}) == "takes $1.20 ± 0.90 off"
+
+
 def test_the_rule_prefers_the_lowest_cross_validated_figure_then_fewer_members():
     from pricetune.ensemble.select import PICKS, pick
 

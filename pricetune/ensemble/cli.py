@@ -94,6 +94,12 @@ def add_select_arguments(p) -> None:
                    "interrupted try: the same folder, whose members' val prices it kept).")
 
 
+def takes_off(cv: dict) -> str:
+    """"takes $1.20 ± 0.90 off" or "adds $8.18 ± 42.58 to": what a member does to the error it joins."""
+    verb = "takes ${:,.2f} ± {:,.2f} off" if cv["mae_diff"] <= 0 else "adds ${:,.2f} ± {:,.2f} to"
+    return verb.format(abs(cv["mae_diff"]), cv["diff_ci95"])
+
+
 def select_cli(ns) -> int:
     from .select import label, select
 
@@ -114,12 +120,10 @@ def select_cli(ns) -> int:
     adds = record["llm_adds"]
     if adds and not adds["same_pick"]:
         cv = adds["cross_validated"]
-        print(f"the fine-tuned model takes ${-cv['mae_diff']:,.2f} ± {cv['diff_ci95']:,.2f} off the best pipeline "
-              f"without it on val (cross-validated, item by item; negative: it adds error)")
+        print(f"the fine-tuned model {takes_off(cv)} the best pipeline without it on val (cross-validated, item by item)")
     elif adds:
         print("the pipeline has no fine-tuned model: val prefers the classical pick")
     for run, each in record["each_run_adds"].items():
         cv = each["cross_validated"]
-        print(f"  {run} takes ${-cv['mae_diff']:,.2f} ± {cv['diff_ci95']:,.2f} off the best candidate without it: "
-              f"{each['with']} against {each['without']}")
+        print(f"  {run} {takes_off(cv)} the best candidate without it: {each['with']} against {each['without']}")
     return 0
