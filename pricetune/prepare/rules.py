@@ -80,7 +80,7 @@ class Funnel:
             out.append(f"--min-price / --max-price set the range kept (dropped prices ran from {lo:g} to {hi:g})")
         if self.dropped.get("non-numeric price"):
             out.append("a price is read from a number or from text such as $1,299.99, 12,50, USD 89 or 129,00 €; the first "
-                       f"price that was neither: {self.examples['non-numeric price']}")
+                       f"price that was none of these: {self.examples['non-numeric price']}")
         if self.dropped.get("another currency"):
             out.append(f"the prices kept are in {self.currency}, the currency most of them name; the first in another: "
                        f"{self.examples['another currency']}: convert them to {self.currency}, or prepare each "
