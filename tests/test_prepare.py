@@ -15,6 +15,7 @@ from pricetune.prepare import (
     balance,
     curate,
     catalog_text,
+    keep_one_currency,
     catalog_price,
     render_value,
     scrub_part_numbers,
@@ -283,3 +284,8 @@ def test_a_spreadsheet_s_headers_with_spaces_and_capitals_name_the_columns_prepa
     assert not funnel.dropped and items[0]["price"] == 29.99
     assert items[0]["text"].startswith("Title: Kettle\nCategory: Home\nDescription: A sturdy thing")
     assert curate(_rows(row), _settings(price_column="list-price"), Funnel())[0]["price"] == 29.99
+    # a unit in brackets names the column all the same, and a currency there is the prices' currency
+    row = {"Title (EN)": "Kettle", "Price (EUR)": "12,50", "Description": LONG}
+    items = curate(_rows(row), _settings(), funnel := Funnel())
+    assert not funnel.dropped and items[0]["price"] == 12.5 and items[0]["text"].startswith("Title: Kettle\n")
+    assert keep_one_currency(items, funnel) == items and funnel.currency == "EUR"

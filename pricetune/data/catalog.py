@@ -30,10 +30,19 @@ FIELDS = {  # item line -> the column names it is read from, in order of prefere
 CATALOG_COLUMNS = tuple(c for columns in FIELDS.values() for c in columns)
 
 
+UNIT = re.compile(r"\s*[(\[]\s*([^)\]]*?)\s*[)\]]\s*$")  # a header's "(EUR)" or "[kg]"
+
+
 def column_key(name: Any) -> str:
-    """A column's name as the rules look it up: a spreadsheet's "Product Name" or "list-price" is
-    product_name or list_price."""
-    return re.sub(r"[\s-]+", "_", str(name).strip().lower())
+    """A column's name as the rules look it up: a spreadsheet's "Product Name", "list-price" or "Price
+    (EUR)" is product_name, list_price or price."""
+    return re.sub(r"[\s-]+", "_", UNIT.sub("", str(name)).strip().lower())
+
+
+def column_unit(name: Any) -> str:
+    """The unit a header names in brackets at its end ("EUR" for "Price (EUR)"); "" when none."""
+    m = UNIT.search(str(name))
+    return m.group(1) if m else ""
 
 
 def catalog_columns(row: dict) -> list[str]:

@@ -5,7 +5,7 @@
     pricetune prepare McAuley-Lab/Amazon-Reviews-2023 --out data/appliances   # a Hub dataset (online)
     pricetune train --dataset data/mine                              # reads the folder as it is
 
-SOURCE: a CSV, JSONL, JSON or parquet file, a folder of them, or a Hub dataset id. Rows are read in
+SOURCE: a CSV (or TSV), JSONL, JSON, parquet or .xlsx file, a folder of them, or a Hub dataset id. Rows are read in
 a stream (parquet by record batch, Hub datasets with streaming=True), so memory holds the kept items
 only. Each row becomes one item text: a `Title:` line, then `Category:`, `Brand:`, `Description:`,
 `Features:` and `Details:` lines from the columns of those names (or `main_category`, `store`), or
@@ -14,8 +14,9 @@ title, name or product_name, if chosen); lists are joined, dicts rendered `key: 
 
 The course's curation, each step a setting (`pricetune prepare --help`), applied in this order and
 counted in the data card's funnel:
-  1. a usable price: present, a number (or text: $1,299.99, 12,50, USD 89), within --min-price .. --max-price
-     ($0.50 - $999.49);
+  1. a usable price: present, a number (or text: $1,299.99, 12,50, USD 89, 129,00 €), within --min-price ..
+     --max-price ($0.50 - $999.49); where prices name currencies, those of the one most name (the others
+     dropped after this step, as "another currency");
   2. text: detail keys that are noise dropped (part and model numbers, best-sellers rank, batteries,
      dates first available), whitespace squashed, part-number-like tokens (7+ characters mixing
      capital letters and digits) scrubbed, at least --min-chars characters left;
@@ -36,9 +37,9 @@ from .card import write_card
 from .read import read_source
 from ..data.catalog import catalog_text, render_value, scrub_part_numbers, squash
 from .rules import (BANDS, Funnel, PrepareSettings, balance, curate, cut_to_tokens, make_item_prompt, catalog_price,
-                    dedupe_prompts, split, to_row)
+                    dedupe_prompts, keep_one_currency, read_price, split, to_row)
 from .run import add_prepare_arguments, prepare, prepare_cli
 
 __all__ = ["BANDS", "Funnel", "PrepareSettings", "add_prepare_arguments", "balance", "curate", "cut_to_tokens",
-           "catalog_text", "make_item_prompt", "catalog_price", "dedupe_prompts", "prepare", "prepare_cli", "read_source", "render_value",
+           "catalog_text", "make_item_prompt", "catalog_price", "dedupe_prompts", "keep_one_currency", "prepare", "prepare_cli", "read_price", "read_source", "render_value",
            "scrub_part_numbers", "split", "squash", "to_row", "write_card"]

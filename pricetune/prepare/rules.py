@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..data import QUESTION, TRAILER, format_completion
-from ..data.catalog import catalog_text, column_key, squash
+from ..data.catalog import catalog_text, column_key, column_unit, squash
 from ..data.rows import POINT_DECIMAL
 from ..errors import DataError
 
@@ -159,7 +159,8 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
             funnel.drop("unreadable row", where)
             continue
         funnel.columns = funnel.columns or list(map(str, row))
-        lowered = {column_key(k): v for k, v in row.items()}
+        headers = {column_key(k): k for k in row}  # "price" -> "Price (EUR)"
+        lowered = {key: row[k] for key, k in headers.items()}
         name = next((p for p in price_names if p in lowered), None)
         if name is None:
             if s.price_column:
@@ -175,6 +176,7 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
             funnel.drop("non-numeric price", f"{where} ({str(raw)[:40]!r})")
             continue
         price, currency = read
+        currency = currency or CURRENCIES.get(column_unit(headers[name]).lower())  # a header's "Price (EUR)"
         if not s.min_price <= price <= s.max_price:
             funnel.drop("price out of range", where, price)
             continue
