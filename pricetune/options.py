@@ -84,7 +84,7 @@ def add_predict_arguments(p) -> None:
                    help="Also show the K training items most like each description, with their prices and "
                    "similarity (at most 20; reads the training data: a run's neighbours.json or dataset, an "
                    "ensemble's).")
-    p.add_argument("--file", help="A file of items (jsonl, json, csv, tsv, parquet or xlsx: its first sheet). A row's "
+    p.add_argument("--file", help="A file of items (jsonl, json, csv, tsv, parquet or xlsx). A row's "
                    "text: its 'prompt' or 'text', else its catalog columns as `pricetune prepare` writes them (title, "
                    "category, brand, description, features, details), else a 'description' alone. Each row comes "
                    "back with its price_predicted.")

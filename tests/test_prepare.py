@@ -249,11 +249,19 @@ def test_an_xlsx_catalog_prepares_as_its_csv_export_does(tmp_path, capsys, monke
     src = _catalog(tmp_path / "export.csv")
     book = openpyxl.Workbook()
     sheet = book.active
-    # a sheet holds its prices as numbers, and may have a blank row and a note in a column without a header
-    for n, row in enumerate(csv.reader(src.open(newline=""))):
-        sheet.append([float(v[1:]) if v.startswith("$") else v for v in row])
+    # a sheet holds its prices as numbers, and may have a blank row and a note in a column without a header;
+    # a workbook may split its catalog over sheets of one header, and keep notes in a sheet of its own
+    more, notes = book.create_sheet("More"), book.create_sheet("Notes")
+    notes.append(["Remarks"])
+    notes.append(["prices checked in May"])
+    rows = list(csv.reader(src.open(newline="")))
+    for n, row in enumerate(rows):
+        (sheet if n <= 30 else more).append([float(v[1:]) if v.startswith("$") else v for v in row])
         if n == 5:
             sheet.append([])
+    more.insert_rows(1)
+    for column, name in enumerate(rows[0], start=1):
+        more.cell(row=1, column=column, value=name)
     sheet.cell(row=2, column=7, value="stray note")
     book.save(tmp_path / "export.xlsx")
     args = ["prepare", "--price-column", "cost", "--text-columns", "product,colour,notes", "--val", "8", "--test", "8",
@@ -262,6 +270,7 @@ def test_an_xlsx_catalog_prepares_as_its_csv_export_does(tmp_path, capsys, monke
     assert main([*args, str(tmp_path / "export.xlsx"), "--out", str(tmp_path / "from-xlsx")]) == 0
     for name in ("train.jsonl", "val.jsonl", "test.jsonl"):
         assert (tmp_path / "from-csv" / name).read_text() == (tmp_path / "from-xlsx" / name).read_text(), name
+    assert "sheet 'Notes' not read: its header is not the first sheet's" in capsys.readouterr().err
     # without openpyxl: one line naming the extra, before anything is written
     monkeypatch.setitem(sys.modules, "openpyxl", None)
     capsys.readouterr()

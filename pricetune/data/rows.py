@@ -1,5 +1,5 @@
 """The course's rows: the prompt and completion format, prices read strictly, rows validated, and the
-file readers (jsonl, json, csv, tsv, parquet, xlsx: its first sheet) that report a bad row by file and line.
+file readers (jsonl, json, csv, tsv, parquet, xlsx) that report a bad row by file and line.
 
     from pricetune.data import read_rows, make_prompt, completion_price
     rows = read_rows("data/mine/train.jsonl")   # [{prompt, completion, price}, ...]
@@ -14,6 +14,7 @@ import io
 import json
 import math
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,14 +271,24 @@ def _open_workbook(path: Path):
 
 
 def _read_xlsx(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
-    """The first sheet's rows, the first row its header; blank rows and columns without a header skipped."""
+    """The rows of each sheet with the first sheet's header (a catalog split by sheet), the first row of
+    each its header; blank rows and columns without a header skipped, a sheet with another header said."""
     book = _open_workbook(path)
     try:
-        cells = book.worksheets[0].iter_rows(values_only=True)
-        header = [None if h is None else str(h).strip() or None for h in next(cells, ())]
-        for n, values in enumerate(cells, start=2):
-            if any(v not in (None, "") for v in values):
-                yield f"{path}:{n}", {h: v for h, v in zip(header, values) if h}
+        first = None
+        for sheet in book.worksheets:
+            cells = sheet.iter_rows(values_only=True)
+            header = [None if h is None else str(h).strip() or None for h in next(cells, ())]
+            while header and header[-1] is None:  # a cell written right of the table widens every row
+                header.pop()
+            first = header if first is None else first
+            if header != first:
+                print(f"note: {path}: sheet {sheet.title!r} not read: its header is not the first sheet's", file=sys.stderr)
+                continue
+            at = f"{path}:" if len(book.worksheets) == 1 else f"{path}[{sheet.title}]:"
+            for n, values in enumerate(cells, start=2):
+                if any(v not in (None, "") for v in values):
+                    yield f"{at}{n}", {h: v for h, v in zip(header, values) if h}
     finally:
         book.close()
 

@@ -1,5 +1,5 @@
 """The sources `pricetune prepare` reads, streamed: files (CSV or TSV, JSONL, JSON, parquet by record batch,
-an .xlsx's first sheet), a folder of them, or a Hub dataset (streaming=True); each row comes with where it
+an .xlsx's sheets), a folder of them, or a Hub dataset (streaming=True); each row comes with where it
 was read."""
 
 from __future__ import annotations
