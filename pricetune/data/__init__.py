@@ -9,15 +9,16 @@ csv, tsv, parquet or xlsx); a single jsonl/csv/parquet file (split 80/10/10 by a
 id. Every row needs a non-empty text `prompt` and a `completion` that parses as a price; bad rows
 stop the load with file and line, or are skipped and counted with `on_bad_rows="skip"`.
 
-One file a part: `rows` (the format, validation, file readers), `catalog` (a raw catalog row's text),
+One file a part: `rows` (the format, validation), `files` (the file readers and writers), `catalog` (a raw catalog row's text),
 `demo` (the diamonds), `sources` (loading splits), `encode` (tokenization).
 """
 
 from .demo import demo_rows, diamond_prompt, diamonds_csv
 from .encode import (encode_example, encode_examples, encode_prompt, encode_prompts, in_length_order, is_right_padded,
                      map_batched, tokenize_rows)
-from .rows import (COMPLETION_RESERVE, FILE_SUFFIXES, MAX_PRICE, MAX_PRICE_DIGITS, PRICE_TRAILER, QUESTION, SPLITS,
-                   TRAILER, BadRows, completion_price, format_completion, iter_jsonl, make_prompt, read_rows)
+from .files import FILE_SUFFIXES, BadRows, iter_jsonl
+from .rows import (COMPLETION_RESERVE, MAX_PRICE, MAX_PRICE_DIGITS, PRICE_TRAILER, QUESTION, SPLITS, TRAILER,
+                   completion_price, format_completion, make_prompt, read_rows)
 from .sources import hub_offline, load_rows, load_splits, looks_local, missing_here, take_train, train_copies
 
 __all__ = ["COMPLETION_RESERVE", "FILE_SUFFIXES", "MAX_PRICE", "MAX_PRICE_DIGITS", "PRICE_TRAILER", "QUESTION", "SPLITS",

@@ -15,7 +15,8 @@ from typing import Any, Iterable
 
 from ..errors import DataError
 from .demo import demo_rows
-from .rows import FILE_SUFFIXES, FIX_HINT, SPLIT_ALIASES, BadRows, check_row, file_kind, read_rows
+from .files import FILE_SUFFIXES, BadRows, file_kind
+from .rows import FIX_HINT, SPLIT_ALIASES, check_row, read_rows
 
 # Datasets that ship inside the package, by name: real items, no download (each folder has a README)
 SHIPPED = {"amazon-18k": Path(__file__).parent / "amazon-18k"}

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from ..data.rows import split_jsonl
+from ..data.files import split_jsonl
 from ..errors import PricetuneError
 from .report import print_table
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .. import intervals
-from ..data.rows import format_table, openpyxl_for, write_table_file
+from ..data.files import format_table, openpyxl_for, write_table_file
 from ..errors import PricetuneError
 from ..options import DEFAULT_SAMPLES
 from .load import LoadedModel, load_model, run_paths
@@ -113,7 +113,8 @@ def read_items(ns) -> list[tuple[dict, str]]:
     """(row, the text to price) for the description, or each row of --file."""
     items = []
     if ns.file:
-        from ..data.rows import ITEM_TEXT_WANTED, BadRows, item_text_of, iter_file, unpriced_note
+        from ..data.files import BadRows, iter_file
+        from ..data.rows import ITEM_TEXT_WANTED, item_text_of, unpriced_note
 
         bad = BadRows()
         for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, tsv, parquet, xlsx

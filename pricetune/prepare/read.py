@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..data import FILE_SUFFIXES
-from ..data.rows import file_kind
+from ..data.files import file_kind
 from ..errors import DataError
 
 
@@ -24,7 +24,7 @@ def _files(source: Path) -> list[Path]:
 def _read_file(path: Path) -> Iterator[tuple[str, Any]]:
     """The rows of one file, as datasets are read; a line that is not JSON or not UTF-8 comes as None
     (an unreadable row, counted by curation)."""
-    from ..data.rows import BadRows, iter_file
+    from ..data.files import BadRows, iter_file
 
     bad = BadRows()
     seen = 0
