@@ -234,7 +234,8 @@ def test_a_catalog_priced_in_two_currencies_keeps_the_one_most_prices_name(tmp_p
     out = tmp_path / "o"
     assert main(["prepare", str(tmp_path / "mixed.csv"), "--out", str(out), "--val", "5", "--test", "5",
                  "--min-chars", "50"]) == 0
-    assert "dropped 10: another currency (prices kept in EUR)" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "dropped 10: another currency (prices kept in EUR)" in said and "prices in EUR, as the catalog" in said
     record = json.loads((out / "prepare.json").read_text())
     assert record["currency"] == "EUR" and record["funnel"]["kept"] == 40
     assert record["first_drop_of_each_reason"]["another currency"].endswith("mixed.csv:32 ('$40.50')")
@@ -283,6 +284,25 @@ def test_an_xlsx_catalog_prepares_as_its_csv_export_does(tmp_path, capsys, monke
     (tmp_path / "broken.xlsx").write_bytes(b"PK not a workbook")
     assert main([*args, str(tmp_path / "broken.xlsx"), "--out", str(tmp_path / "o")]) == 2
     assert "broken.xlsx: not a readable .xlsx workbook" in capsys.readouterr().err
+
+
+def test_excel_s_windows_and_unicode_csv_encodings_read_with_a_note(tmp_path, capsys):
+    from pricetune.prepare.read import read_source
+
+    text = "title;description;price\nCafé crème;Une tasse à café;12,50 €\nThé;Boîte de thé vert;4,90 €\n"
+    (tmp_path / "windows.csv").write_bytes(text.encode("cp1252"))  # Excel's plain "CSV" on Windows
+    (tmp_path / "unicode.csv").write_bytes(text.encode("utf-16"))  # with its byte-order mark
+    (tmp_path / "utf8.csv").write_text(text, encoding="utf-8")
+    # the Windows file was refused whole ("not UTF-8 text ... re-save it as UTF-8")
+    read = {name: [(r["title"], r["description"], catalog_price(r["price"])) for _, r in read_source(str(tmp_path / name))]
+            for name in ("windows.csv", "unicode.csv", "utf8.csv")}
+    assert read["windows.csv"] == read["unicode.csv"] == read["utf8.csv"]
+    assert read["utf8.csv"] == [("Café crème", "Une tasse à café", 12.5), ("Thé", "Boîte de thé vert", 4.9)]
+    err = capsys.readouterr().err
+    assert "windows.csv is not UTF-8" in err and "read as Windows-1252" in err and "unicode.csv" not in err
+    (tmp_path / "neither.csv").write_bytes(b"title,price\nx\x81y,3\n")  # a byte Windows-1252 does not have
+    with pytest.raises(DataError, match="neither.csv: not UTF-8 text"):
+        list(read_source(str(tmp_path / "neither.csv")))
 
 
 def test_a_spreadsheet_s_headers_with_spaces_and_capitals_name_the_columns_prepare_knows():

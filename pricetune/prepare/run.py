@@ -113,6 +113,8 @@ def prepare_cli(ns) -> int:
           f"test {f['splits']['test']:,}")
     for reason, n in f["dropped"].items():
         print(f"  dropped {n:,}: {reason}" + (f" (prices kept in {record['currency']})" if reason == "another currency" else ""))
+    if record["currency"] not in (None, "USD"):
+        print(f"  prices in {record['currency']}, as the catalog gives them")
     without_val = " --val-size 0" if not f["splits"]["val"] else ""
     print(f"data: {ns.out}  (card: {ns.out}/README.md; train with: pricetune train --dataset {ns.out}{without_val})")
     return 0

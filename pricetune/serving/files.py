@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 
 from ..data.catalog import CATALOG_COLUMNS, column_key
-from ..data.rows import (ITEM_TEXT_FIELDS, ITEM_TEXT_WANTED, csv_delimiter, format_table, item_text_field, item_text_of,
-                         split_jsonl, unpriced_note)
+from ..data.files import csv_delimiter, format_table, split_jsonl
+from ..data.rows import ITEM_TEXT_FIELDS, ITEM_TEXT_WANTED, item_text_field, item_text_of, unpriced_note
 
 FORMATS = ("csv", "tsv", "jsonl", "json")
 MAX_FILE_ROWS = 5000
@@ -101,7 +101,7 @@ def write_table(fmt: str, table: Table, outcomes) -> str:
     """The table's rows with their prices (and errors), in the format and with the separator they came in."""
     rows = table.rows
     # a file that brings prices of its own (the true ones, say) keeps them: ours go beside them
-    name = "price_predicted" if any("price" in row for row in rows) else "price"
+    name = "price_predicted" if any(column_key(k) == "price" for row in rows for k in row) else "price"
     if fmt in ("csv", "tsv"):
         priced = [{**row, name: "" if price is None else f"{price:.2f}", "error": error or ""}
                   for row, (price, error) in zip(rows, outcomes)]

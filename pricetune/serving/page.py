@@ -104,6 +104,10 @@ document.getElementById('gofile').addEventListener('click', async () => {
   try {
     const types = {csv: 'text/csv', tsv: 'text/tab-separated-values', json: 'application/json', jsonl: 'application/jsonl'};
     const ext = f.name.toLowerCase().split('.').pop(), format = Object.hasOwn(types, ext) ? ext : 'jsonl';
+    if (['xlsx', 'xls', 'ods'].includes(ext)) {
+      status.textContent = 'a workbook: save its sheet as CSV, or price it with pricetune predict --file';
+      return;
+    }
     const body = await call('/price/file', {format, content: await f.text()});
     const blob = new Blob([body.content], {type: types[format]});
     link.href = URL.createObjectURL(blob);
