@@ -52,6 +52,9 @@ def test_text_rules():
     assert catalog_price("129,00 €") == 129 and catalog_price("€12.50") == 12.5 and catalog_price("£7") == 7
     assert catalog_price("1 299,99 €") == catalog_price("1\u202f299,99\xa0€") == catalog_price("1'299.99 CHF") == 1299.99
     assert catalog_price("$12 EUR") is None and catalog_price("12 PCS") is None and catalog_price("12 50") is None
+    # a shop's export keeps its descriptions as HTML: the text is read, the markup was kept (tokens on tags)
+    assert render_value("<p>Steel &amp; oak</p><ul><li>1.7 l</li></ul><script>track()</script>") == "Steel & oak 1.7 l"
+    assert render_value("R&D tested: 5 < 6 and 7>3") == "R&D tested: 5 < 6 and 7>3" and render_value("Caf&eacute;") == "Café"
     title, text = catalog_text({"Title": "A  kettle", "main_category": "Home", "store": "Acme",
                              "features": ["1.7 l", "steel"], "price": 30}, None)
     assert title == "A kettle"
@@ -303,6 +306,24 @@ def test_excel_s_windows_and_unicode_csv_encodings_read_with_a_note(tmp_path, ca
     (tmp_path / "neither.csv").write_bytes(b"title,price\nx\x81y,3\n")  # a byte Windows-1252 does not have
     with pytest.raises(DataError, match="neither.csv: not UTF-8 text"):
         list(read_source(str(tmp_path / "neither.csv")))
+
+
+@pytest.mark.parametrize("row, text, price", [
+    ({"Handle": "kettle", "Title": "Kettle", "Body (HTML)": "<p>A <b>steel</b> kettle</p>", "Vendor": "Acme",
+      "Product Category": "Kitchen", "Variant Price": "29.99", "Variant Compare At Price": "35.00"},
+     "Title: Kettle\nCategory: Kitchen\nBrand: Acme\nDescription: A steel kettle", 29.99),  # Shopify
+    ({"ID": 7, "Name": "Kettle", "Short description": "<p>Steel</p>", "Description": "<p>A steel kettle</p>",
+      "Regular price": "29.99", "Sale price": "", "Categories": "Home > Kitchen"},
+     "Title: Kettle\nCategory: Home > Kitchen\nDescription: A steel kettle", 29.99),  # WooCommerce
+    ({"id": "k1", "title": "Kettle", "description": "A steel kettle", "price": "29.99 USD", "brand": "Acme",
+      "google_product_category": "Home & Garden > Kitchen"},
+     "Title: Kettle\nCategory: Home & Garden > Kitchen\nBrand: Acme\nDescription: A steel kettle", 29.99),  # Google
+])
+def test_a_shop_s_product_export_is_read_by_its_own_column_names(row, text, price):
+    # every row of a Shopify or WooCommerce export was dropped as "no price column", its description
+    # (Body (HTML)) unread and its markup kept where it was read
+    items = curate(_rows(row), _settings(min_chars=10), funnel := Funnel())
+    assert not funnel.dropped and items[0]["text"] == text and items[0]["price"] == price
 
 
 def test_a_spreadsheet_s_headers_with_spaces_and_capitals_name_the_columns_prepare_knows():

@@ -9,20 +9,27 @@ scrubbed.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 NOISY_DETAIL_KEYS = ("part number", "model number", "item model", "best sellers rank", "batteries",
                      "date first available", "asin", "upc", "manufacturer reference")
 PART_NUMBER = re.compile(r"\b(?=[A-Z0-9-]*[A-Z])(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{6,}\b")
 WHITESPACE = re.compile(r"\s+")
-FIELDS = {  # item line -> the column names it is read from, in order of preference
+HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
+HTML_ENTITY = re.compile(r"&(?:[a-zA-Z]+|#\d+|#x[0-9a-fA-F]+);")
+# item line -> the column names it is read from, in order of preference: Amazon's, and those of the
+# exports of Shopify ("Body (HTML)", "Vendor"), WooCommerce ("Short description") and Google Merchant feeds
+FIELDS = {
     "Title": ("title", "name", "product_name"),
-    "Category": ("category", "main_category"),
-    "Brand": ("brand", "store", "manufacturer"),
-    "Description": ("description",),
+    "Category": ("category", "main_category", "product_category", "product_type", "categories",
+                 "google_product_category"),
+    "Brand": ("brand", "store", "manufacturer", "vendor"),
+    "Description": ("description", "body", "short_description"),
     "Features": ("features",),
     "Details": ("details",),
 }
@@ -59,8 +66,42 @@ def scrub_part_numbers(text: str) -> str:
     return squash(PART_NUMBER.sub("", text))
 
 
+class _HtmlText(HTMLParser):
+    """The text of an HTML fragment, a space where each tag was; scripts and styles left out."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self.hidden += 1
+        self.parts.append(" ")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self.hidden:
+            self.hidden -= 1
+        self.parts.append(" ")
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def html_text(text: str) -> str:
+    """A description's text without its HTML markup ("<p>Steel &amp; oak</p>" is "Steel & oak"): a
+    shop's export keeps its descriptions as HTML, whose tags cost tokens and tell nothing of the price."""
+    if HTML_TAG.search(text):
+        parser = _HtmlText()
+        parser.feed(text)
+        parser.close()
+        return "".join(parser.parts)
+    return html.unescape(text) if HTML_ENTITY.search(text) else text
+
+
 def render_value(value: Any) -> str:
-    """Lists joined, dicts as 'key: value' (noisy keys dropped), strings squashed."""
+    """Lists joined, dicts as 'key: value' (noisy keys dropped), strings squashed and without HTML."""
     if value is None:
         return ""
     if isinstance(value, float) and math.isnan(value):
@@ -72,7 +113,7 @@ def render_value(value: Any) -> str:
                 return render_value(json.loads(stripped))
             except json.JSONDecodeError:
                 pass
-        return squash(value)
+        return squash(html_text(value))
     if isinstance(value, dict):
         parts = [f"{squash(str(k))}: {render_value(v)}" for k, v in value.items()
                  if not any(noise in str(k).lower() for noise in NOISY_DETAIL_KEYS) and render_value(v)]

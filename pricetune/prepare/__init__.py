@@ -8,7 +8,8 @@
 SOURCE: a CSV (or TSV), JSONL, JSON, parquet or .xlsx file, a folder of them, or a Hub dataset id. Rows are read in
 a stream (parquet by record batch, Hub datasets with streaming=True), so memory holds the kept items
 only. Each row becomes one item text: a `Title:` line, then `Category:`, `Brand:`, `Description:`,
-`Features:` and `Details:` lines from the columns of those names (or `main_category`, `store`), or
+`Features:` and `Details:` lines from the columns of those names (or their names in Amazon's data and
+in Shopify's, WooCommerce's and Google Merchant's exports: `data.catalog.FIELDS`; HTML read as text), or
 one `Name: value` line per `--text-columns` column (the title, for de-duplication, is the one named
 title, name or product_name, if chosen); lists are joined, dicts rendered `key: value`.
 

@@ -18,7 +18,8 @@ from ..data.rows import POINT_DECIMAL
 from ..errors import DataError
 
 LABELS = re.compile(r"^[^:\n]*:", re.M)  # each text line's "Name:"
-PRICE_NAMES = ("price", "list_price", "cost")
+# in order of preference: Amazon's, then Shopify's, WooCommerce's and a spreadsheet's names
+PRICE_NAMES = ("price", "list_price", "variant_price", "regular_price", "unit_price", "retail_price", "sale_price", "cost")
 BANDS = 20
 
 
