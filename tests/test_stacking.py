@@ -201,6 +201,16 @@ def test_predict_prices_a_file_with_an_ensemble_and_refuses_the_options_of_one_m
         assert [float(r["price_predicted"]) for r in table] == pytest.approx([r["price_predicted"] for r in rows])
     assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "p.json")]) == 0
     assert json.loads((tmp_path / "p.json").read_text()) == rows
+    # a row without a text (a product's variant row in a shop's export) refused the whole file: it is
+    # written back in its place, without a price, with an error, and said
+    write_jsonl(tmp_path / "variants.jsonl", [{"sku": 0, "prompt": prompts[0]}, {"sku": 1, "size": "M"},
+                                              {"sku": 2, "prompt": prompts[2]}])
+    capsys.readouterr()
+    assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "variants.jsonl"), "--out", str(tmp_path / "v.csv")]) == 0
+    assert "1 row(s) without a text to price (the first: " in capsys.readouterr().err
+    table = list(csv.DictReader((tmp_path / "v.csv").open(newline="")))
+    assert [(r["sku"], r["error"]) for r in table] == [("0", ""), ("1", "no text to price"), ("2", "")]
+    assert [r["price_predicted"] for r in table] == [str(rows[0]["price_predicted"]), "", str(rows[2]["price_predicted"])]
     if importlib.util.find_spec("openpyxl"):  # the excel extra; and an .xlsx file of items reads as its rows
         xlsx = tmp_path / "priced.xlsx"
         assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out", str(xlsx)]) == 0

@@ -109,27 +109,30 @@ def check_predict_arguments(ns) -> None:
         openpyxl_for(Path(ns.out))
 
 
-def read_items(ns) -> list[tuple[dict, str]]:
-    """(row, the text to price) for the description, or each row of --file."""
-    items = []
-    if ns.file:
-        from ..data.files import BadRows, iter_file
-        from ..data.rows import ITEM_TEXT_WANTED, item_text_of, unpriced_note
+def read_items(ns) -> list[tuple[dict, str | None]]:
+    """(row, the text to price) for the description, or each row of --file (None: a row without one, as a
+    product's variant rows in a shop's export; written back with an error, as the API does)."""
+    if not ns.file:
+        return [({"description": ns.description}, ns.description)]
+    from ..data.files import BadRows, iter_file
+    from ..data.rows import ITEM_TEXT_WANTED, item_text_of, unpriced_note
 
-        bad = BadRows()
-        for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, tsv, parquet, xlsx
-            text = item_text_of(row)
-            if text is None:
-                raise PricetuneError(f"{where}: needs {ITEM_TEXT_WANTED}")
-            items.append((row, text))
-        if bad:
-            raise PricetuneError(f"{ns.file}: unreadable rows ({bad.summary()}):\n  " + "\n  ".join(bad.examples))
-        if not items:
-            raise PricetuneError(f"{ns.file} holds no items to price")
-        if note := unpriced_note(items[0][0]):
-            print(f"note: {ns.file}: {note}", file=sys.stderr)
-    else:
-        items = [({"description": ns.description}, ns.description)]
+    bad, items, without = BadRows(), [], []
+    for where, row in iter_file(Path(ns.file), bad):  # any data file: jsonl, json, csv, tsv, parquet, xlsx
+        items.append((row, item_text_of(row)))
+        if items[-1][1] is None:
+            without.append(where)
+    if bad:
+        raise PricetuneError(f"{ns.file}: unreadable rows ({bad.summary()}):\n  " + "\n  ".join(bad.examples))
+    if not items:
+        raise PricetuneError(f"{ns.file} holds no items to price")
+    if len(without) == len(items):
+        raise PricetuneError(f"{without[0]}: needs {ITEM_TEXT_WANTED}")
+    if without:
+        print(f"note: {ns.file}: {len(without)} row(s) without a text to price (the first: {without[0]}) are written "
+              "back without a price, with an 'error'", file=sys.stderr)
+    if note := unpriced_note(next(row for row, text in items if text)):
+        print(f"note: {ns.file}: {note}", file=sys.stderr)
     return items
 
 
@@ -151,11 +154,17 @@ def predict_cli(ns) -> int:
     check_predict_arguments(ns)
     items = read_items(ns)
     calibration = interval_calibration(ns)
-    out, index = price_with_args(ns, [t for _, t in items])
-    ranges = [intervals.interval(p, calibration, ns.interval) if calibration else None for _, p in out]
     from .similar import look_alikes
 
-    alike = look_alikes(index, [t for _, t in items], ns.similar) if index is not None else [[] for _ in items]
+    todo = [i for i, (_, text) in enumerate(items) if text is not None]  # a row without a text keeps its place
+    texts = [items[i][1] for i in todo]
+    answers, index = price_with_args(ns, texts)
+    nearest = look_alikes(index, texts, ns.similar) if index is not None else [[] for _ in todo]
+    out: list[tuple[str | None, float | None]] = [(None, None)] * len(items)
+    alike: list[list] = [[] for _ in items]
+    for i, answer, near in zip(todo, answers, nearest):
+        out[i], alike[i] = answer, near
+    ranges = [intervals.interval(p, calibration, ns.interval) if calibration else None for _, p in out]
     if not ns.file:
         (text, price), r = out[0], ranges[0]
         shown = f" ({ns.interval:.0%}: ${r[0]:,.2f} - ${r[1]:,.2f})" if r else ""
@@ -166,8 +175,9 @@ def predict_cli(ns) -> int:
         return 0 if price is not None else 1
     priced = [{**row, **({"prediction": text} if text is not None else {}), "price_predicted": price,
                **({"price_low": r[0], "price_high": r[1]} if r else {}),
-               **({"similar": [vars(a) for a in found]} if index is not None else {})}
-              for (row, _), (text, price), r, found in zip(items, out, ranges, alike)]
+               **({"similar": [vars(a) for a in found]} if index is not None else {}),
+               **({"error": "no text to price"} if item_text is None else {})}
+              for (row, item_text), (text, price), r, found in zip(items, out, ranges, alike)]
     if ns.out:
         Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
         fmt = write_table_file(Path(ns.out), priced)
