@@ -1,5 +1,7 @@
 """The price API: behaviour under bad input, load, failures and shutdown; the page in a real browser."""
 
+import base64
+import importlib.util
 import json
 import os
 import signal
@@ -320,22 +322,28 @@ def test_the_page_prices_a_description_in_chromium(tmp_path):
                 (Path(keep) / "serve-page.png").write_bytes(out.read_bytes())
             assert out.stat().st_size > 5_000
             # a file chosen on the page comes back priced in its own format (a .json list was sent as JSON Lines
-            # and refused); a workbook is turned away with what to do instead
+            # and refused, a workbook as text); an older workbook is turned away with what to do instead
             items = [{"sku": 1, "description": "a pen"}, {"sku": 2, "description": "a mug!"}]
             (tmp_path / "items.json").write_text(json.dumps(items, indent=2))
             (tmp_path / "items.tsv").write_text("sku\tdescription\n1\ta pen\n")
-            (tmp_path / "items.xlsx").write_bytes(b"PK")
+            (tmp_path / "items.xls").write_bytes(b"\xd0\xcf")
             for name, expected in (("items.json", json.dumps([{**items[0], "price": 5.0}, {**items[1], "price": 6.0}], indent=1)),
                                    ("items.tsv", "sku\tdescription\tprice\terror\r\n1\ta pen\t5.00\t"),
-                                   ("items.xlsx", None)):
+                                   ("items.xls", None)):
                 assert _page_prices_file(dt, tmp_path / name, deadline=time.monotonic() + 30) == expected, name
-            assert "save its sheet as CSV" in dt.js("document.getElementById('filestatus').textContent")
+            assert "save it as .xlsx or CSV first" in dt.js("document.getElementById('filestatus').textContent")
+            if importlib.util.find_spec("openpyxl"):
+                (tmp_path / "items.xlsx").write_bytes(base64.b64decode(_workbook(items)))
+                priced = _page_prices_file(dt, tmp_path / "items.xlsx", deadline=time.monotonic() + 30, binary=True)
+                assert _sheet(priced) == [["sku", "description", "price", "error"], [1, "a pen", 5, None],
+                                          [2, "a mug!", 6, None]]
         finally:
             dt.close()
 
 
-def _page_prices_file(dt: DevTools, path: Path, deadline: float) -> str | None:
-    """Choose `path` in the page's file input, press its button; the priced file's text (None: no download)."""
+def _page_prices_file(dt: DevTools, path: Path, deadline: float, binary: bool = False) -> str | None:
+    """Choose `path` in the page's file input, press its button; the priced file's text, or its bytes in
+    base64 (`binary`); None: no download."""
     node = dt.send("Runtime.evaluate", expression="document.getElementById('file')")["result"]["objectId"]
     dt.send("DOM.setFileInputFiles", files=[str(path)], objectId=node)
     dt.js("document.getElementById('filestatus').textContent = ''; document.getElementById('gofile').click()")
@@ -344,6 +352,9 @@ def _page_prices_file(dt: DevTools, path: Path, deadline: float) -> str | None:
         time.sleep(0.1)
     if dt.js("document.getElementById('download').hidden"):
         return None
+    if binary:
+        return dt.js("fetch(document.getElementById('download').href).then(r => r.arrayBuffer()).then(b => {"
+                     " let s = ''; new Uint8Array(b).forEach(c => { s += String.fromCharCode(c); }); return btoa(s); })")
     return dt.js("fetch(document.getElementById('download').href).then(r => r.text())").rstrip("\r\n")
 
 
@@ -401,7 +412,7 @@ def test_requires_python_names_only_versions_the_suite_runs_on():
     assert "3.10.14" not in spec and f"{sys.version_info.major}.{sys.version_info.minor}.0" in spec
 
 
-def test_the_page_s_json_and_tsv_files_come_back_priced_in_their_format():
+def test_json_tsv_and_xlsx_files_come_back_priced_in_their_format():
     # the page offered .json files and sent them as JSON Lines: a list of items was "line 1: each line must
     # be a JSON object", a pretty-printed one "not JSON"; a .tsv went the same way
     app = create_app(FakePricer(), "fake")
@@ -418,6 +429,40 @@ def test_the_page_s_json_and_tsv_files_come_back_priced_in_their_format():
         assert status == 400 and "a list of objects" in body["detail"], body
         status, body, _ = _call(srv.url + "/price/file", {"format": "tsv", "content": "sku\tdescription\n1\ta pen\n"})
         assert status == 200 and body["content"].splitlines() == ["sku\tdescription\tprice\terror", "1\ta pen\t5.00\t"]
+        if importlib.util.find_spec("openpyxl"):  # the excel extra: a workbook, its bytes in base64 both ways
+            status, body, _ = _call(srv.url + "/price/file", {"format": "xlsx", "content": _workbook(items)})
+            assert status == 200 and body["priced"] == 2, body
+            assert _sheet(body["content"]) == [["sku", "description", "title", "price", "error"],
+                                               [1, "a pen", None, 5, None], [2, "blue", "Mug", 28, None]]
+            for content, says in (("not base64!", "bytes in base64"), (base64.b64encode(b"PK").decode(), "not a readable .xlsx")):
+                status, body, _ = _call(srv.url + "/price/file", {"format": "xlsx", "content": content})
+                assert status == 400 and says in body["detail"], body
+
+
+def _workbook(rows: list[dict]) -> str:
+    """A one-sheet .xlsx of `rows`, its bytes in base64 (as the page sends one)."""
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    book.active.append(header)
+    for row in rows:
+        book.active.append([row.get(k) for k in header])
+    out = io.BytesIO()
+    book.save(out)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def _sheet(content: str) -> list[list]:
+    """The cells of a base64 .xlsx's first sheet, row by row."""
+    import io
+
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(io.BytesIO(base64.b64decode(content))).worksheets[0]
+    return [list(row) for row in sheet.iter_rows(values_only=True)]
 
 
 def test_csv_rows_with_extra_fields_fail_alone_and_an_unreadable_file_is_a_400():

@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable
 
 from ..errors import DataError
 
@@ -152,28 +152,25 @@ def iter_jsonl(path: Path, bad: BadRows | None = None) -> Iterable[tuple[str, An
                 bad.add("malformed JSON", where, e.msg)
 
 
-def openpyxl_for(path: Path):
+def openpyxl_for(name: Any):
     """openpyxl, which reads and writes .xlsx files; a DataError naming its extra when it is missing."""
     try:
         import openpyxl
     except ImportError:
-        raise DataError(f"{path}: an .xlsx file needs openpyxl: {EXCEL_EXTRA} (or use a .csv file)") from None
+        raise DataError(f"{name}: an .xlsx file needs openpyxl: {EXCEL_EXTRA} (or use a .csv file)") from None
     return openpyxl
 
 
-def _open_workbook(path: Path):
-    openpyxl = openpyxl_for(path)
+def iter_workbook(source: Path | BinaryIO, name: Any) -> Iterable[tuple[str, dict]]:
+    """The rows of each sheet with the first sheet's header (a catalog split by sheet), the first row of
+    each its header; blank rows and columns without a header skipped, a sheet with another header said.
+    `source`: a path or the file's bytes (an upload); `name`: the file, as messages and locations say it."""
+    openpyxl = openpyxl_for(name)
     try:
         # read_only streams the rows; data_only gives a formula's last computed value, not its text
-        return openpyxl.load_workbook(path, read_only=True, data_only=True)
+        book = openpyxl.load_workbook(source, read_only=True, data_only=True)
     except Exception as e:  # a zip that is no workbook, a missing part: several unrelated types
-        raise DataError(f"{path}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
-
-
-def _read_xlsx(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
-    """The rows of each sheet with the first sheet's header (a catalog split by sheet), the first row of
-    each its header; blank rows and columns without a header skipped, a sheet with another header said."""
-    book = _open_workbook(path)
+        raise DataError(f"{name}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
     try:
         first = None
         for sheet in book.worksheets:
@@ -183,9 +180,9 @@ def _read_xlsx(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
                 header.pop()
             first = header if first is None else first
             if header != first:
-                print(f"note: {path}: sheet {sheet.title!r} not read: its header is not the first sheet's", file=sys.stderr)
+                print(f"note: {name}: sheet {sheet.title!r} not read: its header is not the first sheet's", file=sys.stderr)
                 continue
-            at = f"{path}:" if len(book.worksheets) == 1 else f"{path}[{sheet.title}]:"
+            at = f"{name}:" if len(book.worksheets) == 1 else f"{name}[{sheet.title}]:"
             for n, values in enumerate(cells, start=2):
                 if any(v not in (None, "") for v in values):
                     yield f"{at}{n}", {h: v for h, v in zip(header, values) if h}
@@ -193,15 +190,20 @@ def _read_xlsx(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
         book.close()
 
 
-def write_xlsx(path: Path, rows: list[dict]) -> None:
-    """Rows as a one-sheet workbook, the header as `format_table` makes a CSV's."""
-    book = openpyxl_for(path).Workbook(write_only=True)
+def _read_xlsx(path: Path, bad: BadRows) -> Iterable[tuple[str, Any]]:
+    yield from iter_workbook(path, path)
+
+
+def write_xlsx(target: Path | BinaryIO, rows: list[dict], columns: Iterable[str] = ()) -> None:
+    """Rows as a one-sheet workbook, the header as `format_table` makes a CSV's; `target`: a path or a
+    binary stream."""
+    book = openpyxl_for(target).Workbook(write_only=True)
     sheet = book.create_sheet()
-    header = list(dict.fromkeys(k for row in rows for k in row))
+    header = list(dict.fromkeys([*columns, *(k for row in rows for k in row)]))
     sheet.append(header)
     for row in rows:
         sheet.append([json.dumps(v) if isinstance(v, (list, dict)) else v for v in map(row.get, header)])
-    book.save(path)
+    book.save(target)
 
 
 READERS = {".jsonl": _read_jsonl, ".jsonl.gz": _read_jsonl, ".json": _read_json, ".csv": _read_csv,

@@ -2,7 +2,7 @@
 
     POST /price        {"description": "..."}        -> {"price": 64.0}   (or a catalog row: {"title": ..., ...})
                        {"descriptions": ["...", ...]} -> {"prices": [64.0, null], "errors": [null, "why"]}
-    POST /price/file   {"format": "csv"|"tsv"|"jsonl"|"json", "content": "..."} -> the same rows with a price column
+    POST /price/file   {"format": "csv"|"tsv"|"jsonl"|"json"|"xlsx", "content": "..."} -> the same rows with a price column
     GET  /health       200 when the worker runs and its batches succeed, 503 (with the reason) otherwise
     GET  /metrics      Prometheus text: requests by status, latency, batch sizes, queue depth
     GET  /             the web page;  GET /docs: the OpenAPI docs
@@ -93,8 +93,9 @@ class PriceReply(BaseModel):
 class FileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: str = Field(..., pattern=f"^({'|'.join(FORMATS)})$",
-                        description="csv (comma or semicolon), tsv, jsonl (an object a line) or json (a list of objects).")
-    content: str = Field(..., description=f"The file's text, at most {MAX_FILE_ROWS} rows.")
+                        description="csv (comma or semicolon), tsv, jsonl (an object a line), json (a list of "
+                        "objects) or xlsx (the workbook's bytes in base64, answered the same way).")
+    content: str = Field(..., description=f"The file's text (an xlsx file's bytes in base64), at most {MAX_FILE_ROWS} rows.")
 
 
 class FileReply(BaseModel):

@@ -1,6 +1,6 @@
-"""Files of descriptions for `POST /price/file`: CSV, TSV, JSON Lines or a JSON list in, the same rows
-with a price out, in the same format (`price`, or `price_predicted` beside a file's own `price` column,
-which is kept; a CSV keeps its separator, "," or ";").
+"""Files of descriptions for `POST /price/file`: CSV, TSV, JSON Lines, a JSON list or an .xlsx workbook
+(its bytes in base64) in, the same rows with a price out, in the same format (`price`, or
+`price_predicted` beside a file's own `price` column, which is kept; a CSV keeps its separator).
 
 A row that cannot be priced (no description, more CSV fields than the header) keeps its place and gets
 its reason in an `error` column; a file that cannot be read at all is refused whole (ValueError, a 400).
@@ -8,16 +8,19 @@ its reason in an `error` column; a file that cannot be read at all is refused wh
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import io
 import json
 from dataclasses import dataclass, field
 
 from ..data.catalog import CATALOG_COLUMNS, column_key
-from ..data.files import csv_delimiter, format_table, split_jsonl
+from ..data.files import csv_delimiter, format_table, iter_workbook, split_jsonl, write_xlsx
 from ..data.rows import ITEM_TEXT_FIELDS, ITEM_TEXT_WANTED, item_text_field, item_text_of, unpriced_note
+from ..errors import DataError
 
-FORMATS = ("csv", "tsv", "jsonl", "json")
+FORMATS = ("csv", "tsv", "jsonl", "json", "xlsx")
 MAX_FILE_ROWS = 5000
 EXTRA = "\x00extra"  # DictReader's key for fields past the header's
 
@@ -33,7 +36,8 @@ class Table:
 def read_table(fmt: str, content: str) -> Table:
     """The rows of an upload in one of FORMATS."""
     content = content.removeprefix("\ufeff")  # Excel's byte-order mark would rename the first column
-    table = {"csv": _read_csv, "tsv": _read_csv, "jsonl": _read_jsonl, "json": _read_json}[fmt](content, fmt)
+    readers = {"csv": _read_csv, "tsv": _read_csv, "jsonl": _read_jsonl, "json": _read_json, "xlsx": _read_xlsx}
+    table = readers[fmt](content, fmt)
     if not table.rows:
         raise ValueError("the file holds no rows")
     if len(table.rows) > MAX_FILE_ROWS:
@@ -87,6 +91,16 @@ def _read_json(content: str, fmt: str) -> Table:
     return Table(rows)
 
 
+def _read_xlsx(content: str, fmt: str) -> Table:
+    try:
+        rows = [row for _, row in iter_workbook(io.BytesIO(base64.b64decode(content, validate=True)), "the workbook")]
+    except binascii.Error:
+        raise ValueError("an xlsx file's content is its bytes in base64") from None
+    except DataError as e:
+        raise ValueError(str(e)) from None
+    return Table(rows, list(rows[0]) if rows else [])
+
+
 def row_text(row: dict) -> str:
     return item_text_of(row) or ""
 
@@ -102,6 +116,10 @@ def write_table(fmt: str, table: Table, outcomes) -> str:
     rows = table.rows
     # a file that brings prices of its own (the true ones, say) keeps them: ours go beside them
     name = "price_predicted" if any(column_key(k) == "price" for row in rows for k in row) else "price"
+    if fmt == "xlsx":
+        out = io.BytesIO()
+        write_xlsx(out, [{**row, name: price, "error": error} for row, (price, error) in zip(rows, outcomes)], table.columns)
+        return base64.b64encode(out.getvalue()).decode()
     if fmt in ("csv", "tsv"):
         priced = [{**row, name: "" if price is None else f"{price:.2f}", "error": error or ""}
                   for row, (price, error) in zip(rows, outcomes)]

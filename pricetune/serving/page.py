@@ -35,11 +35,11 @@ input[type=password] { font: inherit; padding: .3em; width: 22em; }
 <ol id="alikes"></ol></div>
 <section>
 <h2>A file of descriptions</h2>
-<p class="muted">CSV (comma or semicolon), TSV, JSON Lines or a JSON list: each row's <code>prompt</code> or <code>text</code>, else its
+<p class="muted">CSV (comma or semicolon), TSV, JSON Lines, a JSON list or an .xlsx workbook: each row's <code>prompt</code> or <code>text</code>, else its
 catalog columns (<code>title</code>, <code>category</code>, <code>brand</code>, <code>description</code>, ...) read
 together. You get the same file back, in its format, with a <code>price</code> column (and <code>error</code> where an item could
 not be priced).</p>
-<input id="file" type="file" accept=".csv,.tsv,.jsonl,.json,text/csv">
+<input id="file" type="file" accept=".csv,.tsv,.jsonl,.json,.xlsx,text/csv">
 <button id="gofile" type="button">Price the file</button>
 <div id="filestatus" class="muted"></div>
 <a id="download" hidden>Download the priced file</a>
@@ -102,14 +102,25 @@ document.getElementById('gofile').addEventListener('click', async () => {
   if (!f) { status.textContent = 'choose a file first'; return; }
   status.textContent = 'pricing ' + f.name + ' …';
   try {
-    const types = {csv: 'text/csv', tsv: 'text/tab-separated-values', json: 'application/json', jsonl: 'application/jsonl'};
+    const types = {csv: 'text/csv', tsv: 'text/tab-separated-values', json: 'application/json', jsonl: 'application/jsonl',
+                   xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet'};
     const ext = f.name.toLowerCase().split('.').pop(), format = Object.hasOwn(types, ext) ? ext : 'jsonl';
-    if (['xlsx', 'xls', 'ods'].includes(ext)) {
-      status.textContent = 'a workbook: save its sheet as CSV, or price it with pricetune predict --file';
+    if (['xls', 'ods'].includes(ext)) {
+      status.textContent = 'an older workbook: save it as .xlsx or CSV first';
       return;
     }
-    const body = await call('/price/file', {format, content: await f.text()});
-    const blob = new Blob([body.content], {type: types[format]});
+    let content;
+    if (format === 'xlsx') {  // a workbook travels as its bytes in base64
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      let bin = '';
+      for (let i = 0; i < bytes.length; i += 32768) bin += String.fromCharCode(...bytes.subarray(i, i + 32768));
+      content = btoa(bin);
+    } else {
+      content = await f.text();
+    }
+    const body = await call('/price/file', {format, content});
+    const data = format === 'xlsx' ? Uint8Array.from(atob(body.content), c => c.charCodeAt(0)) : body.content;
+    const blob = new Blob([data], {type: types[format]});
     link.href = URL.createObjectURL(blob);
     link.download = f.name.replace(/(\\.[^.]*)?$/, '-priced$1');
     link.hidden = false;
