@@ -1,4 +1,4 @@
-"""The web page served at `/`: price one description, or a CSV/JSONL file of them.
+"""The web page served at `/`: price one description, or a file of them (CSV, TSV, JSON Lines, JSON, .xlsx).
 
 Self-contained (no CDN, no external font or script), so it works offline. It talks to the same
 app: `POST /price` for one description, `POST /price/file` for a file, which the browser reads and
