@@ -434,7 +434,8 @@ def test_json_tsv_and_xlsx_files_come_back_priced_in_their_format():
             assert status == 200 and body["priced"] == 2, body
             assert _sheet(body["content"]) == [["sku", "description", "title", "price", "error"],
                                                [1, "a pen", None, 5, None], [2, "blue", "Mug", 28, None]]
-            for content, says in (("not base64!", "bytes in base64"), (base64.b64encode(b"PK").decode(), "not a readable .xlsx")):
+            for content, says in (("not base64!", "bytes in base64"), (base64.b64encode(b"PK").decode(), "not a readable .xlsx"),
+                                  (_workbook([{"sku": 1, "colour": "red"}]), "the workbook needs a non-empty 'prompt'")):
                 status, body, _ = _call(srv.url + "/price/file", {"format": "xlsx", "content": content})
                 assert status == 400 and says in body["detail"], body
 

@@ -57,10 +57,7 @@ def _read_csv(content: str, fmt: str) -> Table:
             rows.append(row)
     except csv.Error as e:  # e.g. a field over the csv module's size limit: nothing after it can be trusted
         raise ValueError(f"line {reader.line_num}: not readable as CSV ({e})") from None
-    columns = list(reader.fieldnames or [])
-    if not any(column_key(c) in ITEM_TEXT_FIELDS + CATALOG_COLUMNS for c in columns):
-        raise ValueError(f"the CSV needs {ITEM_TEXT_WANTED} (found: {', '.join(columns) or 'none'})")
-    return Table(rows, columns, problems, delimiter)
+    return Table(rows, _text_columns(list(reader.fieldnames or []), "CSV"), problems, delimiter)
 
 
 def _read_jsonl(content: str, fmt: str) -> Table:
@@ -98,7 +95,14 @@ def _read_xlsx(content: str, fmt: str) -> Table:
         raise ValueError("an xlsx file's content is its bytes in base64") from None
     except DataError as e:
         raise ValueError(str(e)) from None
-    return Table(rows, list(rows[0]) if rows else [])
+    return Table(rows, _text_columns(list(rows[0]) if rows else [], "workbook"))
+
+
+def _text_columns(columns: list[str], kind: str) -> list[str]:
+    """A table's columns, refused when none holds a text to price."""
+    if not any(column_key(c) in ITEM_TEXT_FIELDS + CATALOG_COLUMNS for c in columns):
+        raise ValueError(f"the {kind} needs {ITEM_TEXT_WANTED} (found: {', '.join(map(str, columns)) or 'none'})")
+    return columns
 
 
 def row_text(row: dict) -> str:
