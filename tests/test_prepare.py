@@ -140,6 +140,7 @@ def test_prepare_cli_with_arbitrary_columns_is_byte_for_byte_repeatable(tmp_path
     args = ["prepare", str(src), "--price-column", "cost", "--text-columns", "product,colour,notes",
             "--val", "8", "--test", "8", "--min-chars", "50", "--max-tokens", "40"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert "read: the price from 'cost', the text from 'product', 'colour', 'notes'" in capsys.readouterr().out
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
     for name in ("train.jsonl", "val.jsonl", "test.jsonl", "prepare.json"):
         a, b = (tmp_path / "a" / name).read_bytes(), (tmp_path / "b" / name).read_bytes()
@@ -308,22 +309,27 @@ def test_excel_s_windows_and_unicode_csv_encodings_read_with_a_note(tmp_path, ca
         list(read_source(str(tmp_path / "neither.csv")))
 
 
-@pytest.mark.parametrize("row, text, price", [
+@pytest.mark.parametrize("row, text, price, columns", [
     ({"Handle": "kettle", "Title": "Kettle", "Body (HTML)": "<p>A <b>steel</b> kettle</p>", "Vendor": "Acme",
       "Product Category": "Kitchen", "Variant Price": "29.99", "Variant Compare At Price": "35.00"},
-     "Title: Kettle\nCategory: Kitchen\nBrand: Acme\nDescription: A steel kettle", 29.99),  # Shopify
+     "Title: Kettle\nCategory: Kitchen\nBrand: Acme\nDescription: A steel kettle", 29.99,
+     ["Variant Price", "Title", "Product Category", "Vendor", "Body (HTML)"]),  # Shopify
     ({"ID": 7, "Name": "Kettle", "Short description": "<p>Steel</p>", "Description": "<p>A steel kettle</p>",
       "Regular price": "29.99", "Sale price": "", "Categories": "Home > Kitchen"},
-     "Title: Kettle\nCategory: Home > Kitchen\nDescription: A steel kettle", 29.99),  # WooCommerce
+     "Title: Kettle\nCategory: Home > Kitchen\nDescription: A steel kettle", 29.99,
+     ["Regular price", "Name", "Categories", "Description"]),  # WooCommerce
     ({"id": "k1", "title": "Kettle", "description": "A steel kettle", "price": "29.99 USD", "brand": "Acme",
       "google_product_category": "Home & Garden > Kitchen"},
-     "Title: Kettle\nCategory: Home & Garden > Kitchen\nBrand: Acme\nDescription: A steel kettle", 29.99),  # Google
+     "Title: Kettle\nCategory: Home & Garden > Kitchen\nBrand: Acme\nDescription: A steel kettle", 29.99,
+     ["price", "title", "google_product_category", "brand", "description"]),  # Google Merchant
 ])
-def test_a_shop_s_product_export_is_read_by_its_own_column_names(row, text, price):
+def test_a_shop_s_product_export_is_read_by_its_own_column_names(row, text, price, columns):
     # every row of a Shopify or WooCommerce export was dropped as "no price column", its description
     # (Body (HTML)) unread and its markup kept where it was read
     items = curate(_rows(row), _settings(min_chars=10), funnel := Funnel())
     assert not funnel.dropped and items[0]["text"] == text and items[0]["price"] == price
+    # and which columns those were is said (prepare's closing lines, prepare.json, the data card)
+    assert funnel.read_from == {"price": columns[0], "text": columns[1:]}
 
 
 def test_a_spreadsheet_s_headers_with_spaces_and_capitals_name_the_columns_prepare_knows():

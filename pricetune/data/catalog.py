@@ -126,22 +126,23 @@ def render_value(value: Any) -> str:
 def catalog_text(row: dict, text_columns: list[str] | None = None) -> tuple[str, str]:
     """(title, the item's text lines) of a raw row: "Title: ...\nCategory: ...\nDescription: ...", part
     numbers scrubbed from each line; `text_columns` (prepare's --text-columns) name the lines instead."""
-    title, text = _catalog_lines(row, text_columns)
-    return title, "\n".join(scrub_part_numbers(line) for line in text.splitlines())
+    lines = catalog_lines(row, text_columns)
+    # the title (for de-duplication) is the line read from a column named like one, if any
+    title = next((value for _, column, value in lines if column_key(column) in FIELDS["Title"]), "")
+    return title, "\n".join(scrub_part_numbers(f"{name}: {value}") for name, _, value in lines)
 
 
-def _catalog_lines(row: dict, text_columns: list[str] | None) -> tuple[str, str]:
-    lowered = {column_key(k): v for k, v in row.items()}
-    if text_columns:
-        values = [(c, render_value(lowered.get(column_key(c)))) for c in text_columns]
-        # the title (for de-duplication) is a column named like one, if any was chosen
-        title = next((v for c, v in values if column_key(c) in FIELDS["Title"]), "")
-        lines = [(c.replace("_", " ").capitalize(), v) for c, v in values if v]
-        return title, "\n".join(f"{name}: {value}" for name, value in lines)
+def catalog_lines(row: dict, text_columns: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(line name, the column it is read from as the row names it, its text) for each line of the item:
+    one per field of FIELDS the row has (its first column with some text), or per --text-columns column."""
+    headers = {column_key(k): k for k in row}
+    choices = ([(c.replace("_", " ").capitalize(), (column_key(c),)) for c in text_columns] if text_columns
+               else FIELDS.items())
     lines = []
-    for name, columns in FIELDS.items():
-        value = next((render_value(lowered[c]) for c in columns if c in lowered and render_value(lowered[c])), "")
-        if value:
-            lines.append((name, value))
-    title = next((v for n, v in lines if n == "Title"), "")
-    return title, "\n".join(f"{name}: {value}" for name, value in lines)
+    for name, columns in choices:
+        for key in columns:
+            value = render_value(row[headers[key]]) if key in headers else ""
+            if value:
+                lines.append((name, headers[key], value))
+                break
+    return lines

@@ -45,6 +45,8 @@ def write_card(out: Path, record: dict, items: list[dict], splits: dict) -> None
     card = f"""# Data card: {Path(s['source']).name}
 
 Made by `pricetune prepare` from `{s['source']}`; train with `pricetune train --dataset {out}`.
+Read from its columns: the price from `{record['columns_read']['price']}`, the text from
+{', '.join(f"`{c}`" for c in record['columns_read']['text'])}.
 Each row: `{{"prompt": ..., "completion": "64.00", "price": 64.3}}` (completion: the whole-dollar price).
 
 ## Funnel

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..data import QUESTION, TRAILER, format_completion
-from ..data.catalog import catalog_text, column_key, column_unit, squash
+from ..data.catalog import catalog_lines, catalog_text, column_key, column_unit, squash
 from ..data.rows import POINT_DECIMAL
 from ..errors import DataError
 
@@ -52,6 +52,7 @@ class Funnel:
     extremes: dict = field(default_factory=dict)  # reason -> (least, most) of the measured value
     columns: list = field(default_factory=list)  # the first row's, for the hints
     currency: str | None = None  # the prices' currency, where any names one
+    read_from: dict = field(default_factory=dict)  # the columns the first kept item's price and text came from
 
     def drop(self, reason: str, where: str, value: float | None = None) -> None:
         self.dropped[reason] += 1
@@ -202,6 +203,8 @@ def curate(rows: Iterable[tuple[str, Any]], s: PrepareSettings, funnel: Funnel) 
             continue
         seen_titles.add(t_key)
         seen_texts.add(x_key)
+        if not items:  # what the first item was read from, for the user to check against their file
+            funnel.read_from = {"price": headers[name], "text": [column for _, column, _ in catalog_lines(row, s.text_columns)]}
         items.append({"title": title, "text": text, "price": price, "where": where, "currency": currency,
                       "raw_price": raw})
         if s.limit and len(items) >= s.limit:

@@ -57,6 +57,7 @@ def prepare(s: PrepareSettings, log=print) -> dict:
                        "splits": {k: len(v) for k, v in splits.items()}},
             "first_drop_of_each_reason": funnel.examples,
             "currency": funnel.currency,
+            "columns_read": funnel.read_from,
         }
         (out / "prepare.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         write_card(out, record, items, splits)
@@ -113,6 +114,8 @@ def prepare_cli(ns) -> int:
           f"test {f['splits']['test']:,}")
     for reason, n in f["dropped"].items():
         print(f"  dropped {n:,}: {reason}" + (f" (prices kept in {record['currency']})" if reason == "another currency" else ""))
+    read = record["columns_read"]
+    print(f"  read: the price from {read['price']!r}, the text from {', '.join(map(repr, read['text']))}")
     if record["currency"] not in (None, "USD"):
         print(f"  prices in {record['currency']}, as the catalog gives them")
     without_val = " --val-size 0" if not f["splits"]["val"] else ""
