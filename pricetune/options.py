@@ -89,5 +89,6 @@ def add_predict_arguments(p) -> None:
                    "category, brand, description, features, details), else a 'description' alone. Each row comes "
                    "back with its price_predicted.")
     p.add_argument("--out", help="The file to write the priced rows to, by its name: .csv, .tsv, .xlsx, .json (a "
-                   "list), else JSON Lines (default: JSON Lines on stdout).")
+                   "list), else JSON Lines (default: JSON Lines on stdout). Prices are kept in OUT.partial as they come: "
+                   "after a failure or Ctrl-C the same command continues from them.")
     add_model_arguments(p)

@@ -175,6 +175,55 @@ def test_a_failed_fit_keeps_its_priced_members_and_the_same_command_continues(tm
     assert sorted(f.name for f in (tmp_path / "again").iterdir()) == ["ensemble.json", "tfidf.joblib"]
 
 
+def test_a_file_priced_into_out_keeps_its_prices_and_the_same_command_continues(tmp_path, capsys, monkeypatch):
+    """`predict --file F --out OUT` priced every item before writing a line: Ctrl-C or a failure after hours of
+    pricing lost them all. The prices are kept in OUT.partial as they come; the same command prices only the
+    rest and writes what one uninterrupted run writes; another model prices everything again."""
+    from pricetune.cli import main
+    from pricetune.ensemble import Member, fit_ensemble
+    from pricetune.inference import Pricer, kept
+
+    data = _ensemble_data(tmp_path)
+    ens, other = str(tmp_path / "ens"), str(tmp_path / "other")
+    fit_ensemble(str(data), [Member("tfidf"), Member("median")], ens, log=lambda _: None, cv_repeats=0)
+    fit_ensemble(str(data), [Member("tfidf"), Member("mean")], other, log=lambda _: None, cv_repeats=0)
+    prompts = [r["prompt"] for r in _synthetic(7, 11)]
+    write_jsonl(tmp_path / "items.jsonl", [{"sku": i, "prompt": p} for i, p in enumerate(prompts + prompts[:2])])
+    assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out",
+                 str(tmp_path / "whole.csv")]) == 0
+    assert not (tmp_path / "whole.csv.partial").exists()  # written: nothing left beside it
+
+    monkeypatch.setattr(kept, "PART", 3)
+    priced, stock = [], Pricer.price_items
+
+    def interrupted(self, texts, progress=False):
+        priced.append(len(texts))
+        if interrupt and len(priced) == 2:  # Ctrl-C in the second part
+            raise KeyboardInterrupt
+        return stock(self, texts, progress)
+
+    def run(*options, stopped=False):
+        nonlocal interrupt
+        interrupt = stopped
+        priced.clear()
+        return main([*options, "--file", str(tmp_path / "items.jsonl"), "--out", str(out)])
+
+    monkeypatch.setattr(Pricer, "price_items", interrupted)
+    interrupt, out = False, tmp_path / "priced.csv"
+    assert run("predict", "--ensemble", ens, stopped=True) == 130 and not out.exists()
+    assert f"kept the prices of 3 item(s) in {out}.partial" in capsys.readouterr().err
+    with open(f"{out}.partial", "a") as f:
+        f.write('{"text": "3fa')  # a line a kill cut short
+    assert run("predict", "--ensemble", ens) == 0
+    assert "3 item(s) priced by an earlier try, 4 to go" in capsys.readouterr().err
+    assert priced == [3, 1]  # the 7 distinct texts less the 3 kept, in parts of 3
+    assert out.read_text() == (tmp_path / "whole.csv").read_text() and not (tmp_path / "priced.csv.partial").exists()
+    # kept prices serve only the model that made them
+    assert run("predict", "--ensemble", ens, stopped=True) == 130 and (tmp_path / "priced.csv.partial").is_file()
+    assert run("predict", "--ensemble", other) == 0
+    assert priced == [3, 3, 1]
+
+
 def test_predict_prices_a_file_with_an_ensemble_and_refuses_the_options_of_one_model(tmp_path, capsys):
     """`pricetune predict --ensemble DIR`: select's picks priced from the command line, as `serve --ensemble`
     and `Pricer.from_ensemble` price them."""

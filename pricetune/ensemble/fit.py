@@ -123,10 +123,11 @@ def price_member(m: Member, splits: dict, prompts: list[str], out: Path) -> dict
 def priced_key(m: Member, val_fingerprint: str, train_size: int | None) -> str:
     """What a member's val prices depend on: the member (a run by its place and the time its files
     were last written), the val rows, the train rows the baselines learn from."""
+    from ..inference.kept import folder_stamp
+
     what = [m.spec, m.decode, m.samples, m.batch_size, val_fingerprint, train_size]
-    folder = Path(m.spec).resolve()
-    if not m.classical and folder.is_dir():
-        what += [str(folder), max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)]
+    if not m.classical:
+        what += folder_stamp(m.spec)
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
 

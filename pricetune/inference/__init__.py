@@ -11,7 +11,8 @@
 
 One file per part: `load.py` (a run, an adapter or a bare base, ready to price), `generate.py`
 (generate runs: batched generation, `--decode greedy|expected|median`), `decode.py` (the digit-level
-price distributions the last two read), `pricer.py` (the Python API), `cli.py` (`pricetune predict`).
+price distributions the last two read), `pricer.py` (the Python API), `cli.py` (`pricetune predict`),
+`kept.py` (a file's prices kept as they come, for the same command to continue).
 A regress run prices with one forward pass per item (`pricetune.regress.regress_prices`); an ensemble folder combines its members (`members.py`).
 
 Generation truncates prompts exactly as training did (data.encode_prompt), sorts them by length so

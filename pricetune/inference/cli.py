@@ -136,18 +136,29 @@ def read_items(ns) -> list[tuple[dict, str | None]]:
     return items
 
 
-def price_with_args(ns, texts: list[str]):
-    """(the model's answer or None, price) for each text, and the index --similar looks in (or None)."""
-    progress = len(texts) > 1
+def pricing_from_args(ns):
+    """A function giving (the model's answer or None, price) for each of a list of texts, and the index
+    --similar looks in (or None)."""
     if ns.ensemble:
         from .pricer import Pricer
 
         pricer = Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size)
         index = pricer.training_items() if ns.similar else None
-        return [(None, p) for p in pricer.price_items(texts, progress)], index
+        return (lambda texts, progress=False: [(None, p) for p in pricer.price_items(texts, progress)]), index
     lm = load_from_args(ns)
-    index = similar_index(ns, lm)
-    return lm.price(texts, ns.decode, ns.batch_size, ns.samples, progress=progress), index
+    return (lambda texts, progress=False: lm.price(texts, ns.decode, ns.batch_size, ns.samples, progress=progress),
+            similar_index(ns, lm))
+
+
+def price_with_args(ns, texts: list[str]):
+    """(the model's answer or None, price) for each text, and the index --similar looks in (or None). A
+    file priced into --out keeps its prices as they come (`kept.py`)."""
+    price, index = pricing_from_args(ns)
+    if ns.file and ns.out:
+        from .kept import model_key, price_keeping
+
+        return price_keeping(texts, price, Path(ns.out), model_key(ns)), index
+    return price(texts, progress=len(texts) > 1), index
 
 
 def predict_cli(ns) -> int:
@@ -181,6 +192,7 @@ def predict_cli(ns) -> int:
     if ns.out:
         Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
         fmt = write_table_file(Path(ns.out), priced)
+        Path(ns.out + ".partial").unlink(missing_ok=True)  # written: the kept prices have served
         print(f"wrote {len(priced)} prices to {ns.out} ({fmt})")
     else:
         print(format_table("jsonl", priced), end="")
