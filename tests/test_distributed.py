@@ -200,6 +200,24 @@ def test_two_process_evaluate_equals_one(runs, tmp_path):
     assert [json.loads(line)["look"] for line in ledger] == [1, 2]
 
 
+def test_two_process_predict_of_a_file_equals_one(runs, small_dataset_dir, tmp_path):
+    """`predict --file` under a launcher: each process prices every 2nd item, rank 0 writes the file (each
+    process priced every item and wrote the same file, and the kept prices beside it, at once)."""
+    one, _, _ = runs
+    rows = [json.loads(line) for line in (Path(small_dataset_dir) / "test.jsonl").read_text().splitlines()][:9]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps({"sku": i, "prompt": r["prompt"]}) + "\n"
+                                                  for i, r in enumerate(rows)))
+    # "--": the launcher's own parser would read --run as an abbreviation of its --run-path
+    for name, launch in (("single", _single), ("pair", lambda args: _torchrun(["--", *args]))):
+        p = launch(["predict", "--run", str(one), "--batch-size", "1", "--file", str(tmp_path / "items.jsonl"),
+                    "--out", str(tmp_path / f"{name}.csv")])
+        log = _finish(p)
+        assert p.returncode == 0, log
+        assert log.count("wrote 9 prices") == 1, log
+        assert not (tmp_path / f"{name}.csv.partial").exists()
+    assert (tmp_path / "single.csv").read_text() == (tmp_path / "pair.csv").read_text()
+
+
 def _one_and_two(model_dir, data_dir, root: Path, **settings) -> tuple[dict, dict]:
     """The same run in one process (root/one) and in two (root/two); their losses by step."""
     for name, launch in (("one", _single), ("two", _torchrun)):

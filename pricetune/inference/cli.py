@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .. import distributed as dist
 from .. import intervals
 from ..data.files import format_table, openpyxl_for, write_table_file
 from ..errors import PricetuneError
@@ -128,26 +129,37 @@ def read_items(ns) -> list[tuple[dict, str | None]]:
         raise PricetuneError(f"{ns.file} holds no items to price")
     if len(without) == len(items):
         raise PricetuneError(f"{without[0]}: needs {ITEM_TEXT_WANTED}")
-    if without:
+    if without and dist.is_main():
         print(f"note: {ns.file}: {len(without)} row(s) without a text to price (the first: {without[0]}) are written "
               "back without a price, with an 'error'", file=sys.stderr)
-    if note := unpriced_note(next(row for row, text in items if text)):
+    if (note := unpriced_note(next(row for row, text in items if text))) and dist.is_main():
         print(f"note: {ns.file}: {note}", file=sys.stderr)
     return items
 
 
 def pricing_from_args(ns):
     """A function giving (the model's answer or None, price) for each of a list of texts, and the index
-    --similar looks in (or None)."""
+    --similar looks in (or None). Under torchrun / accelerate launch each process prices every N-th text
+    and every process gets all the prices."""
     if ns.ensemble:
         from .pricer import Pricer
 
         pricer = Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size)
         index = pricer.training_items() if ns.similar else None
-        return (lambda texts, progress=False: [(None, p) for p in pricer.price_items(texts, progress)]), index
-    lm = load_from_args(ns)
-    return (lambda texts, progress=False: lm.price(texts, ns.decode, ns.batch_size, ns.samples, progress=progress),
-            similar_index(ns, lm))
+
+        def price(texts: list[str], progress: bool) -> list:
+            return [(None, p) for p in pricer.price_items(texts, progress)]
+    else:
+        lm = load_from_args(ns)
+        index = similar_index(ns, lm)
+
+        def price(texts: list[str], progress: bool) -> list:
+            return lm.price(texts, ns.decode, ns.batch_size, ns.samples, progress=progress)
+
+    def shared(texts: list[str], progress: bool = False) -> list:
+        return dist.map_shared(lambda share: price(share, progress and dist.is_main()), texts)
+
+    return shared, index
 
 
 def price_with_args(ns, texts: list[str]):
@@ -170,6 +182,8 @@ def predict_cli(ns) -> int:
     todo = [i for i, (_, text) in enumerate(items) if text is not None]  # a row without a text keeps its place
     texts = [items[i][1] for i in todo]
     answers, index = price_with_args(ns, texts)
+    if not dist.is_main():  # under a launcher: rank 0 writes
+        return 0
     nearest = look_alikes(index, texts, ns.similar) if index is not None else [[] for _ in todo]
     out: list[tuple[str | None, float | None]] = [(None, None)] * len(items)
     alike: list[list] = [[] for _ in items]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -67,31 +68,49 @@ def read_kept(path: Path, key: str) -> dict[str, list]:
     return kept
 
 
+@contextmanager
+def kept_file(path: Path, key: str, kept: dict):
+    """OUT.partial to add prices to (None under a launcher's other ranks: rank 0 writes). It starts anew
+    unless it holds prices of this model, which stay."""
+    from .. import distributed as dist
+
+    if not dist.is_main():
+        yield None
+        return
+    with path.open("a" if kept else "w", encoding="utf-8") as f:
+        if not kept:
+            f.write(json.dumps({"model": key}) + "\n")
+        elif not path.read_bytes().endswith(b"\n"):
+            f.write("\n")  # after a line a kill cut short
+        yield f
+
+
 def price_keeping(texts: list[str], price: PriceFn, out: Path, key: str, log=None) -> list:
     """(answer, price) for each text, each text priced once, in parts, every part added to OUT.partial as
     it is priced; what an earlier try of the same model kept there is taken, not priced again."""
     from tqdm.auto import tqdm
 
-    log = log or (lambda line: print(line, file=sys.stderr))
+    from .. import distributed as dist
+
+    main = dist.is_main()
+    log = log or (lambda line: print(line, file=sys.stderr) if main else None)
     path = out.with_name(out.name + ".partial")
-    kept = read_kept(path, key)
+    kept = dist.agree(read_kept(path, key) if main else None)  # rank 0's reading, before it writes
     todo = list(dict.fromkeys(t for t in texts if text_key(t) not in kept))
     if kept:
         log(f"continuing from {path}: {len(set(texts)) - len(todo)} item(s) priced by an earlier try, {len(todo)} to go")
-    mode = "a" if kept else "w"
-    with path.open(mode, encoding="utf-8") as f, \
-            tqdm(total=len(todo), desc="pricing", unit="item", file=sys.stderr, disable=len(todo) < 2) as bar:
-        if mode == "w":
-            f.write(json.dumps({"model": key}) + "\n")
-        elif not path.read_bytes().endswith(b"\n"):
-            f.write("\n")  # after a line a kill cut short
+    size = PART * dist.world_size()
+    with kept_file(path, key, kept) as f, \
+            tqdm(total=len(todo), desc="pricing", unit="item", file=sys.stderr, disable=len(todo) < 2 or not main) as bar:
         try:
-            for start in range(0, len(todo), PART):
-                part = todo[start:start + PART]
+            for start in range(0, len(todo), size):
+                part = todo[start:start + size]
                 for text, (answer, value) in zip(part, price(part)):
                     kept[text_key(text)] = [answer, value]
-                    f.write(json.dumps({"text": text_key(text), "answer": answer, "price": value}) + "\n")
-                f.flush()
+                    if f is not None:
+                        f.write(json.dumps({"text": text_key(text), "answer": answer, "price": value}) + "\n")
+                if f is not None:
+                    f.flush()
                 bar.update(len(part))
         except BaseException:
             log(f"kept the prices of {len(kept)} item(s) in {path}: the same command continues from them")
