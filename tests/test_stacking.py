@@ -189,9 +189,9 @@ def test_a_file_priced_into_out_keeps_its_prices_and_the_same_command_continues(
     fit_ensemble(str(data), [Member("tfidf"), Member("mean")], other, log=lambda _: None, cv_repeats=0)
     prompts = [r["prompt"] for r in _synthetic(7, 11)]
     write_jsonl(tmp_path / "items.jsonl", [{"sku": i, "prompt": p} for i, p in enumerate(prompts + prompts[:2])])
-    assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out",
-                 str(tmp_path / "whole.csv")]) == 0
-    assert not (tmp_path / "whole.csv.partial").exists()  # written: nothing left beside it
+    whole = tmp_path / "new" / "whole.csv"  # in a folder --out makes
+    assert main(["predict", "--ensemble", ens, "--file", str(tmp_path / "items.jsonl"), "--out", str(whole)]) == 0
+    assert not (tmp_path / "new" / "whole.csv.partial").exists()  # written: nothing left beside it
 
     monkeypatch.setattr(kept, "PART", 3)
     priced, stock = [], Pricer.price_items
@@ -217,7 +217,7 @@ def test_a_file_priced_into_out_keeps_its_prices_and_the_same_command_continues(
     assert run("predict", "--ensemble", ens) == 0
     assert "3 item(s) priced by an earlier try, 4 to go" in capsys.readouterr().err
     assert priced == [3, 1]  # the 7 distinct texts less the 3 kept, in parts of 3
-    assert out.read_text() == (tmp_path / "whole.csv").read_text() and not (tmp_path / "priced.csv.partial").exists()
+    assert out.read_text() == whole.read_text() and not (tmp_path / "priced.csv.partial").exists()
     # kept prices serve only the model that made them
     assert run("predict", "--ensemble", ens, stopped=True) == 130 and (tmp_path / "priced.csv.partial").is_file()
     assert run("predict", "--ensemble", other) == 0

@@ -77,6 +77,7 @@ def kept_file(path: Path, key: str, kept: dict):
     if not dist.is_main():
         yield None
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a" if kept else "w", encoding="utf-8") as f:
         if not kept:
             f.write(json.dumps({"model": key}) + "\n")
