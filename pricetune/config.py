@@ -25,6 +25,7 @@ REFERENCE_BASE_MODEL = "meta-llama/Llama-3.2-3B"
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 MLP = ["gate_proj", "up_proj", "down_proj"]
 TARGET_PRESETS = {"attention": ATTENTION, "attention+mlp": ATTENTION + MLP}
+EXPORT_INFO = "pricetune_export.json"  # beside a model `pricetune export` wrote: how to price it
 
 
 class RunConfig(BaseModel):
@@ -410,9 +411,20 @@ def is_run_dir(text: str) -> bool:
         return False
 
 
+def is_export(folder: str | Path) -> bool:
+    """`folder` holds a model `pricetune export` wrote (its EXPORT_INFO is written last: the folder is complete)."""
+    try:
+        return (Path(folder) / EXPORT_INFO).is_file()
+    except OSError:
+        return False
+
+
 def load_run_config(run_dir: str | Path) -> RunConfig:
     """The config saved next to a finished (or interrupted) run."""
     path = Path(run_dir) / "config.yaml"
+    if not path.is_file() and is_export(run_dir):
+        raise ConfigError(f"{run_dir} holds a model `pricetune export` wrote, not a run: price it with --base-model "
+                          f"{run_dir} --no-adapter")
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a pricetune run directory (no config.yaml)")
     try:

@@ -38,6 +38,13 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
         torch.testing.assert_close(merged(input_ids=ids).logits, with_adapter(input_ids=ids).logits,
                                    atol=1e-4, rtol=1e-4)
 
+    # priced by pricetune as the run was: unquantized, as written (a bare base loads in 4 bits), its prompt length
+    from pricetune.inference import load_model
+
+    lm = load_model(base_model=str(out), precision="fp32")
+    assert lm.objective == "generate" and lm.max_length == info["max_length"]
+    assert lm.model.model.layers[0].self_attn.q_proj.weight.dtype == torch.float32
+
     # a folder that is not empty is never overwritten; a bad dtype is refused before loading
     assert main(["export", str(run), "--out", str(out)]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
@@ -50,7 +57,7 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
 
 @pytest.mark.parametrize("pooling,loss", [("last", "l1"), ("mean", "huber")])
 def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
-                                                                pooling, loss):
+                                                                pooling, loss, capsys):
     from transformers import AutoModelForSequenceClassification
 
     from pricetune.config import resolve_config
@@ -76,6 +83,18 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
 
     pricer = Pricer(load_model(run=str(run), precision="fp32"))  # the folder was written in fp32
     assert prices == pytest.approx(pricer.price_many(prompts), rel=1e-4)
+    # pricetune prices the folder as its run priced (it was read as a bare causal LM writing digits: prices
+    # nothing like the run's, and an evaluation of them without a word)
+    exported = Pricer(load_model(base_model=str(out), precision="fp32"))
+    assert exported.loaded.objective == "regress" and exported.price_many(prompts) == pytest.approx(prices, rel=1e-4)
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    assert main(["predict", "--base-model", str(out), "--no-adapter", "--precision", "fp32", "--file",
+                 str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "priced.jsonl")]) == 0
+    priced = [json.loads(line)["price_predicted"] for line in (tmp_path / "priced.jsonl").read_text().splitlines()]
+    assert priced == pytest.approx(prices, rel=1e-4)
+    for option in ("--run", "--adapter"):  # the folder where a run or an adapter goes: the command that prices it
+        assert main(["predict", option, str(out), prompts[0]]) == 2
+        assert f"price it with --base-model {out} --no-adapter" in capsys.readouterr().err
 
 
 # --- GGUF ---------------------------------------------------------------------------------------

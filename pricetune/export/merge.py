@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import EXPORT_INFO
 from ..errors import PricetuneError
 from ..modeling import DTYPES
 from ..options import refuse_filled_folder
@@ -106,7 +107,7 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
             log(f"reloaded {out} ({dtype}): {info['check']['same_price']} of {len(prompts)} prices equal the "
                 f"float32 merge, largest difference ${info['check']['max_abs_difference']:,.2f}")
         # written last: its presence says the folder is complete
-        (out / "pricetune_export.json").write_text(json.dumps(info, indent=2) + "\n")
+        (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # it was new or empty: no half-written model is left
         raise

@@ -25,6 +25,7 @@ import tarfile
 from pathlib import Path
 
 from ..bases import KNOWN
+from ..config import EXPORT_INFO
 from ..errors import PricetuneError
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the llama-cpp-python source distribution whose vendored converter is tested
@@ -188,7 +189,8 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
         reference = greedy_prices(AutoModelForCausalLM.from_pretrained(merged).eval(), tok, prompts, cfg.max_length)
         back = AutoModelForCausalLM.from_pretrained(out, gguf_file=name).eval()
         back_tok = AutoTokenizer.from_pretrained(out, gguf_file=name)
-        info = {"run": str(run), "base_model": cfg.base_model, "format": "gguf", "quant": quant, "file": name,
+        info = {"run": str(run), "base_model": cfg.base_model, "objective": cfg.objective, "format": "gguf",
+                "max_length": cfg.max_length, "quant": quant, "file": name,
                 "converter": f"llama.cpp convert_hf_to_gguf.py ({llama_cpp or f'llama-cpp-python {LLAMA_CPP_PYTHON} sdist'})",
                 "check_transformers": price_agreement(reference, greedy_prices(back, back_tok, prompts, cfg.max_length))}
         via_llama_cpp = llama_cpp_prices(out / name, prompts)
@@ -198,7 +200,7 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
         (out / "Modelfile").write_text(modelfile(name, eos), encoding="utf-8")
         info["ollama"] = f"cd {out} && ollama create {cfg.run_name.lower()} -f Modelfile"
         shutil.rmtree(staging)
-        (out / "pricetune_export.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # it was new or empty: nothing half-made is left
         raise

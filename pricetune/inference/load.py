@@ -1,14 +1,16 @@
 """Loading a model to price with: a run directory (or one of its checkpoints), a Hub or local
-adapter, or a bare base model; the adapter's objective decides how it prices."""
+adapter, a bare base model, or a model `pricetune export` wrote; the adapter's objective decides how it prices."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..baselines.neighbours import INDEX_FILE
+from ..config import EXPORT_INFO, is_export
 from ..errors import PricetuneError
 from ..hub import CONFIG_NAME
 from .generate import generate_prices
@@ -119,7 +121,7 @@ def load_model(
     elif adapter is not None:
         src = source_of_adapter(adapter, base_model)
     elif base_model is not None:
-        src = Source(base_model, f"{base_model} (no adapter)")
+        src = source_of_export(base_model) if is_export(base_model) else Source(base_model, f"{base_model} (no adapter)")
     else:
         raise PricetuneError("say what to load: a run directory, --adapter HUB_ID, or --base-model NAME --no-adapter")
     base_model = base_model or src.base_model
@@ -165,11 +167,28 @@ def source_of_run(run: str) -> Source:
     return src
 
 
+def source_of_export(folder: str) -> Source:
+    """A model `pricetune export` wrote, priced as its run priced: its objective (a regress folder with its
+    head's scale), its prompt length, unquantized unless asked (it was written in the precision chosen)."""
+    info = json.loads((Path(folder) / EXPORT_INFO).read_text(encoding="utf-8"))
+    label, length = f"{folder} (exported from {info.get('run')})", int(info.get("max_length") or 128)
+    if info.get("format") == "gguf":
+        return Source(str(Path(folder) / info["file"]), label, "none", length)
+    if info.get("objective") != "regress":
+        return Source(folder, label, "none", length)
+    from ..regress import PriceScale
+
+    return Source(folder, label, "none", length, folder, "regress", PriceScale.load(folder), full=True)
+
+
 def source_of_adapter(adapter: str, base_model: str | None) -> Source:
     """A Hub or local adapter, with the config and files a pushed run carries beside it."""
     from peft import PeftConfig
 
     refuse_missing_local_adapter(adapter)
+    if is_export(adapter):
+        raise PricetuneError(f"{adapter} holds a model `pricetune export` wrote, not an adapter: price it with "
+                             f"--base-model {adapter} --no-adapter")
     try:
         peft_cfg = PeftConfig.from_pretrained(adapter)
     except Exception as e:  # no adapter there (a run that trained every weight?), network, auth
