@@ -59,7 +59,8 @@ def add_decode_arguments(p) -> None:
 def add_model_arguments(p) -> None:
     p.add_argument("--adapter", metavar="ID_OR_DIR", help="A LoRA adapter on the Hub (user/name) or in a directory.")
     p.add_argument("--base-model", help="Base model (default: the run's, or the adapter's base).")
-    p.add_argument("--no-adapter", action="store_true", help="Use the bare base model (needs --base-model).")
+    p.add_argument("--no-adapter", action="store_true", help="Use the bare base model (needs --base-model), or "
+                   "a folder `pricetune export` wrote, priced as its run priced (--base-model merged/).")
     p.add_argument("--quantization", choices=["4bit", "8bit", "none"],
                    help="Quantization of the base (default: as the run was trained, else 4bit).")
     p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],

@@ -200,9 +200,9 @@ def test_two_process_evaluate_equals_one(runs, tmp_path):
     assert [json.loads(line)["look"] for line in ledger] == [1, 2]
 
 
-def test_two_process_predict_of_a_file_equals_one(runs, small_dataset_dir, tmp_path):
-    """`predict --file` under a launcher: each process prices every 2nd item, rank 0 writes the file (each
-    process priced every item and wrote the same file, and the kept prices beside it, at once)."""
+def test_two_process_predict_and_calibrate_equal_one(runs, small_dataset_dir, tmp_path):
+    """`predict --file` and `calibrate` under a launcher: each process prices every 2nd item, rank 0 writes
+    (each process priced every item and wrote the same files at once: the prices kept beside --out too)."""
     one, _, _ = runs
     rows = [json.loads(line) for line in (Path(small_dataset_dir) / "test.jsonl").read_text().splitlines()][:9]
     (tmp_path / "items.jsonl").write_text("".join(json.dumps({"sku": i, "prompt": r["prompt"]}) + "\n"
@@ -216,6 +216,15 @@ def test_two_process_predict_of_a_file_equals_one(runs, small_dataset_dir, tmp_p
         assert log.count("wrote 9 prices") == 1, log
         assert not (tmp_path / f"{name}.csv.partial").exists()
     assert (tmp_path / "single.csv").read_text() == (tmp_path / "pair.csv").read_text()
+    # calibrate alike: each process prices every 2nd val item, rank 0 writes calibration.json
+    calibrations = []
+    for launch in (_single, lambda args: _torchrun(["--", *args])):
+        p = launch(["calibrate", str(one), "--batch-size", "1"])
+        log = _finish(p)
+        assert p.returncode == 0 and log.count("calibration: ") == 1, log
+        calibrations.append(json.loads((one / "calibration.json").read_text()))
+        (one / "calibration.json").unlink()  # the module's run stays as the other tests expect it
+    assert calibrations[0] == calibrations[1] and calibrations[0]["items"] == 16
 
 
 def _one_and_two(model_dir, data_dir, root: Path, **settings) -> tuple[dict, dict]:

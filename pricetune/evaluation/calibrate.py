@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import distributed as dist
 from .. import intervals
 from ..errors import PricetuneError
 from ..options import add_decode_arguments
@@ -59,8 +60,12 @@ def calibrate_cli(ns) -> int:
                              "calibrated on one; pass --dataset with a val split like the items to be priced")
     pricer = (Pricer.from_ensemble(ns.ensemble, batch_size=ns.batch_size) if ns.ensemble else
               Pricer.from_run(ns.run, batch_size=ns.batch_size, decode=ns.decode, samples=ns.samples, calibrated=False))
-    print(f"pricing {len(val)} val items")
-    guesses = pricer.price_items([r["prompt"] for r in val], progress=True)
+    say = print if dist.is_main() else (lambda *_: None)
+    say(f"pricing {len(val)} val items")
+    # under torchrun / accelerate launch each process prices every N-th item; rank 0 writes
+    guesses = dist.map_shared(lambda share: pricer.price_items(share, progress=dist.is_main()), [r["prompt"] for r in val])
+    if not dist.is_main():
+        return 0
     try:
         calibration = intervals.fit([r["price"] for r in val], guesses)
     except ValueError as e:
