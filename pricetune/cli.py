@@ -277,6 +277,10 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", message=message.format(names=names), category=UserWarning)
 
 
+# The commands that share their work out under torchrun / accelerate launch (docs/SCALING.md)
+SHARED_OUT = ("train", "evaluate", "predict", "calibrate")
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
     parser, names = build_parser()
@@ -287,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         hint = next((f" (a run directory goes after --run: --run {x})" for x in extra
                      if hasattr(ns, "run") and is_run_dir(x)), "")
         parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    if dist.launched() and ns.command not in SHARED_OUT:  # one process does it; N would race on its files
+        if not dist.is_main():
+            return 0
+        print(f"note: {ns.command} runs in one process: rank 0 does it, the other {dist.world_size() - 1} "
+              "process(es) stop here", file=sys.stderr)
     try:
         return ns.func(ns, names)
     except PricetuneError as e:

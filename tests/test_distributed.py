@@ -227,6 +227,17 @@ def test_two_process_predict_and_calibrate_equal_one(runs, small_dataset_dir, tm
     assert calibrations[0] == calibrations[1] and calibrations[0]["items"] == 16
 
 
+def test_a_command_that_does_not_share_its_work_runs_once_under_a_launcher(small_dataset_dir, tmp_path):
+    """`ensemble` (as select, export, serve, ...) under torchrun: rank 0 does it and says so; two processes
+    fitted the same folder at once, and the second was refused it ("already exists") or raced the first."""
+    p = _torchrun(["ensemble", "--dataset", str(small_dataset_dir), "--member", "tfidf", "--member", "median",
+                   "--cv-repeats", "0", "--out", str(tmp_path / "ens")])
+    log = _finish(p)
+    assert p.returncode == 0, log
+    assert log.count("note: ensemble runs in one process: rank 0 does it, the other 1 process(es) stop here") == 1, log
+    assert json.loads((tmp_path / "ens" / "ensemble.json").read_text())["members"]
+
+
 def _one_and_two(model_dir, data_dir, root: Path, **settings) -> tuple[dict, dict]:
     """The same run in one process (root/one) and in two (root/two); their losses by step."""
     for name, launch in (("one", _single), ("two", _torchrun)):
