@@ -85,7 +85,7 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
     assert prices == pytest.approx(pricer.price_many(prompts), rel=1e-4)
     # pricetune prices the folder as its run priced (it was read as a bare causal LM writing digits: prices
     # nothing like the run's, and an evaluation of them without a word)
-    exported = Pricer(load_model(base_model=str(out), precision="fp32"))
+    exported = Pricer.from_export(str(out), precision="fp32")
     assert exported.loaded.objective == "regress" and exported.price_many(prompts) == pytest.approx(prices, rel=1e-4)
     (tmp_path / "items.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     assert main(["predict", "--base-model", str(out), "--no-adapter", "--precision", "fp32", "--file",

@@ -1,4 +1,4 @@
-"""`Pricer`, the Python API: a run, a Hub adapter or an ensemble, description in, dollars out.
+"""`Pricer`, the Python API: a run, a Hub adapter, an exported folder or an ensemble, description in, dollars out.
 
     pricer = Pricer.from_run("runs/x")
     pricer.price("Title: ...")                    # 64.0
@@ -47,6 +47,11 @@ class Pricer:
     @classmethod
     def from_hub(cls, adapter_id: str, base_model: str | None = None, **kwargs) -> Pricer:
         return cls(load_model(adapter=adapter_id, base_model=base_model), **kwargs)
+
+    @classmethod
+    def from_export(cls, folder: str, **kwargs) -> Pricer:
+        """A folder `pricetune export` wrote, priced as its run priced (`--base-model folder --no-adapter`)."""
+        return cls(load_model(base_model=folder, precision=kwargs.pop("precision", "auto")), **kwargs)
 
     @classmethod
     def from_ensemble(cls, folder: str, **kwargs) -> Pricer:
