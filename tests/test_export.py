@@ -182,6 +182,11 @@ def test_gguf_export_of_a_smollm2_run_loads_back_and_prices_as_the_merge(tmp_pat
     assert 'PARAMETER stop "<|im_end|>"' in modelfile or "PARAMETER stop" in modelfile
     assert "PARAMETER temperature 0" in modelfile and "num_predict" in modelfile
     assert "ollama create" in info["ollama"]
+    # pricetune prices the folder as the run was trained to read prompts: the GGUF in it, the run's prompt length
+    from pricetune.inference import load_model
+
+    lm = load_model(base_model=str(out))
+    assert lm.objective == "generate" and lm.max_length == info["max_length"] == 64
 
 
 def _has_llama_cpp() -> bool:
