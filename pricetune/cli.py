@@ -202,9 +202,10 @@ def add_push_arguments(pu) -> None:
     pu.description = ("Push a finished run's adapter (or, for finetune full, its model) to the Hugging Face Hub, "
                       "private unless --public: the adapter, tokenizer, model card and the resolved config without "
                       "local paths (and a --neighbours run's neighbours.json: the texts and prices of the training "
-                      "items it looks up), nothing else. Needs a token with write access (HF_TOKEN, or `hf auth login`).")
+                      "items it looks up), nothing else; a folder `pricetune export` wrote goes as it is. Needs a "
+                      "token with write access (HF_TOKEN, or `hf auth login`).")
     pu.add_argument("run_dir", help="The run directory (holds config.yaml and the adapter, or the whole model for "
-                    "finetune full).")
+                    "finetune full), or a folder `pricetune export` wrote (to HF_USER/<run name>-merged or -gguf).")
     pu.add_argument("--repo-id", help="Target repo USER/NAME (default: HF_USER/<run name>, as in the reference).")
     pu.add_argument("--public", action="store_true", help="Create the repo as public (default: private).")
 

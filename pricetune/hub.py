@@ -2,6 +2,7 @@
 
     pricetune push runs/price-2026-11-29_12.00.00-lite                 # HF_USER/<run name>, private
     pricetune push runs/price-2026-11-29_12.00.00-lite --repo-id me/my-pricer
+    pricetune push merged/                                             # an export: HF_USER/<run name>-merged
 
 The token comes from HF_TOKEN or huggingface_hub's own login store, is passed in memory to the calls
 that need it, and is never written, logged or added to a git credential store. Set HF_ENDPOINT to
@@ -98,10 +99,34 @@ def public_config(run_dir: Path) -> str | None:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def stage_upload(run_dir: Path, staging: Path) -> list[str]:
-    """Copy the allowlisted files of a run (or checkpoint) into `staging`; returns their names."""
+def stage_export(folder: Path, staging: Path) -> list[str]:
+    """A folder `pricetune export` wrote, as it is (the model, its tokenizer, a regress head's scale, a GGUF
+    and its Modelfile), its EXPORT_INFO without the local path of the run it came from."""
+    import json
     import shutil
 
+    from .config import EXPORT_INFO, public_value
+
+    names = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != EXPORT_INFO:
+            shutil.copy2(path, staging / path.name)
+            names.append(path.name)
+    info = json.loads((folder / EXPORT_INFO).read_text(encoding="utf-8"))
+    info["run"] = public_value(info.get("run"))
+    (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return names + [EXPORT_INFO]
+
+
+def stage_upload(run_dir: Path, staging: Path) -> list[str]:
+    """Copy the allowlisted files of a run (or checkpoint), or an exported folder, into `staging`; returns
+    their names."""
+    import shutil
+
+    from .config import is_export
+
+    if is_export(run_dir):
+        return stage_export(run_dir, staging)
     names = []
     full = not (run_dir / "adapter_config.json").is_file() and (run_dir / "model.safetensors").is_file()
     for name in UPLOAD + (FULL_MODEL if full else ()):
@@ -154,7 +179,7 @@ def push_folder(
             try:
                 ensure_repo(api, repo_id, private)
                 api.upload_folder(repo_id=repo_id, folder_path=tmp,
-                                  commit_message="Upload adapter trained with pricetune")
+                                  commit_message="Upload a model trained with pricetune")
                 return repo_id
             except PricetuneError:
                 raise
@@ -172,25 +197,42 @@ def push_command(run_dir: str | Path, repo_id: str | None) -> str:
     return f"pricetune push {run_dir}" + (f" --repo-id {repo_id}" if repo_id else "")
 
 
+def export_name(folder: Path) -> str | None:
+    """The repo name of a folder `pricetune export` wrote: its run's name and what it is ("...-merged",
+    "...-gguf"); None for any other folder."""
+    import json
+
+    from .config import EXPORT_INFO, is_export
+
+    if not is_export(folder):
+        return None
+    info = json.loads((folder / EXPORT_INFO).read_text(encoding="utf-8"))
+    return f"{Path(info.get('run') or folder.resolve()).name}-{'gguf' if info.get('format') == 'gguf' else 'merged'}"
+
+
 def push_run(run_dir: str | Path, repo_id: str | None = None, private: bool = True, log=print,
              retries: int = 3, backoff: float = 2.0) -> str:
-    """`pricetune push`: push a finished run's adapter. Raises PricetuneError with the reason."""
+    """`pricetune push`: push a finished run's adapter, or a folder `pricetune export` wrote (to
+    HF_USER/<run name>-merged or -gguf). Raises PricetuneError with the reason."""
     from .config import load_run_config
 
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    if not (run_dir / cfg.weights_file).is_file():
-        raise PricetuneError(f"{run_dir} holds no {cfg.weights_file}; is it a finished run?")
+    name, wanted, hub_user = export_name(run_dir), repo_id, None
+    if name is None:
+        cfg = load_run_config(run_dir)
+        if not (run_dir / cfg.weights_file).is_file():
+            raise PricetuneError(f"{run_dir} holds no {cfg.weights_file}; is it a finished run?")
+        name, wanted, hub_user = cfg.run_name, repo_id or cfg.hub_model_id, cfg.hub_user
     token = get_token()
     if token is None:  # the Hub takes no upload without one, whatever the repo
         raise PricetuneError("no Hugging Face token: set HF_TOKEN to a token with write access (or run `hf auth "
                              f"login`), then: {push_command(run_dir, repo_id)}")
     try:
-        target = resolve_repo_id(cfg.run_name, repo_id or cfg.hub_model_id, cfg.hub_user, token)
+        target = resolve_repo_id(name, wanted, hub_user, token)
     except PricetuneError:
         raise
     except Exception as e:  # whoami with a refused or expired token
-        raise PricetuneError(f"could not find your Hub user name: {describe_failure(e, token)}. The adapter is "
+        raise PricetuneError(f"could not find your Hub user name: {describe_failure(e, token)}. Everything is "
                              f"safe in {run_dir}; retry with: {push_command(run_dir, repo_id)}") from None
     try:
         return push_folder(run_dir, target, private, token, retries, backoff, log)
@@ -198,7 +240,7 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, private: bool = Tr
         raise
     except Exception as e:
         raise PricetuneError(
-            f"push to {target} failed: {describe_failure(e, token)}. The adapter is safe in {run_dir}; "
+            f"push to {target} failed: {describe_failure(e, token)}. Everything is safe in {run_dir}; "
             f"retry with: {push_command(run_dir, target)}"
         ) from None
 

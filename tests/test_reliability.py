@@ -330,6 +330,31 @@ def test_push_uploads_an_allowlist_and_a_config_without_local_paths(tmp_path):
     assert config["output_dir"] is None and str(tmp_path) not in (staging / hub.CONFIG_NAME).read_text()
 
 
+def test_an_exported_folder_pushes_as_it_is_to_its_run_name_without_local_paths(tmp_path, monkeypatch):
+    """`pricetune push merged/`: it said "merged is not a pricetune run directory"; an exported model (the
+    merge vLLM serves, or a GGUF) goes as it is, to HF_USER/<run name>-merged, private."""
+    import huggingface_hub
+
+    from pricetune import hub
+
+    run, out = _fake_run(tmp_path), tmp_path / "merged"
+    out.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "regression_head.json"):
+        (out / name).write_text("{}")
+    (out / "pricetune_export.json").write_text(json.dumps({"run": str(run), "objective": "regress"}))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    names = hub.stage_upload(out, staging)
+    assert sorted(names) == sorted(p.name for p in out.iterdir()) == sorted(p.name for p in staging.iterdir())
+    assert str(tmp_path) not in (staging / "pricetune_export.json").read_text()  # the run's place stays here
+    pushed = []
+    monkeypatch.setattr(hub, "get_token", lambda: "a-token")
+    monkeypatch.setattr(huggingface_hub.HfApi, "whoami", lambda self, token=None: {"name": "me"})
+    monkeypatch.setattr(hub, "push_folder", lambda folder, target, private, *a: pushed.append((folder, target, private)))
+    hub.push_run(out)
+    assert pushed == [(out, f"me/{run.name}-merged", True)]
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("objective", ["regress", "generate"])
 def test_resume_is_exact_on_the_default_path(tmp_path, objective):
