@@ -33,12 +33,12 @@ def folder_stamp(path: str | None) -> list:
 
 
 def model_key(ns) -> str:
-    """What `predict`'s prices depend on: the model (a run, adapter or ensemble by its files), how it is
-    loaded and how its answers are read."""
+    """What `predict`'s prices depend on: the model (a run, adapter, ensemble or exported folder by its
+    files), how it is loaded and how its answers are read."""
     names = ("run", "adapter", "base_model", "no_adapter", "quantization", "precision", "no_merge", "decode",
              "samples", "batch_size", "ensemble")
     what = [getattr(ns, name, None) for name in names]
-    for name in ("run", "adapter", "ensemble"):
+    for name in ("run", "adapter", "ensemble", "base_model"):
         what += folder_stamp(getattr(ns, name, None))
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
