@@ -101,7 +101,7 @@ def public_config(run_dir: Path) -> str | None:
 
 def stage_export(folder: Path, staging: Path) -> list[str]:
     """A folder `pricetune export` wrote, as it is (the model, its tokenizer, a regress head's scale, a GGUF
-    and its Modelfile), its EXPORT_INFO without the local path of the run it came from."""
+    and its Modelfile), its EXPORT_INFO without the local paths of the run it came from and its data."""
     import json
     import shutil
 
@@ -113,7 +113,8 @@ def stage_export(folder: Path, staging: Path) -> list[str]:
             shutil.copy2(path, staging / path.name)
             names.append(path.name)
     info = json.loads((folder / EXPORT_INFO).read_text(encoding="utf-8"))
-    info["run"] = public_value(info.get("run"))
+    for key in ("run", "dataset", "base_model"):
+        info[key] = public_value(info.get(key))
     (staging / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return names + [EXPORT_INFO]
 

@@ -92,6 +92,9 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
                  str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "priced.jsonl")]) == 0
     priced = [json.loads(line)["price_predicted"] for line in (tmp_path / "priced.jsonl").read_text().splitlines()]
     assert priced == pytest.approx(prices, rel=1e-4)
+    assert main(["evaluate", "--base-model", str(out), "--no-adapter", "--precision", "fp32", "--split", "val",
+                 "--limit", "4", "--output-dir", str(tmp_path / "eval")]) == 0  # on its run's data, unasked
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 4
     for option in ("--run", "--adapter"):  # the folder where a run or an adapter goes: the command that prices it
         assert main(["predict", option, str(out), prompts[0]]) == 2
         assert f"price it with --base-model {out} --no-adapter" in capsys.readouterr().err

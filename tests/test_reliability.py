@@ -341,12 +341,13 @@ def test_an_exported_folder_pushes_as_it_is_to_its_run_name_without_local_paths(
     out.mkdir()
     for name in ("config.json", "model.safetensors", "tokenizer.json", "regression_head.json"):
         (out / name).write_text("{}")
-    (out / "pricetune_export.json").write_text(json.dumps({"run": str(run), "objective": "regress"}))
+    (out / "pricetune_export.json").write_text(json.dumps({"run": str(run), "objective": "regress",
+                                                           "dataset": str(tmp_path / "data"), "base_model": "smollm2-135m"}))
     staging = tmp_path / "staging"
     staging.mkdir()
     names = hub.stage_upload(out, staging)
     assert sorted(names) == sorted(p.name for p in out.iterdir()) == sorted(p.name for p in staging.iterdir())
-    assert str(tmp_path) not in (staging / "pricetune_export.json").read_text()  # the run's place stays here
+    assert str(tmp_path) not in (staging / "pricetune_export.json").read_text()  # the run's and data's places stay here
     pushed = []
     monkeypatch.setattr(hub, "get_token", lambda: "a-token")
     monkeypatch.setattr(huggingface_hub.HfApi, "whoami", lambda self, token=None: {"name": "me"})

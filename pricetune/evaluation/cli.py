@@ -100,7 +100,7 @@ def check_arguments(ns) -> None:
 def source_dataset(ns):
     """(run directory or None, loaded ensemble or None, the dataset to score on), refusing what would
     judge a model on its own training rows."""
-    from ..config import load_run_config, refuse_val_of_refit
+    from ..config import EXPORT_INFO, is_export, load_run_config, refuse_val_of_refit
 
     run_dir = ns.target if ns.target and Path(ns.target).is_dir() else None
     if ns.target and not run_dir and not ns.adapter:
@@ -120,6 +120,8 @@ def source_dataset(ns):
     dataset = ns.dataset or (load_run_config(run_paths(run_dir)[0]).dataset if run_dir else None)
     if dataset is None and ensemble is not None:
         dataset = ensemble.record["dataset"]
+    if dataset is None and ns.no_adapter and is_export(ns.base_model or ""):  # an exported run's data
+        dataset = json.loads((Path(ns.base_model) / EXPORT_INFO).read_text(encoding="utf-8")).get("dataset")
     if dataset is None and ns.target and not run_dir:
         # a mistyped run directory reads as a Hub adapter id; say both
         raise PricetuneError(f"{ns.target} is not a run directory here; if it is an adapter on the Hub, pass "

@@ -92,7 +92,8 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
     merged = merged.to(DTYPES[dtype])
     merged.config.use_cache = True
     info = {"run": str(run), "base_model": cfg.base_model, "objective": cfg.objective, "dtype": dtype,
-            "max_length": cfg.max_length, "max_logit_difference": diff, "trained_quantization": cfg.quantization}
+            "max_length": cfg.max_length, "dataset": cfg.dataset, "max_logit_difference": diff,
+            "trained_quantization": cfg.quantization}
     if regress:
         info["pooling"] = scale.pooling
     out.mkdir(parents=True, exist_ok=True)

@@ -190,7 +190,7 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
         back = AutoModelForCausalLM.from_pretrained(out, gguf_file=name).eval()
         back_tok = AutoTokenizer.from_pretrained(out, gguf_file=name)
         info = {"run": str(run), "base_model": cfg.base_model, "objective": cfg.objective, "format": "gguf",
-                "max_length": cfg.max_length, "quant": quant, "file": name,
+                "max_length": cfg.max_length, "dataset": cfg.dataset, "quant": quant, "file": name,
                 "converter": f"llama.cpp convert_hf_to_gguf.py ({llama_cpp or f'llama-cpp-python {LLAMA_CPP_PYTHON} sdist'})",
                 "check_transformers": price_agreement(reference, greedy_prices(back, back_tok, prompts, cfg.max_length))}
         via_llama_cpp = llama_cpp_prices(out / name, prompts)
