@@ -57,7 +57,7 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
 
 @pytest.mark.parametrize("pooling,loss", [("last", "l1"), ("mean", "huber")])
 def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, small_dataset_dir, tmp_path, demo_splits,
-                                                                pooling, loss, capsys):
+                                                                pooling, loss, capsys, monkeypatch):
     from transformers import AutoModelForSequenceClassification
 
     from pricetune.config import resolve_config
@@ -95,6 +95,23 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
     assert main(["evaluate", "--base-model", str(out), "--no-adapter", "--precision", "fp32", "--split", "val",
                  "--limit", "4", "--output-dir", str(tmp_path / "eval")]) == 0  # on its run's data, unasked
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 4
+    # pushed (`pricetune push merged/`) and read back from the Hub: the same; any other Hub model is not an export
+    import huggingface_hub
+
+    from pricetune.inference.load import exported_folder
+
+    def download(repo, filename, **_):
+        if repo != "me/run-merged":
+            raise huggingface_hub.errors.RepositoryNotFoundError("404")
+        return str(out / filename)
+
+    assert exported_folder("me/run-merged") is None  # offline (as the suite runs): no request, not an export
+    for offline in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # this Hub is a stub
+        monkeypatch.setenv(offline, "0")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **_: str(out))
+    assert Pricer.from_export("me/run-merged", precision="fp32").price_many(prompts) == pytest.approx(prices, rel=1e-4)
+    assert exported_folder("someone/a-base") is None and exported_folder("smollm2-135m") is None
     for option in ("--run", "--adapter"):  # the folder where a run or an adapter goes: the command that prices it
         assert main(["predict", option, str(out), prompts[0]]) == 2
         assert f"price it with --base-model {out} --no-adapter" in capsys.readouterr().err

@@ -121,7 +121,9 @@ def load_model(
     elif adapter is not None:
         src = source_of_adapter(adapter, base_model)
     elif base_model is not None:
-        src = source_of_export(base_model) if is_export(base_model) else Source(base_model, f"{base_model} (no adapter)")
+        folder = exported_folder(base_model)
+        src = source_of_export(folder, base_model) if folder else Source(base_model, f"{base_model} (no adapter)")
+        base_model = src.base_model
     else:
         raise PricetuneError("say what to load: a run directory, --adapter HUB_ID, or --base-model NAME --no-adapter")
     base_model = base_model or src.base_model
@@ -167,11 +169,30 @@ def source_of_run(run: str) -> Source:
     return src
 
 
-def source_of_export(folder: str) -> Source:
-    """A model `pricetune export` wrote, priced as its run priced: its objective (a regress folder with its
-    head's scale), its prompt length, unquantized unless asked (it was written in the precision chosen)."""
+def exported_folder(base_model: str) -> str | None:
+    """The folder of a model `pricetune export` wrote: the path itself, or a Hub repo that holds one
+    (`pricetune push merged/`), downloaded; None for any other model (one small request asks a Hub id)."""
+    if is_export(base_model):
+        return base_model
+    from ..data.sources import hub_offline
+
+    if Path(base_model).exists() or base_model.count("/") != 1 or hub_offline():
+        return None
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    try:
+        hf_hub_download(base_model, EXPORT_INFO)
+    except Exception:  # not there, no such repo, gated, offline: not an export
+        return None
+    return snapshot_download(base_model)
+
+
+def source_of_export(folder: str, name: str | None = None) -> Source:
+    """A model `pricetune export` wrote (in `folder`; `name`: as the user gave it), priced as its run priced:
+    its objective (a regress folder with its head's scale), its prompt length, unquantized unless asked
+    (it was written in the precision chosen)."""
     info = json.loads((Path(folder) / EXPORT_INFO).read_text(encoding="utf-8"))
-    label, length = f"{folder} (exported from {info.get('run')})", int(info.get("max_length") or 128)
+    label, length = f"{name or folder} (exported from {info.get('run')})", int(info.get("max_length") or 128)
     if info.get("format") == "gguf":
         return Source(str(Path(folder) / info["file"]), label, "none", length)
     if info.get("objective") != "regress":
