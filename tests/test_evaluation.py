@@ -1,8 +1,10 @@
 import json
 import math
+import re
 import shutil
 import statistics
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -318,3 +320,16 @@ def test_comparison_table_folds_long_names_instead_of_cutting_them(capsys, monke
     assert "$607.66" in out and "$3,043.20" in out
     headers = "".join(line.split("┃")[4] for line in out.splitlines() if line.startswith("┃"))
     assert headers.replace(" ", "") == "demo/eval-tfidf"
+
+
+def test_an_evaluation_folder_names_a_decoding_only_where_one_was_used(tmp_path):
+    """A regress run's evaluations were named eval-val-greedy-...: it decodes nothing (--decode is refused for it)."""
+    from types import SimpleNamespace
+
+    from pricetune.evaluation.cli import _default_out
+
+    ns = SimpleNamespace(output_dir=None, split="val", target=str(tmp_path))
+    assert re.fullmatch(r"eval-val-\d{8}-\d{6}", _default_out(ns, "a run", None).name)
+    assert re.fullmatch(r"eval-val-median-\d{8}-\d{6}", _default_out(ns, "a run", "median").name)
+    ns.target = None  # not a run directory: in runs/, named by what was scored
+    assert _default_out(ns, "TF-IDF ridge", None).parent == Path("runs")

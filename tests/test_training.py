@@ -111,6 +111,7 @@ def test_train_cli_writes_the_run_directory(tiny_model_dir, small_dataset_dir, t
     assert main(["evaluate", str(out), "--limit", "8"]) == 0
     eval_dir = Path(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("eval: "))
     assert eval_dir.parent == out and json.loads((eval_dir / "metrics.json").read_text())["n"] == 8
+    assert eval_dir.name.startswith("eval-test-greedy-")  # a generate run's folder names its decoding
     for name in ["predictions.jsonl", "scatter.png", "error_trend.png", "report.html"]:
         assert (eval_dir / name).is_file()
 

@@ -70,12 +70,13 @@ def safe_name(text: str, limit: int = 40) -> str:
     return (re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "eval")[:limit]
 
 
-def _default_out(ns, label: str) -> Path:
+def _default_out(ns, label: str, decode: str | None) -> Path:
+    """`--output-dir`, else a new eval-SPLIT[-DECODE]-TIME folder (the decoding of a generate run; a regress
+    run decodes nothing) in the run directory, or in runs/ named by `label`."""
     if ns.output_dir:
         return Path(ns.output_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    how = ns.decode if not (ns.baseline or ns.ensemble or ns.predictions) else "x"
-    name = f"eval-{ns.split}-{how}-{stamp}" if how != "x" else f"eval-{ns.split}-{stamp}"
+    name = f"eval-{ns.split}-{decode}-{stamp}" if decode else f"eval-{ns.split}-{stamp}"
     if ns.target and Path(ns.target).is_dir():
         return Path(ns.target) / name
     return Path("runs") / f"{name}-{safe_name(label)}"
@@ -196,7 +197,7 @@ def evaluate_cli(ns) -> int:
     metrics, rows = score(titles, truths, scored.texts, scored.guesses, categories)
     if calibration is not None:
         metrics["interval"] = intervals.coverage_report(truths, scored.guesses, calibration, ns.interval)
-    out = _default_out(ns, scored.label)
+    out = _default_out(ns, scored.label, scored.settings.get("decode"))
     write_outputs(out, scored.label, metrics, rows, settings)
     if ledger_entry is not None:
         ledger.record(*ledger_entry, dataset=settings["dataset"], what=ns.name or scored.label, n=metrics["n"],
