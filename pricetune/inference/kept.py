@@ -81,8 +81,11 @@ def kept_file(path: Path, key: str, kept: dict):
     with path.open("a" if kept else "w", encoding="utf-8") as f:
         if not kept:
             f.write(json.dumps({"model": key}) + "\n")
-        elif not path.read_bytes().endswith(b"\n"):
-            f.write("\n")  # after a line a kill cut short
+        else:
+            with path.open("rb") as tail:  # its last byte only: read_kept has read the whole file once
+                tail.seek(-1, 2)
+                if tail.read(1) != b"\n":
+                    f.write("\n")  # after a line a kill cut short
         yield f
 
 
