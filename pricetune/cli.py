@@ -4,8 +4,8 @@
     pricetune prepare catalog.csv --out data/mine  # a raw catalog -> train/val/test + a data card
     pricetune train --preset lite --dry-run # the reference lite recipe, resolved, nothing loaded
     pricetune train --config amazon-18k-regress  # the shipped Amazon items, on a CPU
-    pricetune push RUN_DIR [--repo-id USER/NAME]
-    pricetune evaluate RUN_DIR [--limit 200] [--decode greedy|expected|median]
+    pricetune push RUN_DIR                  # private, HF_USER/<run name>; or --repo-id USER/NAME
+    pricetune evaluate RUN_DIR --limit 200  # --decode greedy|expected|median for a generate run
     pricetune evaluate --baseline tfidf --dataset amazon-18k --limit 0
     pricetune ensemble --dataset DIR --member RUN_DIR --member tfidf --out ENS_DIR
     pricetune ensemble --refit ENS_DIR --swap RUN_DIR=REFIT_RUN_DIR --out ENS_REFIT   # same weights, train + val

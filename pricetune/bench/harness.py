@@ -1,8 +1,8 @@
 """Side-by-side benchmarks: the reference recipe against pricetune, same model, data, batch and seed.
 
     pricetune bench train --steps 8 --batch-size 16 --json bench/results/train.json
-    pricetune bench eval --limit 64 --run runs/<a run> --json bench/results/eval.json
-    pricetune bench eval --limit 0 --run runs/<a regress run> --quantization none --json bench/results/merge.json
+    pricetune bench eval --limit 64 --run RUN_DIR --json bench/results/eval.json
+    pricetune bench eval --limit 0 --run REGRESS_RUN --quantization none --json bench/results/merge.json
 
 Data: ../shared/data/amazon-items when it is beside the checkout, else the embedded demo data.
 

@@ -1,7 +1,7 @@
 """The regress objective: a scalar head on the base model's hidden states, trained on log price.
 
-    pricetune train --config amazon-18k-regress              # or --objective regress with any dataset
-    pricetune evaluate runs/<a regress run>                  # one forward pass per item, no decoding
+    pricetune train --config amazon-18k-regress --output-dir runs/18k   # or --objective regress, any dataset
+    pricetune evaluate runs/18k                              # one forward pass per item, no decoding
 
 The model is transformers' sequence-classification form of the base (`num_labels=1`, the head
 `score`) with LoRA on the base and the head trained in full (PEFT `task_type="SEQ_CLS"`, head in
