@@ -1,6 +1,7 @@
 """The commands and files the user docs name still exist: every `pricetune ...` command in README.md,
-docs/*.md and the package's module docstrings parses with today's command line, every shipped config
-it names exists, and every script or result file named by its path from the repository root is there.
+docs/*.md, docs/results/*/README.md and the package's module docstrings parses with today's command
+line, every shipped config it names exists, and every script or result file named by its path from the
+repository root is there.
 
     pytest tests/test_docs.py
 
@@ -23,7 +24,7 @@ from pricetune.cli import build_parser
 from pricetune.config import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("docs/results/*/README.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 SHELL = {"", "bash", "sh", "console"}
 # a path from the repository root, as the docs name scripts and result files
