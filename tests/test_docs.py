@@ -182,3 +182,29 @@ def test_every_file_the_docs_name_from_the_repository_root_exists():
             if not list(ROOT.glob(one)):
                 missing.append(f"{doc}: {one}")
     assert not missing, "\n".join(missing)
+
+
+def test_every_python_block_names_what_the_package_has():
+    """The docs' Python: each name it imports exists, and each method it calls on a Pricer (`Pricer.x`,
+    `pricer.x`, `.from_x(` in a comment) is one."""
+    import importlib
+
+    from pricetune.inference import Pricer
+
+    missing = []
+    for doc in DOCS:
+        for language, body in FENCE.findall(doc.read_text()):
+            if language != "python":
+                continue
+            tree = ast.parse(body)
+            # the constructors a comment offers too (`# or .from_ensemble(...)`)
+            missing += [f"{doc.name}: Pricer.{name}" for name in re.findall(r"\.(from_\w+)\(", body)
+                        if not hasattr(Pricer, name)]
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    module = importlib.import_module(node.module)
+                    missing += [f"{doc.name}: {node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                        and node.value.id.lower() == "pricer" and not hasattr(Pricer, node.attr):
+                    missing.append(f"{doc.name}: Pricer.{node.attr}")
+    assert not missing, "\n".join(missing)
