@@ -9,6 +9,8 @@ import random
 
 import pytest
 
+from pricetune.errors import PricetuneError
+
 from .conftest import write_jsonl
 from .test_regress import _ensemble_data, _synthetic
 
@@ -106,8 +108,17 @@ def test_ensemble_refuses_a_bad_combination(tmp_path, capsys):
     # a mistyped run is named before TF-IDF, listed first, is fitted
     assert main([*base[:-2], "--member", str(tmp_path / "runs" / "nope"), "--out", str(tmp_path / "d")]) == 2
     out, err = capsys.readouterr()
-    assert "nope is not a pricetune run directory" in err and "pricing" not in out
-    assert not any((tmp_path / p).exists() for p in "bcd")
+    assert "runs/nope: no such run folder here, and not a classical member (tfidf, tfidf-knn, mlp" in err
+    assert "pricing" not in out
+    # a mistyped classical member is named with the one meant (it was "mpl is not a pricetune run directory")
+    assert main([*base[:-2], "--member", "mpl", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "--member mpl: no such run folder here" in err and "(did you mean mlp?)" in err
+    # a folder that is there but holds no run still says so
+    (tmp_path / "empty").mkdir()
+    assert main([*base[:-2], "--member", str(tmp_path / "empty"), "--out", str(tmp_path / "f")]) == 2
+    assert "is not a pricetune run directory (no config.yaml)" in capsys.readouterr().err
+    assert not any((tmp_path / p).exists() for p in "bcdef")
 
 
 def test_a_stack_gives_no_price_where_a_weighted_member_gave_none():
@@ -135,6 +146,10 @@ def test_a_saved_ensemble_finds_its_runs_from_any_directory(tmp_path, monkeypatc
     loaded = Ensemble.load(ens_dir)
     assert loaded.members[0].spec == str((tmp_path / "work" / "runs" / "x").resolve())
     assert loaded.members[1].spec == "tfidf"
+    # its run moved away: said as that, with what to do (it was "... is not a pricetune run directory")
+    (tmp_path / "work" / "runs" / "x").rename(tmp_path / "work" / "runs" / "y")
+    with pytest.raises(PricetuneError, match=r"ens: its member run .*runs/x is not there \(moved or deleted\?\)"):
+        Ensemble.load(ens_dir).predictors()
 
 
 def test_a_failed_fit_keeps_its_priced_members_and_the_same_command_continues(tmp_path, monkeypatch):

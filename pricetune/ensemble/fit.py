@@ -10,6 +10,7 @@ was combined, with the combination's cross-validated val MAE to compare ways of 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PricetuneError
-from ..inference.members import FITTED, Member, Predictor
+from ..inference.members import CLASSICAL, FITTED, Member, Predictor
 from ..options import refuse_filled_folder
 from .weights import METHODS, cross_validated_mae, fit_combination, mae_of
 
@@ -61,6 +62,11 @@ def check_members(members: list[Member], dataset: str, log=print) -> None:
         from ..inference import run_paths
 
         for spec in runs:
+            if not Path(spec).exists():
+                close = difflib.get_close_matches(spec, CLASSICAL, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise PricetuneError(f"--member {spec}: no such run folder here, and not a classical member "
+                                     f"({', '.join(CLASSICAL)}){hint}")
             run_dir = run_paths(spec)[0]
             trained_on = load_run_config(run_dir).dataset
             refuse_val_of_refit(run_dir, "fitting ensemble weights")

@@ -148,6 +148,10 @@ class Ensemble:
                 out.append(None)
             elif m.spec in ("median", "mean"):
                 out.append(Predictor(m, constant_value=self.constants[m.spec]))
+            elif not m.classical and not Path(m.spec).exists():
+                raise PricetuneError(f"{self.folder}: its member run {m.spec} is not there (moved or deleted?); "
+                                     "an ensemble finds its runs by their place beside its folder: put the run "
+                                     "back, or choose again (`pricetune select` or `pricetune ensemble`)")
             else:
                 out.append(Predictor(m, self.folder))
         return out
