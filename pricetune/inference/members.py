@@ -142,16 +142,18 @@ class Ensemble:
 
     def predictors(self) -> list[Predictor | None]:
         """Loaded members (None for those of weight 0: they are not loaded at all)."""
+        gone = [m.spec for m, w in zip(self.members, self.weights) if w != 0 and not m.classical
+                and not Path(m.spec).exists()]
+        if gone:  # said before any member loads
+            raise PricetuneError(f"{self.folder}: its member run {gone[0]} is not there (moved or deleted?); an "
+                                 "ensemble finds its runs by their place beside its folder: put the run back, or "
+                                 "choose again (`pricetune select` or `pricetune ensemble`)")
         out = []
         for m, w in zip(self.members, self.weights):
             if w == 0:
                 out.append(None)
             elif m.spec in ("median", "mean"):
                 out.append(Predictor(m, constant_value=self.constants[m.spec]))
-            elif not m.classical and not Path(m.spec).exists():
-                raise PricetuneError(f"{self.folder}: its member run {m.spec} is not there (moved or deleted?); "
-                                     "an ensemble finds its runs by their place beside its folder: put the run "
-                                     "back, or choose again (`pricetune select` or `pricetune ensemble`)")
             else:
                 out.append(Predictor(m, self.folder))
         return out
