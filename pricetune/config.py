@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .bases import is_encoder_name
+from .bases import KNOWN, is_encoder_name
 from .errors import ConfigError
 
 REFERENCE_BASE_MODEL = "meta-llama/Llama-3.2-3B"
@@ -443,3 +443,11 @@ def public_value(value) -> str | None:
         return f"<local: {Path(text).name}>"
     return text
 
+
+def hub_base_model(base_model: str | None) -> str | None:
+    """The base as a Hub model card's metadata names one: a model id. The Hub refuses a push whose card
+    names anything else (a local folder, a GGUF file), so such a base is left out; a base known by name is
+    the Hub model its package's weights are a copy of."""
+    if base_model in KNOWN:
+        return KNOWN[base_model].hub_id
+    return base_model if base_model and public_value(base_model) == base_model else None

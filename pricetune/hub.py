@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import yaml
 from transformers import TrainerCallback
 
 from .baselines.neighbours import INDEX_FILE
@@ -85,8 +86,6 @@ def resolve_repo_id(run_name: str, repo_id: str | None, hub_user: str | None, to
 
 def public_config(run_dir: Path) -> str | None:
     """The run's resolved config without local paths (output directory, local dataset folders)."""
-    import yaml
-
     path = run_dir / "config.yaml"
     if not path.is_file():
         return None
@@ -97,6 +96,30 @@ def public_config(run_dir: Path) -> str | None:
     for key in ("dataset", "base_model"):
         cfg[key] = public_value(cfg.get(key))
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def scrub_base_model(staging: Path, base_model: str | None) -> None:
+    """The base as the Hub may see it, in the staged card and adapter config: the card's metadata names a
+    Hub model id or none (the Hub refuses a card that names a local folder; cards written before said
+    `<local: NAME>`), and the adapter a local base by its last part only, as the config does."""
+    import json
+
+    from .config import hub_base_model, public_value
+
+    card = staging / "README.md"
+    parts = card.read_text(encoding="utf-8").split("---\n", 2) if card.is_file() else []
+    if len(parts) == 3 and parts[0] == "":
+        front = yaml.safe_load(parts[1]) or {}
+        front.pop("base_model", None)
+        if hub_base_model(base_model):
+            front = {"base_model": hub_base_model(base_model), **front}
+        card.write_text(f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n{parts[2]}", encoding="utf-8")
+    adapter = staging / "adapter_config.json"
+    if adapter.is_file():
+        peft = json.loads(adapter.read_text(encoding="utf-8"))
+        if peft.get("base_model_name_or_path"):
+            peft["base_model_name_or_path"] = public_value(peft["base_model_name_or_path"])
+        adapter.write_text(json.dumps(peft, indent=2) + "\n", encoding="utf-8")
 
 
 def stage_export(folder: Path, staging: Path) -> list[str]:
@@ -143,6 +166,8 @@ def stage_upload(run_dir: Path, staging: Path) -> list[str]:
     if config is not None:
         (staging / CONFIG_NAME).write_text(config, encoding="utf-8")
         names.append(CONFIG_NAME)
+        scrub_base_model(staging, (yaml.safe_load((home / "config.yaml").read_text(encoding="utf-8")) or {})
+                         .get("base_model"))
     if "adapter_config.json" not in names and "model.safetensors" not in names:
         raise PricetuneError(f"{run_dir} holds no adapter (adapter_config.json) or model (model.safetensors) to push")
     return names

@@ -155,6 +155,11 @@ def test_a_smollm2_adapter_names_its_base_and_loads_from_its_own_files(tmp_path,
     path = staged / "adapter_config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "base_model_name_or_path": "None"}))
     assert Pricer.from_hub(str(staged), batch_size=3).price_many(prompts) == pytest.approx(expected, rel=1e-5)
+    # a base from the trainer's disk travels by its name only: say what to pass
+    path.write_text(json.dumps({**json.loads(path.read_text()), "base_model_name_or_path": "<local: my-base>"}))
+    with pytest.raises(PricetuneError, match="did not travel with it: pass --base-model"):
+        Pricer.from_hub(str(staged))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "base_model_name_or_path": "None"}))
     (staged / hub.CONFIG_NAME).unlink()  # and with no record of the base at all: say what to pass
     with pytest.raises(PricetuneError, match="--base-model"):
         Pricer.from_hub(str(staged))

@@ -52,7 +52,17 @@ def test_the_model_card_names_no_local_folder(tmp_path):
     write_model_card(tmp_path, local, dict(train_rows=5, val_rows=2, steps=1, initial_eval_loss=None,
                                            final_eval_loss=None, precision="fp32", device="cpu"))
     front = yaml.safe_load((tmp_path / "README.md").read_text().split("---\n")[1])
-    assert front["base_model"] == "<local: my-base>" and front["library_name"] == "peft"
+    # ... with no base_model: the Hub refuses a push whose card names one that is no Hub model id
+    assert "base_model" not in front and front["library_name"] == "peft"
+    assert "<local: my-base>" in (tmp_path / "README.md").read_text()  # the text still says what it was
+    # a base known by name is the Hub model its package's weights copy; a Hub id is itself
+    for base, named in (("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct"), ("gemma-3-270m", "google/gemma-3-270m"),
+                        ("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2"),
+                        ("meta-llama/Llama-3.2-3B", "meta-llama/Llama-3.2-3B")):
+        write_model_card(tmp_path, cfg.model_copy(update=dict(base_model=base)),
+                         dict(train_rows=5, val_rows=2, steps=1, initial_eval_loss=None, final_eval_loss=None,
+                              precision="fp32", device="cpu"))
+        assert yaml.safe_load((tmp_path / "README.md").read_text().split("---\n")[1])["base_model"] == named
 
 
 def test_metrics_of_steps_after_the_checkpoint_leave_on_resume(tmp_path):

@@ -330,6 +330,35 @@ def test_push_uploads_an_allowlist_and_a_config_without_local_paths(tmp_path):
     assert config["output_dir"] is None and str(tmp_path) not in (staging / hub.CONFIG_NAME).read_text()
 
 
+def test_a_push_names_a_local_base_by_no_path_and_its_card_by_no_base_the_hub_would_refuse(tmp_path):
+    """A run of a base on its trainer's disk: the adapter config named the base's full path (a folder of that
+    machine, on the Hub), and the card's metadata said `base_model: <local: my-base>`, which the Hub's
+    metadata check refuses, so the push failed after the repo was made."""
+    from pricetune import hub
+
+    run = _fake_run(tmp_path)
+    base = tmp_path / "alice" / "my-base"
+    base.mkdir(parents=True)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "base_model": str(base)}))
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base), "r": 8}))
+    (run / "README.md").write_text("---\nbase_model: '<local: my-base>'\nlibrary_name: peft\n---\n# card\n")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    hub.stage_upload(run, staging)
+    for name in ("adapter_config.json", "README.md", hub.CONFIG_NAME):
+        assert str(tmp_path) not in (staging / name).read_text(), name
+    assert json.loads((staging / "adapter_config.json").read_text()) == {"base_model_name_or_path": "<local: my-base>",
+                                                                         "r": 8}
+    front = yaml.safe_load((staging / "README.md").read_text().split("---\n")[1])
+    assert front == {"library_name": "peft"} and (staging / "README.md").read_text().endswith("# card\n")
+    # the embedded base's card names the Hub model its weights copy
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "base_model": "smollm2-135m"}))
+    hub.stage_upload(run, staging)
+    assert yaml.safe_load((staging / "README.md").read_text().split("---\n")[1])["base_model"] == \
+        "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
 def test_an_exported_folder_pushes_as_it_is_to_its_run_name_without_local_paths(tmp_path, monkeypatch):
     """`pricetune push merged/`: it said "merged is not a pricetune run directory"; an exported model (the
     merge vLLM serves, or a GGUF) goes as it is, to HF_USER/<run name>-merged, private."""

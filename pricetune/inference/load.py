@@ -232,6 +232,9 @@ def source_of_adapter(adapter: str, base_model: str | None) -> Source:
     base_model = base_model or (recorded if recorded not in (None, "None") else trained.get("base_model"))
     if base_model is None:
         raise PricetuneError(f"adapter {adapter!r} does not say which base model it was trained on; pass --base-model")
+    if base_model.startswith("<local: "):  # a pushed adapter of a local base names it by its last part only
+        raise PricetuneError(f"adapter {adapter!r} was trained on a base from its trainer's disk ({base_model}), which "
+                             "did not travel with it: pass --base-model with the path to a copy of that base")
     # load and cut prompts as the run was trained
     src = Source(base_model, adapter, trained.get("quantization"), int(trained.get("max_length") or 128), adapter)
     if trained.get("neighbours"):

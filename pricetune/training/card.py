@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import RunConfig, public_value
+from ..config import RunConfig, hub_base_model, public_value
 
 
 def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
@@ -36,12 +36,11 @@ def write_model_card(run_dir: Path, cfg: RunConfig, summary: dict) -> None:
     looked_up = (f" Each prompt also carries, after the question, the prices of the {cfg.neighbours} most similar "
                  "training items (TF-IDF cosine); `neighbours.json` holds those items, and pricetune looks every new "
                  "item up in them, so the file must travel with the adapter." if cfg.neighbours else "")
-    # written by a YAML library: a local base reads "<local: NAME>", which YAML must quote
     full = cfg.finetune == "full"
     what = "A model, every weight trained," if full else "A LoRA adapter"
-    front = yaml.safe_dump({"base_model": base, "library_name": "transformers" if full else "peft",
-                            "tags": ["pricetune", "full-finetune" if full else "lora", "price-prediction"]},
-                           sort_keys=False)
+    front = {"base_model": hub_base_model(cfg.base_model), "library_name": "transformers" if full else "peft",
+             "tags": ["pricetune", "full-finetune" if full else "lora", "price-prediction"]}
+    front = yaml.safe_dump({k: v for k, v in front.items() if v is not None}, sort_keys=False)
     card = f"""---
 {front}---
 # {cfg.run_name}
