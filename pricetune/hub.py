@@ -101,7 +101,8 @@ def public_config(run_dir: Path) -> str | None:
 def scrub_base_model(staging: Path, base_model: str | None) -> None:
     """The base as the Hub may see it, in the staged card and adapter config: the card's metadata names a
     Hub model id or none (the Hub refuses a card that names a local folder; cards written before said
-    `<local: NAME>`), and the adapter a local base by its last part only, as the config does."""
+    `<local: NAME>`, and PEFT's card in a checkpoint its path), and the adapter a local base by its last
+    part only, as the config does."""
     import json
 
     from .config import hub_base_model, public_value
@@ -111,6 +112,9 @@ def scrub_base_model(staging: Path, base_model: str | None) -> None:
     if len(parts) == 3 and parts[0] == "":
         front = yaml.safe_load(parts[1]) or {}
         front.pop("base_model", None)
+        # PEFT's card in a checkpoint tags the base as `base_model:adapter:<its path>`; the Hub adds its own
+        if "tags" in front:
+            front["tags"] = [t for t in front["tags"] or [] if not str(t).startswith("base_model:")]
         if hub_base_model(base_model):
             front = {"base_model": hub_base_model(base_model), **front}
         card.write_text(f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n{parts[2]}", encoding="utf-8")

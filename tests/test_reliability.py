@@ -352,6 +352,16 @@ def test_a_push_names_a_local_base_by_no_path_and_its_card_by_no_base_the_hub_wo
                                                                          "r": 8}
     front = yaml.safe_load((staging / "README.md").read_text().split("---\n")[1])
     assert front == {"library_name": "peft"} and (staging / "README.md").read_text().endswith("# card\n")
+    # a checkpoint's card is PEFT's, which names the base's path in its metadata and tags
+    (run / "checkpoint-2").mkdir()
+    (run / "checkpoint-2" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    (run / "checkpoint-2" / "README.md").write_text(f"---\nbase_model: {base}\nlibrary_name: peft\ntags:\n"
+                                                    f"- base_model:adapter:{base}\n- lora\n---\n# Model Card\n")
+    checkpoint = tmp_path / "checkpoint-staging"
+    checkpoint.mkdir()
+    hub.stage_upload(run / "checkpoint-2", checkpoint)
+    assert not [p.name for p in checkpoint.iterdir() if str(tmp_path) in p.read_text(errors="replace")]
+    assert yaml.safe_load((checkpoint / "README.md").read_text().split("---\n")[1])["tags"] == ["lora"]
     # the embedded base's card names the Hub model its weights copy
     (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "base_model": "smollm2-135m"}))
     hub.stage_upload(run, staging)
