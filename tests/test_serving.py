@@ -2,6 +2,7 @@
 
 import base64
 import importlib.util
+import io
 import json
 import os
 import signal
@@ -397,6 +398,46 @@ def test_file_pricing_round_trip():
         status, body, _ = _call(srv.url + "/price/file", {"format": "jsonl", "content": '{"text": "a cup", "title": "Cup"}\n'})
         assert status == 200 and body["note"].startswith("each row's 'text' is priced, its title not"), body
 
+
+
+def test_a_file_uploaded_as_itself_is_priced_as_its_json_form_is():
+    """`curl -F file=@items.csv URL/price/file`, the way a file is sent to an API: it answered "body: Invalid
+    JSON: invalid number at line 1 column 2". The file's name says its format; the reply is the same."""
+    from urllib3 import encode_multipart_formdata
+
+    app = create_app(FakePricer(), "fake")
+    with Running(app) as srv:
+        def upload(fields):
+            body, content_type = encode_multipart_formdata(fields)
+            return _call(srv.url + "/price/file", body, {"Content-Type": content_type})
+
+        csv_text = "sku,description\n1,a pen\n2,\n"
+        status, as_json, _ = _call(srv.url + "/price/file", {"format": "csv", "content": csv_text})
+        status, uploaded, _ = upload({"file": ("items.csv", csv_text.encode())})
+        assert status == 200 and uploaded == as_json and uploaded["priced"] == 1, uploaded
+        # a byte-order mark, as spreadsheets write UTF-8, is not part of the first column's name
+        status, body, _ = upload({"file": ("items.csv", b"\xef\xbb\xbf" + csv_text.encode())})
+        assert body == as_json
+        # a name with no known suffix: a format field says it
+        status, body, _ = upload({"file": ("items.txt", b"description\na cup\n")})
+        assert status == 400 and "say its format by the file's suffix or a format field: csv, tsv" in body["detail"]
+        status, body, _ = upload({"file": ("items.txt", b"description\na cup\n"), "format": "csv"})
+        assert status == 200 and body["content"].splitlines()[1] == "a cup,5.00,"
+        status, body, _ = upload({"file": ("items.csv", b"\xff\xfedescription")})
+        assert status == 400 and "not UTF-8 text" in body["detail"]
+        status, body, _ = upload({"note": "no file"})
+        assert status == 400 and "curl -F file=@items.csv" in body["detail"]
+        # a workbook goes as its bytes, and comes back as the JSON form's does (base64)
+        openpyxl = pytest.importorskip("openpyxl")
+        book = openpyxl.Workbook()
+        book.active.append(["description"])
+        book.active.append(["a pen"])
+        saved = io.BytesIO()
+        book.save(saved)
+        status, as_json, _ = _call(srv.url + "/price/file", {"format": "xlsx",
+                                                             "content": base64.b64encode(saved.getvalue()).decode()})
+        status, uploaded, _ = upload({"file": ("items.xlsx", saved.getvalue())})
+        assert status == 200 and uploaded["priced"] == 1 and uploaded == as_json
 
 # ------------------------------------------------------------------------------------------------
 # Hardening (issue review): each of these failed before its fix

@@ -3,6 +3,7 @@
     POST /price        {"description": "..."}        -> {"price": 64.0}   (or a catalog row: {"title": ..., ...})
                        {"descriptions": ["...", ...]} -> {"prices": [64.0, null], "errors": [null, "why"]}
     POST /price/file   {"format": "csv"|"tsv"|"jsonl"|"json"|"xlsx", "content": "..."} -> the same rows with a price column
+                       (or the file itself: curl -F file=@items.csv http://127.0.0.1:8000/price/file)
     GET  /health       200 when the worker runs and its batches succeed, 503 (with the reason) otherwise
     GET  /metrics      Prometheus text: requests by status, latency, batch sizes, queue depth
     GET  /             the web page;  GET /docs: the OpenAPI docs
@@ -18,10 +19,12 @@ names another machine, so a web page elsewhere cannot reach the API through DNS 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -335,11 +338,49 @@ async def price(request: Request):
     return PriceReply(prices=prices, **extra)
 
 
+async def file_request(request: Request) -> FileRequest:
+    """The body as a FileRequest: JSON, or an upload of the file itself (multipart, `curl -F
+    file=@items.csv`) whose name's suffix says its format (or a `format` field)."""
+    body = await read_body(request)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return parse(FileRequest, body)
+    import importlib.util
+
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    if importlib.util.find_spec("python_multipart") is None:
+        raise HTTPException(415, "this service reads an uploaded file with python-multipart, which is not installed "
+                            "(pip install 'pricetune[serve]'); or send {\"format\": ..., \"content\": ...} as JSON")
+
+    async def received():
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, received(), max_files=1, max_fields=1).parse()
+    except MultiPartException as e:
+        raise HTTPException(400, f"the upload: {e.message}") from None
+    files = [v for v in form.values() if isinstance(v, UploadFile)]
+    if not files:
+        raise HTTPException(400, "an upload holds the file: curl -F file=@items.csv URL/price/file")
+    name = files[0].filename or ""
+    fmt = str(form.get("format") or Path(name).suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise HTTPException(400, f"{name or 'the upload'}: say its format by the file's suffix or a format field: "
+                            f"{', '.join(FORMATS)}")
+    data = await files[0].read()
+    try:
+        content = base64.b64encode(data).decode() if fmt == "xlsx" else data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise HTTPException(400, f"{name}: not UTF-8 text (save it as UTF-8, or send an .xlsx workbook)") from None
+    return FileRequest(format=fmt, content=content)
+
+
 @router.post("/price/file", response_model=FileReply, dependencies=[Depends(authorised)],
              openapi_extra=body_schema(FileRequest))
 async def price_file(request: Request):
     start = time.perf_counter()
-    req = parse(FileRequest, await read_body(request))
+    req = await file_request(request)
     try:
         table = read_table(req.format, req.content)
     except ValueError as e:
