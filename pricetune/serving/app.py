@@ -369,6 +369,7 @@ async def file_request(request: Request) -> FileRequest:
         raise HTTPException(400, f"{name or 'the upload'}: say its format by the file's suffix or a format field: "
                             f"{', '.join(FORMATS)}")
     data = await files[0].read()
+    await form.close()  # a large upload is spooled to a temporary file
     try:
         content = base64.b64encode(data).decode() if fmt == "xlsx" else data.decode("utf-8-sig")
     except UnicodeDecodeError:
