@@ -109,11 +109,13 @@ def test_a_run_with_neighbours_trains_prices_travels_and_is_not_exported(tiny_mo
     # the same as the bare model given the looked-up prompts: the lookup is all that was added
     pricer.loaded.neighbours = None
     assert pricer.price_many(with_line) == pytest.approx(prices, rel=1e-6)
-    # as a pushed adapter: the items travel with it and are looked up the same way
+    # as a pushed adapter: the items travel with it and are looked up the same way (its base, a folder of
+    # this machine, does not travel: it is named)
     staged = tmp_path / "staged"
     staged.mkdir()
     assert INDEX_FILE in hub.stage_upload(out, staged)
-    assert Pricer.from_hub(str(staged), batch_size=4).price_many(prompts) == pytest.approx(prices, rel=1e-6)
+    assert Pricer.from_hub(str(staged), base_model=str(tiny_model_dir), batch_size=4).price_many(prompts) == \
+        pytest.approx(prices, rel=1e-6)
     # a TF-IDF lookup is a classical part: the run is no LLM-only entry, alone or in an ensemble
     assert not Member(str(out)).llm_only
     board = tmp_path / "board.json"

@@ -138,7 +138,7 @@ class Service:
     max_queue: int = 8192  # descriptions
     request_timeout_s: float = 30.0
     body_timeout_s: float = 10.0
-    max_body: int = 1 << 20
+    max_body: int = 8 << 20  # /price/file's 5,000 rows of product text, about 1 KiB each
     allowed_hosts: tuple[str, ...] | None = None  # None: any Host header
     similar: int = 0  # look-alike training items a request may ask for, per description (0: none)
     metrics: Metrics | None = None
@@ -170,12 +170,17 @@ def host_allowed(host_header: str, allowed: tuple[str, ...]) -> bool:
     return name in allowed
 
 
+def too_large(svc) -> HTTPException:
+    return HTTPException(413, f"body over {svc.max_body / 1024:g} KiB, this service's limit (whoever runs it sets "
+                         "it: pricetune serve --max-body-kb)")
+
+
 async def read_body(request: Request) -> bytes:
     """The whole body, within the size limit and one deadline for all of it."""
     svc = service_of(request)
     length = request.headers.get("content-length")
     if length is not None and int(length) > svc.max_body:  # h11 has already refused a garbled length
-        raise HTTPException(413, f"body over {svc.max_body} bytes")
+        raise too_large(svc)
     chunks, size = [], 0
     deadline = time.monotonic() + svc.body_timeout_s
     stream = request.stream().__aiter__()
@@ -188,7 +193,7 @@ async def read_body(request: Request) -> bytes:
             raise HTTPException(408, f"the request body did not arrive within {svc.body_timeout_s:g} s") from None
         size += len(chunk)
         if size > svc.max_body:
-            raise HTTPException(413, f"body over {svc.max_body} bytes")
+            raise too_large(svc)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -427,7 +432,7 @@ async def guard_and_count(request: Request, call_next):
 
 def create_app(pricer, label: str, api_key: str | None = None, batch_size: int = 16, max_wait_ms: float = 10.0,
                max_queue: int = 8192, request_timeout_s: float = 30.0, body_timeout_s: float = 10.0,
-               max_body: int = 1 << 20, cors_origins: list[str] | None = None,
+               max_body: int = 8 << 20, cors_origins: list[str] | None = None,
                allowed_hosts: tuple[str, ...] | None = None, similar: int = 0) -> FastAPI:
     """The app around `pricer` (anything with `price_items(texts) -> list[float | None]`; with `similar`,
     a `Pricer` whose training items are read here, before the first request)."""

@@ -43,7 +43,9 @@ def add_serve_arguments(p) -> None:
     p.add_argument("--max-connections", type=COUNT, default=256,
                    help="Open connections at most; past that, new ones get 503 (default 256).")
     p.add_argument("--timeout", type=Number(float, 0, open=True), default=30.0, help="Seconds a request may wait for its price (504 after).")
-    p.add_argument("--max-body-kb", type=COUNT, default=1024, help="Largest request body in KiB (default 1024).")
+    p.add_argument("--max-body-kb", type=COUNT, default=8192,
+                   help="Largest request body in KiB (default 8192: a file of 5,000 items of product text, about "
+                   "1 KiB each, the most /price/file takes).")
     p.add_argument("--similar", type=SIZE, default=0, metavar="K",
                    help="Let requests ask for up to K look-alike training items per description (the API's "
                    "'similar', a list on the page; at most 20). They show the training data's own text: turn this "
