@@ -197,7 +197,21 @@ def test_decoding_options_on_a_regress_run_are_refused_before_loading(tmp_path, 
     assert "--decode median" in capsys.readouterr().err
     # without them loading is reached (and here, finds no adapter)
     assert main(["predict", "--run", str(run), "a red kettle"]) == 2
-    assert "has no adapter yet" in capsys.readouterr().err
+    assert "has no adapter yet (adapter_config.json): its training has not finished, nor saved a checkpoint" in \
+        capsys.readouterr().err
+    # an interrupted run: its newest complete checkpoint is offered, and --resume (it asked "did training finish?")
+    for step in (2, 10, 4):
+        (run / f"checkpoint-{step}").mkdir()
+        (run / f"checkpoint-{step}" / "adapter_config.json").write_text("{}")
+    (run / "checkpoint-12").mkdir()  # a half-written one holds no adapter yet
+    assert main(["predict", "--run", str(run), "a red kettle"]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert f"as the model was at step 10 (give {run / 'checkpoint-10'})" in err
+    assert f"`pricetune train --output-dir {run} --resume` finishes it" in err
+    # export takes a finished run only: it offers --resume alone
+    assert main(["export", str(run), "--out", str(tmp_path / "merged")]) == 2
+    err = capsys.readouterr().err
+    assert "its newest checkpoint is from step 10): `pricetune train" in err and "give" not in err
 
 
 # --- property test: loaders either load valid rows or raise DataError, nothing else ------------------

@@ -68,7 +68,7 @@ def check_prompts(cfg, n: int) -> list[str]:
 
 
 def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16, log=print) -> Path:
-    from ..config import load_run_config
+    from ..config import load_run_config, unfinished
     from ..modeling import load_tokenizer
 
     run, out = Path(run_dir), Path(out_dir)
@@ -76,7 +76,7 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
         raise PricetuneError(f"--dtype must be one of {', '.join(DTYPES)}")
     cfg = load_run_config(str(run))
     if not (run / cfg.weights_file).is_file():
-        raise PricetuneError(f"{run} has no {cfg.weights_file} yet; did training finish?")
+        raise PricetuneError(unfinished(run, cfg, checkpoints_serve=False))
     refuse_filled_folder(out)
     regress = cfg.objective == "regress"
     scale = None

@@ -150,14 +150,14 @@ def load_model(
 
 def source_of_run(run: str) -> Source:
     """A run directory (or one of its checkpoints), as its saved config describes it."""
-    from ..config import load_run_config
+    from ..config import load_run_config, unfinished
 
     run_dir, adapter_dir = run_paths(run)
     cfg = load_run_config(run_dir)
     full = cfg.finetune == "full"
     if not (adapter_dir / cfg.weights_file).is_file():
-        what = "model" if full else "adapter"
-        raise PricetuneError(f"{run} has no {what} yet ({cfg.weights_file}); did training finish?")
+        raise PricetuneError(unfinished(run, cfg) if adapter_dir == run_dir else
+                             f"{run} has no {cfg.weights_file}: not a complete checkpoint")
     src = Source(cfg.base_model, run_dir.name if adapter_dir == run_dir else f"{run_dir.name}/{adapter_dir.name}",
                  cfg.quantization, cfg.max_length, str(adapter_dir), cfg.objective, full=full)
     if cfg.neighbours:
