@@ -453,17 +453,14 @@ def hub_base_model(base_model: str | None) -> str | None:
     return base_model if base_model and public_value(base_model) == base_model else None
 
 
-def unfinished(run_dir, cfg: RunConfig, checkpoints_serve: bool = True) -> str:
-    """What to say of a run with no final model yet: what it has, and what can be done (a checkpoint
-    prices, evaluates and serves as the run would, where `checkpoints_serve`)."""
+def unfinished(run_dir, cfg: RunConfig) -> str:
+    """What to say of a run with no final model yet: what it has, and what can be done."""
     what = "model" if cfg.finetune == "full" else "adapter"
     steps = sorted(int(p.name.split("-")[1]) for p in Path(run_dir).glob("checkpoint-*")
                    if p.name.split("-")[1].isdigit() and (p / cfg.weights_file).is_file())
     said = f"{run_dir} has no {what} yet ({cfg.weights_file}): its training has not finished"
     if not steps:
         return f"{said}, nor saved a checkpoint"
-    resume = f"`pricetune train --output-dir {run_dir} --resume` finishes it"
-    if not checkpoints_serve:
-        return f"{said} (its newest checkpoint is from step {steps[-1]}): {resume}"
     return (f"{said}. Its newest checkpoint can stand in for it, as the model was at step {steps[-1]} (give "
-            f"{Path(run_dir) / f'checkpoint-{steps[-1]}'}), and {resume}")
+            f"{Path(run_dir) / f'checkpoint-{steps[-1]}'}), and `pricetune train --output-dir {run_dir} --resume` "
+            "finishes it")

@@ -237,7 +237,9 @@ def export_name(folder: Path) -> str | None:
     if not is_export(folder):
         return None
     info = json.loads((folder / EXPORT_INFO).read_text(encoding="utf-8"))
-    return f"{Path(info.get('run') or folder.resolve()).name}-{'gguf' if info.get('format') == 'gguf' else 'merged'}"
+    # folders written before the run's name was recorded name it by the run's folder
+    name = info.get("run_name") or Path(info.get("run") or folder.resolve()).name
+    return f"{name}-{'gguf' if info.get('format') == 'gguf' else 'merged'}"
 
 
 def push_run(run_dir: str | Path, repo_id: str | None = None, private: bool = True, log=print,

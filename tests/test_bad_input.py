@@ -208,10 +208,10 @@ def test_decoding_options_on_a_regress_run_are_refused_before_loading(tmp_path, 
     err = capsys.readouterr().err.replace("\n", " ")
     assert f"as the model was at step 10 (give {run / 'checkpoint-10'})" in err
     assert f"`pricetune train --output-dir {run} --resume` finishes it" in err
-    # export takes a finished run only: it offers --resume alone
-    assert main(["export", str(run), "--out", str(tmp_path / "merged")]) == 2
-    err = capsys.readouterr().err
-    assert "its newest checkpoint is from step 10): `pricetune train" in err and "give" not in err
+    assert main(["export", str(run), "--out", str(tmp_path / "merged")]) == 2  # export takes a checkpoint too
+    assert f"(give {run / 'checkpoint-10'})" in capsys.readouterr().err.replace("\n", " ")
+    assert main(["export", str(run / "checkpoint-12"), "--out", str(tmp_path / "merged")]) == 2
+    assert "checkpoint-12 has no adapter_config.json: not a complete checkpoint" in capsys.readouterr().err
 
 
 # --- property test: loaders either load valid rows or raise DataError, nothing else ------------------

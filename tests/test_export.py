@@ -53,6 +53,18 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
     assert "a-file is a file; --out names a new folder" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "m2")]) == 2
     assert not (tmp_path / "m2").exists()
+    # a checkpoint exports as the model stood then, as it prices and serves (it was "not a run directory")
+    from pricetune.hub import export_name
+
+    assert main(["export", str(run / "checkpoint-1"), "--out", str(tmp_path / "m1"), "--dtype", "fp32"]) == 0
+    early = AutoModelForCausalLM.from_pretrained(tmp_path / "m1").eval()
+    at_step_1 = PeftModel.from_pretrained(load_base_model(str(tiny_model_dir), "none", "fp32"),
+                                          str(run / "checkpoint-1")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(early(input_ids=ids).logits, at_step_1(input_ids=ids).logits, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(early(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+    cfg_name = json.loads((out / "pricetune_export.json").read_text())["run_name"]
+    assert export_name(tmp_path / "m1") == f"{cfg_name}-checkpoint-1-merged" and export_name(out) == f"{cfg_name}-merged"
 
 
 @pytest.mark.parametrize("pooling,loss", [("last", "l1"), ("mean", "huber")])

@@ -67,33 +67,51 @@ def check_prompts(cfg, n: int) -> list[str]:
     return [r["prompt"] for r in rows[:n]] or [PROBE]
 
 
-def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16, log=print) -> Path:
+def finished_weights(run_dir: str):
+    """(the run's config, the folder of the weights to export): the run's own, or one of its checkpoints'."""
     from ..config import load_run_config, unfinished
+    from ..inference.load import run_paths
+
+    home, weights = run_paths(run_dir)
+    cfg = load_run_config(str(home))
+    if not (weights / cfg.weights_file).is_file():
+        raise PricetuneError(unfinished(run_dir, cfg) if weights == home else
+                             f"{run_dir} has no {cfg.weights_file}: not a complete checkpoint")
+    return cfg, weights
+
+
+def export_run_name(cfg, run_dir: str) -> str:
+    """The run's name, and the checkpoint's where one is exported: what the exported files are named by."""
+    from ..inference.load import run_paths
+
+    home, weights = run_paths(run_dir)
+    return cfg.run_name if weights == home else f"{cfg.run_name}-{weights.name}"
+
+
+def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16, log=print) -> Path:
     from ..modeling import load_tokenizer
 
     run, out = Path(run_dir), Path(out_dir)
     if dtype not in DTYPES:
         raise PricetuneError(f"--dtype must be one of {', '.join(DTYPES)}")
-    cfg = load_run_config(str(run))
-    if not (run / cfg.weights_file).is_file():
-        raise PricetuneError(unfinished(run, cfg, checkpoints_serve=False))
+    cfg, weights = finished_weights(run_dir)
     refuse_filled_folder(out)
     regress = cfg.objective == "regress"
     scale = None
     if regress:
         from ..regress import HEAD_FILE, PriceScale
 
-        scale = PriceScale.load(run)
+        scale = PriceScale.load(weights)
     tokenizer = load_tokenizer(cfg.base_model)
-    merged, diff = _merged(cfg, run, tokenizer, log)
+    merged, diff = _merged(cfg, weights, tokenizer, log)
     prompts = check_prompts(cfg, check) if check > 0 else []
     reference = _prices(merged, tokenizer, prompts, cfg, scale) if prompts else []  # float32, before the cast
 
     merged = merged.to(DTYPES[dtype])
     merged.config.use_cache = True
-    info = {"run": str(run), "base_model": cfg.base_model, "objective": cfg.objective, "dtype": dtype,
-            "max_length": cfg.max_length, "dataset": cfg.dataset, "max_logit_difference": diff,
-            "trained_quantization": cfg.quantization}
+    info = {"run": str(run), "run_name": export_run_name(cfg, run_dir), "base_model": cfg.base_model,
+            "objective": cfg.objective, "dtype": dtype, "max_length": cfg.max_length, "dataset": cfg.dataset,
+            "max_logit_difference": diff, "trained_quantization": cfg.quantization}
     if regress:
         info["pooling"] = scale.pooling
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +119,7 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
         merged.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         if regress:
-            shutil.copy2(run / HEAD_FILE, out / HEAD_FILE)
+            shutil.copy2(weights / HEAD_FILE, out / HEAD_FILE)
         if prompts:  # what was written, reloaded as a user would, in the dtype it was written in
             written = _prices(_reload(out, regress, DTYPES[dtype]), tokenizer, prompts, cfg, scale)
             info["check"] = price_agreement(reference, written)

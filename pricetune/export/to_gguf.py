@@ -147,13 +147,14 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..config import load_run_config
+    from ..inference.load import run_paths
     from ..options import refuse_filled_folder
-    from .merge import check_prompts, export_run, price_agreement
+    from .merge import check_prompts, export_run, export_run_name, finished_weights, price_agreement
 
     run, out = Path(run_dir), Path(out_dir)
     if quant not in QUANTS:
         raise PricetuneError(f"--quant must be one of {', '.join(QUANTS)}")
-    cfg = load_run_config(str(run))
+    cfg = load_run_config(str(run_paths(run_dir)[0]))
     if cfg.objective == "regress":
         raise PricetuneError(
             "a regress run has no GGUF form: llama.cpp runs language models, and this run prices with a head on "
@@ -167,6 +168,8 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
         raise PricetuneError(
             f"a {base.name} run does not convert to GGUF: {base.no_gguf_export}. Export the merged folder instead "
             f"(`pricetune export {run} --out merged/`) and serve it, or the run (`pricetune serve --run {run}`)")
+    finished_weights(run_dir)
+    run_name = export_run_name(cfg, run_dir)
     refuse_filled_folder(out)
     if quant == "q4_k_m" and shutil.which("llama-quantize") is None:
         raise PricetuneError("q4_k_m needs llama.cpp's llama-quantize on PATH (build llama.cpp, or install its "
@@ -176,8 +179,8 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
     try:
         merged = export_run(str(run), str(staging / "merged"), "fp32", check=0, log=log)
         converter = find_converter(llama_cpp, staging, log)
-        name = f"{cfg.run_name}-{quant}.gguf"
-        first = staging / f"{cfg.run_name}-f16.gguf" if quant == "q4_k_m" else out / name
+        name = f"{run_name}-{quant}.gguf"
+        first = staging / f"{run_name}-f16.gguf" if quant == "q4_k_m" else out / name
         log(f"converting with {converter / 'convert_hf_to_gguf.py'} ({'f16' if quant == 'q4_k_m' else quant})")
         convert(converter, merged, first, "f16" if quant == "q4_k_m" else quant)
         if quant == "q4_k_m":
@@ -189,7 +192,7 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
         reference = greedy_prices(AutoModelForCausalLM.from_pretrained(merged).eval(), tok, prompts, cfg.max_length)
         back = AutoModelForCausalLM.from_pretrained(out, gguf_file=name).eval()
         back_tok = AutoTokenizer.from_pretrained(out, gguf_file=name)
-        info = {"run": str(run), "base_model": cfg.base_model, "objective": cfg.objective, "format": "gguf",
+        info = {"run": str(run), "run_name": run_name, "base_model": cfg.base_model, "objective": cfg.objective, "format": "gguf",
                 "max_length": cfg.max_length, "dataset": cfg.dataset, "quant": quant, "file": name,
                 "converter": f"llama.cpp convert_hf_to_gguf.py ({llama_cpp or f'llama-cpp-python {LLAMA_CPP_PYTHON} sdist'})",
                 "check_transformers": price_agreement(reference, greedy_prices(back, back_tok, prompts, cfg.max_length))}
@@ -198,7 +201,7 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
             "llama-cpp-python is not installed; not checked in llama.cpp itself"
         eos = tok.eos_token or "</s>"
         (out / "Modelfile").write_text(modelfile(name, eos), encoding="utf-8")
-        info["ollama"] = f"cd {out} && ollama create {cfg.run_name.lower()} -f Modelfile"
+        info["ollama"] = f"cd {out} && ollama create {run_name.lower()} -f Modelfile"
         shutil.rmtree(staging)
         (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     except BaseException:
