@@ -95,6 +95,18 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
 
     pricer = Pricer(load_model(run=str(run), precision="fp32"))  # the folder was written in fp32
     assert prices == pytest.approx(pricer.price_many(prompts), rel=1e-4)
+    # docs/DEPLOY.md's code for plain transformers prices the folder as pricetune does (it said to read the
+    # model's own output, the last token's, which for a mean-pooled head is another price)
+    import re
+
+    deploy = (Path(__file__).resolve().parent.parent / "docs" / "DEPLOY.md").read_text()
+    code = re.search(r"```python\n(.*?)```", deploy, re.S).group(1).replace('folder = "merged/"', f'folder = "{out}"')
+    plain = {}
+    exec(code, plain)
+    from pricetune.data import make_prompt
+
+    short = [make_prompt(f"Title: {t}") for t in ("a red kettle", "1.01 carat round diamond", "oak desk, 120 cm")]
+    assert [plain["price"](p) for p in short] == pytest.approx(pricer.price_many(short), rel=1e-4)
     # pricetune prices the folder as its run priced (it was read as a bare causal LM writing digits: prices
     # nothing like the run's, and an evaluation of them without a word)
     exported = Pricer.from_export(str(out), precision="fp32")
