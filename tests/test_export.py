@@ -26,6 +26,12 @@ def test_export_merges_the_adapter_into_a_plain_model(tiny_model_dir, small_data
     info = json.loads((out / "pricetune_export.json").read_text())
     assert info["dtype"] == "fp32" and info["check"]["items"] == 16
     assert info["check"]["same_price"] == 16  # fp32 written, fp32 reloaded: the same prices
+    # a model card goes with it (a pushed export had none): what it is, how it prices, no folder of this machine
+    card = (out / "README.md").read_text()
+    front = __import__("yaml").safe_load(card.split("---\n")[1])
+    assert front == {"library_name": "transformers", "tags": ["pricetune", "price-prediction"]}  # a local base: none
+    assert "AutoModelForCausalLM" in card and "16 of 16 check prices" in card and "Price is $" in card
+    assert str(tmp_path) not in card and info["run_name"] in card
 
     merged = AutoModelForCausalLM.from_pretrained(out).eval()  # plain transformers, no PEFT
     assert not any("lora" in name for name in merged.state_dict())
@@ -90,6 +96,8 @@ def test_a_regress_run_exports_a_sequence_classification_folder(tiny_model_dir, 
     prompts = [r["prompt"] for r in demo_splits["test"][:4]]
     scale = PriceScale.load(out)
     assert scale.pooling == pooling and scale.loss == loss
+    card = (out / "README.md").read_text()
+    assert "AutoModelForSequenceClassification" in card and "regression_head.json" in card and str(tmp_path) not in card
     prices = [p for _, p in regress_prices(model, load_tokenizer(str(tiny_model_dir)), prompts, scale, 64)]
     from pricetune.inference import load_model
 
@@ -228,6 +236,8 @@ def test_gguf_export_of_a_smollm2_run_loads_back_and_prices_as_the_merge(tmp_pat
     assert _normalised_tensor_names(gguf_file) == _normalised_tensor_names(shipped)
     modelfile = (out / "Modelfile").read_text()
     assert f"FROM ./{info['file']}" in modelfile and 'TEMPLATE """{{ .Prompt }}"""' in modelfile
+    card = (out / "README.md").read_text()  # and its card, for the Hub: the base SmolLM2's weights copy
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and f"llama-cli -m {info['file']}" in card
     assert 'PARAMETER stop "<|im_end|>"' in modelfile or "PARAMETER stop" in modelfile
     assert "PARAMETER temperature 0" in modelfile and "num_predict" in modelfile
     assert "ollama create" in info["ollama"]

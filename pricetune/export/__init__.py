@@ -20,7 +20,7 @@ def add_export_arguments(p) -> None:
     from .to_gguf import QUANTS  # torch-free, as this whole function: `export --help` loads no model code
 
     p.add_argument("run_dir", help="The run directory (holds config.yaml and the adapter, or the whole model for "
-                   "finetune full).")
+                   "finetune full), or one of its checkpoints (RUN/checkpoint-N: the model at that step).")
     p.add_argument("--out", required=True, help="New folder for the export (must not exist, or be empty).")
     p.add_argument("--format", default="transformers", choices=["transformers", "gguf"],
                    help="transformers: a merged model folder (default); gguf: one .gguf file and an Ollama Modelfile.")

@@ -38,6 +38,7 @@ from ..config import EXPORT_INFO
 from ..errors import PricetuneError
 from ..modeling import DTYPES
 from ..options import refuse_filled_folder
+from .card import write_export_card
 
 PROBE = "Title: 1.01 carat Ideal cut round diamond\nDescription: colour G, clarity VS1"
 
@@ -125,6 +126,7 @@ def export_run(run_dir: str, out_dir: str, dtype: str = "bf16", check: int = 16,
             info["check"] = price_agreement(reference, written)
             log(f"reloaded {out} ({dtype}): {info['check']['same_price']} of {len(prompts)} prices equal the "
                 f"float32 merge, largest difference ${info['check']['max_abs_difference']:,.2f}")
+        write_export_card(out, info, cfg)
         # written last: its presence says the folder is complete
         (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
     except BaseException:

@@ -149,6 +149,7 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
     from ..config import load_run_config
     from ..inference.load import run_paths
     from ..options import refuse_filled_folder
+    from .card import write_export_card
     from .merge import check_prompts, export_run, export_run_name, finished_weights, price_agreement
 
     run, out = Path(run_dir), Path(out_dir)
@@ -203,6 +204,7 @@ def export_gguf(run_dir: str, out_dir: str, quant: str = "q8_0", llama_cpp: str 
         (out / "Modelfile").write_text(modelfile(name, eos), encoding="utf-8")
         info["ollama"] = f"cd {out} && ollama create {run_name.lower()} -f Modelfile"
         shutil.rmtree(staging)
+        write_export_card(out, info, cfg)
         (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # it was new or empty: nothing half-made is left
