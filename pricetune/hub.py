@@ -84,15 +84,12 @@ def resolve_repo_id(run_name: str, repo_id: str | None, hub_user: str | None, to
     return f"{api.whoami(token=token)['name']}/{run_name}"
 
 
-def public_config(run_dir: Path) -> str | None:
-    """The run's resolved config without local paths (output directory, local dataset folders)."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def public_config(trained: dict) -> str:
+    """A run's resolved config (its config.yaml, read) without local paths (output directory, local dataset
+    and base folders)."""
     from .config import public_value
 
-    cfg["output_dir"] = None
+    cfg = {**trained, "output_dir": None}
     for key in ("dataset", "base_model"):
         cfg[key] = public_value(cfg.get(key))
     return yaml.safe_dump(cfg, sort_keys=False)
@@ -166,12 +163,11 @@ def stage_upload(run_dir: Path, staging: Path) -> list[str]:
     if (home / INDEX_FILE).is_file():
         shutil.copy2(home / INDEX_FILE, staging / INDEX_FILE)
         names.append(INDEX_FILE)
-    config = public_config(home)
-    if config is not None:
-        (staging / CONFIG_NAME).write_text(config, encoding="utf-8")
+    if (home / "config.yaml").is_file():
+        trained = yaml.safe_load((home / "config.yaml").read_text(encoding="utf-8")) or {}
+        (staging / CONFIG_NAME).write_text(public_config(trained), encoding="utf-8")
         names.append(CONFIG_NAME)
-        scrub_base_model(staging, (yaml.safe_load((home / "config.yaml").read_text(encoding="utf-8")) or {})
-                         .get("base_model"))
+        scrub_base_model(staging, trained.get("base_model"))
     if "adapter_config.json" not in names and "model.safetensors" not in names:
         raise PricetuneError(f"{run_dir} holds no adapter (adapter_config.json) or model (model.safetensors) to push")
     return names
