@@ -428,3 +428,99 @@ def test_resume_is_exact_on_the_default_path(tmp_path, objective):
     wa, wb = _adapter(tmp_path / "full"), _adapter(out)
     for k in wa:
         assert (wa[k] == wb[k]).all(), k
+
+
+# ------------------------------------------------------------------------------------------------
+# Pricing a split: an interrupted evaluate or calibrate keeps what it priced
+
+
+def _interrupt_pricing(monkeypatch, cls, name: str) -> list:
+    """Patch cls.name to count the items of each call and raise KeyboardInterrupt in the second call
+    while `calls.stop` is set, as a Ctrl-C in the middle of pricing would."""
+    stock = getattr(cls, name)
+    calls = []
+
+    def interrupted(self, texts, *args, **kw):
+        calls.append(len(texts))
+        if interrupted.stop and len(calls) == 2:
+            raise KeyboardInterrupt
+        return stock(self, texts, *args, **kw)
+
+    interrupted.stop = False
+    monkeypatch.setattr(cls, name, interrupted)
+    return calls, interrupted
+
+
+def test_an_interrupted_evaluate_or_calibrate_of_an_ensemble_continues_where_it_stopped(tmp_path, capsys, monkeypatch):
+    """`evaluate` and `calibrate` priced every item before writing anything: a Ctrl-C or a failure after
+    minutes of pricing a generate run's split lost it all. Their prices are kept as they come; the same
+    command prices only the rest and writes what an uninterrupted one writes, then the kept file goes."""
+    from pricetune.cli import main
+    from pricetune.ensemble import Ensemble, Member, fit_ensemble
+    from pricetune.inference import kept
+
+    from .test_regress import _ensemble_data
+
+    data = _ensemble_data(tmp_path)
+    ens = tmp_path / "ens"
+    fit_ensemble(str(data), [Member("tfidf"), Member("median")], ens, log=lambda _: None, cv_repeats=0)
+    evaluate = ["evaluate", "--ensemble", str(ens), "--split", "val", "--limit", "0", "--output-dir"]
+    assert main([*evaluate, str(tmp_path / "whole")]) == 0
+    assert main(["calibrate", "--ensemble", str(ens)]) == 0
+    whole_calibration = (ens / "calibration.json").read_text()
+    (ens / "calibration.json").unlink()
+
+    monkeypatch.setattr(kept, "PART", 7)
+    calls, interrupted = _interrupt_pricing(monkeypatch, Ensemble, "predict")
+    n = len((data / "val.jsonl").read_text().splitlines())
+    for command, partial in ((evaluate + [str(tmp_path / "again")], tmp_path / "again.partial"),
+                             (["calibrate", "--ensemble", str(ens)], ens / "calibration.json.partial")):
+        calls.clear()
+        interrupted.stop = True
+        assert main(command) == 130 and partial.is_file()
+        assert f"kept the prices of 7 item(s) in {partial}" in capsys.readouterr().err
+        interrupted.stop = False
+        assert main(command) == 0
+        assert f"7 item(s) priced by an earlier try, {n - 7} to go" in capsys.readouterr().err
+        assert sum(calls) == 7 + 7 + n - 7  # the first part, the part interrupted, then only the rest
+        assert not partial.exists()  # written: the kept prices have served
+    whole, again = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("whole", "again"))
+    assert again == whole
+    assert (ens / "calibration.json").read_text() == whole_calibration
+
+
+def test_an_interrupted_evaluate_of_a_run_continues_and_counts_one_look(tiny_model_dir, small_dataset_dir, tmp_path,
+                                                                         capsys, monkeypatch):
+    """A run's evaluation keeps its prices beside its eval folders (RUN/eval-test.partial): writing them
+    there does not make the run look changed, so the same command takes them; the test split's look is
+    counted once, when its figure is shown, not for the try that was stopped."""
+    from pricetune.cli import main
+    from pricetune.inference import kept
+    from pricetune.inference.load import LoadedModel
+    from pricetune.training import train
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, objective="regress",
+                                                          quantization="none", max_steps=2, max_length=64)),
+          log=lambda _: None)
+    evaluate = ["evaluate", str(run), "--limit", "0", "--batch-size", "4"]
+    assert main([*evaluate, "--split", "val"]) == 0
+    whole = json.loads(next(run.glob("eval-val-*/metrics.json")).read_text())
+
+    monkeypatch.setattr(kept, "PART", 5)
+    calls, interrupted = _interrupt_pricing(monkeypatch, LoadedModel, "price")
+    interrupted.stop = True
+    assert main([*evaluate, "--split", "val"]) == 130 and (run / "eval-val.partial").is_file()
+    interrupted.stop = False
+    assert main([*evaluate, "--split", "val"]) == 0
+    assert "5 item(s) priced by an earlier try, 11 to go" in capsys.readouterr().err
+    assert calls == [5, 5, 5, 5, 1] and not (run / "eval-val.partial").exists()
+    assert [json.loads(p.read_text()) for p in sorted(run.glob("eval-val-*/metrics.json"))][-1] == whole
+
+    ledger = Path(os.environ["PRICETUNE_LEDGER"])
+    interrupted.stop = True
+    calls.clear()
+    assert main(evaluate) == 130 and not ledger.exists()  # stopped before a figure: no look
+    interrupted.stop = False
+    assert main(evaluate) == 0
+    assert len(ledger.read_text().splitlines()) == 1

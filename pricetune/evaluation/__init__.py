@@ -8,7 +8,8 @@
     pricetune evaluate --compare runs/a/eval-x runs/b/eval-y --output-dir runs/compare
 
 Writes metrics.json, predictions.jsonl, scatter.png, error_trend.png and report.html (one
-self-contained page) to the evaluation directory; the last line printed is `eval: <dir>`.
+self-contained page) to the evaluation directory; the last line printed is `eval: <dir>`. A model's
+prices are kept as they come (beside that directory, `.partial`): stopped, the same command continues.
 
 One file a part: `report` (metrics per item, where the error is, charts, the page), `sources`
 (predictions, baselines, runs, ensembles), `compare` (side by side, item by item), `cli`.

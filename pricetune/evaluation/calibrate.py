@@ -17,12 +17,14 @@ from pathlib import Path
 from .. import distributed as dist
 from .. import intervals
 from ..errors import PricetuneError
+from ..inference.kept import model_key, partial_path, price_keeping
 from ..options import add_decode_arguments
 
 
 def add_calibrate_arguments(p) -> None:
     p.description = ("Price the val split once and save calibration.json in the run (or ensemble) folder: what "
-                     "`predict --interval`, `Pricer.price(..., interval=0.8)` and `evaluate` need for price ranges.")
+                     "`predict --interval`, `Pricer.price(..., interval=0.8)` and `evaluate` need for price ranges. The val "
+                     "prices are kept as they come (calibration.json.partial): stopped, the same command continues.")
     p.add_argument("run", nargs="?", help="A run directory, or one of its checkpoint-N folders (calibrated apart: "
                    "calibration.json lands in the folder given).")
     p.add_argument("--ensemble", metavar="DIR", help="An ensemble folder instead.")
@@ -62,8 +64,14 @@ def calibrate_cli(ns) -> int:
               Pricer.from_run(ns.run, batch_size=ns.batch_size, decode=ns.decode, samples=ns.samples, calibrated=False))
     say = print if dist.is_main() else (lambda *_: None)
     say(f"pricing {len(val)} val items")
-    # under torchrun / accelerate launch each process prices every N-th item; rank 0 writes
-    guesses = dist.map_shared(lambda share: pricer.price_items(share, progress=dist.is_main()), [r["prompt"] for r in val])
+
+    def price(texts: list[str]) -> list:
+        # under torchrun / accelerate launch each process prices every N-th item; rank 0 writes
+        return [(None, g) for g in dist.map_shared(pricer.price_items, texts)]
+
+    # kept as they come beside calibration.json: an interrupted calibration's same command prices the rest
+    kept = folder / intervals.CALIBRATION_FILE
+    guesses = [g for _, g in price_keeping([r["prompt"] for r in val], price, kept, model_key(ns))]
     if not dist.is_main():
         return 0
     try:
@@ -73,6 +81,7 @@ def calibrate_cli(ns) -> int:
     calibration.update(dataset=dataset, val_fingerprint=fingerprint(val), model=str(ns.run or ns.ensemble),
                        decode=ns.decode if ns.run else "greedy")
     path = intervals.save(folder, calibration)
+    partial_path(kept).unlink(missing_ok=True)  # written: the kept prices have served
     for c in (0.5, 0.8, 0.9):
         widths = [intervals.half_width(e, c) for e in calibration["errors"]]
         print(f"  {c:.0%} range: log(1 + guess) ± {' / '.join(f'{w:.2f}' for w in widths)} (by price band)")

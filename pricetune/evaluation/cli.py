@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from .. import distributed as dist
@@ -29,7 +30,9 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="Split to score (default test).")
     p.add_argument("--limit", type=SIZE, default=200, help="Score the first N items (default 200, the course's; 0 = all: every result table in the docs "
                    "scores all of a split's items).")
-    p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run directory).")
+    p.add_argument("--output-dir", help="Evaluation directory, new or empty (default: a new eval-* folder in the run "
+                   "directory). A run's or ensemble's prices are kept beside it as they come: stopped, the same "
+                   "command prices only the rest.")
     p.add_argument("--predictions", metavar="JSONL", help="Score predictions made elsewhere (fields: prediction, price). "
                    "With --dataset (and --split), they are checked against that split's prices, in order, and a "
                    "test split's look is counted in the ledger; --leaderboard needs --dataset.")
@@ -70,13 +73,13 @@ def safe_name(text: str, limit: int = 40) -> str:
     return (re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "eval")[:limit]
 
 
-def _default_out(ns, label: str, decode: str | None) -> Path:
+def _default_out(ns, label: str, decode: str | None, stamp: bool = True) -> Path:
     """`--output-dir`, else a new eval-SPLIT[-DECODE]-TIME folder (the decoding of a generate run; a regress
-    run decodes nothing) in the run directory, or in runs/ named by `label`."""
+    run decodes nothing) in the run directory, or in runs/ named by `label`. Without the time
+    (`stamp=False`): where the prices are kept while they come, for the same command to find them."""
     if ns.output_dir:
         return Path(ns.output_dir)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = f"eval-{ns.split}-{decode}-{stamp}" if decode else f"eval-{ns.split}-{stamp}"
+    name = "-".join(filter(None, ["eval", ns.split, decode, datetime.now().strftime("%Y%m%d-%H%M%S") if stamp else ""]))
     if ns.target and Path(ns.target).is_dir():
         return Path(ns.target) / name
     return Path("runs") / f"{name}-{safe_name(label)}"
@@ -183,12 +186,13 @@ def evaluate_cli(ns) -> int:
         # the row's own category field where it has one, else the prompt's "Category:" line
         categories = [r.get("category") or item_category(r["prompt"]) for r in items]
         calibration = source_calibration(ns, splits)  # a calibration that does not fit stops before pricing
+        keep_at = partial(_default_out, ns, stamp=False)  # where a model's prices are kept as they come
         if ns.baseline:
             scored = from_baseline(ns, splits, items)
         elif ensemble is not None:
-            scored = from_ensemble(ns, ensemble, items)
+            scored = from_ensemble(ns, ensemble, items, keep_at)
         else:
-            scored = from_model(ns, run_dir, items)
+            scored = from_model(ns, run_dir, items, keep_at)
         settings = {"dataset": dataset, "split": ns.split, "limit": ns.limit,
                     "prompts_in_train": shared}
     settings.update(scored.settings)
@@ -199,6 +203,8 @@ def evaluate_cli(ns) -> int:
         metrics["interval"] = intervals.coverage_report(truths, scored.guesses, calibration, ns.interval)
     out = _default_out(ns, scored.label, scored.settings.get("decode"))
     write_outputs(out, scored.label, metrics, rows, settings)
+    if scored.kept is not None:
+        scored.kept.unlink(missing_ok=True)  # written: the kept prices have served
     if ledger_entry is not None:
         ledger.record(*ledger_entry, dataset=settings["dataset"], what=ns.name or scored.label, n=metrics["n"],
                       mae=metrics["mae"])

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .. import distributed as dist
 from ..errors import PricetuneError
+from ..inference.kept import model_key, partial_path, price_keeping
 from ..metrics import parse_price
 from .report import item_title
 
@@ -44,6 +46,10 @@ class Scored:
     guesses: list[float | None]
     settings: dict
     llm_only: bool
+    kept: Path | None = None  # where its prices were kept as they came, to go once the results are written
+
+
+KeepAt = Callable[[str, "str | None"], Path]  # (label, decode) -> the results' place, without a time in its name
 
 
 def split_items(ns, dataset: str):
@@ -80,15 +86,22 @@ def from_baseline(ns, splits: dict, items: list[dict]) -> Scored:
                   {"baseline": f"{ns.baseline} of {len(rows)} {which} prices = {value:.2f}", **drawn}, False)
 
 
-def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
+def from_model(ns, run_dir: str | None, items: list[dict], keep_at: KeepAt) -> Scored:
+    """A run's (or adapter's, or base's) prices, kept as they come: an interrupted evaluation's same
+    command prices only the rest."""
     from ..inference import load_from_args
 
     ns.run = run_dir
     lm = load_from_args(ns)
-    # Under a launcher each process prices its share of the items; every item's draws are seeded
-    # by the item itself, so the split changes no price
-    out = dist.map_shared(lambda share: lm.price(share, ns.decode, ns.batch_size, ns.samples, progress=dist.is_main()),
-                          [r["prompt"] for r in items])
+    decode = ns.decode if lm.objective == "generate" else None
+    kept = keep_at(lm.label, decode)
+
+    def price(texts: list[str]) -> list:
+        # under a launcher each process prices its share; every item's draws are seeded by the item
+        # itself, so the split changes no price
+        return dist.map_shared(lambda share: lm.price(share, ns.decode, ns.batch_size, ns.samples), texts)
+
+    out = price_keeping([r["prompt"] for r in items], price, kept, model_key(ns))
     settings = dict(model=lm.label, objective=lm.objective, max_length=lm.max_length, batch_size=ns.batch_size,
                     adapter_merged=lm.merged, neighbours=lm.neighbours.k if lm.neighbours is not None else 0)
     label = lm.label
@@ -98,7 +111,7 @@ def from_model(ns, run_dir: str | None, items: list[dict]) -> Scored:
         if ns.decode == "median":
             settings["samples"] = ns.samples
     return Scored(label, [t for t, _ in out], [p for _, p in out], settings,
-                  llm_only=not ns.no_adapter and lm.neighbours is None)
+                  llm_only=not ns.no_adapter and lm.neighbours is None, kept=partial_path(kept))
 
 
 def shown(spec: str) -> str:
@@ -113,11 +126,18 @@ def shown(spec: str) -> str:
         return path.name
 
 
-def from_ensemble(ns, ens, items: list[dict]) -> Scored:
-    """`ens`: the loaded `Ensemble` named by `--ensemble`."""
-    guesses = dist.map_shared(lambda share: ens.predict(share, progress=dist.is_main()), [r["prompt"] for r in items])
+def from_ensemble(ns, ens, items: list[dict], keep_at: KeepAt) -> Scored:
+    """`ens`: the loaded `Ensemble` named by `--ensemble`; its prices kept as they come, as a run's."""
+    label = f"ensemble {Path(ns.ensemble).name}"
+    kept = keep_at(label, None)
+    predictors = ens.predictors()  # loaded once, for every part
+
+    def price(texts: list[str]) -> list:
+        return [(None, g) for g in dist.map_shared(lambda share: ens.predict(share, predictors), texts)]
+
+    guesses = [g for _, g in price_keeping([r["prompt"] for r in items], price, kept, model_key(ns))]
     members = ", ".join(f"{shown(m.spec)} x{w:.2f}" for m, w in zip(ens.members, ens.weights))
     if ens.intercept:
         members += f", intercept {ens.intercept:+.3f}"
-    return Scored(f"ensemble {Path(ns.ensemble).name}", ["" if g is None else f"{g:.2f}" for g in guesses], guesses,
-                  {"ensemble": str(ns.ensemble), "members": members}, ens.llm_only)
+    return Scored(label, ["" if g is None else f"{g:.2f}" for g in guesses], guesses,
+                  {"ensemble": str(ns.ensemble), "members": members}, ens.llm_only, kept=partial_path(kept))

@@ -11,6 +11,7 @@ from ..data.files import format_table, openpyxl_for, write_table_file
 from ..errors import PricetuneError
 from ..options import DEFAULT_SAMPLES
 from .load import LoadedModel, load_model, run_paths
+from .kept import model_key, partial_path, price_keeping
 
 
 def load_from_args(ns) -> LoadedModel:
@@ -167,8 +168,6 @@ def price_with_args(ns, texts: list[str]):
     file priced into --out keeps its prices as they come (`kept.py`)."""
     price, index = pricing_from_args(ns)
     if ns.file and ns.out:
-        from .kept import model_key, price_keeping
-
         return price_keeping(texts, price, Path(ns.out), model_key(ns)), index
     return price(texts, progress=len(texts) > 1), index
 
@@ -206,7 +205,7 @@ def predict_cli(ns) -> int:
     if ns.out:
         Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
         fmt = write_table_file(Path(ns.out), priced)
-        Path(ns.out + ".partial").unlink(missing_ok=True)  # written: the kept prices have served
+        partial_path(Path(ns.out)).unlink(missing_ok=True)  # written: the kept prices have served
         print(f"wrote {len(priced)} prices to {ns.out} ({fmt})")
     else:
         print(format_table("jsonl", priced), end="")

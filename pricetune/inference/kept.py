@@ -1,5 +1,6 @@
-"""Prices kept as they come while `predict --file` writes to `--out`, so that a failure or Ctrl-C after
-hours of pricing loses one part at most, and the same command continues where it stopped.
+"""Prices kept as they come, so that a failure or Ctrl-C after hours of pricing loses one part at most,
+and the same command continues where it stopped: `predict --file ... --out`, `evaluate` and
+`calibrate` of a run or ensemble.
 
     pricetune predict --run runs/mine --file catalog.csv --out priced.csv   # Ctrl-C after a while
     pricetune predict --run runs/mine --file catalog.csv --out priced.csv   # prices only the rest
@@ -19,17 +20,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from ..intervals import CALIBRATION_FILE
+
 PART = 128  # items priced between two writes: about 16 s of a regress run on 2 CPU cores
 
 PriceFn = Callable[[list[str]], list[tuple[str | None, float | None]]]
 
 
 def folder_stamp(path: str | None) -> list:
-    """A local folder by its place and the time its files were last written (nothing for a Hub id)."""
+    """A local folder by its place and the time its files were last written (nothing for a Hub id), but
+    for the files no price depends on: kept prices (a calibration keeps its own there) and ranges."""
     folder = Path(path).resolve() if path else None
     if folder is None or not folder.is_dir():
         return []
-    return [str(folder), max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)]
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.endswith(".partial") and f.name != CALIBRATION_FILE]
+    return [str(folder), max((f.stat().st_mtime_ns for f in files), default=0)]
 
 
 def model_key(ns) -> str:
@@ -45,6 +50,11 @@ def model_key(ns) -> str:
 
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def partial_path(out: Path) -> Path:
+    """Where the prices for OUT are kept until OUT is written."""
+    return out.with_name(out.name + ".partial")
 
 
 def read_kept(path: Path, key: str) -> dict[str, list]:
@@ -98,7 +108,7 @@ def price_keeping(texts: list[str], price: PriceFn, out: Path, key: str, log=Non
 
     main = dist.is_main()
     log = log or (lambda line: print(line, file=sys.stderr) if main else None)
-    path = out.with_name(out.name + ".partial")
+    path = partial_path(out)
     kept = dist.agree(read_kept(path, key) if main else None)  # rank 0's reading, before it writes
     todo = list(dict.fromkeys(t for t in texts if text_key(t) not in kept))
     if kept:
