@@ -524,3 +524,26 @@ def test_an_interrupted_evaluate_of_a_run_continues_and_counts_one_look(tiny_mod
     interrupted.stop = False
     assert main(evaluate) == 0
     assert len(ledger.read_text().splitlines()) == 1
+
+
+def test_kept_prices_belong_to_the_model_files_not_to_what_pricing_writes_beside_them(tmp_path):
+    """The key kept prices are taken by: a run (or an ensemble's member run) whose weights change prices
+    anew; the kept prices and a calibration written into a run folder are no change to it."""
+    from types import SimpleNamespace
+
+    from pricetune.inference.kept import model_key
+
+    run, ens = tmp_path / "run", tmp_path / "ens"
+    run.mkdir()
+    ens.mkdir()
+    (run / "adapter_model.safetensors").write_bytes(b"weights")
+    (ens / "ensemble.json").write_text(json.dumps({"members": [{"spec": "run", "path": "../run"}, {"spec": "tfidf"}],
+                                                   "weights": [0.5, 0.5]}))
+    keys = lambda: (model_key(SimpleNamespace(run=str(run))), model_key(SimpleNamespace(ensemble=str(ens))))  # noqa: E731
+    before = keys()
+    for name in ("eval-test.partial", "calibration.json", "calibration.json.partial"):
+        (run / name).write_text("{}")
+        (ens / name).write_text("{}")
+    assert keys() == before
+    os.utime(run / "adapter_model.safetensors", ns=(time.time_ns() + 10**9,) * 2)  # trained further
+    assert all(a != b for a, b in zip(keys(), before))

@@ -45,6 +45,10 @@ def model_key(ns) -> str:
     what = [getattr(ns, name, None) for name in names]
     for name in ("run", "adapter", "ensemble", "base_model"):
         what += folder_stamp(getattr(ns, name, None))
+    if getattr(ns, "ensemble", None):  # and its member runs: one trained further prices anew
+        from .members import Ensemble
+
+        what += [folder_stamp(m.spec) for m in Ensemble.load(ns.ensemble).members if not m.classical]
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
 
 
