@@ -487,6 +487,11 @@ def test_an_interrupted_evaluate_or_calibrate_of_an_ensemble_continues_where_it_
     whole, again = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("whole", "again"))
     assert again == whole
     assert (ens / "calibration.json").read_text() == whole_calibration
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")  # an empty folder, the results written into it
+    assert main([*evaluate, "."]) == 0
+    assert {k: v for k, v in json.loads(Path("metrics.json").read_text()).items() if k != "interval"} == whole
+    assert not (tmp_path / "here.partial").exists()
 
 
 def test_an_interrupted_evaluate_of_a_run_continues_and_counts_one_look(tiny_model_dir, small_dataset_dir, tmp_path,

@@ -57,7 +57,8 @@ def text_key(text: str) -> str:
 
 
 def partial_path(out: Path) -> Path:
-    """Where the prices for OUT are kept until OUT is written."""
+    """Where the prices for OUT are kept until OUT is written (beside it: `--output-dir .` too)."""
+    out = out.resolve() if out.name in ("", "..") else out
     return out.with_name(out.name + ".partial")
 
 
