@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable
 
 import yaml
-from transformers import TrainerCallback
 
 from .baselines.neighbours import INDEX_FILE
 from .errors import PricetuneError
@@ -290,56 +289,3 @@ def push_after_training(run_dir: Path, cfg, log: Callable[[str], None] = print) 
         return None
     log(f"pushed adapter to https://huggingface.co/{url} ({'private' if cfg.hub_private else 'public'})")
     return url
-
-
-class CheckpointPusher(TrainerCallback):
-    """hub_strategy every_save: push the adapter at each checkpoint, as the reference's Trainer did,
-    on a background thread so training never waits on the network. Pushes run one at a time, in
-    order; a failure is reported once and stops further pushes; it never stops training or saving.
-    `wait()` before the final push."""
-
-    def __init__(self, cfg, log: Callable[[str], None] = print):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.cfg, self.log, self.repo_id, self.failed = cfg, log, None, False
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pricetune-push")
-        self.pending = []
-
-    def on_save(self, args, state, control, **kwargs):
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir() and not self.failed:
-            # a copy of the files now: rotation may delete the checkpoint before the push runs
-            import shutil
-            import tempfile
-
-            snapshot = Path(tempfile.mkdtemp(prefix="pricetune-ckpt-"))
-            try:  # what the final push carries, neighbours.json included: a pushed checkpoint loads as it is
-                stage_upload(checkpoint, snapshot)
-            except PricetuneError:
-                shutil.rmtree(snapshot, ignore_errors=True)
-                return
-            self.pending.append(self.pool.submit(self.push, snapshot, state.global_step))
-
-    def push(self, checkpoint: Path, step: int) -> None:
-        import shutil
-
-        try:
-            if self.failed:
-                return
-            token = get_token()
-            try:
-                self.repo_id = self.repo_id or resolve_repo_id(self.cfg.run_name, self.cfg.hub_model_id,
-                                                               self.cfg.hub_user, token)
-                push_folder(checkpoint, self.repo_id, self.cfg.hub_private, token, retries=1, log=self.log)
-                self.log(f"pushed checkpoint {step} to {self.repo_id}")
-            except Exception as e:
-                self.failed = True
-                self.log(f"checkpoint push failed ({describe_failure(e, token)}); training goes on, "
-                         "and the final adapter push will be tried at the end")
-        finally:
-            shutil.rmtree(checkpoint, ignore_errors=True)
-
-    def wait(self) -> None:
-        for future in self.pending:
-            future.result()
-        self.pool.shutdown(wait=True)

@@ -15,6 +15,7 @@ from tests.conftest import tiny_overrides, train_cli_args, write_jsonl
 
 def test_a_checkpoint_push_carries_the_neighbours_and_the_public_config(tmp_path, monkeypatch):
     from pricetune import hub
+    from pricetune.training.callbacks import CheckpointPusher
 
     run = tmp_path / "run"
     (run / "checkpoint-4").mkdir(parents=True)
@@ -30,7 +31,7 @@ def test_a_checkpoint_push_carries_the_neighbours_and_the_public_config(tmp_path
     monkeypatch.setattr(hub, "push_folder", fake_push)
     monkeypatch.setattr(hub, "get_token", lambda: None)
     cfg = SimpleNamespace(run_name="r", hub_model_id="someone/r", hub_user=None, hub_private=True)
-    pusher = hub.CheckpointPusher(cfg, log=lambda _: None)
+    pusher = CheckpointPusher(cfg, log=lambda _: None)
     pusher.on_save(SimpleNamespace(output_dir=str(run)), SimpleNamespace(global_step=4), None)
     pusher.wait()
     assert "neighbours.json" in pushed["files"] and "adapter_config.json" in pushed["files"]
@@ -246,7 +247,7 @@ def test_the_cli_hides_peft_s_deprecation_warning_and_no_other(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from pricetune.cli import quiet_third_party
+    from pricetune.quiet import quiet_third_party
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     with warnings.catch_warnings(record=True) as caught:
@@ -259,6 +260,28 @@ def test_the_cli_hides_peft_s_deprecation_warning_and_no_other(tiny_model_dir):
     assert "a library's own future change" in messages
 
 
+def test_pricer_in_a_fresh_interpreter_shows_no_third_party_noise(tiny_model_dir, small_dataset_dir, tmp_path):
+    """`Pricer.from_run` in a user's Python printed what the command line hides: PEFT's FutureWarning
+    and, on CPUs with AVX-512 BF16, bitsandbytes' 'Failed to load CPU gemm_4bit_forward' (PEFT imports
+    it), both before the model was asked anything."""
+    import subprocess
+    import sys
+
+    from pricetune.config import resolve_config
+    from pricetune.training import train
+
+    from .conftest import tiny_overrides
+
+    run = tmp_path / "run"
+    train(resolve_config("demo", overrides=tiny_overrides(tiny_model_dir, small_dataset_dir, run, quantization="none",
+                                                          max_steps=1)), log=lambda _: None)
+    code = f"from pricetune.inference import Pricer; print(Pricer.from_run({str(run)!r}).price('Title: a pen'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"})
+    assert done.returncode == 0, done.stderr
+    assert "is_gradient_checkpointing" not in done.stderr and "gemm_4bit_forward" not in done.stderr, done.stderr
+
+
 def test_saving_an_adapter_of_a_base_known_by_name_asks_no_hub_and_warns_nothing(tiny_model_dir, tmp_path):
     """Such an adapter records the base's name (`smollm2-135m`), which PEFT looks up on the Hub at every
     save; the command line hides that lookup's warnings for the names pricetune knows, and only those."""
@@ -267,7 +290,7 @@ def test_saving_an_adapter_of_a_base_known_by_name_asks_no_hub_and_warns_nothing
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from pricetune.cli import quiet_third_party
+    from pricetune.quiet import quiet_third_party
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            LoraConfig(r=2, target_modules=["q_proj"]))

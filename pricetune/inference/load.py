@@ -13,6 +13,7 @@ from ..baselines.neighbours import INDEX_FILE
 from ..config import EXPORT_INFO, is_export
 from ..errors import PricetuneError
 from ..hub import CONFIG_NAME
+from ..quiet import quiet_third_party
 from .generate import generate_prices
 
 
@@ -114,6 +115,7 @@ def load_model(
     In bf16 the merged weights round differently, which moves a price by about 1% (the same benchmark
     reports it, with both sides' MAE). A quantized base keeps its adapter beside it: merging would
     round the update to 4 or 8 bits."""
+    quiet_third_party()  # before PEFT imports bitsandbytes: `Pricer` users see what the command line shows
     from ..modeling import load_adapter, load_base_model, load_fully_trained, load_tokenizer, pick_precision
 
     if run is not None:

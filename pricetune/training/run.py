@@ -32,7 +32,7 @@ from ..modeling import (
     pick_precision,
 )
 from ..regress import HEAD_FILE, PriceScale, RegressionCollator, tokenize_regression_rows
-from .callbacks import GracefulStop, MetricsLogger, OpeningLoss, ValTime
+from .callbacks import CheckpointPusher, GracefulStop, MetricsLogger, OpeningLoss, ValTime
 from .card import write_model_card
 from .common import (
     check_compiler, compile_layers, compile_notice, find_checkpoint, keep_compile_cache_in, resolve_fast,
@@ -356,7 +356,7 @@ def train(cfg: RunConfig, log: Callable[[str], None] = print, resume: str | None
     stop = GracefulStop()
     trainer.add_callback(stop)
     if cfg.push_to_hub and cfg.hub_strategy == "every_save" and main:
-        pusher = hub.CheckpointPusher(cfg, log)
+        pusher = CheckpointPusher(cfg, log)
         trainer.add_callback(pusher)
     else:
         pusher = None
