@@ -167,8 +167,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         "then evaluate it, predict with it and push it to the Hugging Face Hub.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    t = sub.add_parser("train", help="fine-tune a LoRA adapter (the reference recipe, steps 0-7)",
-                       description="Fine-tune a LoRA adapter. Values resolve as defaults < --preset < --config < options.")
+    t = sub.add_parser("train", help="fine-tune a model to price: LoRA/QLoRA (the reference recipe, steps 0-7), "
+                       "a price head, or every weight of a small encoder",
+                       description="Fine-tune a model to price: a LoRA adapter (on a 4-bit base: QLoRA), with a price "
+                       "head for `--objective regress`, or every weight of a small encoder (`--finetune full`). Values "
+                       "resolve as defaults < --preset < --config < options.")
     names = add_train_arguments(t)
     t.set_defaults(func=cmd_train)
     for name, help_text, description, add_arguments, func in subcommands():
@@ -224,7 +227,7 @@ def subcommands() -> list[tuple]:
     from .serving.cli import add_serve_arguments
 
     return [
-        ("push", "push a finished run's adapter to the Hub (private by default)", None, add_push_arguments, cmd_push),
+        ("push", "push a finished run, or a folder `export` wrote, to the Hub (private by default)", None, add_push_arguments, cmd_push),
         ("evaluate", "price a test split and report error metrics, charts and an HTML page", None,
          add_evaluate_arguments, lazy(".evaluation:evaluate_cli")),
         ("prepare", "turn a raw product catalog into a training set (with a data card)", None,
